@@ -1,0 +1,12 @@
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class CatalogSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CATALOG_", extra="ignore", frozen=True)
+
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    run_request_timeout: float = Field(default=10.0, gt=0)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)

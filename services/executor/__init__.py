@@ -1,0 +1,1 @@
+"""Executor: claims runs, does the data work, reports progress and logs; scaled horizontally."""

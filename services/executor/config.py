@@ -1,0 +1,30 @@
+import os
+import socket
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+def default_executor_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ExecutorSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EXECUTOR_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    http_port: int = Field(default=8002, ge=0, le=65535)
+    executor_id: str = Field(default_factory=default_executor_id, pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    concurrency: int = Field(
+        default=2, ge=1, le=64, validation_alias=AliasChoices("EXECUTOR_CONCURRENCY", "concurrency")
+    )
+    lease_seconds: float = Field(default=30.0, ge=2)
+    reaper_interval: float = Field(default=5.0, gt=0)
+    progress_interval: float = Field(default=2.0, gt=0)
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    read_chunk_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    retry_backoff: float = Field(default=2.0, ge=0)

@@ -1,0 +1,17 @@
+from shared.errors import PermanentError, RetryableError
+
+
+class SourceUnavailable(RetryableError):
+    """The SFTP server or the network failed in a way a later attempt may not."""
+
+
+class SourceRefused(PermanentError):
+    """Authentication failure, host-key mismatch, missing file, path outside the base directory."""
+
+
+class BadFile(PermanentError):
+    """The file cannot be read as configured (header missing columns, undecodable bytes)."""
+
+
+class RunStopped(Exception):
+    """Raised at a safe point after a stop request; not an error of the run."""

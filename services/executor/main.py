@@ -1,0 +1,51 @@
+"""Executor app factory: wiring only."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.executor.config import ExecutorSettings
+from services.executor.importer import ImportSettings
+from services.executor.repository import MongoCatalogReader, MongoLeaseStore, MongoTableWriter
+from services.executor.service import ExecutionSettings, ExecutorService
+from services.executor.subscribers import register_subscribers
+from shared.runtime import ServiceRuntime, create_http_app
+from shared.secrets import secret_box
+from shared.settings import CommonSettings
+from shared.tasks import PeriodicTask
+
+
+def build_app(common: CommonSettings | None = None, settings: ExecutorSettings | None = None) -> FastAPI:
+    common = common or CommonSettings()
+    settings = settings or ExecutorSettings()
+    runtime = ServiceRuntime.create("executor", common, prefetch=settings.concurrency)
+    leases = MongoLeaseStore(runtime.mongo, runtime.db_name, settings.lease_seconds)
+    service = ExecutorService(
+        _execution_settings(settings),
+        leases=leases,
+        catalog=MongoCatalogReader(runtime.mongo, common.database("catalog")),
+        writer=MongoTableWriter(runtime.mongo, common.audience_database),
+        publisher=runtime.publisher,
+        secrets=secret_box(common),
+    )
+    register_subscribers(runtime, service, settings.executor_id)
+    reaper = PeriodicTask("lease-reaper", settings.reaper_interval, service.take_over_expired)
+
+    async def finish_in_flight() -> None:
+        await service.shutdown(grace=common.graceful_timeout)
+
+    runtime.on_start += [leases.ensure_indexes, reaper.start]
+    runtime.on_drain += [reaper.stop, finish_in_flight]
+    return create_http_app(runtime, title="Connect executor")
+
+
+def _execution_settings(settings: ExecutorSettings) -> ExecutionSettings:
+    return ExecutionSettings(
+        executor_id=settings.executor_id,
+        concurrency=settings.concurrency,
+        lease_seconds=settings.lease_seconds,
+        progress_interval=settings.progress_interval,
+        max_attempts=settings.max_attempts,
+        retry_backoff=settings.retry_backoff,
+        imports=ImportSettings(batch_size=settings.batch_size, read_chunk_bytes=settings.read_chunk_bytes),
+    )

@@ -1,0 +1,115 @@
+"""Everything a run tells the world: start, numbered log lines, progress, the one final event."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from services.executor.domain import Tally
+from services.executor.ports import EventPublisher, LeaseStore
+from shared.contracts import RunFinished, RunLog, RunProgress, RunRequested, RunStarted, RunStatus
+from shared.contracts.runs import (
+    LogLevel,
+    RunFinishedData,
+    RunLogData,
+    RunProgressData,
+    RunStartedData,
+)
+
+SOURCE = "connect/executor"
+
+
+class RunReporter:
+    def __init__(
+        self,
+        request: RunRequested,
+        *,
+        executor_id: str,
+        attempt: int,
+        publisher: EventPublisher,
+        leases: LeaseStore,
+        progress_interval: float,
+    ) -> None:
+        self.request = request
+        self.run_id = request.data.run_id
+        self.executor_id = executor_id
+        self.attempt = attempt
+        self.publisher = publisher
+        self.leases = leases
+        self.progress_interval = progress_interval
+        self.started_at = datetime.now(UTC)
+        self._started_clock = time.monotonic()
+        self._last_progress = 0.0
+        self.last_seq = 0
+
+    async def started(self) -> None:
+        job = self.request.data.job
+        await self.publisher.event(
+            RunStarted(
+                source=SOURCE,
+                subject=self.run_id,
+                data=RunStartedData(
+                    run_id=self.run_id,
+                    job_id=job.job_id,
+                    job_name=job.name,
+                    job_type=job.job_type,
+                    trigger=self.request.data.trigger,
+                    executor=self.executor_id,
+                    attempt=self.attempt,
+                    started_at=self.started_at,
+                ),
+            )
+        )
+
+    async def log(
+        self, message: str, level: LogLevel = LogLevel.INFO, **fields: str | int | float | None
+    ) -> None:
+        # The counter lives with the lease, so a take-over continues the numbering without a gap.
+        self.last_seq = await self.leases.next_log_seq(self.run_id)
+        data = RunLogData(
+            run_id=self.run_id,
+            seq=self.last_seq,
+            level=level,
+            message=message,
+            fields=fields,
+            at=datetime.now(UTC),
+        )
+        await self.publisher.event(RunLog(source=SOURCE, subject=self.run_id, data=data))
+
+    async def progress(self, tally: Tally, bytes_total: int | None, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_progress < self.progress_interval:
+            return
+        self._last_progress = now
+        elapsed = max(now - self._started_clock, 1e-6)
+        data = RunProgressData(
+            run_id=self.run_id,
+            records_read=tally.read,
+            records_written=tally.written,
+            records_rejected=tally.rejected,
+            bytes_read=tally.bytes_read,
+            bytes_total=bytes_total,
+            records_per_second=round(tally.read / elapsed, 1),
+            at=datetime.now(UTC),
+        )
+        await self.publisher.event(RunProgress(source=SOURCE, subject=self.run_id, data=data))
+
+    def finished(
+        self, status: RunStatus, tally: Tally, *, error: str | None = None, rejects_file: str | None = None
+    ) -> RunFinished:
+        return RunFinished(
+            id=f"run-finished-{self.run_id}",
+            source=SOURCE,
+            subject=self.run_id,
+            data=RunFinishedData(
+                run_id=self.run_id,
+                job_id=self.request.data.job.job_id,
+                status=status,
+                counts=tally.counts(),
+                started_at=self.started_at,
+                finished_at=datetime.now(UTC),
+                error=error,
+                rejects_file=rejects_file,
+                last_log_seq=self.last_seq,
+            ),
+        )

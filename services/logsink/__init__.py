@@ -1,0 +1,1 @@
+"""Logsink: the faithful record of every run and its numbered log."""

@@ -1,0 +1,1 @@
+"""Scheduler: the only place where runs are born (run ids, outbox, RunRequested)."""

@@ -1,0 +1,1 @@
+"""Connect's shared package: message contracts, topology, settings, errors and infrastructure helpers."""

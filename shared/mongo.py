@@ -1,0 +1,100 @@
+"""MongoDB client lifecycle (PyMongo's asyncio client) and the embedded server for dev and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+from shared.errors import RetryableError
+
+MongoClient = AsyncMongoClient[dict[str, Any]]
+
+
+def create_client(url: str) -> MongoClient:
+    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=5000)
+
+
+async def ping(client: MongoClient) -> bool:
+    try:
+        await client.admin.command("ping")
+    except PyMongoError:
+        return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedMongo:
+    """The embedded MongoDB-compatible server (SecantusDB) as a separate process on a loopback port.
+
+    Used whenever `MONGO_URL` is unset: a real server over the wire protocol, never an in-process fake.
+    """
+
+    def __init__(self, data_dir: Path, port: int | None = None, log_file: Path | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.log_file = log_file or data_dir.parent / f"{data_dir.name}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def start(self, timeout: float = 30.0) -> str:
+        executable = shutil.which("secantusd-py") or str(Path(sys.executable).parent / "secantusd-py")
+        if not Path(executable).exists():
+            raise RetryableError(
+                "the embedded database is not installed: pip install 'audience-connect[embedded]'"
+            )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            self._process = subprocess.Popen(
+                [executable, "--host", "127.0.0.1", "--port", str(self.port),
+                 "--storage-path", str(self.data_dir), "--log-level", "WARNING"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        self._wait_until_listening(timeout)
+        return self.url
+
+    def _wait_until_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RetryableError(f"embedded database exited at start-up; see {self.log_file}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RetryableError(f"embedded database did not listen on port {self.port} within {timeout}s")
+
+    def stop(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+async def wait_for(client: MongoClient, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await ping(client):
+        if time.monotonic() > deadline:
+            raise RetryableError("database not reachable")
+        await asyncio.sleep(0.2)

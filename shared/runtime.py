@@ -1,0 +1,128 @@
+"""What every service process is made of: broker, topology, database, metrics and an HTTP face.
+
+Each service's `main.py` builds a `ServiceRuntime`, registers its subscribers on the broker and
+serves `create_http_app(...)` with uvicorn. The HTTP app's lifespan starts and stops everything in
+order, so SIGTERM (uvicorn's shutdown) stops consuming, lets in-flight handlers finish within the
+graceful timeout and closes the connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Response
+from faststream.rabbit import RabbitBroker
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from shared.messaging import Publisher, create_broker, permanent_error_middleware
+from shared.metrics import create_registry
+from shared.mongo import MongoClient, create_client, ping, wait_for
+from shared.settings import CommonSettings
+from shared.topology import Topology, declare_topology
+
+logger = logging.getLogger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class ServiceRuntime:
+    service: str
+    settings: CommonSettings
+    topology: Topology
+    broker: RabbitBroker
+    mongo: MongoClient
+    registry: CollectorRegistry
+    publisher: Publisher
+    on_start: list[Hook] = field(default_factory=list)
+    on_drain: list[Hook] = field(default_factory=list)  # after consuming stops, before the broker closes
+    on_stop: list[Hook] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, service: str, settings: CommonSettings, *, prefetch: int) -> ServiceRuntime:
+        if not settings.mongo_url:
+            raise SystemExit("MONGO_URL is not set (use `connect dev` to run with the embedded database)")
+        registry = create_registry(service)
+        broker = create_broker(
+            settings.amqp_url,
+            service=service,
+            registry=registry,
+            prefetch=prefetch,
+            graceful_timeout=settings.graceful_timeout,
+        )
+        topology = Topology(prefix=settings.amqp_prefix)
+        publisher = Publisher(broker, topology)
+        broker.add_middleware(permanent_error_middleware(publisher))
+        return cls(
+            service=service,
+            settings=settings,
+            topology=topology,
+            broker=broker,
+            mongo=create_client(settings.mongo_url),
+            registry=registry,
+            publisher=publisher,
+        )
+
+    @property
+    def db_name(self) -> str:
+        return self.settings.database(self.service)
+
+    async def start(self) -> None:
+        await wait_for(self.mongo)
+        await self.broker.connect()
+        await declare_topology(self.broker, self.topology)
+        for hook in self.on_start:
+            await hook()
+        await self.broker.start()
+        logger.info("service started")
+
+    async def stop(self) -> None:
+        logger.info("service stopping")
+        for subscriber in self.broker.subscribers:
+            await subscriber.stop()  # no new deliveries; waits for handlers in progress
+        for hook in self.on_drain:
+            await hook()
+        await self.broker.stop()
+        for hook in reversed(self.on_stop):
+            await hook()
+        await self.mongo.close()
+
+    async def ready(self) -> dict[str, bool]:
+        broker_ok, db_ok = await asyncio.gather(self.broker.ping(timeout=2.0), ping(self.mongo))
+        return {"broker": bool(broker_ok), "database": db_ok}
+
+
+def create_http_app(runtime: ServiceRuntime, *, title: str, **fastapi_kwargs: object) -> FastAPI:
+    """FastAPI app with /healthz, /readyz and /metrics whose lifespan runs the service."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, lifespan=lifespan, **fastapi_kwargs)  # type: ignore[arg-type]
+    app.state.runtime = runtime
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(response: Response) -> dict[str, object]:
+        checks = await runtime.ready()
+        ready = all(checks.values())
+        response.status_code = 200 if ready else 503
+        return {"status": "ready" if ready else "not ready", "checks": checks}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
