@@ -1,0 +1,69 @@
+"""Session-wide real servers and per-test isolation (unique database and queue names)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.mongo import MongoClient, create_client
+from shared.settings import CommonSettings
+from tests.support.servers import Sshd, mongo_server, require_broker, sshd_server
+
+TEST_SECRET_KEY = "test-secret-key-not-for-production"
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    url = os.environ.get("AMQP_URL", "amqp://guest:guest@localhost:5672/")
+    require_broker(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with mongo_server(tmp_path_factory.mktemp("db")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    with sshd_server(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings(amqp_url: str, mongo_url: str, unique: str) -> CommonSettings:
+    """Settings of one test: its own databases and its own exchanges and queues."""
+    return CommonSettings.model_validate(
+        {
+            "AMQP_URL": amqp_url,
+            "MONGO_URL": mongo_url,
+            "CONNECT_DB_PREFIX": f"t{unique}",
+            "CONNECT_AMQP_PREFIX": f"t{unique}.",
+            "CONNECT_SECRET_KEY": TEST_SECRET_KEY,
+            "CONNECT_GRACEFUL_TIMEOUT": 10,
+        }
+    )
+
+
+@pytest.fixture
+async def mongo(mongo_url: str) -> AsyncIterator[MongoClient]:
+    client = create_client(mongo_url)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    path = Path("test-artifacts")
+    path.mkdir(exist_ok=True)
+    return path
