@@ -12,7 +12,7 @@ from typing import Any
 from shared.contracts import RunFinished, RunLog, RunProgress, RunRequested, RunStarted
 from shared.contracts.runs import TERMINAL_STATUSES, RunStatus
 
-Update = tuple[dict[str, Any], dict[str, Any]]
+Update = tuple[dict[str, Any], dict[str, Any], bool]  # filter, update, upsert
 
 _TERMINAL = [status.value for status in TERMINAL_STATUSES]
 NOT_TERMINAL = {"status": {"$nin": _TERMINAL}}
@@ -28,26 +28,36 @@ def on_requested(event: RunRequested) -> Update:
     fields.update(
         requested_at=data.requested_at, requested_by=data.requested_by, run_number=_number(data.run_id)
     )
-    return {"_id": data.run_id}, {"$setOnInsert": {"status": RunStatus.QUEUED.value}, "$set": fields}
+    return {"_id": data.run_id}, {"$setOnInsert": {"status": RunStatus.QUEUED.value}, "$set": fields}, True
 
 
-def on_started(event: RunStarted) -> Update:
+def on_started(event: RunStarted) -> list[Update]:
     data = event.data
     fields = job_fields(data.run_id, data.job_id, data.job_name, data.job_type.value, data.trigger)
-    started = {"status": RunStatus.RUNNING.value, "executor": data.executor, "attempt": data.attempt}
-    # The first start time stays; a take-over only changes executor and attempt.
-    return (
-        {"_id": data.run_id, **NOT_TERMINAL},
-        {"$set": {**fields, **started}, "$min": {"started_at": data.started_at}},
-    )
+    taken_by = {"executor": data.executor, "attempt": data.attempt}
+    return [
+        # Who runs it: only a later attempt (a take-over) replaces an earlier one's executor.
+        (
+            {"_id": data.run_id, "attempt": {"$not": {"$gte": data.attempt}}},
+            {"$set": {**fields, **taken_by}, "$setOnInsert": {"status": RunStatus.RUNNING.value}},
+            True,
+        ),
+        # The first start time stays.
+        ({"_id": data.run_id}, {"$min": {"started_at": data.started_at}}, False),
+        # Queued becomes running; a terminal status never goes back.
+        (
+            {"_id": data.run_id, "status": RunStatus.QUEUED.value},
+            {"$set": {"status": RunStatus.RUNNING.value}},
+            False,
+        ),
+    ]
 
 
 def on_progress(event: RunProgress) -> Update:
     data = event.data
     progress = data.model_dump(mode="python", exclude={"run_id"})
-    return {"_id": data.run_id, **NOT_TERMINAL, "progress.at": {"$not": {"$gt": data.at}}}, {
-        "$set": {"progress": progress}
-    }
+    newer = {"_id": data.run_id, **NOT_TERMINAL, "progress.at": {"$not": {"$gt": data.at}}}
+    return newer, {"$set": {"progress": progress}}, False
 
 
 def on_finished(event: RunFinished) -> Update:
@@ -66,7 +76,11 @@ def on_finished(event: RunFinished) -> Update:
         "last_log_seq": data.last_log_seq,
         "finished_event_id": event.id,
     }
-    return {"_id": data.run_id, **NOT_TERMINAL}, {"$set": finished, "$min": {"started_at": data.started_at}}
+    return (
+        {"_id": data.run_id, **NOT_TERMINAL},
+        {"$set": finished, "$min": {"started_at": data.started_at}},
+        True,
+    )
 
 
 def log_document(event: RunLog) -> dict[str, Any]:

@@ -19,15 +19,16 @@ class LogsinkService:
         if event_type == RunLog.model_fields["type"].default:
             await self.records.add_log(domain.log_document(RunLog.model_validate(body)))
         elif event_type == RunRequested.model_fields["type"].default:
-            await self._apply(*domain.on_requested(RunRequested.model_validate(body)))
+            await self._apply(domain.on_requested(RunRequested.model_validate(body)))
         elif event_type == RunStarted.model_fields["type"].default:
             await self._apply(*domain.on_started(RunStarted.model_validate(body)))
         elif event_type == RunProgress.model_fields["type"].default:
-            await self._apply(*domain.on_progress(RunProgress.model_validate(body)), upsert=False)
+            await self._apply(domain.on_progress(RunProgress.model_validate(body)))
         elif event_type == RunFinished.model_fields["type"].default:
-            await self._apply(*domain.on_finished(RunFinished.model_validate(body)))
+            await self._apply(domain.on_finished(RunFinished.model_validate(body)))
         else:
             raise UnknownEvent(f"logsink does not record events of type {event_type!r}")
 
-    async def _apply(self, filter_: dict[str, Any], update: dict[str, Any], *, upsert: bool = True) -> None:
-        await self.records.apply(filter_, update, upsert=upsert)
+    async def _apply(self, *updates: domain.Update) -> None:
+        for filter_, update, upsert in updates:
+            await self.records.apply(filter_, update, upsert=upsert)

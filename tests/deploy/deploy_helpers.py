@@ -39,16 +39,24 @@ def find_tool(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    pytest.fail(f"required tool {name!r} not found next to {sys.executable} or on PATH; install it: {INSTALL_HINTS[name]}")
+    pytest.fail(
+        f"required tool {name!r} not found next to {sys.executable} or on PATH; install it: {INSTALL_HINTS[name]}"
+    )
 
 
-def run(args: list[str], *, cwd: Path = REPO, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+def run(
+    args: list[str], *, cwd: Path = REPO, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def run_ok(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     proc = run(args, **kwargs)
-    assert proc.returncode == 0, f"{' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == 0, (
+        f"{' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    )
     return proc
 
 

@@ -75,9 +75,13 @@ def test_depends_on_waits_for_healthy(services: dict[str, Any]) -> None:
         assert not isinstance(deps, list), f"{name}: depends_on must use the long form with conditions"
         for dep, spec in deps.items():
             assert dep in services, f"{name} depends on unknown service {dep}"
-            assert spec.get("condition") == "service_healthy", f"{name} -> {dep} must wait for service_healthy"
+            assert spec.get("condition") == "service_healthy", (
+                f"{name} -> {dep} must wait for service_healthy"
+            )
     for name in CONNECT_SERVICES:
-        assert {"rabbitmq", "mongodb"} <= set(services[name]["depends_on"]), f"{name} must wait for the broker and db"
+        assert {"rabbitmq", "mongodb"} <= set(services[name]["depends_on"]), (
+            f"{name} must wait for the broker and db"
+        )
 
 
 def test_connect_services_run_the_one_image(services: dict[str, Any]) -> None:
@@ -101,7 +105,9 @@ def test_replicas(services: dict[str, Any]) -> None:
         if (service.get("deploy") or {}).get("replicas", 1) > 1:
             for port in service.get("ports") or []:
                 published = str(port).rsplit(":", 2)
-                assert len(published) < 2, f"{name} has several replicas and cannot publish fixed host port {port}"
+                assert len(published) < 2, (
+                    f"{name} has several replicas and cannot publish fixed host port {port}"
+                )
 
 
 def test_graceful_shutdown_fits_in_stop_grace_period(services: dict[str, Any]) -> None:
@@ -109,7 +115,9 @@ def test_graceful_shutdown_fits_in_stop_grace_period(services: dict[str, Any]) -
         service = services[name]
         graceful = float(environment(service).get("CONNECT_GRACEFUL_TIMEOUT") or 30)
         grace = duration_seconds(service.get("stop_grace_period", "10s"))
-        assert grace > graceful, f"{name}: stop_grace_period {grace}s must exceed graceful timeout {graceful}s"
+        assert grace > graceful, (
+            f"{name}: stop_grace_period {grace}s must exceed graceful timeout {graceful}s"
+        )
     assert duration_seconds(services["executor"]["stop_grace_period"]) >= 100
 
 
@@ -119,7 +127,9 @@ def test_no_inline_secrets(services: dict[str, Any]) -> None:
             assert not any(word in key.upper() for word in SECRET_WORDS), (
                 f"{name}: {key} looks secret; put it in .env (env_file), not in docker-compose.yml"
             )
-            assert value is None or not CREDENTIAL_URL.search(value), f"{name}: {key} holds a URL with credentials"
+            assert value is None or not CREDENTIAL_URL.search(value), (
+                f"{name}: {key} holds a URL with credentials"
+            )
     text = COMPOSE.read_text()
     assert not CREDENTIAL_URL.search(text), "a URL with credentials is written in docker-compose.yml"
 
@@ -149,7 +159,13 @@ def test_env_example_documents_every_variable() -> None:
             key, sep, value = line.partition("=")
             assert sep, f"malformed line in env.example: {line!r}"
             values[key.strip()] = value.strip()
-    needed = {*REQUIRED_ENV, "RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS", "SFTP_USERS", "GF_SECURITY_ADMIN_PASSWORD"}
+    needed = {
+        *REQUIRED_ENV,
+        "RABBITMQ_DEFAULT_USER",
+        "RABBITMQ_DEFAULT_PASS",
+        "SFTP_USERS",
+        "GF_SECURITY_ADMIN_PASSWORD",
+    }
     assert needed <= set(values), f"env.example lacks {needed - set(values)}"
     assert values["AMQP_URL"].startswith("amqp://") and "@rabbitmq:5672" in values["AMQP_URL"]
     assert "replicaSet=rs0" in values["MONGO_URL"], "MongoDB must be used as a replica set (transactions)"

@@ -105,12 +105,18 @@ def test_final_stage_has_no_build_tools_and_only_copies_the_venv(dockerfile: str
     final = stages(dockerfile)[-1]
     for keyword, rest in final:
         if keyword == "RUN":
-            assert "apt-get install" not in rest and "apk add" not in rest, f"package install in final stage: {rest}"
+            assert "apt-get install" not in rest and "apk add" not in rest, (
+                f"package install in final stage: {rest}"
+            )
             assert not re.search(r"\bpip\d*\s+install\b", rest), f"pip install in final stage: {rest}"
             for tool in BUILD_TOOLS:
-                assert not re.search(rf"(^|\s){re.escape(tool)}(\s|$)", rest), f"{tool} in final stage: {rest}"
+                assert not re.search(rf"(^|\s){re.escape(tool)}(\s|$)", rest), (
+                    f"{tool} in final stage: {rest}"
+                )
     copies = [rest for keyword, rest in final if keyword == "COPY"]
-    assert any("--from=builder" in c and "/opt/venv" in c for c in copies), "final stage must take /opt/venv from builder"
+    assert any("--from=builder" in c and "/opt/venv" in c for c in copies), (
+        "final stage must take /opt/venv from builder"
+    )
     envs = " ".join(rest for keyword, rest in final if keyword == "ENV")
     assert "/opt/venv/bin" in envs, "the venv's bin dir must be on PATH in the final stage"
 
@@ -120,7 +126,9 @@ def test_runs_as_numeric_non_root_user(dockerfile: str) -> None:
     users = [rest for keyword, rest in final if keyword == "USER"]
     assert users, "final stage must set USER"
     uid, _, gid = users[-1].partition(":")
-    assert uid.isdigit() and int(uid) != 0, "USER must be a numeric non-root UID (Kubernetes runAsNonRoot checks it)"
+    assert uid.isdigit() and int(uid) != 0, (
+        "USER must be a numeric non-root UID (Kubernetes runAsNonRoot checks it)"
+    )
     assert not gid or (gid.isdigit() and int(gid) != 0)
     # nothing after USER switches back to root
     after = final[[k for k, _ in final].index("USER") :]
@@ -132,7 +140,9 @@ def test_exec_form_entrypoint_and_cmd(dockerfile: str) -> None:
     entrypoints = [rest for keyword, rest in final if keyword == "ENTRYPOINT"]
     cmds = [rest for keyword, rest in final if keyword == "CMD"]
     assert entrypoints and cmds
-    assert exec_form(entrypoints[-1]) == ["connect"], "ENTRYPOINT must be exec-form so connect is PID 1 and gets SIGTERM"
+    assert exec_form(entrypoints[-1]) == ["connect"], (
+        "ENTRYPOINT must be exec-form so connect is PID 1 and gets SIGTERM"
+    )
     assert exec_form(cmds[-1]) == ["serve", "catalog"]
 
 
@@ -177,7 +187,11 @@ def _pattern_matches(pattern: str, path: str) -> bool:
             regex += ".*"
             i += 2
         else:
-            regex += fnmatch.translate(pattern[i])[4:-3] if pattern[i] not in "*?" else ("[^/]*" if pattern[i] == "*" else "[^/]")
+            regex += (
+                fnmatch.translate(pattern[i])[4:-3]
+                if pattern[i] not in "*?"
+                else ("[^/]*" if pattern[i] == "*" else "[^/]")
+            )
             i += 1
     return re.fullmatch(regex, path) is not None
 
@@ -215,8 +229,14 @@ def test_copy_sources_exist_and_are_in_the_build_context(dockerfile: str) -> Non
 
 
 def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
-    for path in (".env", ".git/config", ".venv/bin/python", "var/data", "tests/unit/x.py",
-                 "services/__pycache__/x.cpython-311.pyc"):
+    for path in (
+        ".env",
+        ".git/config",
+        ".venv/bin/python",
+        "var/data",
+        "tests/unit/x.py",
+        "services/__pycache__/x.cpython-311.pyc",
+    ):
         assert dockerignored(path), f"{path} must not be sent to the Docker build context"
 
 
@@ -254,12 +274,18 @@ def health_server() -> Iterator[tuple[http.server.HTTPServer, type[_Handler]]]:
 def _check(service_args: list[str], env: dict[str, str]) -> int:
     base = {"PATH": "/usr/bin:/bin", "CONNECT_HEALTHCHECK_TIMEOUT": "3"}
     return subprocess.run(
-        [sys.executable, str(HEALTHCHECK_SCRIPT), *service_args], env={**base, **env},
-        capture_output=True, text=True, timeout=30, check=False,
+        [sys.executable, str(HEALTHCHECK_SCRIPT), *service_args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     ).returncode
 
 
-def test_healthcheck_script_reads_port_from_env(health_server: tuple[http.server.HTTPServer, type[_Handler]]) -> None:
+def test_healthcheck_script_reads_port_from_env(
+    health_server: tuple[http.server.HTTPServer, type[_Handler]],
+) -> None:
     server, handler = health_server
     port = str(server.server_address[1])
     assert _check(["executor"], {"EXECUTOR_HTTP_PORT": port}) == 0
@@ -282,5 +308,10 @@ def test_healthcheck_script_finds_the_service_of_pid1() -> None:
     finally:
         sys.path.remove(str(DEPLOY))
     assert set(healthcheck.DEFAULT_PORTS) == {"catalog", "scheduler", "executor", "logsink"}
-    assert healthcheck.DEFAULT_PORTS == {"catalog": 8000, "scheduler": 8001, "executor": 8002, "logsink": 8003}
+    assert healthcheck.DEFAULT_PORTS == {
+        "catalog": 8000,
+        "scheduler": 8001,
+        "executor": 8002,
+        "logsink": 8003,
+    }
     assert Path(healthcheck.__file__).resolve() == HEALTHCHECK_SCRIPT.resolve()

@@ -16,8 +16,14 @@ SERVICES = {"catalog": 8000, "scheduler": 8001, "executor": 8002, "logsink": 800
 SECRET_KEYS = {"AMQP_URL", "MONGO_URL", "CONNECT_SECRET_KEY"}
 CRD_SCHEMAS = {
     ("keda.sh/v1alpha1", "ScaledObject"): K8S / "schemas" / "keda.sh" / "scaledobject_v1alpha1.json",
-    ("keda.sh/v1alpha1", "TriggerAuthentication"): K8S / "schemas" / "keda.sh" / "triggerauthentication_v1alpha1.json",
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): K8S / "schemas" / "monitoring.coreos.com" / "servicemonitor_v1.json",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): K8S
+    / "schemas"
+    / "keda.sh"
+    / "triggerauthentication_v1alpha1.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): K8S
+    / "schemas"
+    / "monitoring.coreos.com"
+    / "servicemonitor_v1.json",
 }
 DEFAULT_GRACEFUL_TIMEOUT = 30
 
@@ -79,8 +85,17 @@ def test_kubectl_is_available() -> None:
 
 def test_overlay_renders(objects: list[dict[str, Any]], overlay: str) -> None:
     kinds = {o["kind"] for o in objects}
-    assert {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor"} <= kinds
-    assert not of_kind(objects, "Secret"), "no Secret may be committed; connect-secrets is created out of band"
+    assert {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ServiceMonitor",
+    } <= kinds
+    assert not of_kind(objects, "Secret"), (
+        "no Secret may be committed; connect-secrets is created out of band"
+    )
     namespaces = {o["metadata"].get("namespace") for o in objects}
     assert namespaces == {"connect" if overlay == "prod" else "connect-dev"}, namespaces
 
@@ -107,7 +122,9 @@ def test_kubernetes_validate_strict_rejects_unknown_fields(tmp_path: Path) -> No
     assert proc.returncode != 0, proc.stdout
 
 
-def test_every_custom_resource_has_a_schema_and_validates(objects: list[dict[str, Any]], tmp_path: Path) -> None:
+def test_every_custom_resource_has_a_schema_and_validates(
+    objects: list[dict[str, Any]], tmp_path: Path
+) -> None:
     checker = find_tool("check-jsonschema")
     crds = [o for o in objects if is_crd(o)]
     assert crds
@@ -130,7 +147,9 @@ def test_crd_schemas_are_valid_and_strict(tmp_path: Path) -> None:
     schema = CRD_SCHEMAS[("keda.sh/v1alpha1", "ScaledObject")]
     assert run([checker, "--schemafile", str(schema), str(path)]).returncode != 0
     for schema_path in CRD_SCHEMAS.values():
-        assert "datreeio/CRDs-catalog" in json.loads(schema_path.read_text())["$comment"], "record the schema source"
+        assert "datreeio/CRDs-catalog" in json.loads(schema_path.read_text())["$comment"], (
+            "record the schema source"
+        )
 
 
 # ---------------------------------------------------------------------------- pods
@@ -189,9 +208,13 @@ def test_termination_grace_exceeds_graceful_timeout(objects: list[dict[str, Any]
         if "exec" in pre_stop and pre_stop["exec"]["command"][0] == "sleep":
             sleep = float(pre_stop["exec"]["command"][1])
         grace = pod.get("terminationGracePeriodSeconds", 30)
-        assert grace > graceful + sleep, f"{name}: terminationGracePeriodSeconds {grace} <= {graceful} + preStop {sleep}"
+        assert grace > graceful + sleep, (
+            f"{name}: terminationGracePeriodSeconds {grace} <= {graceful} + preStop {sleep}"
+        )
     executor = deployments(objects)["executor"]
-    assert float(env_of(container(executor), objects)["CONNECT_GRACEFUL_TIMEOUT"]) >= 60, "runs need time to finish"
+    assert float(env_of(container(executor), objects)["CONNECT_GRACEFUL_TIMEOUT"]) >= 60, (
+        "runs need time to finish"
+    )
 
 
 def test_settings_and_secret_references(objects: list[dict[str, Any]]) -> None:
@@ -203,12 +226,15 @@ def test_settings_and_secret_references(objects: list[dict[str, Any]]) -> None:
         assert {"CONNECT_DB_PREFIX", "LOG_LEVEL"} <= set(env), f"{name}: settings from the ConfigMap"
         for key in SECRET_KEYS:
             ref = env.get(key)
-            assert isinstance(ref, dict) and ref.get("secretKeyRef") == {"name": "connect-secrets", "key": key}, (
-                f"{name}: {key} must come from Secret connect-secrets"
-            )
+            assert isinstance(ref, dict) and ref.get("secretKeyRef") == {
+                "name": "connect-secrets",
+                "key": key,
+            }, f"{name}: {key} must come from Secret connect-secrets"
         for item in c.get("env", []):
             if "value" in item:
-                assert not any(w in item["name"] for w in ("SECRET", "PASSWORD", "TOKEN", "URL")), item["name"]
+                assert not any(w in item["name"] for w in ("SECRET", "PASSWORD", "TOKEN", "URL")), item[
+                    "name"
+                ]
 
 
 def test_topology_spread(objects: list[dict[str, Any]]) -> None:
@@ -218,14 +244,18 @@ def test_topology_spread(objects: list[dict[str, Any]]) -> None:
         keys = {c["topologyKey"] for c in constraints}
         assert "kubernetes.io/hostname" in keys, f"{name}: spread over nodes"
         for c in constraints:
-            assert matches(c["labelSelector"], pod["metadata"]["labels"]), f"{name}: spread selector misses its pods"
+            assert matches(c["labelSelector"], pod["metadata"]["labels"]), (
+                f"{name}: spread selector misses its pods"
+            )
 
 
 def test_images_come_from_the_overlay(objects: list[dict[str, Any]], overlay: str) -> None:
     wanted = load_yaml(K8S / "overlays" / overlay / "kustomization.yaml")["images"][0]
     for name, deploy in deployments(objects).items():
         image = container(deploy)["image"]
-        assert image == f"{wanted['newName']}:{wanted['newTag']}", f"{name}: image {image} ignores the overlay"
+        assert image == f"{wanted['newName']}:{wanted['newTag']}", (
+            f"{name}: image {image} ignores the overlay"
+        )
         assert not image.endswith(":latest"), f"{name}: pin a tag"
 
 
@@ -237,11 +267,15 @@ def test_services_expose_metrics_and_catalog_http(objects: list[dict[str, Any]])
     for name, deploy in deployments(objects).items():
         svc = services.get(f"connect-{name}")
         assert svc, f"{name}: no Service"
-        assert matches({"matchLabels": svc["spec"]["selector"]}, deploy["spec"]["template"]["metadata"]["labels"])
+        assert matches(
+            {"matchLabels": svc["spec"]["selector"]}, deploy["spec"]["template"]["metadata"]["labels"]
+        )
         ports = {p["name"]: p for p in svc["spec"]["ports"]}
         assert "metrics" in ports, f"{name}: Service needs a port named metrics"
         assert ports["metrics"]["targetPort"] in ("http", SERVICES[name])
-    assert "http" in {p["name"] for p in services["connect-catalog"]["spec"]["ports"]}, "catalog HTTP API port"
+    assert "http" in {p["name"] for p in services["connect-catalog"]["spec"]["ports"]}, (
+        "catalog HTTP API port"
+    )
 
 
 def test_pod_disruption_budgets(objects: list[dict[str, Any]]) -> None:
@@ -260,7 +294,9 @@ def test_service_monitor_scrapes_every_service(objects: list[dict[str, Any]]) ->
     endpoint_ports = {e["port"] for e in spec["endpoints"]}
     assert {e.get("path", "/metrics") for e in spec["endpoints"]} == {"/metrics"}
     for svc in of_kind(objects, "Service"):
-        assert matches(spec["selector"], svc["metadata"]["labels"]), f"{svc['metadata']['name']} is not scraped"
+        assert matches(spec["selector"], svc["metadata"]["labels"]), (
+            f"{svc['metadata']['name']} is not scraped"
+        )
         assert endpoint_ports & {p["name"] for p in svc["spec"]["ports"]}
 
 
@@ -287,7 +323,9 @@ def test_network_policies(objects: list[dict[str, Any]]) -> None:
         isolated = {
             t
             for p in of_kind(objects, "NetworkPolicy")
-            if matches(p["spec"]["podSelector"], labels) and not p["spec"].get("ingress") and not p["spec"].get("egress")
+            if matches(p["spec"]["podSelector"], labels)
+            and not p["spec"].get("ingress")
+            and not p["spec"].get("egress")
             for t in p["spec"]["policyTypes"]
         }
         assert isolated == {"Ingress", "Egress"}, f"{name}: needs a default-deny policy"
@@ -295,7 +333,9 @@ def test_network_policies(objects: list[dict[str, Any]]) -> None:
         egress = _allowed(objects, labels, "Egress")
         assert all(r.get("ports") for r in egress), f"{name}: an egress rule allows every port"
         out = _ports(egress)
-        assert {("UDP", 53), ("TCP", 53), ("TCP", 5672), ("TCP", 27017)} <= out, f"{name}: DNS, AMQP, MongoDB egress"
+        assert {("UDP", 53), ("TCP", 53), ("TCP", 5672), ("TCP", 27017)} <= out, (
+            f"{name}: DNS, AMQP, MongoDB egress"
+        )
         external = {("TCP", 22), ("TCP", 443)}
         if name == "executor":
             assert external <= out, "executor needs SFTP and HTTPS egress"
@@ -311,7 +351,8 @@ def test_network_policies(objects: list[dict[str, Any]]) -> None:
             for r in ingress
             if ("TCP", port) in _ports([r])
             and any(
-                peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == "monitoring"
+                peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                == "monitoring"
                 for peer in r.get("from", [])
             )
         ]
@@ -342,7 +383,10 @@ def test_prod_replicas_and_keda() -> None:
     assert spec["maxReplicaCount"] > spec["minReplicaCount"]
     (trigger,) = spec["triggers"]
     assert trigger["type"] == "rabbitmq" and trigger["metadata"]["queueName"] == "executor.runs"
-    assert trigger["metadata"]["mode"] in ("QueueLength", "MessageRate") and int(trigger["metadata"]["value"]) > 0
+    assert (
+        trigger["metadata"]["mode"] in ("QueueLength", "MessageRate")
+        and int(trigger["metadata"]["value"]) > 0
+    )
 
     auth = by_name(objects, "TriggerAuthentication")[trigger["authenticationRef"]["name"]]
     refs = {(r["parameter"], r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}

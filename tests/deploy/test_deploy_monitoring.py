@@ -38,7 +38,9 @@ def test_promtool_alert_unit_tests() -> None:
 
 def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
-    bad.write_text("groups:\n  - name: x\n    rules:\n      - alert: Broken\n        expr: sum(rate(x[5m]) > \n")
+    bad.write_text(
+        "groups:\n  - name: x\n    rules:\n      - alert: Broken\n        expr: sum(rate(x[5m]) > \n"
+    )
     assert run([find_tool("promtool"), "check", "rules", str(bad)]).returncode != 0
 
 
@@ -56,10 +58,18 @@ def test_every_alert_has_a_unit_test(rules: dict[str, dict[str, Any]]) -> None:
 def test_required_alerts(rules: dict[str, dict[str, Any]]) -> None:
     exprs = {name: " ".join(r["expr"].split()) for name, r in rules.items()}
     joined = "\n".join(exprs.values())
-    assert re.search(r'increase\(connect_runs_total\{status="failed"\}\[\w+\]\)', joined), "runs failing alert"
-    assert re.search(r"histogram_quantile\(0\.99,.*connect_scheduler_fire_lag_seconds_bucket", joined), "scheduler lag p99"
-    assert re.search(r'rabbitmq_queue_messages\{queue="connect\.dead-letters"\}\).*> 0', joined), "DLQ not empty"
-    assert re.search(r'rabbitmq_queue_consumers\{queue="executor\.runs"\}\) == 0', joined), "no executor consuming"
+    assert re.search(r'increase\(connect_runs_total\{status="failed"\}\[\w+\]\)', joined), (
+        "runs failing alert"
+    )
+    assert re.search(r"histogram_quantile\(0\.99,.*connect_scheduler_fire_lag_seconds_bucket", joined), (
+        "scheduler lag p99"
+    )
+    assert re.search(r'rabbitmq_queue_messages\{queue="connect\.dead-letters"\}\).*> 0', joined), (
+        "DLQ not empty"
+    )
+    assert re.search(r'rabbitmq_queue_consumers\{queue="executor\.runs"\}\) == 0', joined), (
+        "no executor consuming"
+    )
     for name, rule in rules.items():
         assert rule.get("labels", {}).get("severity") in ("warning", "critical"), f"{name}: severity label"
         assert rule.get("annotations", {}).get("summary"), f"{name}: summary annotation"
@@ -78,7 +88,9 @@ def test_scrape_config_covers_every_service() -> None:
                 host, _, port = target.rpartition(":")
                 found[host] = int(port)
         if any(t.startswith("rabbitmq:") for sc in job.get("static_configs", []) for t in sc["targets"]):
-            assert job.get("metrics_path") == "/metrics/per-object", "per-queue metrics need /metrics/per-object"
+            assert job.get("metrics_path") == "/metrics/per-object", (
+                "per-queue metrics need /metrics/per-object"
+            )
     for host, port in SCRAPE_TARGETS.items():
         assert found.get(host) == port, f"{host}:{port} is not scraped (found {found.get(host)})"
 

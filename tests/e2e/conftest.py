@@ -31,7 +31,9 @@ class RunningSystem:
 
 
 @pytest.fixture(scope="module")
-def system_settings(amqp_url: str, mongo_url: str, tmp_path_factory: pytest.TempPathFactory) -> CommonSettings:
+def system_settings(
+    amqp_url: str, mongo_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> CommonSettings:
     prefix = tmp_path_factory.mktemp("e2e").name.replace("-", "_")[-20:]
     return CommonSettings.model_validate(
         {
@@ -45,7 +47,9 @@ def system_settings(amqp_url: str, mongo_url: str, tmp_path_factory: pytest.Temp
 
 
 @pytest.fixture(scope="module")
-def running_system(system_settings: CommonSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemProcesses]:
+def running_system(
+    system_settings: CommonSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SystemProcesses]:
     s = system_settings
     env = {
         "AMQP_URL": s.amqp_url,

@@ -38,7 +38,12 @@ async def create_job(api: httpx.AsyncClient, unique: str, connection_id: int, pa
 
 
 async def test_import_run_end_to_end(
-    api: httpx.AsyncClient, system: RunningSystem, sshd: Sshd, sftp_connection: int, mongo: MongoClient, unique: str
+    api: httpx.AsyncClient,
+    system: RunningSystem,
+    sshd: Sshd,
+    sftp_connection: int,
+    mongo: MongoClient,
+    unique: str,
 ) -> None:
     rows = [[f"C{i:04d}", f"user{i}@example.com", str(i * 10)] for i in range(1, 251)]
     write_csv(sshd, f"{unique}/contacts.csv", [["id", "email", "points"], *rows])
@@ -63,7 +68,14 @@ async def test_import_run_end_to_end(
     assert seqs[-1] == run["last_log_seq"]
     assert logs["missing"] == []
     messages = " | ".join(line["message"] for line in logs["lines"])
-    for milestone in ("started", "connected", "file found", "header read", "100 % of the file read", "finished"):
+    for milestone in (
+        "started",
+        "connected",
+        "file found",
+        "header read",
+        "100 % of the file read",
+        "finished",
+    ):
         assert milestone in messages
 
     second = await api.post(f"/jobs/{job_id}/run")
@@ -78,7 +90,12 @@ async def test_import_run_end_to_end(
 
 
 async def test_malformed_rows_are_rejected_with_line_and_reason(
-    api: httpx.AsyncClient, system: RunningSystem, sshd: Sshd, sftp_connection: int, mongo: MongoClient, unique: str
+    api: httpx.AsyncClient,
+    system: RunningSystem,
+    sshd: Sshd,
+    sftp_connection: int,
+    mongo: MongoClient,
+    unique: str,
 ) -> None:
     lines = [
         ["id", "email", "points"],

@@ -1,0 +1,94 @@
+"""Run records against the real database: idempotent and tolerant of any event order."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.logsink.repository import MongoRunRecords
+from services.logsink.service import LogsinkService
+from shared.contracts import Envelope, RunFinished, RunLog, RunProgress, RunStarted
+from shared.contracts.runs import (
+    RunCounts,
+    RunFinishedData,
+    RunLogData,
+    RunProgressData,
+    RunStartedData,
+    RunStatus,
+)
+from shared.mongo import MongoClient
+from shared.settings import CommonSettings
+from tests.integration.test_messaging import run_requested
+
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def records(mongo: MongoClient, settings: CommonSettings) -> AsyncIterator[MongoRunRecords]:
+    store = MongoRunRecords(mongo, settings.database("logsink"))
+    await store.ensure_indexes()
+    yield store
+    await mongo.drop_database(settings.database("logsink"))
+
+
+def lifecycle(run_id: str) -> list[Envelope]:
+    requested = run_requested(run_id)
+    started = RunStarted(
+        source="t",
+        data=RunStartedData(
+            run_id=run_id, job_id=7, job_name="job", job_type="import", trigger="on_demand",
+            executor="ex-1", attempt=1, started_at=T0,
+        ),
+    )  # fmt: skip
+    progress = RunProgress(
+        source="t",
+        data=RunProgressData(
+            run_id=run_id, records_read=5, records_written=5, records_rejected=0, bytes_read=50,
+            records_per_second=10, at=T0 + timedelta(seconds=1),
+        ),
+    )  # fmt: skip
+    finished = RunFinished(
+        source="t",
+        data=RunFinishedData(
+            run_id=run_id, job_id=7, status=RunStatus.SUCCEEDED, counts=RunCounts(read=10, inserted=10),
+            started_at=T0, finished_at=T0 + timedelta(seconds=4), last_log_seq=2,
+        ),
+    )  # fmt: skip
+    return [requested, started, progress, finished]
+
+
+async def record_all(service: LogsinkService, events: list[Envelope]) -> None:
+    for event in events:
+        await service.record(event.model_dump(mode="json"))
+
+
+async def test_any_order_and_duplicates_give_the_same_terminal_record(
+    records: MongoRunRecords, mongo: MongoClient, settings: CommonSettings
+) -> None:
+    service = LogsinkService(records)
+    runs = mongo[settings.database("logsink")]["runs"]
+    for number, order in enumerate(itertools.permutations(range(4)), start=1):
+        run_id = f"7.{number}"
+        events = lifecycle(run_id)
+        await record_all(service, [events[i] for i in order] + [events[3], events[1]])  # + redelivered
+        doc: dict[str, Any] | None = await runs.find_one({"_id": run_id})
+        assert doc is not None
+        assert doc["status"] == "succeeded", (order, doc)
+        assert doc["counts"]["read"] == 10
+        assert doc["duration_seconds"] == 4.0
+        assert doc["started_at"].replace(tzinfo=UTC) == T0
+        assert doc["job_name"] == "job" and doc["executor"] == "ex-1"
+
+
+async def test_log_lines_are_stored_once(
+    records: MongoRunRecords, mongo: MongoClient, settings: CommonSettings
+) -> None:
+    service = LogsinkService(records)
+    line = RunLog(source="t", data=RunLogData(run_id="7.1", seq=1, message="hello", at=T0))
+    await record_all(service, [line, line, line])
+    logs = mongo[settings.database("logsink")]["run_logs"]
+    assert await logs.count_documents({"run_id": "7.1"}) == 1

@@ -1,0 +1,89 @@
+"""Run allocation and the outbox against the real database: atomic, idempotent, never overlapping."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.scheduler.domain import build_run_requested
+from services.scheduler.errors import JobAlreadyRunning
+from services.scheduler.repository import MongoSchedulerRepository
+from shared.contracts import RunJob, RunRequested
+from shared.contracts.runs import RunJobData
+from shared.mongo import MongoClient
+from shared.runid import RunId
+from shared.settings import CommonSettings
+from tests.integration.test_messaging import run_requested
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def repo(mongo: MongoClient, settings: CommonSettings) -> AsyncIterator[MongoSchedulerRepository]:
+    repository = MongoSchedulerRepository(mongo, settings.database("scheduler"))
+    await repository.ensure_indexes()
+    yield repository
+    await mongo.drop_database(settings.database("scheduler"))
+
+
+def command_for(job_id: int) -> RunJob:
+    job = run_requested().data.job.model_copy(update={"job_id": job_id})
+    return RunJob(source="test", data=RunJobData(job=job, requested_by="test"))
+
+
+async def allocate(repo: MongoSchedulerRepository, command: RunJob) -> RunRequested:
+    return await repo.allocate_run(
+        request_id=command.id,
+        job_id=command.data.job.job_id,
+        build=lambda run_id: build_run_requested(command, run_id, NOW),
+    )
+
+
+async def test_run_numbers_count_up_per_job(repo: MongoSchedulerRepository) -> None:
+    seen = []
+    for _ in range(3):
+        message = await allocate(repo, command_for(5))
+        seen.append(message.data.run_id)
+        await repo.release_job(5, message.data.run_id)
+    other = await allocate(repo, command_for(6))
+    assert seen == ["5.1", "5.2", "5.3"]
+    assert other.data.run_id == "6.1"
+
+
+async def test_concurrent_run_now_for_one_job_allocates_exactly_one_run(
+    repo: MongoSchedulerRepository,
+) -> None:
+    results = await asyncio.gather(
+        *(allocate(repo, command_for(9)) for _ in range(8)), return_exceptions=True
+    )
+    allocated = [r for r in results if isinstance(r, RunRequested)]
+    refused = [r for r in results if isinstance(r, JobAlreadyRunning)]
+    assert [m.data.run_id for m in allocated] == ["9.1"]
+    assert len(refused) == 7, results
+
+
+async def test_concurrent_runs_of_different_jobs_get_their_own_first_number(
+    repo: MongoSchedulerRepository,
+) -> None:
+    messages = await asyncio.gather(*(allocate(repo, command_for(job)) for job in range(100, 120)))
+    assert sorted(m.data.run_id for m in messages) == sorted(f"{job}.1" for job in range(100, 120))
+
+
+async def test_a_redelivered_command_gets_the_same_run(repo: MongoSchedulerRepository) -> None:
+    command = command_for(11)
+    first = await allocate(repo, command)
+    again = await allocate(repo, command)
+    assert again == first
+    assert RunId.parse(again.data.run_id) == RunId(11, 1)
+
+
+async def test_outbox_lists_unpublished_runs_until_marked(repo: MongoSchedulerRepository) -> None:
+    message = await allocate(repo, command_for(12))
+    later = NOW + timedelta(minutes=1)
+    assert [m.data.run_id for m in await repo.unpublished(later)] == ["12.1"]
+    await repo.mark_published("12.1")
+    assert await repo.unpublished(later) == []
+    assert message.id == "run-requested-12.1"
