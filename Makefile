@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint system-deps install clean
+.PHONY: run test lint asyncapi system-deps install clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,10 @@ lint: install
 	$(BIN)/ruff check services shared tests bench
 	$(BIN)/ruff format --check services shared tests bench
 	$(BIN)/mypy
+
+# Regenerate the committed AsyncAPI document after changing messages or consumers.
+asyncapi: install
+	$(BIN)/faststream docs gen services.asyncapi:docs --out docs/asyncapi.json
 
 clean:
 	rm -rf $(VENV) var

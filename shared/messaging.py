@@ -47,14 +47,9 @@ class Publisher:
         self.broker = broker
         self.topology = topology
 
-    async def event(self, message: Envelope) -> None:
-        await self._publish(message, self.topology.events, message.routing_key)
-
-    async def command(self, message: Envelope) -> None:
-        await self._publish(message, self.topology.commands, message.routing_key)
-
-    async def control(self, message: Envelope) -> None:
-        await self._publish(message, self.topology.control, "")
+    async def publish(self, message: Envelope) -> None:
+        """Publish on the exchange of the message's kind (events, commands or control)."""
+        await self._publish(message, self.topology.exchange_for(message.exchange_kind), message.routing_key)
 
     async def request(self, message: Envelope, *, timeout: float) -> Any:
         """Request/reply over the commands exchange; returns the decoded reply body."""

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Response
 from faststream.rabbit import RabbitBroker
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from shared.contracts import Envelope
 from shared.messaging import Publisher, create_broker, permanent_error_middleware
 from shared.metrics import create_registry
 from shared.mongo import MongoClient, create_client, ping, wait_for
@@ -66,6 +67,17 @@ class ServiceRuntime:
             registry=registry,
             publisher=publisher,
         )
+
+    def documents_publishing(self, *messages: type[Envelope]) -> None:
+        """Declare what this service publishes, so the AsyncAPI document shows it."""
+        for message in messages:
+            self.broker.publisher(
+                exchange=self.topology.exchange_for(message.exchange_kind),
+                routing_key=message.routing_key,
+                schema=message,
+                title=f"{self.service}:{message.model_fields['type'].default}",
+                description=(message.__doc__ or "").strip() or None,
+            )
 
     @property
     def db_name(self) -> str:

@@ -58,6 +58,10 @@ class Topology:
     def dead_letters_exchange(self) -> RabbitExchange:
         return RabbitExchange(self.name("connect.dlx"), type=ExchangeType.FANOUT, durable=True)
 
+    def exchange_for(self, kind: str) -> RabbitExchange:
+        """The exchange a message of this kind travels on (see `Envelope.exchange_kind`)."""
+        return {"events": self.events, "commands": self.commands, "control": self.control}[kind]
+
     @property
     def exchanges(self) -> tuple[RabbitExchange, ...]:
         return (self.commands, self.events, self.control, self.triggers, self.dead_letters_exchange)

@@ -206,7 +206,7 @@ class CatalogService:
             data=JobChangedData(job=_snapshot(document), active=document["active"]),
         )
         try:
-            await self.bus.event(event)
+            await self.bus.publish(event)
         except RetryableError:
             logger.warning("could not announce a job change", extra={"job_id": document["_id"]})
 

@@ -9,6 +9,7 @@ from services.executor.importer import ImportSettings
 from services.executor.repository import MongoCatalogReader, MongoLeaseStore, MongoTableWriter
 from services.executor.service import ExecutionSettings, ExecutorService
 from services.executor.subscribers import register_subscribers
+from shared.contracts import RunFinished, RunLog, RunProgress, RunStarted
 from shared.runtime import ServiceRuntime, create_http_app
 from shared.secrets import secret_box
 from shared.settings import CommonSettings
@@ -29,6 +30,7 @@ def build_app(common: CommonSettings | None = None, settings: ExecutorSettings |
         secrets=secret_box(common),
     )
     register_subscribers(runtime, service, settings.executor_id)
+    runtime.documents_publishing(RunStarted, RunLog, RunProgress, RunFinished)
     reaper = PeriodicTask("lease-reaper", settings.reaper_interval, service.take_over_expired)
 
     async def finish_in_flight() -> None:

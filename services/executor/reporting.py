@@ -44,7 +44,7 @@ class RunReporter:
 
     async def started(self) -> None:
         job = self.request.data.job
-        await self.publisher.event(
+        await self.publisher.publish(
             RunStarted(
                 source=SOURCE,
                 subject=self.run_id,
@@ -74,7 +74,7 @@ class RunReporter:
             fields=fields,
             at=datetime.now(UTC),
         )
-        await self.publisher.event(RunLog(source=SOURCE, subject=self.run_id, data=data))
+        await self.publisher.publish(RunLog(source=SOURCE, subject=self.run_id, data=data))
 
     async def progress(self, tally: Tally, bytes_total: int | None, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -92,7 +92,7 @@ class RunReporter:
             records_per_second=round(tally.read / elapsed, 1),
             at=datetime.now(UTC),
         )
-        await self.publisher.event(RunProgress(source=SOURCE, subject=self.run_id, data=data))
+        await self.publisher.publish(RunProgress(source=SOURCE, subject=self.run_id, data=data))
 
     def finished(
         self, status: RunStatus, tally: Tally, *, error: str | None = None, rejects_file: str | None = None

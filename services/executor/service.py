@@ -166,14 +166,14 @@ class ExecutorService:
     async def _report(self, finished: RunFinished) -> None:
         # Stored before it is published: a crash in between is repaired by `_resend_unreported`.
         await self.leases.finish(finished.data.run_id, self.settings.executor_id, finished.model_dump_json())
-        await self.publisher.event(finished)
+        await self.publisher.publish(finished)
         await self.leases.mark_reported(finished.data.run_id)
         logger.info("run finished", extra={"status": finished.data.status.value})
 
     async def _resend_unreported(self) -> None:
         for message in await self.leases.unreported(older_than_seconds=self.settings.lease_seconds):
             finished = RunFinished.model_validate_json(message)
-            await self.publisher.event(finished)
+            await self.publisher.publish(finished)
             await self.leases.mark_reported(finished.data.run_id)
 
     async def _heartbeat(self, active: ActiveRun, run_id: str) -> None:

@@ -53,7 +53,7 @@ class SchedulerService:
 
     async def _publish(self, run_id: str, message: RunRequested) -> None:
         try:
-            await self.publisher.event(message)
+            await self.publisher.publish(message)
         except RetryableError:
             logger.warning("publish failed; the outbox relay will resend", extra={"run_id": run_id})
             return

@@ -32,6 +32,8 @@ class Envelope(Frozen):
     """CloudEvents 1.0 attributes (structured mode) around a typed `data` payload."""
 
     routing_key: ClassVar[str] = ""
+    # Which exchange the message travels on: "events" (topic), "commands" (direct) or "control" (fanout).
+    exchange_kind: ClassVar[str] = "events"
 
     specversion: str = "1.0"
     id: str = Field(default_factory=new_message_id, description="Unique message id (idempotency key).")

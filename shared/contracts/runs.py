@@ -57,6 +57,7 @@ class RunJob(Envelope):
     """Command to the scheduler: allocate a run of this job now (request/reply)."""
 
     routing_key: ClassVar[str] = "scheduler.run-job"
+    exchange_kind: ClassVar[str] = "commands"
     type: Literal["connect.run.job.v1"] = "connect.run.job.v1"
     data: RunJobData
 
@@ -76,6 +77,8 @@ class StopRunData(Frozen):
 
 class StopRun(Envelope):
     """Broadcast to every executor: stop this run at the next safe point."""
+
+    exchange_kind: ClassVar[str] = "control"
 
     type: Literal["connect.run.stop.v1"] = "connect.run.stop.v1"
     data: StopRunData

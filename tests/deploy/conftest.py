@@ -1,4 +1,4 @@
-"""Fixtures for tests/deploy (helpers live in deploy_helpers.py, a uniquely named module)."""
+"""Fixtures for tests/deploy (helpers live in deploy_helpers.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from deploy_helpers import OVERLAYS, render_overlay
+from tests.deploy.deploy_helpers import OVERLAYS, render_overlay
 
 
 @pytest.fixture(params=OVERLAYS)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from deploy_helpers import DEPLOY, REPO, find_tool, load_yaml, run, run_ok
+from tests.deploy.deploy_helpers import DEPLOY, REPO, find_tool, load_yaml, run, run_ok
 
 COMPOSE = REPO / "docker-compose.yml"
 CONNECT_SERVICES = {"catalog": 8000, "scheduler": 8001, "executor": 8002, "logsink": 8003}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy_helpers import DEPLOY, REPO, find_tool, run, run_ok
+from tests.deploy.deploy_helpers import DEPLOY, REPO, find_tool, run, run_ok
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 HEALTHCHECK_SCRIPT = DEPLOY / "healthcheck.py"

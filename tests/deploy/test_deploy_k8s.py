@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy_helpers import K8S, by_name, find_tool, load_yaml, of_kind, render_overlay, run, run_ok
+from tests.deploy.deploy_helpers import (
+    K8S,
+    by_name,
+    find_tool,
+    load_yaml,
+    of_kind,
+    render_overlay,
+    run,
+    run_ok,
+)
 
 K8S_VERSION = "1.30.0"  # oldest Kubernetes minor these manifests target
 SERVICES = {"catalog": 8000, "scheduler": 8001, "executor": 8002, "logsink": 8003}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy_helpers import DEPLOY, REPO, find_tool, load_yaml, run, run_ok
+from tests.deploy.deploy_helpers import DEPLOY, REPO, find_tool, load_yaml, run, run_ok
 
 PROM = DEPLOY / "prometheus"
 GRAFANA = DEPLOY / "grafana"

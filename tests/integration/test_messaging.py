@@ -55,7 +55,7 @@ async def test_topology_is_declared_idempotently_and_routes_run_events(
         await broker.connect()
         await declare_topology(broker, topology)
         await declare_topology(broker, topology)  # a second start-up changes nothing
-        await Publisher(broker, topology).event(run_requested())
+        await Publisher(broker, topology).publish(run_requested())
     executor_message = await get_message(settings.amqp_url, topology.executor_runs.name)
     logsink_message = await get_message(settings.amqp_url, topology.logsink_events.name)
     for message in (executor_message, logsink_message):
@@ -92,7 +92,7 @@ async def test_permanent_failure_is_dead_lettered_with_its_reason(
         await broker.connect()
         await declare_topology(broker, topology)
         await broker.start()
-        await publisher.event(run_requested("7.2"))
+        await publisher.publish(run_requested("7.2"))
         dead = await get_message(settings.amqp_url, topology.dead_letters.name)
     assert calls == ["7.2"]  # not redelivered: permanent errors do not loop
     assert dead.headers["x-connect-reason"] == "PermanentError: the file can never be read"
@@ -136,7 +136,7 @@ async def test_retryable_failure_is_retried_then_dead_lettered_at_the_delivery_l
         await broker.connect()
         await declare_topology(broker, topology)
         await broker.start()
-        await publisher.event(run_requested("7.3"))
+        await publisher.publish(run_requested("7.3"))
         dead = await get_message(settings.amqp_url, topology.dead_letters.name, timeout=20)
         await asyncio.sleep(0.5)
     assert len(attempts) == topology.delivery_limit + 1  # first delivery + the limit of redeliveries
