@@ -18,11 +18,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# Debian packages the tests need (real sshd for SFTP tests); skipped when present.
+# Debian packages the tests need: sshd (real SFTP server) and promtool (alert rules); skipped when present.
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 system-deps:
-	@command -v /usr/sbin/sshd >/dev/null || { \
-	  echo "installing openssh-server (real sshd for the SFTP tests)"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null); }
+	@missing=""; \
+	  [ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
+	  command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing$$missing"; \
+	    apt-get update -qq && $(APT_INSTALL) $$missing >/dev/null; \
+	  fi
 
 run: install
 	$(BIN)/connect dev

@@ -12,8 +12,8 @@ from typing import Any
 
 from faststream.specification import AsyncAPI
 
-from services.launch import build_service_app
 from services.dev.processes import SERVICES
+from services.launch import build_service_app
 from shared.metrics import package_version
 from shared.settings import CommonSettings
 

@@ -1,17 +1,17 @@
 """Documents the catalog stores and other services read as a read model (never write).
 
-The executor reads connections (to reach SFTP) and table definitions (to map and write records).
+The executor reads connections (to reach SFTP or a REST endpoint) and table definitions (to map
+and write records); the scheduler's schedule state is read by the catalog in return (see
+`shared.schedule_state`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.contracts.jobs import TableField
+from shared.contracts.jobs import FieldType, TableField
 
 
 class Record(BaseModel):
@@ -24,12 +24,31 @@ class TableKind(StrEnum):
     CUSTOM = "custom"
 
 
+# A list's system fields (DESIGN §4). RIID_ is assigned by Connect; the other three can be match columns.
+LIST_SYSTEM_FIELDS: tuple[TableField, ...] = (
+    TableField(name="RIID_", type=FieldType.INTEGER),
+    TableField(name="EMAIL_ADDRESS_", type=FieldType.EMAIL),
+    TableField(name="CUSTOMER_ID_", type=FieldType.STRING, max_length=255),
+    TableField(name="MOBILE_NUMBER_", type=FieldType.PHONE),
+    TableField(name="EMAIL_PERMISSION_STATUS_", type=FieldType.STRING, max_length=1),
+    TableField(name="MOBILE_PERMISSION_STATUS_", type=FieldType.STRING, max_length=1),
+)
+LIST_MATCH_COLUMNS = ("RIID_", "EMAIL_ADDRESS_", "CUSTOMER_ID_", "MOBILE_NUMBER_")
+
+
 class TableRecord(Record):
-    """A table definition; its data lives in the audience database, collection `table_<name>`."""
+    """A table definition; its data lives in the audience database, collection `table_<name>`.
+
+    * list: `fields` holds the system fields then the user fields; keyed by `RIID_`; each of
+      `LIST_MATCH_COLUMNS` has a unique sparse index.
+    * profile_extension: belongs to `parent_list`; one row per list record, keyed by `RIID_`.
+    * custom: keyed by its own `primary_key` (one or two fields).
+    """
 
     name: str
-    kind: Literal[TableKind.CUSTOM] = TableKind.CUSTOM
-    primary_key: tuple[str, ...] = Field(min_length=1, max_length=2)
+    kind: TableKind = TableKind.CUSTOM
+    primary_key: tuple[str, ...] = Field(default=(), max_length=2)
+    parent_list: str | None = None
     fields: tuple[TableField, ...]
     created_at: datetime
     created_by: str
@@ -37,6 +56,10 @@ class TableRecord(Record):
     @property
     def collection(self) -> str:
         return table_collection(self.name)
+
+    @property
+    def key_fields(self) -> tuple[str, ...]:
+        return ("RIID_",) if self.kind != TableKind.CUSTOM else self.primary_key
 
     def field(self, name: str) -> TableField | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -46,17 +69,27 @@ def table_collection(table_name: str) -> str:
     return f"table_{table_name}"
 
 
+class ConnectionKind(StrEnum):
+    SFTP = "sftp"
+    REST = "rest"
+
+
 class ConnectionRecord(Record):
-    """An SFTP endpoint. Secrets are stored encrypted (`shared.secrets.SecretBox`)."""
+    """An SFTP endpoint or a REST endpoint. Secrets are stored encrypted (`shared.secrets.SecretBox`)."""
 
     id: int = Field(alias="_id")
+    kind: ConnectionKind = ConnectionKind.SFTP
     name: str
-    host: str
-    port: int
-    username: str
+    # sftp
+    host: str = ""
+    port: int = 22
+    username: str = ""
     password_encrypted: str | None = None
     private_key_encrypted: str | None = None
-    host_key: str = Field(description="The server's public host key, OpenSSH format, pinned by the user.")
+    host_key: str = Field(default="", description="The server's public host key, OpenSSH format, pinned.")
     base_dir: str = "/"
+    # rest
+    base_url: str = ""
+    token_encrypted: str | None = None
     created_at: datetime
     created_by: str

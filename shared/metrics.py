@@ -1,10 +1,19 @@
-"""Prometheus registry per service process, with the metrics every service shares."""
+"""Prometheus metrics: one registry per service process, the same metric names in every service.
+
+Names follow `connect_<thing>_<unit>`; labels are bounded (job type, status, trigger, outcome,
+direction, event type) — never run ids or job names. FastStream's middleware adds message metrics.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import CollectorRegistry, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+DURATION_BUCKETS = (0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+BATCH_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
 def package_version() -> str:
@@ -14,9 +23,64 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def create_registry(service: str) -> CollectorRegistry:
+@dataclass(frozen=True)
+class Metrics:
+    registry: CollectorRegistry
+    runs_total: Counter
+    run_duration_seconds: Histogram
+    runs_in_progress: Gauge
+    records_processed_total: Counter
+    sftp_bytes_total: Counter
+    scheduler_fires_total: Counter
+    scheduler_fire_lag_seconds: Histogram
+    scheduler_missed_slots_total: Counter
+    logsink_events_total: Counter
+    logsink_batch_seconds: Histogram
+
+
+def create_metrics(service: str) -> Metrics:
     registry = CollectorRegistry()
     Info("connect_build", "Connect build information", registry=registry).info(
         {"version": package_version(), "service": service}
     )
-    return registry
+    r = registry
+    return Metrics(
+        registry=r,
+        runs_total=Counter(
+            "connect_runs_total", "Finished runs", ["job_type", "status", "trigger"], registry=r
+        ),
+        run_duration_seconds=Histogram(
+            "connect_run_duration_seconds", "Run duration", ["job_type"], buckets=DURATION_BUCKETS, registry=r
+        ),
+        runs_in_progress=Gauge("connect_runs_in_progress", "Runs being executed by this process", registry=r),
+        records_processed_total=Counter(
+            "connect_records_processed_total",
+            "Records processed (outcome: inserted, updated, rejected, exported)",
+            ["job_type", "outcome"],
+            registry=r,
+        ),
+        sftp_bytes_total=Counter("connect_sftp_bytes_total", "SFTP bytes", ["direction"], registry=r),
+        scheduler_fires_total=Counter(
+            "connect_scheduler_fires_total", "Schedule slots by outcome", ["outcome"], registry=r
+        ),
+        scheduler_fire_lag_seconds=Histogram(
+            "connect_scheduler_fire_lag_seconds",
+            "Delay from a slot's time to its RunRequested being published",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        ),
+        scheduler_missed_slots_total=Counter(
+            "connect_scheduler_missed_slots_total",
+            "Slots skipped as missed beyond the catch-up window",
+            registry=r,
+        ),
+        logsink_events_total=Counter(
+            "connect_logsink_events_total", "Events recorded by the logsink", ["type"], registry=r
+        ),
+        logsink_batch_seconds=Histogram(
+            "connect_logsink_batch_seconds",
+            "Time to write one ingest batch",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        ),
+    )

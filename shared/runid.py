@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from shared.errors import ValidationFailed
+
+RUN_ID = re.compile(r"(?P<owner>[1-9][0-9]*)\.(?P<number>[1-9][0-9]*)", re.ASCII)
 
 
 @dataclass(frozen=True, order=True)
@@ -21,7 +24,7 @@ class RunId:
 
     @classmethod
     def parse(cls, text: str) -> RunId:
-        owner, sep, number = text.partition(".")
-        if not sep or not owner.isdigit() or not number.isdigit():
+        match = RUN_ID.fullmatch(text)
+        if match is None:
             raise ValidationFailed(f"'{text}' is not a run id of the form JobID.RunID", field="run_id")
-        return cls(int(owner), int(number))
+        return cls(int(match["owner"]), int(match["number"]))

@@ -13,7 +13,7 @@ def missing_sequences(
     """
     gaps: list[tuple[int, int]] = []
     expected = start
-    for seq in sorted(set(seqs)):
+    for seq in sorted({s for s in seqs if s >= start}):
         if seq > expected:
             gaps.append((expected, seq - 1))
         expected = seq + 1

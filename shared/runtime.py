@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Response
 from faststream.rabbit import RabbitBroker
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.contracts import Envelope
 from shared.messaging import Publisher, create_broker, permanent_error_middleware
-from shared.metrics import create_registry
+from shared.metrics import Metrics, create_metrics
 from shared.mongo import MongoClient, create_client, ping, wait_for
 from shared.settings import CommonSettings
 from shared.topology import Topology, declare_topology
@@ -37,7 +37,7 @@ class ServiceRuntime:
     topology: Topology
     broker: RabbitBroker
     mongo: MongoClient
-    registry: CollectorRegistry
+    metrics: Metrics
     publisher: Publisher
     on_start: list[Hook] = field(default_factory=list)
     on_drain: list[Hook] = field(default_factory=list)  # after consuming stops, before the broker closes
@@ -47,11 +47,11 @@ class ServiceRuntime:
     def create(cls, service: str, settings: CommonSettings, *, prefetch: int) -> ServiceRuntime:
         if not settings.mongo_url:
             raise SystemExit("MONGO_URL is not set (use `connect dev` to run with the embedded database)")
-        registry = create_registry(service)
+        metrics = create_metrics(service)
         broker = create_broker(
             settings.amqp_url,
             service=service,
-            registry=registry,
+            registry=metrics.registry,
             prefetch=prefetch,
             graceful_timeout=settings.graceful_timeout,
         )
@@ -64,7 +64,7 @@ class ServiceRuntime:
             topology=topology,
             broker=broker,
             mongo=create_client(settings.mongo_url),
-            registry=registry,
+            metrics=metrics,
             publisher=publisher,
         )
 
@@ -135,6 +135,6 @@ def create_http_app(runtime: ServiceRuntime, *, title: str, **fastapi_kwargs: ob
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -11,7 +11,19 @@ from dataclasses import dataclass, field
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
-from shared.contracts import RunFinished, RunJob, RunLog, RunProgress, RunRequested, RunStarted
+from shared.contracts import (
+    Expire,
+    GroupRunFinished,
+    GroupRunStarted,
+    RunFinished,
+    RunGroup,
+    RunJob,
+    RunLog,
+    RunProgress,
+    RunRequested,
+    RunStarted,
+    StopGroupRun,
+)
 
 # Redeliveries of one message before it is dead-lettered instead of looping (poison messages).
 DELIVERY_LIMIT = 5
@@ -60,7 +72,12 @@ class Topology:
 
     def exchange_for(self, kind: str) -> RabbitExchange:
         """The exchange a message of this kind travels on (see `Envelope.exchange_kind`)."""
-        return {"events": self.events, "commands": self.commands, "control": self.control}[kind]
+        return {
+            "events": self.events,
+            "commands": self.commands,
+            "control": self.control,
+            "triggers": self.triggers,
+        }[kind]
 
     @property
     def exchanges(self) -> tuple[RabbitExchange, ...]:
@@ -76,6 +93,15 @@ class Topology:
             "x-overflow": "reject-publish",
         }
         return RabbitQueue(self.name(base), queue_type=QueueType.QUORUM, durable=True, arguments=arguments)
+
+    @property
+    def catalog_commands(self) -> RabbitQueue:
+        return self._work_queue("catalog.commands")
+
+    @property
+    def scheduler_triggers(self) -> RabbitQueue:
+        """Trigger events other systems publish on `connect.triggers`."""
+        return self._work_queue("scheduler.triggers")
 
     @property
     def scheduler_commands(self) -> RabbitQueue:
@@ -106,7 +132,9 @@ class Topology:
     @property
     def durable_queues(self) -> tuple[RabbitQueue, ...]:
         return (
+            self.catalog_commands,
             self.scheduler_commands,
+            self.scheduler_triggers,
             self.scheduler_events,
             self.executor_runs,
             self.logsink_events,
@@ -117,7 +145,11 @@ class Topology:
         n = self.name
         events, commands = n("connect.events"), n("connect.commands")
         return (
+            Binding(n("catalog.commands"), commands, Expire.routing_key),
             Binding(n("scheduler.commands"), commands, RunJob.routing_key),
+            Binding(n("scheduler.commands"), commands, RunGroup.routing_key),
+            Binding(n("scheduler.commands"), commands, StopGroupRun.routing_key),
+            Binding(n("scheduler.triggers"), n("connect.triggers"), "#"),
             Binding(n("scheduler.events"), events, RunFinished.routing_key),
             Binding(n("scheduler.events"), events, "catalog.#"),
             Binding(n("executor.runs"), events, RunRequested.routing_key),
@@ -126,6 +158,8 @@ class Topology:
             Binding(n("logsink.events"), events, RunProgress.routing_key),
             Binding(n("logsink.events"), events, RunLog.routing_key),
             Binding(n("logsink.events"), events, RunFinished.routing_key),
+            Binding(n("logsink.events"), events, GroupRunStarted.routing_key),
+            Binding(n("logsink.events"), events, GroupRunFinished.routing_key),
             Binding(n("connect.dead-letters"), n("connect.dlx"), ""),
         )
 

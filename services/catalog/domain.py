@@ -6,7 +6,7 @@ import hashlib
 from enum import IntEnum
 
 from shared.catalog_records import ConnectionRecord, TableRecord
-from shared.contracts.jobs import ImportSpec
+from shared.contracts.jobs import ImportSpec, SftpSource
 from shared.errors import Forbidden, ValidationFailed
 from shared.paths import resolve_inside
 
@@ -49,7 +49,10 @@ def validate_table(name: str, primary_key: tuple[str, ...], field_names: list[st
 
 def validate_import(spec: ImportSpec, table: TableRecord, connection: ConnectionRecord) -> None:
     """An import job must map onto its table and read inside its connection's base directory."""
-    resolve_inside(connection.base_dir, spec.source.path)
+    source = spec.source
+    resolve_inside(
+        connection.base_dir, source.path if isinstance(source, SftpSource) else source.manifest_path
+    )
     for i, mapping in enumerate(spec.mapping):
         if table.field(mapping.field) is None:
             raise ValidationFailed(

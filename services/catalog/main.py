@@ -10,7 +10,16 @@ from services.catalog.api.errors import error_response, install_error_handlers
 from services.catalog.config import CatalogSettings
 from services.catalog.repository import MongoCatalogRepository, MongoRunsReadModel
 from services.catalog.service import CatalogService
-from shared.contracts import GroupChanged, GroupDeleted, JobChanged, JobDeleted, RunJob, StopRun
+from shared.contracts import (
+    GroupChanged,
+    GroupDeleted,
+    JobChanged,
+    JobDeleted,
+    RunGroup,
+    RunJob,
+    StopGroupRun,
+    StopRun,
+)
 from shared.runtime import ServiceRuntime, create_http_app
 from shared.secrets import secret_box
 from shared.settings import CommonSettings
@@ -29,7 +38,9 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
         run_request_timeout=settings.run_request_timeout,
     )
     runtime.on_start.append(repo.ensure_indexes)
-    runtime.documents_publishing(RunJob, StopRun, JobChanged, JobDeleted, GroupChanged, GroupDeleted)
+    runtime.documents_publishing(
+        RunJob, RunGroup, StopRun, StopGroupRun, JobChanged, JobDeleted, GroupChanged, GroupDeleted
+    )
     app = create_http_app(
         runtime,
         title="Connect",

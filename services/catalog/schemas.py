@@ -76,7 +76,6 @@ class TableView(Response):
 
 class JobCreate(Request):
     name: str = NAME
-    job_type: Literal[JobType.IMPORT] = JobType.IMPORT
     spec: ImportSpec
     active: bool = True
 

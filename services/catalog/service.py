@@ -122,7 +122,7 @@ class CatalogService:
         document = {
             "_id": await self.repo.next_id("job"),
             "name": body.name,
-            "job_type": body.job_type.value,
+            "job_type": body.spec.kind,
             "active": body.active,
             "spec": body.spec.model_dump(mode="json"),
             "version": 1,

@@ -123,9 +123,10 @@ async def _seed(catalog_url: str, token: str, sftp: DemoSftp) -> int:
         job = await _post(api, "/jobs", {
             "name": "Demo contacts import",
             "spec": {
+                "kind": "import",
                 "source": {"kind": "sftp", "connection_id": connection["id"], "path": "incoming/contacts.csv"},
                 "mapping": mapping,
-                "target": {"table": "contacts", "mode": "merge"},
+                "target": {"kind": "custom", "table": "contacts", "mode": "merge"},
             },
         })  # fmt: skip
     return int(job["id"])

@@ -1,7 +1,7 @@
 import os
 import socket
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -12,15 +12,11 @@ def default_executor_id() -> str:
 
 
 class ExecutorSettings(ServiceSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="EXECUTOR_", extra="ignore", frozen=True, populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix="EXECUTOR_", extra="ignore", frozen=True)
 
     http_port: int = Field(default=8002, ge=0, le=65535)
     executor_id: str = Field(default_factory=default_executor_id, pattern=r"^[A-Za-z0-9_.-]{1,100}$")
-    concurrency: int = Field(
-        default=2, ge=1, le=64, validation_alias=AliasChoices("EXECUTOR_CONCURRENCY", "concurrency")
-    )
+    concurrency: int = Field(default=2, ge=1, le=64, description="EXECUTOR_CONCURRENCY: runs held at once.")
     lease_seconds: float = Field(default=30.0, ge=2)
     reaper_interval: float = Field(default=5.0, gt=0)
     progress_interval: float = Field(default=2.0, gt=0)

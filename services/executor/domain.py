@@ -48,9 +48,9 @@ class CsvSplitter:
         try:
             text = self._decoder.decode(chunk, final=final)
         except UnicodeDecodeError as exc:
-            raise BadFile(
-                f"file is not valid {self.fmt.encoding} near line {self._next_line}: {exc}"
-            ) from exc
+            # Bytes the decoder held back from the previous chunk are not counted: a line ends in "\n".
+            line = self._next_line + chunk[: max(exc.start, 0)].count(b"\n")
+            raise BadFile(f"file is not valid {self.fmt.encoding} at line {line}: {exc.reason}") from exc
         if self._first and text:
             text = text.removeprefix("\ufeff")  # byte-order mark
             self._first = False

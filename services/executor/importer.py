@@ -30,7 +30,8 @@ from services.executor.ports import CatalogReader, TableWriter, WriteResult
 from services.executor.reporting import RunReporter
 from services.executor.sftp import SftpSession, open_sftp
 from shared.catalog_records import TableRecord
-from shared.contracts.jobs import ImportSpec
+from shared.contracts.jobs import CustomTableTarget, ImportSpec, SftpSource
+from shared.errors import PermanentError
 from shared.secrets import SecretBox
 
 
@@ -68,9 +69,18 @@ class ImportRun:
         self.tally = Tally()
         self._pending_write: asyncio.Task[WriteResult] | None = None
 
+    @property
+    def source(self) -> SftpSource:
+        if not isinstance(self.spec.source, SftpSource):
+            raise PermanentError(f"import source '{self.spec.source.kind}' is not supported by this executor")
+        return self.spec.source
+
     async def run(self) -> ImportOutcome:
-        table = await self.catalog.table(self.spec.target.table)
-        connection = await self.catalog.connection(self.spec.source.connection_id)
+        target = self.spec.target
+        if not isinstance(target, CustomTableTarget) or target.mode != "merge":
+            raise PermanentError(f"import into a {target.kind} table is not supported by this executor")
+        table = await self.catalog.table(target.table)
+        connection = await self.catalog.connection(self.source.connection_id)
         await self.writer.prepare(table)
         async with open_sftp(connection, self.secrets) as sftp:
             await self.reporter.log(
@@ -84,7 +94,7 @@ class ImportRun:
         return ImportOutcome(self.tally, rejects_file)
 
     async def _load(self, sftp: SftpSession, table: TableRecord) -> None:
-        remote = await sftp.stat(self.spec.source.path)
+        remote = await sftp.stat(self.source.path)
         await self.reporter.log(f"file found: {remote.path} ({remote.size} bytes)", size=remote.size)
         splitter = CsvSplitter(self.spec.format)
         plan: ColumnPlan | None = None
@@ -154,7 +164,7 @@ class ImportRun:
             return None
         buffer = io.StringIO()
         csv.writer(buffer).writerows(rejects_csv_lines(self.tally.rejections))
-        path = rejects_path(self.spec.source.path, self.reporter.run_id)
+        path = rejects_path(self.source.path, self.reporter.run_id)
         written = await sftp.write_file(path, buffer.getvalue().encode())
         await self.reporter.log(
             f"{self.tally.rejected} rejected record(s) written to {written}", path=written

@@ -17,7 +17,7 @@ from services.executor.errors import RunStopped
 from services.executor.importer import ImportRun, ImportSettings
 from services.executor.ports import CatalogReader, Claim, EventPublisher, LeaseStore, TableWriter
 from services.executor.reporting import RunReporter
-from shared.contracts import RunFinished, RunRequested, RunStatus
+from shared.contracts import ImportSpec, RunFinished, RunRequested, RunStatus
 from shared.contracts.runs import LogLevel
 from shared.errors import ConnectError, PermanentError, RetryableError
 from shared.logging import current_job_id, current_run_id
@@ -195,8 +195,11 @@ class ExecutorService:
         )
 
     def _importer(self, active: ActiveRun, reporter: RunReporter) -> ImportRun:
+        spec = active.request.data.job.spec
+        if not isinstance(spec, ImportSpec):
+            raise PermanentError("export jobs are not supported by this executor")
         return ImportRun(
-            active.request.data.job.spec,
+            spec,
             reporter,
             catalog=self.catalog,
             writer=self.writer,

@@ -1,8 +1,8 @@
 """How each lifecycle event changes a run record: pure (filter, update) pairs.
 
-Order-tolerant and idempotent by construction: a terminal record is never changed again, a late
-`RunStarted` or `RunProgress` after `RunFinished` does nothing, and `RunRequested` only fills in what
-is missing.
+Order-tolerant and idempotent by construction: a terminal record's status and results never change
+again (a late `RunStarted` only fills in who ran it and when it started; a late `RunProgress` does
+nothing), and `RunRequested` only fills in what is missing.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from services.scheduler.config import SchedulerSettings
 from services.scheduler.repository import MongoSchedulerRepository
 from services.scheduler.service import SchedulerService
 from services.scheduler.subscribers import register_subscribers
-from shared.contracts import RunRequested
+from shared.contracts import Expire, GroupRunFinished, GroupRunStarted, RunRequested
 from shared.runtime import ServiceRuntime, create_http_app
 from shared.settings import CommonSettings
 from shared.tasks import PeriodicTask
@@ -23,7 +23,7 @@ def build_app(common: CommonSettings | None = None, settings: SchedulerSettings 
     repo = MongoSchedulerRepository(runtime.mongo, runtime.db_name)
     service = SchedulerService(repo, runtime.publisher)
     register_subscribers(runtime, service)
-    runtime.documents_publishing(RunRequested)
+    runtime.documents_publishing(RunRequested, GroupRunStarted, GroupRunFinished, Expire)
 
     relay_after = timedelta(seconds=settings.outbox_relay_after)
     relay = PeriodicTask(

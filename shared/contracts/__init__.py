@@ -1,8 +1,9 @@
 """Message contracts: one module per family. Re-exported here for convenience."""
 
-from shared.contracts.catalog import GroupChanged, GroupDeleted, JobChanged, JobDeleted
+from shared.contracts.catalog import Expire, GroupChanged, GroupDeleted, JobChanged, JobDeleted
 from shared.contracts.envelope import Envelope
-from shared.contracts.jobs import ImportSpec, JobSnapshot, JobType
+from shared.contracts.groups import GroupRunFinished, GroupRunStarted, RunGroup, StopGroupRun
+from shared.contracts.jobs import ExportSpec, ImportSpec, JobSnapshot, JobType
 from shared.contracts.runs import (
     RunFinished,
     RunJob,
@@ -15,6 +16,7 @@ from shared.contracts.runs import (
     StopRun,
     Trigger,
 )
+from shared.contracts.triggers import TriggerFired
 
 ALL_MESSAGES: tuple[type[Envelope], ...] = (
     RunJob,
@@ -28,19 +30,30 @@ ALL_MESSAGES: tuple[type[Envelope], ...] = (
     JobDeleted,
     GroupChanged,
     GroupDeleted,
+    Expire,
+    RunGroup,
+    StopGroupRun,
+    GroupRunStarted,
+    GroupRunFinished,
+    TriggerFired,
 )
 
 __all__ = [
     "ALL_MESSAGES",
     "Envelope",
+    "Expire",
+    "ExportSpec",
     "GroupChanged",
     "GroupDeleted",
+    "GroupRunFinished",
+    "GroupRunStarted",
     "ImportSpec",
     "JobChanged",
     "JobDeleted",
     "JobSnapshot",
     "JobType",
     "RunFinished",
+    "RunGroup",
     "RunJob",
     "RunJobReply",
     "RunLog",
@@ -48,6 +61,8 @@ __all__ = [
     "RunRequested",
     "RunStarted",
     "RunStatus",
+    "StopGroupRun",
     "StopRun",
     "Trigger",
+    "TriggerFired",
 ]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from shared.contracts.envelope import Envelope, Frozen
-from shared.contracts.jobs import JobSnapshot
+from shared.contracts.jobs import JobSnapshot, OnDemandSchedule, Schedule
 
 
 class JobChangedData(Frozen):
@@ -34,8 +34,11 @@ class JobDeleted(Envelope):
 class GroupChangedData(Frozen):
     group_id: int = Field(ge=1)
     name: str
-    job_ids: tuple[int, ...]
+    job_ids: tuple[int, ...] = Field(description="Member jobs in run order.")
     active: bool
+    schedule: Schedule = OnDemandSchedule()
+    expires_at: AwareDatetime | None = None
+    continue_on_failure: bool = False
 
 
 class GroupChanged(Envelope):
@@ -52,3 +55,20 @@ class GroupDeleted(Envelope):
     routing_key: ClassVar[str] = "catalog.group.deleted"
     type: Literal["connect.catalog.group.deleted.v1"] = "connect.catalog.group.deleted.v1"
     data: GroupDeletedData
+
+
+class ExpireData(Frozen):
+    kind: Literal["job", "group"]
+    id: int = Field(ge=1)
+
+
+class Expire(Envelope):
+    """Command from the scheduler to the catalog: the expiration date passed, delete the job or group.
+
+    Loaded records stay; the catalog deletes only the definition (and announces it as usual).
+    """
+
+    routing_key: ClassVar[str] = "catalog.expire"
+    exchange_kind: ClassVar[str] = "commands"
+    type: Literal["connect.catalog.expire.v1"] = "connect.catalog.expire.v1"
+    data: ExpireData

@@ -93,6 +93,13 @@ class RunRequestedData(Frozen):
     trigger: Trigger
     requested_by: str
     requested_at: datetime
+    slot: datetime | None = Field(default=None, description="The schedule slot this run fires, if scheduled.")
+    group_run_id: str | None = Field(
+        default=None, pattern=RUN_ID_PATTERN, description="`GroupID.RunID`, if any."
+    )
+    group_id: int | None = None
+    group_name: str | None = None
+    trigger_params: dict[str, str] = Field(default_factory=dict, description="Parameters of a trigger event.")
 
 
 class RunRequested(Envelope):

@@ -307,11 +307,17 @@ def test_healthcheck_script_finds_the_service_of_pid1() -> None:
         import healthcheck
     finally:
         sys.path.remove(str(DEPLOY))
-    assert set(healthcheck.DEFAULT_PORTS) == {"catalog", "scheduler", "executor", "logsink"}
+    assert Path(healthcheck.__file__).resolve() == HEALTHCHECK_SCRIPT.resolve()
     assert healthcheck.DEFAULT_PORTS == {
         "catalog": 8000,
         "scheduler": 8001,
         "executor": 8002,
         "logsink": 8003,
     }
-    assert Path(healthcheck.__file__).resolve() == HEALTHCHECK_SCRIPT.resolve()
+    # what /proc/1/cmdline holds for ENTRYPOINT ["connect"] + CMD ["serve", "executor"]
+    assert (
+        healthcheck.service_from_cmdline(b"/opt/venv/bin/python\0/opt/venv/bin/connect\0serve\0executor\0")
+        == "executor"
+    )
+    assert healthcheck.service_from_cmdline(b"/opt/venv/bin/connect\0serve\0logsink\0") == "logsink"
+    assert healthcheck.service_from_cmdline(b"/sbin/docker-init\0--\0sleep\0") is None

@@ -14,7 +14,7 @@ from shared.contracts.jobs import JobSnapshot
 from shared.contracts.runs import RunRequestedData, Trigger
 from shared.errors import PermanentError, RetryableError
 from shared.messaging import Publisher, create_broker, permanent_error_middleware
-from shared.metrics import create_registry
+from shared.metrics import create_metrics
 from shared.settings import CommonSettings
 from shared.topology import Topology, declare_topology
 from tests.support.broker import get_message, queue_depth
@@ -29,9 +29,10 @@ def run_requested(run_id: str = "7.1") -> RunRequested:
             "name": "job",
             "job_type": "import",
             "spec": {
-                "source": {"connection_id": 1, "path": "a.csv"},
+                "kind": "import",
+                "source": {"kind": "sftp", "connection_id": 1, "path": "a.csv"},
                 "mapping": [{"column": "id", "field": "id"}],
-                "target": {"table": "t"},
+                "target": {"kind": "custom", "table": "t"},
             },
         }
     )
@@ -43,7 +44,11 @@ def run_requested(run_id: str = "7.1") -> RunRequested:
 
 def broker_for(settings: CommonSettings) -> RabbitBroker:
     return create_broker(
-        settings.amqp_url, service="test", registry=create_registry("test"), prefetch=10, graceful_timeout=5
+        settings.amqp_url,
+        service="test",
+        registry=create_metrics("test").registry,
+        prefetch=10,
+        graceful_timeout=5,
     )
 
 

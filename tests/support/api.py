@@ -42,12 +42,13 @@ def import_job(name: str, connection_id: int, path: str, table: str) -> dict[str
     return {
         "name": name,
         "spec": {
+            "kind": "import",
             "source": {"kind": "sftp", "connection_id": connection_id, "path": path},
             "mapping": [
                 {"column": "id", "field": "customer_id"},
                 {"column": "email", "field": "email"},
                 {"column": "points", "field": "points"},
             ],
-            "target": {"table": table, "mode": "merge"},
+            "target": {"kind": "custom", "table": table, "mode": "merge"},
         },
     }

@@ -18,8 +18,32 @@ from shared.contracts import (
     RunStarted,
     StopRun,
 )
-from shared.contracts.catalog import GroupChangedData, GroupDeletedData, JobChangedData, JobDeletedData
-from shared.contracts.jobs import FieldMapping, ImportSpec, JobSnapshot, JobType, SftpSource, TableTarget
+from shared.contracts.catalog import (
+    Expire,
+    ExpireData,
+    GroupChangedData,
+    GroupDeletedData,
+    JobChangedData,
+    JobDeletedData,
+)
+from shared.contracts.groups import (
+    GroupRunFinished,
+    GroupRunFinishedData,
+    GroupRunStarted,
+    GroupRunStartedData,
+    RunGroup,
+    RunGroupData,
+    StopGroupRun,
+    StopGroupRunData,
+)
+from shared.contracts.jobs import (
+    CustomTableTarget,
+    FieldMapping,
+    ImportSpec,
+    JobSnapshot,
+    JobType,
+    SftpSource,
+)
 from shared.contracts.runs import (
     LogLevel,
     RunCounts,
@@ -33,16 +57,19 @@ from shared.contracts.runs import (
     StopRunData,
     Trigger,
 )
+from shared.contracts.triggers import TriggerData, TriggerFired
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
-def import_spec(path: str = "in/people.csv", *, mapping: tuple[tuple[str, str], ...] | None = None) -> ImportSpec:
+def import_spec(
+    path: str = "in/people.csv", *, mapping: tuple[tuple[str, str], ...] | None = None
+) -> ImportSpec:
     pairs = mapping if mapping is not None else (("Email", "email"), ("Name", "name"))
     return ImportSpec(
         source=SftpSource(connection_id=1, path=path),
         mapping=tuple(FieldMapping(column=column, field=field) for column, field in pairs),
-        target=TableTarget(table="people"),
+        target=CustomTableTarget(table="people"),
     )
 
 
@@ -52,7 +79,9 @@ def job_snapshot(job_id: int = 7, name: str = "nightly people") -> JobSnapshot:
 
 def run_job(job_id: int = 7, *, command_id: str | None = None) -> RunJob:
     extra = {"id": command_id} if command_id is not None else {}
-    return RunJob(source="connect/catalog", data=RunJobData(job=job_snapshot(job_id), requested_by="ops"), **extra)
+    return RunJob(
+        source="connect/catalog", data=RunJobData(job=job_snapshot(job_id), requested_by="ops"), **extra
+    )
 
 
 def run_requested(run_id: str = "7.1") -> RunRequested:
@@ -69,7 +98,9 @@ def run_requested(run_id: str = "7.1") -> RunRequested:
     )
 
 
-def run_started(run_id: str = "7.1", *, at: datetime = T0, executor: str = "ex-1", attempt: int = 1) -> RunStarted:
+def run_started(
+    run_id: str = "7.1", *, at: datetime = T0, executor: str = "ex-1", attempt: int = 1
+) -> RunStarted:
     return RunStarted(
         source="connect/executor",
         data=RunStartedData(
@@ -105,7 +136,12 @@ def run_log(run_id: str = "7.1", seq: int = 1) -> RunLog:
     return RunLog(
         source="connect/executor",
         data=RunLogData(
-            run_id=run_id, seq=seq, level=LogLevel.WARNING, message="hello", fields={"n": 1, "ok": True}, at=T0
+            run_id=run_id,
+            seq=seq,
+            level=LogLevel.WARNING,
+            message="hello",
+            fields={"n": 1, "ok": True},
+            at=T0,
         ),
     )
 
@@ -142,12 +178,49 @@ def sample_message(cls: type[Envelope]) -> Envelope:
         RunProgress: run_progress(),
         RunLog: run_log(),
         RunFinished: run_finished(),
-        JobChanged: JobChanged(source="connect/catalog", data=JobChangedData(job=job_snapshot(), active=True)),
+        JobChanged: JobChanged(
+            source="connect/catalog", data=JobChangedData(job=job_snapshot(), active=True)
+        ),
         JobDeleted: JobDeleted(source="connect/catalog", data=JobDeletedData(job_id=7)),
         GroupChanged: GroupChanged(
             source="connect/catalog",
             data=GroupChangedData(group_id=2, name="morning", job_ids=(7, 8), active=False),
         ),
         GroupDeleted: GroupDeleted(source="connect/catalog", data=GroupDeletedData(group_id=2)),
+        Expire: Expire(source="connect/scheduler", data=ExpireData(kind="job", id=7)),
+        RunGroup: RunGroup(source="connect/catalog", data=RunGroupData(group_id=2, requested_by="ops")),
+        StopGroupRun: StopGroupRun(
+            source="connect/catalog", data=StopGroupRunData(group_run_id="2.5", requested_by="ops")
+        ),
+        GroupRunStarted: GroupRunStarted(
+            source="connect/scheduler",
+            data=GroupRunStartedData(
+                group_run_id="2.5",
+                group_id=2,
+                group_name="morning",
+                job_ids=(7, 8),
+                trigger=Trigger.GROUP,
+                started_at=T0,
+            ),
+        ),
+        GroupRunFinished: GroupRunFinished(
+            source="connect/scheduler",
+            data=GroupRunFinishedData(
+                group_run_id="2.5",
+                group_id=2,
+                status=RunStatus.FAILED,
+                member_run_ids=("7.3", "8.1"),
+                finished_at=T0,
+                error="8.1 failed",
+            ),
+        ),
+        TriggerFired: TriggerFired(
+            source="crm",
+            data=TriggerData(
+                name="crm.export-ready", idempotency_key="batch-42", params={"day": "2024-05-01"}
+            ),
+        ),
     }
+    if cls not in samples:
+        raise AssertionError(f"add a sample {cls.__name__} to tests/unit/factories.py")
     return samples[cls]

@@ -22,7 +22,9 @@ PREFIXES = ["", "t1234.", "iso_"]
 
 def work_queues(topology: Topology) -> tuple[RabbitQueue, ...]:
     return (
+        topology.catalog_commands,
         topology.scheduler_commands,
+        topology.scheduler_triggers,
         topology.scheduler_events,
         topology.executor_runs,
         topology.logsink_events,
@@ -186,7 +188,9 @@ def test_only_run_requested_reaches_the_executor_queue(event: type[RunRequested]
 def test_scheduler_receives_run_now_commands_finished_runs_and_catalog_changes() -> None:
     topology = Topology(prefix="p.")
 
-    assert routed_queues(topology, topology.commands, RunJob.routing_key) == {topology.scheduler_commands.name}
+    assert routed_queues(topology, topology.commands, RunJob.routing_key) == {
+        topology.scheduler_commands.name
+    }
     for key in (RunFinished.routing_key, JobChanged.routing_key, GroupChanged.routing_key):
         assert topology.scheduler_events.name in routed_queues(topology, topology.events, key), key
 

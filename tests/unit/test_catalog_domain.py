@@ -1,0 +1,288 @@
+"""Catalog rules (roles, tokens, tables, import jobs) and the shared helpers they rely on."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.catalog.domain import Role, hash_token, require_role, validate_import, validate_table
+from shared.catalog_records import ConnectionRecord, TableRecord
+from shared.contracts.jobs import FieldType, TableField
+from shared.errors import Forbidden, PermanentError, ValidationFailed
+from shared.paths import resolve_inside
+from shared.runlogs import missing_sequences
+from shared.secrets import SecretBox
+from tests.unit.factories import T0, import_spec
+
+# --- roles and tokens ------------------------------------------------------------------------------
+
+
+def test_roles_are_ordered_viewer_operator_admin() -> None:
+    assert Role.VIEWER < Role.OPERATOR < Role.ADMIN
+    assert sorted([Role.ADMIN, Role.VIEWER, Role.OPERATOR]) == [Role.VIEWER, Role.OPERATOR, Role.ADMIN]
+
+
+@pytest.mark.parametrize(
+    ("actual", "needed"),
+    [
+        (Role.VIEWER, Role.VIEWER),
+        (Role.OPERATOR, Role.VIEWER),
+        (Role.OPERATOR, Role.OPERATOR),
+        (Role.ADMIN, Role.VIEWER),
+        (Role.ADMIN, Role.OPERATOR),
+        (Role.ADMIN, Role.ADMIN),
+    ],
+)
+def test_a_role_may_do_what_the_roles_below_it_may(actual: Role, needed: Role) -> None:
+    require_role(actual, needed)  # does not raise
+
+
+@pytest.mark.parametrize(
+    ("actual", "needed"),
+    [(Role.VIEWER, Role.OPERATOR), (Role.VIEWER, Role.ADMIN), (Role.OPERATOR, Role.ADMIN)],
+)
+def test_a_lower_role_is_forbidden(actual: Role, needed: Role) -> None:
+    with pytest.raises(Forbidden) as error:
+        require_role(actual, needed)
+
+    assert needed.name.lower() in error.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "role"), [("viewer", Role.VIEWER), ("Operator", Role.OPERATOR), ("ADMIN", Role.ADMIN)]
+)
+def test_role_parse_is_case_insensitive(name: str, role: Role) -> None:
+    assert Role.parse(name) is role
+
+
+@pytest.mark.parametrize("name", ["root", "", "admins"])
+def test_role_parse_refuses_unknown_roles(name: str) -> None:
+    with pytest.raises(ValidationFailed) as error:
+        Role.parse(name)
+
+    assert error.value.field == "role"
+
+
+def test_hash_token_is_deterministic_and_hides_the_token() -> None:
+    token = "tok_9f8e7d6c5b4a"
+
+    hashed = hash_token(token)
+
+    assert hashed == hash_token(token)
+    assert hashed != token
+    assert token not in hashed
+    assert hash_token(token + "x") != hashed
+    assert len(hashed) == 64
+    int(hashed, 16)  # hexadecimal
+
+
+# --- tables ----------------------------------------------------------------------------------------
+
+
+def test_valid_table_passes() -> None:
+    validate_table("people", ("email",), ["email", "name"])
+    validate_table("people", ("email", "site"), ["email", "site", "name"])
+
+
+def test_duplicate_field_names_are_refused() -> None:
+    with pytest.raises(ValidationFailed) as error:
+        validate_table("people", ("email",), ["email", "name", "name", "age", "age"])
+
+    assert error.value.field == "fields"
+    assert "age, name" in error.value.message
+
+
+def test_primary_key_must_be_a_field() -> None:
+    with pytest.raises(ValidationFailed) as error:
+        validate_table("people", ("email", "id"), ["email", "name"])
+
+    assert error.value.field == "primary_key"
+    assert "id" in error.value.message
+
+
+# --- import jobs -----------------------------------------------------------------------------------
+
+
+def table(primary_key: tuple[str, ...] = ("email",)) -> TableRecord:
+    return TableRecord(
+        name="people",
+        primary_key=primary_key,
+        fields=(
+            TableField(name="email", type=FieldType.EMAIL, required=True),
+            TableField(name="name"),
+            TableField(name="age", type=FieldType.INTEGER),
+        ),
+        created_at=T0,
+        created_by="admin",
+    )
+
+
+def connection(base_dir: str = "/data/acme") -> ConnectionRecord:
+    return ConnectionRecord.model_validate(
+        {
+            "_id": 1,
+            "name": "acme-sftp",
+            "host": "sftp.example.com",
+            "port": 22,
+            "username": "acme",
+            "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample",
+            "base_dir": base_dir,
+            "created_at": T0,
+            "created_by": "admin",
+        }
+    )
+
+
+@pytest.mark.parametrize("path", ["people.csv", "in/people.csv", "/in/people.csv", "in/../people.csv"])
+def test_valid_import_passes(path: str) -> None:
+    validate_import(import_spec(path), table(), connection())
+
+
+@pytest.mark.parametrize("path", ["../people.csv", "in/../../other/people.csv", "../acme2/people.csv"])
+def test_import_path_must_stay_inside_the_base_directory(path: str) -> None:
+    with pytest.raises(ValidationFailed) as error:
+        validate_import(import_spec(path), table(), connection())
+
+    assert error.value.field == "path"
+
+
+def test_mapping_to_an_unknown_field_names_the_mapping_entry() -> None:
+    spec = import_spec(mapping=(("Email", "email"), ("Name", "name"), ("Score", "score")))
+
+    with pytest.raises(ValidationFailed) as error:
+        validate_import(spec, table(), connection())
+
+    assert error.value.field == "spec.mapping[2].field"
+    assert "score" in error.value.message
+
+
+def test_a_field_mapped_twice_is_refused() -> None:
+    spec = import_spec(mapping=(("Email", "email"), ("Name", "name"), ("Alias", "name")))
+
+    with pytest.raises(ValidationFailed) as error:
+        validate_import(spec, table(), connection())
+
+    assert error.value.field == "spec.mapping"
+    assert "more than once" in error.value.message
+
+
+def test_a_column_mapped_twice_is_refused() -> None:
+    spec = import_spec(mapping=(("Email", "email"), ("Email", "name")))
+
+    with pytest.raises(ValidationFailed) as error:
+        validate_import(spec, table(), connection())
+
+    assert error.value.field == "spec.mapping"
+
+
+def test_the_mapping_must_fill_the_primary_key() -> None:
+    spec = import_spec(mapping=(("Email", "email"), ("Name", "name")))
+
+    with pytest.raises(ValidationFailed) as error:
+        validate_import(spec, table(primary_key=("email", "age")), connection())
+
+    assert error.value.field == "spec.mapping"
+    assert "age" in error.value.message
+
+
+# --- shared.paths ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base", "path", "expected"),
+    [
+        ("/data", "a/b.csv", "/data/a/b.csv"),
+        ("/data/", "/a.csv", "/data/a.csv"),
+        ("data", "./x/../a.csv", "/data/a.csv"),
+        ("/data", ".", "/data"),
+        ("/", "../../etc/file", "/etc/file"),
+        ("/", "a.csv", "/a.csv"),
+    ],
+)
+def test_resolve_inside_joins_and_normalises(base: str, path: str, expected: str) -> None:
+    assert resolve_inside(base, path) == expected
+
+
+@pytest.mark.parametrize("path", ["..", "../secret", "a/../../secret", "../data2/file", "/../etc/passwd"])
+def test_resolve_inside_refuses_escapes(path: str) -> None:
+    with pytest.raises(ValidationFailed) as error:
+        resolve_inside("/data", path)
+
+    assert error.value.field == "path"
+
+
+def test_resolve_inside_refuses_nul_characters() -> None:
+    with pytest.raises(ValidationFailed) as error:
+        resolve_inside("/data", "a.csv\x00.txt")
+
+    assert error.value.field == "path"
+
+
+# --- shared.secrets --------------------------------------------------------------------------------
+
+KEY = "unit-test-key-0123456789"
+
+
+def test_secret_box_round_trip() -> None:
+    box = SecretBox(KEY)
+
+    token = box.encrypt("s3cret pässword")
+
+    assert token != "s3cret pässword"
+    assert "s3cret" not in token
+    assert box.decrypt(token) == "s3cret pässword"
+    assert SecretBox(KEY).decrypt(token) == "s3cret pässword"  # the key alone is enough
+
+
+def test_secret_box_encrypts_the_same_text_differently_each_time() -> None:
+    box = SecretBox(KEY)
+
+    assert box.encrypt("same") != box.encrypt("same")
+
+
+def test_secret_box_with_another_key_cannot_decrypt() -> None:
+    token = SecretBox(KEY).encrypt("secret")
+
+    with pytest.raises(PermanentError):
+        SecretBox("another-key-0123456789").decrypt(token)
+
+
+def test_secret_box_refuses_garbage() -> None:
+    with pytest.raises(PermanentError):
+        SecretBox(KEY).decrypt("not a token")
+
+
+def test_secret_box_refuses_short_keys() -> None:
+    with pytest.raises(PermanentError):
+        SecretBox("x" * 15)
+
+    SecretBox("x" * 16)  # long enough
+
+
+# --- shared.runlogs --------------------------------------------------------------------------------
+
+
+def test_no_gaps() -> None:
+    assert missing_sequences([1, 2, 3]) == []
+    assert missing_sequences([3, 1, 2, 2]) == []
+    assert missing_sequences([]) == []
+    assert missing_sequences([1, 2, 3], last_seq=3) == []
+
+
+def test_gaps_in_the_middle_are_inclusive_ranges() -> None:
+    assert missing_sequences([1, 2, 5, 6, 8]) == [(3, 4), (7, 7)]
+
+
+def test_missing_first_lines() -> None:
+    assert missing_sequences([3, 4]) == [(1, 2)]
+
+
+def test_missing_tail_is_found_with_the_last_announced_number() -> None:
+    assert missing_sequences([1, 2], last_seq=5) == [(3, 5)]
+    assert missing_sequences([], last_seq=2) == [(1, 2)]
+    assert missing_sequences([1, 3], last_seq=4) == [(2, 2), (4, 4)]
+
+
+def test_start_offset_for_later_pages() -> None:
+    assert missing_sequences([11, 12, 14], start=11) == [(13, 13)]
+    assert missing_sequences([13], start=11, last_seq=15) == [(11, 12), (14, 15)]
+    assert missing_sequences([], start=11, last_seq=10) == []
