@@ -12,7 +12,7 @@ class ConnectError(Exception):
 
     code: str = "connect_error"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field

@@ -10,3 +10,4 @@ class CatalogSettings(ServiceSettings):
     http_port: int = Field(default=8000, ge=0, le=65535)
     run_request_timeout: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    outbox_relay_interval: float = Field(default=2.0, gt=0)

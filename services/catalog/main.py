@@ -5,11 +5,21 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.catalog.api import groups as groups_api
+from services.catalog.api import jobs as jobs_api
 from services.catalog.api import resources, runs
 from services.catalog.api.errors import error_response, install_error_handlers
+from services.catalog.audience import MongoAudienceSchema
 from services.catalog.config import CatalogSettings
-from services.catalog.repository import MongoCatalogRepository, MongoRunsReadModel
+from services.catalog.groups import GroupService
+from services.catalog.jobs import JobService
+from services.catalog.read_models import MongoReadModels
+from services.catalog.repository import MongoCatalogRepository
+from services.catalog.runs import RunsService
+from services.catalog.runs_repository import MongoRunsReadModel
 from services.catalog.service import CatalogService
+from services.catalog.sftp_probe import AsyncsshProbe
+from services.catalog.subscribers import register_subscribers
 from shared.contracts import (
     GroupChanged,
     GroupDeleted,
@@ -23,6 +33,7 @@ from shared.contracts import (
 from shared.runtime import ServiceRuntime, create_http_app
 from shared.secrets import secret_box
 from shared.settings import CommonSettings
+from shared.tasks import PeriodicTask
 
 
 def build_app(common: CommonSettings | None = None, settings: CatalogSettings | None = None) -> FastAPI:
@@ -32,12 +43,20 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
     repo = MongoCatalogRepository(runtime.mongo, runtime.db_name)
     service = CatalogService(
         repo,
-        MongoRunsReadModel(runtime.mongo, common.database("logsink")),
-        runtime.publisher,
         secret_box(common),
-        run_request_timeout=settings.run_request_timeout,
+        audience=MongoAudienceSchema(runtime.mongo, common.audience_database),
+        probe=AsyncsshProbe(),
     )
-    runtime.on_start.append(repo.ensure_indexes)
+    reads = MongoReadModels(runtime.mongo, common.database("scheduler"), common.database("logsink"))
+    timeout = settings.run_request_timeout
+    jobs = JobService(repo, reads, runtime.publisher, run_request_timeout=timeout)
+    groups = GroupService(repo, reads, runtime.publisher, run_request_timeout=timeout)
+    register_subscribers(runtime, jobs, groups)
+    relay = PeriodicTask(
+        "outbox-relay", settings.outbox_relay_interval, lambda: repo.outbox.relay(runtime.publisher)
+    )
+    runtime.on_start += [repo.ensure_indexes, relay.start]
+    runtime.on_drain.append(relay.stop)
     runtime.documents_publishing(
         RunJob, RunGroup, StopRun, StopGroupRun, JobChanged, JobDeleted, GroupChanged, GroupDeleted
     )
@@ -51,8 +70,11 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
         redoc_url=None,
     )
     app.state.catalog = service
-    app.include_router(resources.router)
-    app.include_router(runs.router)
+    app.state.jobs = jobs
+    app.state.groups = groups
+    app.state.runs = RunsService(MongoRunsReadModel(runtime.mongo, common.database("logsink")))
+    for router in (resources.router, jobs_api.router, groups_api.router, runs.router):
+        app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -1,52 +1,93 @@
-"""MongoDB adapters of the catalog: its own collections, and the runs read model (logsink's)."""
+"""MongoDB adapter of the catalog's own collections (the runs read model: `runs_repository`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.asynchronous.client_session import AsyncClientSession as Session
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
 from shared.catalog_records import ConnectionRecord, TableRecord
 from shared.errors import Conflict, NotFound, RetryableError
 from shared.mongo import MongoClient
+from shared.outbox import Outbox
 
-COLLECTIONS = ("connections", "tables", "jobs", "tokens")
+T = TypeVar("T")
 
 
 class MongoCatalogRepository:
+    """The catalog's own collections. Multi-document changes run in transactions with the outbox."""
+
     def __init__(self, client: MongoClient, db_name: str) -> None:
+        self.client = client
         self.db = client[db_name]
+        self.outbox = Outbox(self.db["outbox"])
 
     async def ensure_indexes(self) -> None:
-        await self.db["connections"].create_index("name", unique=True)
-        await self.db["tables"].create_index("name", unique=True)
-        await self.db["jobs"].create_index("name", unique=True)
+        for collection in ("connections", "tables", "jobs", "groups"):
+            await self.db[collection].create_index("name", unique=True)
+        await self.db["jobs"].create_index("group_id")
+        await self.db["groups"].create_index("job_ids")
+        await self.outbox.ensure_indexes()
 
-    async def next_id(self, kind: str) -> int:
+    async def atomically(self, work: Callable[[Session], Awaitable[T]]) -> T:
+        """Run `work` in one transaction (retried by the driver on transient conflicts)."""
+        try:
+            async with self.client.start_session() as session:
+                return await session.with_transaction(work)
+        except DuplicateKeyError as exc:
+            raise Conflict(f"the name {_duplicate_name(exc)} is already taken", field="name") from exc
+        except (ConnectionFailure, OperationFailure) as exc:
+            raise RetryableError(f"database error: {exc}") from exc
+
+    async def next_id(self, kind: str, session: Session | None = None) -> int:
         doc = await self.db["counters"].find_one_and_update(
-            {"_id": kind}, {"$inc": {"last": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+            {"_id": kind},
+            {"$inc": {"last": 1}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+            session=session,
         )
         assert doc is not None
         return int(doc["last"])
 
-    async def insert(self, collection: str, document: dict[str, Any]) -> None:
+    async def insert(self, collection: str, document: dict[str, Any], session: Session | None = None) -> None:
         try:
-            await self.db[collection].insert_one(document)
+            await self.db[collection].insert_one(document, session=session)
         except DuplicateKeyError as exc:
             name = document.get("name", document.get("_id"))
             raise Conflict(f"a {collection[:-1]} named '{name}' already exists", field="name") from exc
         except PyMongoError as exc:
             raise RetryableError(f"database error: {exc}") from exc
 
-    async def find(self, collection: str, filter_: dict[str, Any]) -> dict[str, Any] | None:
-        return await self.db[collection].find_one(filter_)
+    async def find(
+        self, collection: str, filter_: dict[str, Any], session: Session | None = None
+    ) -> dict[str, Any] | None:
+        return await self.db[collection].find_one(filter_, session=session)
+
+    async def find_all(
+        self, collection: str, filter_: dict[str, Any], session: Session | None = None
+    ) -> list[dict[str, Any]]:
+        return [doc async for doc in self.db[collection].find(filter_, session=session)]
+
+    async def update(
+        self, collection: str, filter_: dict[str, Any], update: dict[str, Any], session: Session | None = None
+    ) -> int:
+        result = await self.db[collection].update_many(filter_, update, session=session)
+        return result.matched_count
+
+    async def delete(self, collection: str, filter_: dict[str, Any], session: Session | None = None) -> int:
+        result = await self.db[collection].delete_many(filter_, session=session)
+        return result.deleted_count
 
     async def page(
         self, collection: str, filter_: dict[str, Any], *, sort: str, offset: int, limit: int
     ) -> tuple[list[dict[str, Any]], int]:
         direction = DESCENDING if sort.startswith("-") else ASCENDING
-        cursor = self.db[collection].find(filter_).sort(sort.lstrip("-"), direction).skip(offset).limit(limit)
+        order = [(sort.lstrip("-"), direction), ("_id", direction)]
+        cursor = self.db[collection].find(filter_).sort(order).skip(offset).limit(limit)
         return [doc async for doc in cursor], await self.db[collection].count_documents(filter_)
 
     async def connection(self, connection_id: int) -> ConnectionRecord:
@@ -55,39 +96,13 @@ class MongoCatalogRepository:
             raise NotFound(f"connection {connection_id} does not exist", field="connection_id")
         return ConnectionRecord.model_validate(doc)
 
-    async def table(self, name: str) -> TableRecord:
+    async def table(self, name: str, field: str = "table") -> TableRecord:
         doc = await self.find("tables", {"name": name})
         if doc is None:
-            raise NotFound(f"table '{name}' does not exist", field="table")
+            raise NotFound(f"table '{name}' does not exist", field=field)
         return TableRecord.model_validate(doc)
 
 
-class MongoRunsReadModel:
-    """The logsink's run records and logs, read-only."""
-
-    def __init__(self, client: MongoClient, logsink_db: str) -> None:
-        db = client[logsink_db]
-        self.runs = db["runs"]
-        self.log_lines = db["run_logs"]
-
-    async def page(
-        self, filter_: dict[str, Any], *, offset: int, limit: int
-    ) -> tuple[list[dict[str, Any]], int]:
-        cursor = self.runs.find(filter_).sort([("requested_at", DESCENDING), ("_id", DESCENDING)])
-        items = [doc async for doc in cursor.skip(offset).limit(limit)]
-        return items, await self.runs.count_documents(filter_)
-
-    async def get(self, run_id: str) -> dict[str, Any] | None:
-        return await self.runs.find_one({"_id": run_id})
-
-    async def logs(self, run_id: str, *, after: int, limit: int) -> list[dict[str, Any]]:
-        cursor = (
-            self.log_lines.find({"run_id": run_id, "seq": {"$gt": after}}).sort("seq", ASCENDING).limit(limit)
-        )
-        return [doc async for doc in cursor]
-
-    async def last_start(self, job_id: int) -> Any:
-        doc = await self.runs.find_one(
-            {"job_id": job_id, "started_at": {"$ne": None}}, sort=[("started_at", -1)]
-        )
-        return doc.get("started_at") if doc else None
+def _duplicate_name(exc: DuplicateKeyError) -> str:
+    key = (exc.details or {}).get("keyValue") or {}
+    return f"'{key['name']}'" if "name" in key else "given"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, HttpUrl, SecretStr, Tag, model_validator
 
-from shared.catalog_records import TableKind
-from shared.contracts.jobs import ImportSpec, JobType, TableField
+from shared.catalog_records import ConnectionKind, TableKind
+from shared.contracts.jobs import JobType, TableField
 from shared.contracts.runs import RunCounts, RunStatus, Trigger
 
 T = TypeVar("T")
@@ -24,76 +24,97 @@ class Response(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class ConnectionCreate(Request):
+class SftpConnectionCreate(Request):
+    kind: Literal["sftp"] = "sftp"
     name: str = NAME
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(default=22, ge=1, le=65535)
     username: str = Field(min_length=1, max_length=100)
-    password: SecretStr | None = None
-    private_key: SecretStr | None = Field(default=None, description="OpenSSH private key (PEM).")
+    password: SecretStr | None = Field(default=None, max_length=1000)
+    private_key: SecretStr | None = Field(default=None, max_length=20_000, description="OpenSSH private key.")
     host_key: str = Field(
         min_length=20,
         max_length=10_000,
-        description="The server's public host key, e.g. `ssh-ed25519 AAAA…`.",
+        description="The server's public host key, e.g. `ssh-ed25519 AAAA…` (see POST /connections/host-key).",
     )
-    base_dir: str = Field(default="/", min_length=1, max_length=1024)
+    base_dir: str = Field(default="/", min_length=1, max_length=1024, description="Paths stay inside it.")
 
     @model_validator(mode="after")
-    def _one_credential(self) -> ConnectionCreate:
+    def _one_credential(self) -> SftpConnectionCreate:
         if self.password is None and self.private_key is None:
             raise ValueError("give a password or a private_key")
         return self
 
 
+class RestConnectionCreate(Request):
+    """Another marketing system's REST API (export destination)."""
+
+    kind: Literal["rest"]
+    name: str = NAME
+    base_url: HttpUrl = Field(description="e.g. `https://api.example.com/rest/api/v1.3`")
+    token: SecretStr = Field(min_length=1, max_length=10_000)
+
+
+def _connection_kind(value: Any) -> str:
+    kind = value.get("kind", "sftp") if isinstance(value, dict) else getattr(value, "kind", "sftp")
+    return str(kind)
+
+
+ConnectionCreate = Annotated[
+    Annotated[SftpConnectionCreate, Tag("sftp")] | Annotated[RestConnectionCreate, Tag("rest")],
+    Discriminator(_connection_kind),
+]
+
+
 class ConnectionView(Response):
     id: int
+    kind: ConnectionKind
     name: str
-    host: str
-    port: int
-    username: str
-    auth: Literal["password", "private_key"]
-    host_key: str
-    base_dir: str
+    host: str = ""
+    port: int = 22
+    username: str = ""
+    auth: Literal["password", "private_key", "token"]
+    host_key: str = ""
+    base_dir: str = "/"
+    base_url: str = ""
     created_at: datetime
     created_by: str
 
 
+class HostKeyRequest(Request):
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(default=22, ge=1, le=65535)
+
+
+class HostKeyView(Response):
+    host_key: str = Field(description="Pin this value as the connection's host_key.")
+    fingerprint: str = Field(description="SHA256 fingerprint, as `ssh-keygen -l` shows it.")
+
+
+class ConnectionTest(Response):
+    ok: bool
+    message: str
+    fingerprint: str | None = None
+
+
 class TableCreate(Request):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-    kind: Literal[TableKind.CUSTOM] = TableKind.CUSTOM
-    primary_key: list[str] = Field(min_length=1, max_length=2)
-    fields: list[TableField] = Field(min_length=1, max_length=500)
+    kind: TableKind = TableKind.CUSTOM
+    primary_key: list[str] = Field(default=[], max_length=2, description="Custom tables: one or two fields.")
+    parent_list: str | None = Field(
+        default=None, description="Profile extension tables: the list they extend."
+    )
+    fields: list[TableField] = Field(default=[], max_length=500, description="User fields.")
 
 
 class TableView(Response):
     name: str
     kind: TableKind
     primary_key: list[str]
+    parent_list: str | None = None
     fields: list[TableField]
     created_at: datetime
     created_by: str
-
-
-class JobCreate(Request):
-    name: str = NAME
-    spec: ImportSpec
-    active: bool = True
-
-
-class JobView(Response):
-    id: int = Field(description="Job ID: auto-assigned.")
-    name: str
-    job_type: JobType
-    group: str | None = Field(default=None, description="Name of the group the job is in, if any.")
-    state: Literal["active", "inactive"]
-    created_at: datetime = Field(description="Created on.")
-    created_by: str = Field(description="By: the principal who created the job.")
-    schedule_type: Literal["one_time", "recurring", "on_demand", "on_event"] = "on_demand"
-    next_run: datetime | None = Field(default=None, description="Blank for non-recurring jobs.")
-    previous_run: datetime | None = Field(default=None, description="Blank until the job has run.")
-    expiration_date: datetime | None = None
-    version: int
-    spec: ImportSpec
 
 
 class RunAccepted(Response):

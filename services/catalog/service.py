@@ -1,4 +1,4 @@
-"""Catalog use cases: define connections, tables and jobs; run a job now; read runs and logs."""
+"""Catalog use cases: tokens, connections and tables (runs: `services.catalog.runs`)."""
 
 from __future__ import annotations
 
@@ -6,30 +6,22 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from services.catalog import domain
 from services.catalog.domain import Role
-from services.catalog.errors import RunRefused
-from services.catalog.ports import CatalogRepository, CommandBus, RunsReadModel
+from services.catalog.ports import AudienceSchema, CatalogRepository, SftpProbe
 from services.catalog.schemas import (
     ConnectionCreate,
+    ConnectionTest,
     ConnectionView,
-    JobCreate,
-    JobView,
-    RunLogLine,
-    RunLogPage,
-    RunView,
+    HostKeyRequest,
+    HostKeyView,
     TableCreate,
     TableView,
 )
-from shared.catalog_records import ConnectionRecord
-from shared.contracts import JobChanged, JobSnapshot, RunJob, RunJobReply
-from shared.contracts.catalog import JobChangedData
-from shared.contracts.runs import RunCounts, RunJobData, Trigger
-from shared.errors import NotFound, RetryableError, Unauthorized
-from shared.runid import RunId
-from shared.runlogs import missing_sequences
+from shared.catalog_records import ConnectionKind, ConnectionRecord, TableRecord
+from shared.errors import Unauthorized, ValidationFailed
 from shared.secrets import SecretBox
 
 logger = logging.getLogger(__name__)
@@ -60,20 +52,20 @@ async def issue_token(repo: CatalogRepository, name: str, role: Role) -> str:
 
 
 class CatalogService:
+    """Tokens, connections and tables (jobs: `services.catalog.jobs`; groups: `services.catalog.groups`)."""
+
     def __init__(
         self,
         repo: CatalogRepository,
-        runs: RunsReadModel,
-        bus: CommandBus,
         secret_box: SecretBox,
         *,
-        run_request_timeout: float,
+        audience: AudienceSchema,
+        probe: SftpProbe,
     ) -> None:
         self.repo = repo
-        self.runs = runs
-        self.bus = bus
         self.secret_box = secret_box
-        self.run_request_timeout = run_request_timeout
+        self.audience = audience
+        self.probe = probe
 
     # --- tokens ------------------------------------------------------------------------------------
     async def authenticate(self, token: str) -> Principal:
@@ -84,12 +76,16 @@ class CatalogService:
 
     # --- connections -------------------------------------------------------------------------------
     async def create_connection(self, body: ConnectionCreate, by: Principal) -> ConnectionView:
-        document = body.model_dump(exclude={"password", "private_key"})
+        document: dict[str, Any] = body.model_dump(exclude={"password", "private_key", "token"}, mode="json")
         document.update(_id=await self.repo.next_id("connection"), created_at=_now(), created_by=by.name)
-        if body.password is not None:
-            document["password_encrypted"] = self.secret_box.encrypt(body.password.get_secret_value())
-        if body.private_key is not None:
-            document["private_key_encrypted"] = self.secret_box.encrypt(body.private_key.get_secret_value())
+        secrets_to_store = {
+            "password_encrypted": getattr(body, "password", None),
+            "private_key_encrypted": getattr(body, "private_key", None),
+            "token_encrypted": getattr(body, "token", None),
+        }
+        for key, secret in secrets_to_store.items():
+            if secret is not None:
+                document[key] = self.secret_box.encrypt(secret.get_secret_value())
         await self.repo.insert("connections", document)
         return connection_view(ConnectionRecord.model_validate(document))
 
@@ -100,12 +96,33 @@ class CatalogService:
         docs, total = await self.repo.page("connections", {}, sort="_id", offset=offset, limit=limit)
         return [connection_view(ConnectionRecord.model_validate(doc)) for doc in docs], total
 
+    async def test_connection(self, connection_id: int) -> ConnectionTest:
+        """Connect with the stored credentials and pinned host key; report what happened."""
+        record = await self.repo.connection(connection_id)
+        if record.kind != ConnectionKind.SFTP:
+            raise ValidationFailed("only SFTP connections can be tested", field="connection_id")
+        return await self.probe.test(record, self.secret_box)
+
+    async def fetch_host_key(self, body: HostKeyRequest) -> HostKeyView:
+        return await self.probe.host_key(body.host, body.port)
+
     # --- tables ------------------------------------------------------------------------------------
     async def create_table(self, body: TableCreate, by: Principal) -> TableView:
-        domain.validate_table(body.name, tuple(body.primary_key), [f.name for f in body.fields])
-        document = body.model_dump(mode="json") | {"created_at": _now(), "created_by": by.name}
-        await self.repo.insert("tables", document)
-        return TableView.model_validate(document)
+        parent = await self.repo.table(body.parent_list, field="parent_list") if body.parent_list else None
+        fields = domain.table_fields(body.kind, body.fields)
+        domain.validate_new_table(body.name, body.kind, tuple(body.primary_key), fields, parent)
+        table = TableRecord(
+            name=body.name,
+            kind=body.kind,
+            primary_key=tuple(body.primary_key),
+            parent_list=body.parent_list,
+            fields=fields,
+            created_at=_now(),
+            created_by=by.name,
+        )
+        await self.repo.insert("tables", table.model_dump(mode="json") | {"created_at": table.created_at})
+        await self.audience.create(table)
+        return TableView.model_validate(table.model_dump())
 
     async def get_table(self, name: str) -> TableView:
         return TableView.model_validate((await self.repo.table(name)).model_dump())
@@ -114,133 +131,12 @@ class CatalogService:
         docs, total = await self.repo.page("tables", {}, sort="name", offset=offset, limit=limit)
         return [TableView.model_validate(doc) for doc in docs], total
 
-    # --- jobs --------------------------------------------------------------------------------------
-    async def create_job(self, body: JobCreate, by: Principal) -> JobView:
-        table = await self.repo.table(body.spec.target.table)
-        connection = await self.repo.connection(body.spec.source.connection_id)
-        domain.validate_import(body.spec, table, connection)
-        document = {
-            "_id": await self.repo.next_id("job"),
-            "name": body.name,
-            "job_type": body.spec.kind,
-            "active": body.active,
-            "spec": body.spec.model_dump(mode="json"),
-            "version": 1,
-            "created_at": _now(),
-            "created_by": by.name,
-        }
-        await self.repo.insert("jobs", document)
-        await self._announce(document)
-        return await self._job_view(document)
-
-    async def get_job(self, job_id: int) -> JobView:
-        return await self._job_view(await self._job(job_id))
-
-    async def list_jobs(
-        self, filter_: dict[str, Any], *, sort: str, offset: int, limit: int
-    ) -> tuple[list[JobView], int]:
-        docs, total = await self.repo.page("jobs", filter_, sort=sort, offset=offset, limit=limit)
-        return [await self._job_view(doc) for doc in docs], total
-
-    async def run_now(self, job_id: int, by: Principal) -> str:
-        """Ask the scheduler for a run; returns `JobID.RunID`. Scheduled runs are not affected."""
-        document = await self._job(job_id)
-        if not document["active"]:
-            raise RunRefused(f"job {job_id} is inactive; activate it to run it")
-        command = RunJob(
-            source=SOURCE,
-            subject=str(job_id),
-            data=RunJobData(job=_snapshot(document), trigger=Trigger.ON_DEMAND, requested_by=by.name),
-        )
-        reply = RunJobReply.model_validate(await self.bus.request(command, timeout=self.run_request_timeout))
-        if not reply.accepted or reply.run_id is None:
-            raise RunRefused(reply.reason or "the scheduler refused the run")
-        return reply.run_id
-
-    # --- runs (read model) -------------------------------------------------------------------------
-    async def list_runs(
-        self, filter_: dict[str, Any], *, offset: int, limit: int
-    ) -> tuple[list[RunView], int]:
-        docs, total = await self.runs.page(filter_, offset=offset, limit=limit)
-        return [run_view(doc) for doc in docs], total
-
-    async def get_run(self, run_id: str) -> RunView:
-        doc = await self.runs.get(str(RunId.parse(run_id)))
-        if doc is None:
-            raise NotFound(f"run {run_id} does not exist", field="run_id")
-        return run_view(doc)
-
-    async def run_logs(self, run_id: str, *, after: int, limit: int) -> RunLogPage:
-        run = await self.get_run(run_id)
-        docs = await self.runs.logs(run.run_id, after=after, limit=limit)
-        lines = [RunLogLine.model_validate(doc) for doc in docs]
-        complete = len(lines) < limit  # only the last page can compare with the announced end
-        announced = run.last_log_seq if complete else None
-        gaps = missing_sequences([line.seq for line in lines], start=after + 1, last_seq=announced)
-        return RunLogPage(run_id=run.run_id, lines=lines, missing=gaps)
-
-    # --- helpers -----------------------------------------------------------------------------------
-    async def _job(self, job_id: int) -> dict[str, Any]:
-        doc = await self.repo.find("jobs", {"_id": job_id})
-        if doc is None:
-            raise NotFound(f"job {job_id} does not exist", field="job_id")
-        return doc
-
-    async def _job_view(self, doc: dict[str, Any]) -> JobView:
-        return JobView(
-            id=doc["_id"],
-            name=doc["name"],
-            job_type=doc["job_type"],
-            state="active" if doc["active"] else "inactive",
-            created_at=doc["created_at"],
-            created_by=doc["created_by"],
-            previous_run=await self.runs.last_start(doc["_id"]),
-            version=doc["version"],
-            spec=doc["spec"],
-        )
-
-    async def _announce(self, document: dict[str, Any]) -> None:
-        event = JobChanged(
-            source=SOURCE,
-            subject=str(document["_id"]),
-            data=JobChangedData(job=_snapshot(document), active=document["active"]),
-        )
-        try:
-            await self.bus.publish(event)
-        except RetryableError:
-            logger.warning("could not announce a job change", extra={"job_id": document["_id"]})
-
-
-def _snapshot(document: dict[str, Any]) -> JobSnapshot:
-    return JobSnapshot(
-        job_id=document["_id"],
-        name=document["name"],
-        job_type=document["job_type"],
-        version=document["version"],
-        spec=document["spec"],
-    )
-
 
 def connection_view(record: ConnectionRecord) -> ConnectionView:
-    return ConnectionView(
-        **record.model_dump(exclude={"password_encrypted", "private_key_encrypted"}),
-        auth="private_key" if record.private_key_encrypted else "password",
-    )
-
-
-def run_view(doc: dict[str, Any]) -> RunView:
-    return RunView(
-        run_id=doc["_id"],
-        job_id=doc["job_id"],
-        job_name=doc.get("job_name"),
-        job_type=doc.get("job_type"),
-        trigger=doc.get("trigger"),
-        status=doc.get("status", "queued"),
-        start_time=doc.get("started_at"),
-        duration_seconds=doc.get("duration_seconds"),
-        counts=RunCounts.model_validate(doc.get("counts") or {}),
-        error=doc.get("error"),
-        rejects_file=doc.get("rejects_file"),
-        executor=doc.get("executor"),
-        last_log_seq=doc.get("last_log_seq"),
-    )
+    auth: Literal["password", "private_key", "token"] = "password"
+    if record.kind == ConnectionKind.REST:
+        auth = "token"
+    elif record.private_key_encrypted:
+        auth = "private_key"
+    secrets = {"password_encrypted", "private_key_encrypted", "token_encrypted"}
+    return ConnectionView(**record.model_dump(exclude=secrets), auth=auth)

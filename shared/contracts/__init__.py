@@ -39,6 +39,8 @@ ALL_MESSAGES: tuple[type[Envelope], ...] = (
 )
 
 __all__ = [
+    "MESSAGE_TYPES",
+    "parse_message",
     "ALL_MESSAGES",
     "Envelope",
     "Expire",
@@ -66,3 +68,11 @@ __all__ = [
     "Trigger",
     "TriggerFired",
 ]
+
+MESSAGE_TYPES: dict[str, type[Envelope]] = {cls.model_fields["type"].default: cls for cls in ALL_MESSAGES}
+
+
+def parse_message(body: str | bytes) -> Envelope:
+    """Any Connect message from its JSON, typed by its `type` attribute."""
+    probe = Envelope.model_validate_json(body)
+    return MESSAGE_TYPES[probe.type].model_validate_json(body)

@@ -3,72 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from services.catalog.config import CatalogSettings
 from services.catalog.domain import Role
-from services.catalog.main import build_app as build_catalog
-from services.catalog.repository import MongoCatalogRepository
-from services.catalog.service import issue_token
-from services.scheduler.main import build_app as build_scheduler
 from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 from shared.topology import Topology
 from tests.support.api import contacts_table, import_job
-
-SECRET_PASSWORD = "s3cret-Password-never-shown"
-
-
-class Api:
-    def __init__(self, app: FastAPI, tokens: dict[Role, str]) -> None:
-        self.app = app
-        self.tokens = tokens
-        self.responses: list[httpx.Response] = []
-
-    async def call(
-        self, method: str, path: str, role: Role | None = Role.ADMIN, **kwargs: object
-    ) -> httpx.Response:
-        headers: dict[str, str] = dict(kwargs.pop("headers", {}))  # type: ignore[call-overload]
-        if role:
-            headers["Authorization"] = f"Bearer {self.tokens[role]}"
-        transport = httpx.ASGITransport(app=self.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://catalog") as client:
-            response = await client.request(method, f"/api/v1{path}", headers=headers, **kwargs)  # type: ignore[arg-type]
-        self.responses.append(response)
-        return response
+from tests.support.catalog_api import SECRET_PASSWORD, Api, running_catalog, sftp_connection
 
 
 @pytest.fixture
 async def api(settings: CommonSettings, topology: Topology, mongo: MongoClient) -> AsyncIterator[Api]:
-    catalog = build_catalog(settings, CatalogSettings(run_request_timeout=5, max_body_bytes=20_000))
-    scheduler = build_scheduler(settings)
-    async with AsyncExitStack() as stack:
-        await stack.enter_async_context(scheduler.router.lifespan_context(scheduler))
-        await stack.enter_async_context(catalog.router.lifespan_context(catalog))
-        repo = MongoCatalogRepository(mongo, settings.database("catalog"))
-        tokens = {role: await issue_token(repo, f"{role.name.lower()}-user", role) for role in Role}
-        api = Api(catalog, tokens)
+    async with running_catalog(settings, mongo) as api:
         yield api
-        for response in api.responses:  # secrets never leave the API, whatever the route
-            assert SECRET_PASSWORD not in response.text
-            assert "PRIVATE KEY" not in response.text
-            assert "encrypted" not in response.text
-    for service in ("catalog", "scheduler"):
-        await mongo.drop_database(settings.database(service))
 
 
 async def make_connection(api: Api) -> int:
-    response = await api.call(
-        "POST", "/connections",
-        json={"name": "sftp", "host": "127.0.0.1", "port": 22, "username": "u", "password": SECRET_PASSWORD,
-              "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPLACEHOLDERKEYFORTESTS0000000000000", "base_dir": "/in"},
-    )  # fmt: skip
-    assert response.status_code == 201, response.text
-    return int(response.json()["id"])
+    return await sftp_connection(api)
 
 
 async def test_requests_without_a_valid_token_are_refused(api: Api) -> None:
@@ -126,7 +80,7 @@ async def test_invalid_input_gets_a_clear_message_naming_the_field(api: Api) -> 
         "POST", "/jobs", json=import_job("escape", connection_id, "../etc/passwd", "contacts")
     )
     assert escaping.status_code == 422
-    assert escaping.json()["error"]["field"] == "path"
+    assert escaping.json()["error"]["field"] == "spec.source.path"
     missing_table = await api.call(
         "POST", "/jobs", json=import_job("no table", connection_id, "a.csv", "nope")
     )
@@ -143,7 +97,7 @@ async def test_duplicate_names_conflict(api: Api) -> None:
 
 async def test_oversized_bodies_are_refused(api: Api) -> None:
     response = await api.call(
-        "POST", "/tables", content=b"x" * 30_000, headers={"Content-Type": "application/json"}
+        "POST", "/tables", content=b"x" * 300_000, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 413
 

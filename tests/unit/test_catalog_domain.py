@@ -142,7 +142,7 @@ def test_import_path_must_stay_inside_the_base_directory(path: str) -> None:
     with pytest.raises(ValidationFailed) as error:
         validate_import(import_spec(path), table(), connection())
 
-    assert error.value.field == "path"
+    assert error.value.field == "spec.source.path"
 
 
 def test_mapping_to_an_unknown_field_names_the_mapping_entry() -> None:

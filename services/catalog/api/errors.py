@@ -41,6 +41,32 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
+# Pydantic puts the chosen variant's tag in the location of errors inside a discriminated union.
+UNION_FIELDS = frozenset({"spec", "source", "target", "destination", "schedule", "rule"})
+UNION_TAGS = frozenset({
+    "import", "export", "sftp", "rest", "adobe_analytics", "list", "profile_extension", "custom",
+    "one_time", "recurring", "on_demand", "on_event", "cron", "every", "daily", "weekly", "monthly",
+})  # fmt: skip
+LOCATIONS = frozenset({"body", "query", "path", "header"})
+
+
+def field_path(location: tuple[object, ...] | list[object]) -> str:
+    """`spec.target.match_columns` from pydantic's error location, without union tags."""
+    parts: list[str] = []
+    previous: str | None = None
+    for index, part in enumerate(location):
+        text = str(part)
+        if index == 0 and text in LOCATIONS:
+            continue
+        union_here = (
+            previous is None or previous in UNION_FIELDS
+        )  # the body itself is a union for connections
+        if not (union_here and text in UNION_TAGS):
+            parts.append(f"[{text}]" if isinstance(part, int) else text)
+        previous = text
+    return ".".join(parts).replace(".[", "[")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConnectError)
     async def connect_error(_: Request, exc: ConnectError) -> JSONResponse:
@@ -50,8 +76,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
-        location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
-        field = ".".join(location) or None
+        field = field_path(first.get("loc", ())) or None
         message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
         return error_response(422, "validation_failed", message, field)
 

@@ -1,43 +1,56 @@
-"""Routes of connections, tables and jobs."""
+"""Routes of connections and tables (admin defines them; everyone signed in reads them)."""
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Literal
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Body, Path, Query
 
-from services.catalog.api.deps import Admin, Operator, Service, Viewer
+from services.catalog.api.deps import Admin, Service, Viewer
 from services.catalog.schemas import (
     ConnectionCreate,
+    ConnectionTest,
     ConnectionView,
     ErrorResponse,
-    JobCreate,
-    JobView,
+    HostKeyRequest,
+    HostKeyView,
     Page,
-    RunAccepted,
     TableCreate,
     TableView,
 )
 
-ERRORS = {status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 422)}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 428, 503)}
 router = APIRouter(prefix="/api/v1", responses=ERRORS)  # type: ignore[arg-type]
 
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 Limit = Annotated[int, Query(ge=1, le=500)]
+ConnectionId = Annotated[int, Path(ge=1, le=2**62)]
+TableName = Annotated[str, Path(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
 
 
 @router.post("/connections", status_code=201, tags=["connections"])
-async def create_connection(body: ConnectionCreate, service: Service, by: Admin) -> ConnectionView:
-    """Add an SFTP connection; its password or private key is stored encrypted and never returned."""
+async def create_connection(
+    body: Annotated[ConnectionCreate, Body()], service: Service, by: Admin
+) -> ConnectionView:
+    """Add an SFTP or REST connection; passwords, private keys and tokens are stored encrypted, never returned."""
     return await service.create_connection(body, by)
 
 
+@router.post("/connections/host-key", tags=["connections"])
+async def fetch_host_key(body: HostKeyRequest, service: Service, _: Admin) -> HostKeyView:
+    """Fetch an SFTP server's host key and fingerprint, to check and pin as the connection's host_key."""
+    return await service.fetch_host_key(body)
+
+
 @router.get("/connections/{connection_id}", tags=["connections"])
-async def get_connection(
-    connection_id: Annotated[int, Path(ge=1)], service: Service, _: Viewer
-) -> ConnectionView:
+async def get_connection(connection_id: ConnectionId, service: Service, _: Viewer) -> ConnectionView:
     return await service.get_connection(connection_id)
+
+
+@router.post("/connections/{connection_id}/test", tags=["connections"])
+async def test_connection(connection_id: ConnectionId, service: Service, _: Admin) -> ConnectionTest:
+    """Connect with the stored credentials and the pinned host key, and list the base directory."""
+    return await service.test_connection(connection_id)
 
 
 @router.get("/connections", tags=["connections"])
@@ -50,11 +63,12 @@ async def list_connections(
 
 @router.post("/tables", status_code=201, tags=["tables"])
 async def create_table(body: TableCreate, service: Service, by: Admin) -> TableView:
+    """Define a list, a profile extension table or a custom table; its collection and unique indexes are created."""
     return await service.create_table(body, by)
 
 
 @router.get("/tables/{name}", tags=["tables"])
-async def get_table(name: str, service: Service, _: Viewer) -> TableView:
+async def get_table(name: TableName, service: Service, _: Viewer) -> TableView:
     return await service.get_table(name)
 
 
@@ -62,39 +76,3 @@ async def get_table(name: str, service: Service, _: Viewer) -> TableView:
 async def list_tables(service: Service, _: Viewer, offset: Offset = 0, limit: Limit = 50) -> Page[TableView]:
     items, total = await service.list_tables(offset=offset, limit=limit)
     return Page(items=items, total=total, offset=offset, limit=limit)
-
-
-@router.post("/jobs", status_code=201, tags=["jobs"])
-async def create_job(body: JobCreate, service: Service, by: Operator) -> JobView:
-    return await service.create_job(body, by)
-
-
-@router.get("/jobs/{job_id}", tags=["jobs"])
-async def get_job(job_id: Annotated[int, Path(ge=1)], service: Service, _: Viewer) -> JobView:
-    return await service.get_job(job_id)
-
-
-@router.get("/jobs", tags=["jobs"])
-async def list_jobs(
-    service: Service,
-    _: Viewer,
-    name: Annotated[str | None, Query(max_length=100, description="Substring of the job name.")] = None,
-    state: Literal["active", "inactive"] | None = None,
-    sort: Literal["id", "-id", "name", "-name", "created_at", "-created_at"] = "id",
-    offset: Offset = 0,
-    limit: Limit = 50,
-) -> Page[JobView]:
-    filter_: dict[str, object] = {}
-    if name:
-        filter_["name"] = {"$regex": re.escape(name), "$options": "i"}
-    if state:
-        filter_["active"] = state == "active"
-    field = sort.replace("id", "_id") if sort.lstrip("-") == "id" else sort
-    items, total = await service.list_jobs(filter_, sort=field, offset=offset, limit=limit)
-    return Page(items=items, total=total, offset=offset, limit=limit)
-
-
-@router.post("/jobs/{job_id}/run", status_code=202, tags=["jobs"])
-async def run_job(job_id: Annotated[int, Path(ge=1)], service: Service, by: Operator) -> RunAccepted:
-    """Run now: returns the new `JobID.RunID`; does not move scheduled runs."""
-    return RunAccepted(run_id=await service.run_now(job_id, by))

@@ -1,0 +1,144 @@
+"""Routes of the All jobs tab: jobs and their actions (edit, run now, stop, copy, delete, activate)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+
+from services.catalog.api.deps import Operator, Viewer
+from services.catalog.api.resources import ERRORS, Limit, Offset
+from services.catalog.job_schemas import (
+    DeletedJobs,
+    JobCopy,
+    JobCreate,
+    JobPatch,
+    JobsDelete,
+    JobUpdate,
+    JobView,
+    SchedulePreview,
+)
+from services.catalog.jobs import JobService
+from services.catalog.schedule_preview import preview_schedule
+from services.catalog.schemas import Page, RunAccepted
+from shared.contracts.jobs import JobType
+
+router = APIRouter(prefix="/api/v1/jobs", responses=ERRORS, tags=["jobs"])  # type: ignore[arg-type]
+
+JobId = Annotated[int, Path(ge=1, le=2**62)]
+Confirm = Annotated[bool, Query(description="Must be true: the action needs confirmation.")]
+
+
+def get_jobs(request: Request) -> JobService:
+    service: JobService = request.app.state.jobs
+    return service
+
+
+Jobs = Annotated[JobService, Depends(get_jobs)]
+
+
+async def raw_body(request: Request) -> dict[str, Any]:
+    """The request body as sent, to refuse fields the job specification does not have."""
+    body = await request.json()
+    return body if isinstance(body, dict) else {}
+
+
+Raw = Annotated[dict[str, Any], Depends(raw_body)]
+
+
+@router.post("", status_code=201)
+async def create_job(body: JobCreate, raw: Raw, jobs: Jobs, by: Operator) -> JobView:
+    """Create an import or export job; "By" is the authenticated principal."""
+    return await jobs.create(body, raw, by.name)
+
+
+@router.get("")
+async def list_jobs(
+    jobs: Jobs,
+    _: Viewer,
+    name: Annotated[str | None, Query(max_length=100, description="Substring of the name.")] = None,
+    job_type: JobType | None = None,
+    state: Literal["active", "inactive"] | None = None,
+    group_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    sort: Literal["id", "-id", "name", "-name", "created_at", "-created_at", "job_type", "-job_type"] = "id",
+    offset: Offset = 0,
+    limit: Limit = 50,
+) -> Page[JobView]:
+    """The All jobs tab: filter by name, type, state and group; sort; page."""
+    filter_: dict[str, object] = {}
+    if name:
+        filter_["name"] = {"$regex": re.escape(name), "$options": "i"}
+    if job_type:
+        filter_["job_type"] = job_type.value
+    if state:
+        filter_["active"] = state == "active"
+    if group_id:
+        filter_["group_id"] = group_id
+    field = sort.replace("id", "_id") if sort.lstrip("-") == "id" else sort
+    items, total = await jobs.page(filter_, sort=field, offset=offset, limit=limit)
+    return Page(items=items, total=total, offset=offset, limit=limit)
+
+
+@router.get("/{job_id}")
+async def get_job(job_id: JobId, jobs: Jobs, _: Viewer) -> JobView:
+    return await jobs.get(job_id)
+
+
+@router.put("/{job_id}")
+async def replace_job(job_id: JobId, body: JobUpdate, raw: Raw, jobs: Jobs, by: Operator) -> JobView:
+    """Edit: `version` must be the version you read, else 409 (someone else saved first)."""
+    return await jobs.replace(job_id, body, raw, by.name)
+
+
+@router.patch("/{job_id}")
+async def patch_job(job_id: JobId, body: JobPatch, raw: Raw, jobs: Jobs, by: Operator) -> JobView:
+    return await jobs.patch(job_id, body, raw, by.name)
+
+
+@router.post("/{job_id}/run", status_code=202)
+async def run_job(job_id: JobId, jobs: Jobs, by: Operator) -> RunAccepted:
+    """Run now: returns the new `JobID.RunID`; scheduled runs are not moved. Not for partner-feed jobs."""
+    return RunAccepted(run_id=await jobs.run_now(job_id, by.name))
+
+
+@router.post("/{job_id}/stop", status_code=202)
+async def stop_job(job_id: JobId, jobs: Jobs, by: Operator, confirm: Confirm = False) -> RunAccepted:
+    """Stop the job's running run (confirmation required)."""
+    return RunAccepted(run_id=await jobs.stop(job_id, confirm, by.name))
+
+
+@router.post("/{job_id}/copy", status_code=201)
+async def copy_job(job_id: JobId, body: JobCopy, jobs: Jobs, by: Operator) -> JobView:
+    """Copy an inactive, non-partner job under a new name; the copy is inactive."""
+    return await jobs.copy(job_id, body.name, by.name)
+
+
+@router.post("/{job_id}/activate")
+async def activate_job(job_id: JobId, jobs: Jobs, by: Operator) -> JobView:
+    return await jobs.set_active(job_id, True, by.name)
+
+
+@router.post("/{job_id}/deactivate")
+async def deactivate_job(job_id: JobId, jobs: Jobs, by: Operator) -> JobView:
+    return await jobs.set_active(job_id, False, by.name)
+
+
+@router.delete("/{job_id}")
+async def delete_job(job_id: JobId, jobs: Jobs, _: Operator, confirm: Confirm = False) -> DeletedJobs:
+    """Delete a job (confirmation required). Records it loaded are not deleted."""
+    return DeletedJobs(deleted=await jobs.delete([job_id], confirm))
+
+
+@router.post("/delete")
+async def delete_jobs(body: Annotated[JobsDelete, Body()], jobs: Jobs, _: Operator) -> DeletedJobs:
+    """Delete several jobs in one call: every id is checked first; all are deleted or none."""
+    return DeletedJobs(deleted=await jobs.delete(body.ids, body.confirm))
+
+
+@router.get("/{job_id}/schedule-preview")
+async def job_schedule_preview(
+    job_id: JobId, jobs: Jobs, _: Viewer, count: Annotated[int, Query(ge=1, le=100)] = 10
+) -> SchedulePreview:
+    """The next fire times of the job's schedule, in its zone and in UTC, flagging daylight-saving changes."""
+    return preview_schedule((await jobs.load(job_id)).schedule, count)

@@ -1,0 +1,31 @@
+"""Catalog rules, free of I/O: who may do what, and what makes tables, jobs and groups valid."""
+
+from services.catalog.domain.auth import Role, hash_token, require_role
+from services.catalog.domain.jobs import (
+    RunNowRefused,
+    StoredJob,
+    check_copy,
+    check_run_now,
+    require_confirmation,
+    unknown_keys,
+    validate_export,
+    validate_import,
+)
+from services.catalog.domain.tables import table_fields, validate_new_table, validate_table
+
+__all__ = [
+    "Role",
+    "RunNowRefused",
+    "StoredJob",
+    "check_copy",
+    "check_run_now",
+    "hash_token",
+    "require_confirmation",
+    "require_role",
+    "table_fields",
+    "unknown_keys",
+    "validate_export",
+    "validate_import",
+    "validate_new_table",
+    "validate_table",
+]

@@ -1,0 +1,59 @@
+"""Request and response bodies of the groups API (the guide's Groups tab)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from services.catalog.job_schemas import ScheduleType
+from services.catalog.schemas import NAME, Request, Response
+from shared.contracts.jobs import OnDemandSchedule, Schedule
+
+
+class GroupCreate(Request):
+    name: str = NAME
+    job_ids: list[int] = Field(min_length=1, max_length=100, description="Member jobs in run order.")
+    schedule: Schedule = OnDemandSchedule()
+    expires_at: AwareDatetime | None = None
+    continue_on_failure: bool = Field(
+        default=False, description="Default: a failed step stops the group run."
+    )
+    active: bool = True
+
+
+class GroupUpdate(Request):
+    """Edit (PUT) with optimistic concurrency; reorder members by giving `job_ids` in the new order."""
+
+    version: int = Field(ge=1)
+    name: str = NAME
+    job_ids: list[int] = Field(min_length=1, max_length=100)
+    schedule: Schedule = OnDemandSchedule()
+    expires_at: AwareDatetime | None = None
+    continue_on_failure: bool = False
+
+
+class GroupMember(Response):
+    id: int
+    name: str
+
+
+class GroupView(Response):
+    id: int = Field(description="Group ID: auto-assigned.")
+    created_at: datetime = Field(description="Created on.")
+    created_by: str = Field(description="By.")
+    name: str
+    next_run: datetime | None = Field(default=None, description="Next scheduled run.")
+    previous_run: datetime | None = Field(default=None, description="When the group last ran on schedule.")
+    schedule_type: ScheduleType
+    expiration_date: datetime | None = Field(default=None, description="The group is deleted on this date.")
+    state: Literal["active", "inactive"]
+    jobs: list[GroupMember] = Field(description="Members in run order.")
+    continue_on_failure: bool
+    schedule: Schedule
+    version: int
+
+
+class GroupRunAccepted(Response):
+    group_run_id: str = Field(description="`GroupID.RunID` of the new group run.", examples=["3.7"])

@@ -1,0 +1,239 @@
+"""Group use cases: ordered jobs run as one, on demand or on a schedule (the guide's Groups tab)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pymongo.asynchronous.client_session import AsyncClientSession as Session
+from shared.scheduling import validate_schedule
+
+from services.catalog import domain
+from services.catalog.changes import SOURCE, Change, commit
+from services.catalog.errors import RunRefused
+from services.catalog.group_schemas import GroupCreate, GroupMember, GroupUpdate, GroupView
+from services.catalog.ports import CatalogRepository, CommandBus, ReadModels
+from shared.contracts import GroupChanged, GroupDeleted, RunGroup, RunJobReply, StopGroupRun
+from shared.contracts.catalog import GroupChangedData, GroupDeletedData
+from shared.contracts.groups import RunGroupData, StopGroupRunData
+from shared.contracts.jobs import OnDemandSchedule, Schedule, is_expired
+from shared.contracts.runs import Trigger
+from shared.errors import Conflict, NotFound
+
+GROUPS = "groups"
+
+
+class StoredGroup(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    id: int = Field(alias="_id")
+    name: str
+    job_ids: tuple[int, ...]
+    schedule: Schedule = OnDemandSchedule()
+    expires_at: datetime | None = None
+    continue_on_failure: bool = False
+    active: bool = True
+    version: int = 1
+    created_at: datetime
+    created_by: str
+
+
+def group_changed(group: StoredGroup) -> GroupChanged:
+    data = GroupChangedData(
+        group_id=group.id,
+        name=group.name,
+        job_ids=group.job_ids,
+        active=group.active,
+        schedule=group.schedule,
+        expires_at=group.expires_at,
+        continue_on_failure=group.continue_on_failure,
+    )
+    return GroupChanged(source=SOURCE, subject=str(group.id), data=data)
+
+
+async def remove_members(repo: CatalogRepository, job_ids: list[int], session: Session) -> list[GroupChanged]:
+    """Deleted jobs leave their groups (inside the deleting transaction); the groups are announced."""
+    events = []
+    for doc in await repo.find_all(GROUPS, {"job_ids": {"$in": job_ids}}, session):
+        group = StoredGroup.model_validate(doc)
+        remaining = tuple(j for j in group.job_ids if j not in job_ids)
+        group = group.model_copy(update={"job_ids": remaining, "version": group.version + 1})
+        await repo.update(
+            GROUPS,
+            {"_id": group.id},
+            {"$set": {"job_ids": list(remaining), "version": group.version}},
+            session,
+        )
+        events.append(group_changed(group))
+    return events
+
+
+class GroupService:
+    def __init__(
+        self, repo: CatalogRepository, reads: ReadModels, bus: CommandBus, *, run_request_timeout: float
+    ) -> None:
+        self.repo = repo
+        self.reads = reads
+        self.bus = bus
+        self.run_request_timeout = run_request_timeout
+
+    async def load(self, group_id: int, session: Session | None = None) -> StoredGroup:
+        doc = await self.repo.find(GROUPS, {"_id": group_id}, session)
+        if doc is None:
+            raise NotFound(f"group {group_id} does not exist", field="group_id")
+        return StoredGroup.model_validate(doc)
+
+    async def get(self, group_id: int) -> GroupView:
+        return (await self.views([await self.load(group_id)]))[0]
+
+    async def page(
+        self, filter_: dict[str, Any], *, sort: str, offset: int, limit: int
+    ) -> tuple[list[GroupView], int]:
+        docs, total = await self.repo.page(GROUPS, filter_, sort=sort, offset=offset, limit=limit)
+        return await self.views([StoredGroup.model_validate(d) for d in docs]), total
+
+    async def views(self, groups: list[StoredGroup]) -> list[GroupView]:
+        member_ids = {j for g in groups for j in g.job_ids}
+        names = {
+            d["_id"]: d["name"] for d in await self.repo.find_all("jobs", {"_id": {"$in": list(member_ids)}})
+        }
+        states = await self.reads.schedule_states("group", [g.id for g in groups])
+        views = []
+        for group in groups:
+            state = states.get(group.id)
+            views.append(
+                GroupView(
+                    **group.model_dump(
+                        include={"id", "created_at", "created_by", "name", "continue_on_failure"}
+                    ),
+                    next_run=state.next_run if state else None,
+                    previous_run=state.previous_run if state else None,
+                    schedule_type=group.schedule.type,
+                    expiration_date=group.expires_at,
+                    state="active" if group.active else "inactive",
+                    jobs=[GroupMember(id=j, name=names.get(j, "?")) for j in group.job_ids],
+                    schedule=group.schedule,
+                    version=group.version,
+                )
+            )
+        return views
+
+    async def create(self, body: GroupCreate, by: str) -> GroupView:
+        validate_schedule(body.schedule)
+
+        async def work(session: Session) -> Change[StoredGroup]:
+            group_id = await self.repo.next_id("group", session)
+            await self._claim_members(group_id, body.job_ids, session)
+            group = StoredGroup(
+                id=group_id,
+                name=body.name,
+                job_ids=tuple(body.job_ids),
+                schedule=body.schedule,
+                expires_at=body.expires_at,
+                continue_on_failure=body.continue_on_failure,
+                active=body.active,
+                created_at=datetime.now(UTC),
+                created_by=by,
+            )
+            await self.repo.insert(GROUPS, _document(group), session)
+            return Change(group, [group_changed(group)])
+
+        return await self.get((await commit(self.repo, self.bus, work)).id)
+
+    async def replace(self, group_id: int, body: GroupUpdate) -> GroupView:
+        validate_schedule(body.schedule)
+        changes = body.model_dump(exclude={"version", "job_ids"}) | {"job_ids": tuple(body.job_ids)}
+        return await self._edit(group_id, body.version, changes)
+
+    async def set_active(self, group_id: int, active: bool) -> GroupView:
+        return await self._edit(group_id, (await self.load(group_id)).version, {"active": active})
+
+    async def _edit(self, group_id: int, version: int, changes: dict[str, Any]) -> GroupView:
+        async def work(session: Session) -> Change[StoredGroup]:
+            current = await self.load(group_id, session)
+            if current.version != version:
+                raise Conflict(f"group {group_id} was changed by someone else; reload it", field="version")
+            if "job_ids" in changes:
+                await self._release_members(current, session)
+                await self._claim_members(group_id, list(changes["job_ids"]), session)
+            group = StoredGroup.model_validate(_document(current) | changes | {"version": version + 1})
+            document = _document(group)
+            del document["_id"]
+            await self.repo.update(GROUPS, {"_id": group_id, "version": version}, {"$set": document}, session)
+            return Change(group, [group_changed(group)])
+
+        return await self.get((await commit(self.repo, self.bus, work)).id)
+
+    async def delete(self, group_id: int, confirm: bool) -> None:
+        """Delete a group; its jobs stay as jobs."""
+        domain.require_confirmation(confirm, "Delete")
+        if await self.reads.group_run_in_flight(group_id):
+            raise Conflict(f"group {group_id} is running; stop it first")
+
+        async def work(session: Session) -> Change[None]:
+            group = await self.load(group_id, session)
+            await self._release_members(group, session)
+            await self.repo.delete(GROUPS, {"_id": group_id}, session)
+            event = GroupDeleted(
+                source=SOURCE, subject=str(group_id), data=GroupDeletedData(group_id=group_id)
+            )
+            return Change(None, [event])
+
+        await commit(self.repo, self.bus, work)
+
+    async def expire(self, group_id: int) -> None:
+        """Delete a group whose expiration date passed; its jobs stay."""
+        if await self.repo.find(GROUPS, {"_id": group_id}) is not None:
+            await self.delete(group_id, confirm=True)
+
+    async def run_now(self, group_id: int, by: str) -> str:
+        group = await self.load(group_id)
+        if not group.active:
+            raise RunRefused(f"group {group_id} is inactive; activate it to run it")
+        if is_expired(group.expires_at, datetime.now(UTC)):
+            raise RunRefused(f"group {group_id} has expired")
+        command = RunGroup(
+            source=SOURCE,
+            subject=str(group_id),
+            data=RunGroupData(group_id=group_id, trigger=Trigger.ON_DEMAND, requested_by=by),
+        )
+        reply = RunJobReply.model_validate(await self.bus.request(command, timeout=self.run_request_timeout))
+        if not reply.accepted or reply.run_id is None:
+            raise RunRefused(reply.reason or "the scheduler refused the group run")
+        return reply.run_id
+
+    async def stop(self, group_id: int, confirm: bool, by: str) -> str:
+        domain.require_confirmation(confirm, "Stop")
+        await self.load(group_id)
+        group_run_id = await self.reads.group_run_in_flight(group_id)
+        if group_run_id is None:
+            raise Conflict(f"group {group_id} is not running")
+        data = StopGroupRunData(group_run_id=group_run_id, requested_by=by)
+        await self.bus.publish(StopGroupRun(source=SOURCE, subject=group_run_id, data=data))
+        return group_run_id
+
+    async def _claim_members(self, group_id: int, job_ids: list[int], session: Session) -> None:
+        """A job belongs to at most one group; every member must exist."""
+        if len(set(job_ids)) != len(job_ids):
+            raise Conflict("a job appears twice in the group", field="job_ids")
+        jobs = await self.repo.find_all("jobs", {"_id": {"$in": job_ids}}, session)
+        missing = sorted(set(job_ids) - {j["_id"] for j in jobs})
+        if missing:
+            raise NotFound(f"job(s) {', '.join(map(str, missing))} do not exist", field="job_ids")
+        taken = [j["_id"] for j in jobs if j.get("group_id") not in (None, group_id)]
+        if taken:
+            raise Conflict(
+                f"job(s) {', '.join(map(str, taken))} already belong to another group", field="job_ids"
+            )
+        await self.repo.update("jobs", {"_id": {"$in": job_ids}}, {"$set": {"group_id": group_id}}, session)
+
+    async def _release_members(self, group: StoredGroup, session: Session) -> None:
+        await self.repo.update("jobs", {"group_id": group.id}, {"$set": {"group_id": None}}, session)
+
+
+def _document(group: StoredGroup) -> dict[str, Any]:
+    document = group.model_dump(mode="json", by_alias=True)
+    document["created_at"] = group.created_at
+    document["expires_at"] = group.expires_at
+    return document

@@ -1,0 +1,94 @@
+"""Request and response bodies of the jobs API (the guide's All jobs tab and its actions)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from services.catalog.schemas import NAME, Request, Response
+from shared.contracts.jobs import JobSpec, JobType, OnDemandSchedule, Schedule
+
+ScheduleType = Literal["one_time", "recurring", "on_demand", "on_event"]
+
+
+class JobCreate(Request):
+    name: str = NAME
+    spec: JobSpec
+    schedule: Schedule = OnDemandSchedule()
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="Expiration date: the job is deleted then."
+    )
+    active: bool = True
+
+
+class JobUpdate(Request):
+    """Edit (PUT): the whole editable job; `version` must be the one read (optimistic concurrency)."""
+
+    version: int = Field(
+        ge=1, description="The version you edited; a newer one means someone else saved first."
+    )
+    name: str = NAME
+    spec: JobSpec
+    schedule: Schedule = OnDemandSchedule()
+    expires_at: AwareDatetime | None = None
+
+
+class JobPatch(Request):
+    """Edit (PATCH): only the fields given change."""
+
+    version: int = Field(ge=1)
+    name: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")
+    spec: JobSpec | None = None
+    schedule: Schedule | None = None
+    expires_at: AwareDatetime | None = None
+
+
+class JobCopy(Request):
+    name: str = NAME
+
+
+class JobsDelete(Request):
+    """Delete several jobs at once (the guide's shift-click): all are deleted, or none."""
+
+    ids: list[int] = Field(min_length=1, max_length=500)
+    confirm: bool = Field(default=False, description="Must be true: deletion needs confirmation.")
+
+
+class JobView(Response):
+    id: int = Field(description="Job ID: auto-assigned.")
+    group_id: int | None = None
+    group: str | None = Field(default=None, description="Name of the group the job is in, if any.")
+    name: str
+    job_type: JobType = Field(description="Job Type: import or export.")
+    created_at: datetime = Field(description="Created on.")
+    created_by: str = Field(description="By: the principal who created the job.")
+    state: Literal["active", "inactive"] = Field(description="Job state.")
+    next_run: datetime | None = Field(default=None, description="Next run; blank for non-recurring jobs.")
+    previous_run: datetime | None = Field(
+        default=None, description="Previous scheduled run; blank until it ran."
+    )
+    schedule_type: ScheduleType
+    expiration_date: datetime | None = Field(default=None, description="The job is deleted on this date.")
+    partner_feed: bool = Field(description="Partner-feed (Omniture) job: no Run now, no copy.")
+    schedule: Schedule
+    spec: JobSpec
+    version: int
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+class DeletedJobs(Response):
+    deleted: list[int]
+
+
+class FirePreview(Response):
+    local: datetime = Field(description="Fire time in the schedule's zone.")
+    utc: datetime
+    dst_change: bool = Field(description="The slot falls on a daylight-saving change.")
+
+
+class SchedulePreview(Response):
+    timezone: str
+    fires: list[FirePreview]

@@ -1,0 +1,254 @@
+"""Job use cases: the All jobs tab and its actions (edit, run now, stop, copy, delete, activate)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession as Session
+from shared.scheduling import validate_schedule
+
+from services.catalog import domain
+from services.catalog.changes import SOURCE, Change, commit
+from services.catalog.domain import StoredJob
+from services.catalog.errors import RunRefused
+from services.catalog.groups import remove_members
+from services.catalog.job_schemas import JobCreate, JobPatch, JobUpdate, JobView
+from services.catalog.ports import CatalogRepository, CommandBus, ReadModels
+from shared.catalog_records import TableRecord
+from shared.contracts import JobChanged, JobDeleted, RunJob, RunJobReply, StopRun
+from shared.contracts.catalog import JobChangedData, JobDeletedData
+from shared.contracts.jobs import ExportSpec, ImportSpec, JobSpec, JobType, Schedule
+from shared.contracts.runs import RunJobData, StopRunData, Trigger
+from shared.errors import Conflict, NotFound, ValidationFailed
+
+JOBS = "jobs"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def job_changed(job: StoredJob) -> JobChanged:
+    return JobChanged(
+        source=SOURCE, subject=str(job.id), data=JobChangedData(job=job.snapshot(), active=job.active)
+    )
+
+
+class JobService:
+    def __init__(
+        self, repo: CatalogRepository, reads: ReadModels, bus: CommandBus, *, run_request_timeout: float
+    ) -> None:
+        self.repo = repo
+        self.reads = reads
+        self.bus = bus
+        self.run_request_timeout = run_request_timeout
+
+    # --- reading -----------------------------------------------------------------------------------
+    async def load(self, job_id: int, session: Session | None = None) -> StoredJob:
+        doc = await self.repo.find(JOBS, {"_id": job_id}, session)
+        if doc is None:
+            raise NotFound(f"job {job_id} does not exist", field="job_id")
+        return StoredJob.model_validate(doc)
+
+    async def get(self, job_id: int) -> JobView:
+        return (await self.views([await self.load(job_id)]))[0]
+
+    async def page(
+        self, filter_: dict[str, Any], *, sort: str, offset: int, limit: int
+    ) -> tuple[list[JobView], int]:
+        docs, total = await self.repo.page(JOBS, filter_, sort=sort, offset=offset, limit=limit)
+        return await self.views([StoredJob.model_validate(doc) for doc in docs]), total
+
+    async def views(self, jobs: list[StoredJob]) -> list[JobView]:
+        """Views of a page of jobs with two extra reads in all (groups, schedule state), not per job."""
+        group_ids = {job.group_id for job in jobs if job.group_id is not None}
+        groups = {
+            g["_id"]: g["name"] for g in await self.repo.find_all("groups", {"_id": {"$in": list(group_ids)}})
+        }
+        states = await self.reads.schedule_states("job", [job.id for job in jobs])
+        views = []
+        for job in jobs:
+            state = states.get(job.id)
+            views.append(
+                JobView(
+                    **job.model_dump(
+                        include={"id", "group_id", "name", "job_type", "created_at", "created_by"}
+                    ),
+                    group=groups.get(job.group_id),
+                    state="active" if job.active else "inactive",
+                    next_run=state.next_run if state else None,
+                    previous_run=state.previous_run if state else None,
+                    schedule_type=job.schedule.type,
+                    expiration_date=job.expires_at,
+                    partner_feed=job.is_partner_feed,
+                    schedule=job.schedule,
+                    spec=job.spec,
+                    version=job.version,
+                    updated_at=job.updated_at,
+                    updated_by=job.updated_by,
+                )
+            )
+        return views
+
+    # --- defining ----------------------------------------------------------------------------------
+    async def create(self, body: JobCreate, raw: dict[str, Any], by: str) -> JobView:
+        await self.validate(body.spec, body.schedule, raw)
+        now = _now()
+
+        async def work(session: Session) -> Change[StoredJob]:
+            job = StoredJob(
+                id=await self.repo.next_id("job", session),
+                name=body.name,
+                job_type=JobType(body.spec.kind),
+                active=body.active,
+                spec=body.spec,
+                schedule=body.schedule,
+                expires_at=body.expires_at,
+                created_at=now,
+                created_by=by,
+            )
+            await self.repo.insert(JOBS, _document(job), session)
+            return Change(job, [job_changed(job)])
+
+        return await self.get((await commit(self.repo, self.bus, work)).id)
+
+    async def replace(self, job_id: int, body: JobUpdate, raw: dict[str, Any], by: str) -> JobView:
+        await self.validate(body.spec, body.schedule, raw)
+        changes = {
+            "name": body.name,
+            "spec": body.spec,
+            "schedule": body.schedule,
+            "expires_at": body.expires_at,
+        }
+        return await self._edit(job_id, body.version, changes, by)
+
+    async def patch(self, job_id: int, body: JobPatch, raw: dict[str, Any], by: str) -> JobView:
+        changes = {key: getattr(body, key) for key in body.model_fields_set - {"version"}}
+        if None in (changes.get("name", ""), changes.get("spec", ""), changes.get("schedule", "")):
+            raise ValidationFailed("name, spec and schedule cannot be null", field="body")
+        current = await self.load(job_id)
+        await self.validate(changes.get("spec", current.spec), changes.get("schedule", current.schedule), raw)
+        return await self._edit(job_id, body.version, changes, by)
+
+    async def set_active(self, job_id: int, active: bool, by: str) -> JobView:
+        current = await self.load(job_id)
+        return await self._edit(job_id, current.version, {"active": active}, by)
+
+    async def copy(self, job_id: int, name: str, by: str) -> JobView:
+        """The guide's Copy: only an inactive, non-partner job; the copy is created inactive."""
+        original = await self.load(job_id)
+        domain.check_copy(original)
+        body = JobCreate(
+            name=name,
+            spec=original.spec,
+            schedule=original.schedule,
+            expires_at=original.expires_at,
+            active=False,
+        )
+        return await self.create(body, {}, by)
+
+    async def validate(self, spec: JobSpec, schedule: Schedule, raw: dict[str, Any]) -> None:
+        for part in ("spec", "schedule"):
+            unknown = domain.unknown_keys(raw.get(part), spec if part == "spec" else schedule, part)
+            if unknown:
+                raise ValidationFailed(f"unknown field {unknown[0]}", field=unknown[0])
+        validate_schedule(schedule)
+        if isinstance(spec, ImportSpec):
+            table = await self.repo.table(spec.target.table, field="spec.target.table")
+            connection = await self.repo.connection(spec.source.connection_id)
+            domain.validate_import(spec, table, connection)
+        else:
+            await self._validate_export(spec)
+
+    async def _validate_export(self, spec: ExportSpec) -> None:
+        table = await self.repo.table(spec.source.table, field="spec.source.table")
+        extension_docs = await self.repo.find_all("tables", {"parent_list": table.name})
+        extensions = {doc["name"]: TableRecord.model_validate(doc) for doc in extension_docs}
+        connection = await self.repo.connection(spec.destination.connection_id)
+        domain.validate_export(spec, table, extensions, connection)
+
+    async def _edit(self, job_id: int, version: int, changes: dict[str, Any], by: str) -> JobView:
+        async def work(session: Session) -> Change[StoredJob]:
+            current = await self.load(job_id, session)
+            if current.version != version:
+                raise Conflict(
+                    f"job {job_id} was changed by someone else (version {current.version}, yours {version}); "
+                    "reload it and edit again",
+                    field="version",
+                )
+            job = current.model_copy(
+                update={**changes, "version": version + 1, "updated_at": _now(), "updated_by": by}
+            )
+            job = StoredJob.model_validate(_document(job))  # re-validate the merged job
+            document = _document(job)
+            del document["_id"]
+            matched = await self.repo.update(
+                JOBS, {"_id": job_id, "version": version}, {"$set": document}, session
+            )
+            if matched != 1:
+                raise Conflict(f"job {job_id} was changed by someone else; reload it", field="version")
+            return Change(job, [job_changed(job)])
+
+        return await self.get((await commit(self.repo, self.bus, work)).id)
+
+    # --- running -----------------------------------------------------------------------------------
+    async def run_now(self, job_id: int, by: str) -> str:
+        """Ask the scheduler for a run; returns `JobID.RunID`. Scheduled runs are not affected."""
+        job = await self.load(job_id)
+        try:
+            domain.check_run_now(job, _now())
+        except domain.RunNowRefused as refused:
+            raise RunRefused(refused.message) from refused
+        data = RunJobData(job=job.snapshot(), trigger=Trigger.ON_DEMAND, requested_by=by)
+        command = RunJob(source=SOURCE, subject=str(job_id), data=data)
+        reply = RunJobReply.model_validate(await self.bus.request(command, timeout=self.run_request_timeout))
+        if not reply.accepted or reply.run_id is None:
+            raise RunRefused(reply.reason or "the scheduler refused the run")
+        return reply.run_id
+
+    async def stop(self, job_id: int, confirm: bool, by: str) -> str:
+        """The guide's Stop: needs confirmation; every executor hears it, the one running it stops."""
+        domain.require_confirmation(confirm, "Stop")
+        await self.load(job_id)
+        run_id = await self.reads.run_in_flight(job_id)
+        if run_id is None:
+            raise Conflict(f"job {job_id} is not running")
+        await self.bus.publish(
+            StopRun(source=SOURCE, subject=run_id, data=StopRunData(run_id=run_id, requested_by=by))
+        )
+        return run_id
+
+    # --- deleting ----------------------------------------------------------------------------------
+    async def delete(self, job_ids: list[int], confirm: bool) -> list[int]:
+        """Delete jobs, all or none; loaded records stay. A running job must be stopped first."""
+        domain.require_confirmation(confirm, "Delete")
+        unique_ids = sorted(set(job_ids))
+        running = await self.reads.jobs_in_flight(unique_ids)
+        if running:
+            raise Conflict(f"job(s) {', '.join(map(str, running))} are running; stop them first", field="ids")
+        return await commit(self.repo, self.bus, lambda session: self._delete(unique_ids, session))
+
+    async def expire(self, job_id: int) -> None:
+        """Delete a job whose expiration date passed (the scheduler waited for its run to finish)."""
+        if await self.repo.find(JOBS, {"_id": job_id}) is not None:
+            await commit(self.repo, self.bus, lambda session: self._delete([job_id], session))
+
+    async def _delete(self, job_ids: list[int], session: Session) -> Change[list[int]]:
+        found = {doc["_id"] for doc in await self.repo.find_all(JOBS, {"_id": {"$in": job_ids}}, session)}
+        missing = [job_id for job_id in job_ids if job_id not in found]
+        if missing:
+            raise NotFound(
+                f"job(s) {', '.join(map(str, missing))} do not exist; nothing was deleted", field="ids"
+            )
+        await self.repo.delete(JOBS, {"_id": {"$in": job_ids}}, session)
+        group_events = await remove_members(self.repo, job_ids, session)
+        deleted = [JobDeleted(source=SOURCE, subject=str(i), data=JobDeletedData(job_id=i)) for i in job_ids]
+        return Change(job_ids, [*deleted, *group_events])
+
+
+def _document(job: StoredJob) -> dict[str, Any]:
+    document = job.model_dump(mode="json", by_alias=True)
+    for key in ("created_at", "updated_at", "expires_at"):  # dates stay BSON dates, not strings
+        document[key] = getattr(job, key)
+    return document

@@ -1,0 +1,398 @@
+"""Reading runs, group runs and run logs (the Completed jobs tab and "Viewing job execution logs").
+
+The records are the logsink's; the catalog only reads them. A run's log is read in order with gaps
+shown as "log lines missing"; a live tail follows a run in progress until it is terminal and every
+line up to its last announced number has been sent (or reported missing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.contracts.jobs import JobType
+from shared.contracts.runs import TERMINAL_STATUSES, RunCounts, RunStatus, Trigger
+from shared.errors import NotFound
+from shared.runid import RunId
+from shared.runlogs import missing_sequences
+
+Document = dict[str, Any]
+TERMINAL = {status.value for status in TERMINAL_STATUSES}
+
+# --- views -----------------------------------------------------------------------------------------
+
+
+class View(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+DisplayStatus = Literal["Success", "Failed", "Running", "Queued"]
+
+
+def display_status(status: str) -> DisplayStatus:
+    """The guide's Run status: Failed or Success (partial is a Success with rejects)."""
+    if status in ("succeeded", "partial"):
+        return "Success"
+    if status in ("failed", "stopped"):
+        return "Failed"
+    return "Running" if status == "running" else "Queued"
+
+
+class ProgressView(View):
+    records_read: int
+    records_written: int
+    records_rejected: int
+    bytes_read: int
+    bytes_total: int | None = None
+    records_per_second: float
+    at: datetime
+
+
+class RunView(View):
+    run_id: str = Field(description="Job ID and Run ID: `JobID.RunID`.", examples=["12.3"])
+    job_id: int
+    group_run_id: str | None = Field(default=None, description="Group ID and Run ID: `GroupID.RunID`.")
+    group_id: int | None = None
+    group_name: str | None = Field(default=None, description="Group: the group the run belongs to.")
+    job_name: str | None = Field(default=None, description="Name of the job.")
+    job_type: JobType | None = None
+    trigger: Trigger | None = None
+    status: RunStatus
+    run_status: DisplayStatus = Field(description="Run status as the console shows it.")
+    requested_at: datetime | None = None
+    requested_by: str | None = None
+    start_time: datetime | None = None
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+    counts: RunCounts = RunCounts()
+    rejects_file: str | None = None
+    error: str | None = None
+    executor: str | None = Field(default=None, description="The executor that ran it (the last attempt's).")
+    attempt: int | None = None
+    last_log_seq: int | None = Field(default=None, description="Number of the last log line, once finished.")
+    progress: ProgressView | None = Field(default=None, description="Latest progress while running.")
+
+
+class GroupRunView(View):
+    group_run_id: str = Field(description="Group ID and Run ID: `GroupID.RunID`.", examples=["2.5"])
+    group_id: int | None = None
+    group_name: str | None = None
+    trigger: Trigger | None = None
+    status: RunStatus
+    run_status: DisplayStatus
+    job_ids: list[int] = Field(default=[], description="The group's jobs in order, when the run started.")
+    start_time: datetime | None = None
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+    error: str | None = None
+    member_run_ids: list[str] = Field(default=[], description="Member runs (`JobID.RunID`) in order.")
+
+
+class GroupRunDetail(GroupRunView):
+    members: list[RunView]
+
+
+class RunLogLine(View):
+    seq: int
+    at: datetime
+    level: str
+    message: str
+    fields: dict[str, str | int | float | bool | None] = {}
+
+
+class RunLogPage(View):
+    run_id: str
+    lines: list[RunLogLine]
+    missing: list[tuple[int, int]] = Field(description="Gaps in the numbering: log lines missing.")
+    next_after: int = Field(description="Pass as `after` to read the next page.")
+    complete: bool = Field(description="The run is terminal and no line after this page exists.")
+
+
+# --- queries ---------------------------------------------------------------------------------------
+
+SORTS: dict[str, list[tuple[str, int]]] = {
+    "requested_at": [("requested_at", 1)],
+    "start_time": [("started_at", 1)],
+    "finished_at": [("finished_at", 1)],
+    "duration": [("duration_seconds", 1)],
+    "run_id": [("job_id", 1), ("run_number", 1)],
+    "job_name": [("job_name", 1)],
+    "status": [("status", 1)],
+}
+SortKey = Literal[
+    "requested_at", "-requested_at", "start_time", "-start_time", "finished_at", "-finished_at",
+    "duration", "-duration", "run_id", "-run_id", "job_name", "-job_name", "status", "-status",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    job_id: int | None = None
+    group_id: int | None = None
+    group_run_id: str | None = None
+    statuses: tuple[RunStatus, ...] = ()
+    job_type: JobType | None = None
+    trigger: Trigger | None = None
+    started_from: datetime | None = None
+    started_to: datetime | None = None
+    sort: SortKey = "-requested_at"
+
+    def filter(self) -> Document:
+        filter_: Document = {}
+        for name in ("job_id", "group_id", "group_run_id"):
+            if (value := getattr(self, name)) is not None:
+                filter_[name] = value
+        if self.statuses:
+            filter_["status"] = {"$in": [status.value for status in self.statuses]}
+        if self.job_type is not None:
+            filter_["job_type"] = self.job_type.value
+        if self.trigger is not None:
+            filter_["trigger"] = self.trigger.value
+        started: Document = {}
+        if self.started_from is not None:
+            started["$gte"] = self.started_from
+        if self.started_to is not None:
+            started["$lt"] = self.started_to
+        if started:
+            filter_["started_at"] = started
+        return filter_
+
+    def sort_spec(self) -> list[tuple[str, int]]:
+        direction = -1 if self.sort.startswith("-") else 1
+        keys = [(field, direction) for field, _ in SORTS[self.sort.lstrip("-")]]
+        return [*keys, ("job_id", direction), ("run_number", direction)]  # stable across pages
+
+
+class RunsReadModel(Protocol):
+    async def page(
+        self, filter_: Document, *, sort: list[tuple[str, int]], offset: int, limit: int
+    ) -> tuple[list[Document], int]: ...
+
+    async def get(self, run_id: str) -> Document | None: ...
+
+    async def of_group_run(self, group_run_id: str) -> list[Document]: ...
+
+    async def logs(self, run_id: str, *, after: int, limit: int) -> list[Document]: ...
+
+    async def group_runs_page(
+        self, filter_: Document, *, offset: int, limit: int
+    ) -> tuple[list[Document], int]: ...
+
+    async def group_run(self, group_run_id: str) -> Document | None: ...
+
+
+# --- the live tail's events ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TailEvent:
+    """One Server-Sent Event: `line`, `missing` (log lines missing), `status` or `end`."""
+
+    event: str
+    data: Document
+    id: int | None = None
+
+
+# --- use cases -------------------------------------------------------------------------------------
+
+
+class RunsService:
+    def __init__(self, read: RunsReadModel, *, poll_interval: float = 0.25, gap_grace: float = 5.0) -> None:
+        self.read = read
+        self.poll_interval = poll_interval
+        self.gap_grace = gap_grace  # how long a gap may be "still arriving" before it is shown missing
+
+    async def list_runs(self, query: RunQuery, *, offset: int, limit: int) -> tuple[list[RunView], int]:
+        docs, total = await self.read.page(query.filter(), sort=query.sort_spec(), offset=offset, limit=limit)
+        return [run_view(doc) for doc in docs], total
+
+    async def get_run(self, run_id: str) -> RunView:
+        return run_view(await self._run(run_id))
+
+    async def list_group_runs(
+        self, *, group_id: int | None, statuses: tuple[RunStatus, ...], offset: int, limit: int
+    ) -> tuple[list[GroupRunView], int]:
+        filter_: Document = {}
+        if group_id is not None:
+            filter_["group_id"] = group_id
+        if statuses:
+            filter_["status"] = {"$in": [status.value for status in statuses]}
+        docs, total = await self.read.group_runs_page(filter_, offset=offset, limit=limit)
+        return [group_run_view(doc) for doc in docs], total
+
+    async def get_group_run(self, group_run_id: str) -> GroupRunDetail:
+        group_run_id = str(_parse(group_run_id, "group_run_id"))
+        doc = await self.read.group_run(group_run_id)
+        if doc is None:
+            raise NotFound(f"group run {group_run_id} does not exist", field="group_run_id")
+        members = order_members(doc, await self.read.of_group_run(group_run_id))
+        view = group_run_view(doc)
+        ordered_ids = [member["_id"] for member in members]
+        return GroupRunDetail(
+            **view.model_dump() | {"member_run_ids": ordered_ids},
+            members=[run_view(member) for member in members],
+        )
+
+    async def run_logs(self, run_id: str, *, after: int, limit: int) -> RunLogPage:
+        run = await self._run(run_id)
+        docs = await self.read.logs(run["_id"], after=after, limit=limit)
+        lines = [RunLogLine.model_validate(doc) for doc in docs]
+        last_page = len(lines) < limit  # only the last page can compare with the announced end
+        announced = run.get("last_log_seq") if last_page else None
+        gaps = missing_sequences([line.seq for line in lines], start=after + 1, last_seq=announced)
+        next_after = max([after, *(line.seq for line in lines), *(end for _, end in gaps)])
+        complete = last_page and run.get("status") in TERMINAL
+        return RunLogPage(
+            run_id=run["_id"], lines=lines, missing=gaps, next_after=next_after, complete=complete
+        )
+
+    async def tail_logs(self, run_id: str, *, after: int = 0) -> AsyncGenerator[TailEvent, None]:
+        """Lines in order while the run is in progress; ends once it is terminal and all lines are out.
+
+        A gap is reported as missing once it has lasted `gap_grace` seconds (lines may still be on
+        their way), or at once below the end of a finished run whose later lines are all stored.
+        """
+        run = await self._run(run_id)  # 404 before the stream starts
+        tail = _Tail(cursor=after, grace=self.gap_grace)
+        status = None
+        while True:
+            if run.get("status") != status:
+                status = run.get("status")
+                yield TailEvent("status", {"status": status, "run_status": display_status(str(status))})
+            terminal = status in TERMINAL
+            last_seq = int(run.get("last_log_seq") or 0)
+            docs = await self.read.logs(run["_id"], after=tail.cursor, limit=500)
+            for event in tail.advance(docs, terminal=terminal, last_seq=last_seq):
+                yield event
+            if terminal and tail.cursor >= last_seq:
+                yield TailEvent("end", {"status": status, "last_log_seq": last_seq}, id=tail.cursor)
+                return
+            if len(docs) < 500:
+                await asyncio.sleep(self.poll_interval)
+            run = await self._run(run_id)
+
+    async def _run(self, run_id: str) -> Document:
+        doc = await self.read.get(str(_parse(run_id, "run_id")))
+        if doc is None:
+            raise NotFound(f"run {run_id} does not exist", field="run_id")
+        return doc
+
+
+@dataclass
+class _Tail:
+    cursor: int
+    grace: float
+    gap_seen_at: float | None = None
+
+    def advance(self, docs: list[Document], *, terminal: bool, last_seq: int) -> list[TailEvent]:
+        events: list[TailEvent] = []
+        for doc in docs:
+            seq = int(doc["seq"])
+            if seq > self.cursor + 1:
+                if not self._gap_lasted():
+                    return events  # wait: the lines in between may still be arriving
+                events.append(_missing(self.cursor + 1, seq - 1))
+            events.append(TailEvent("line", RunLogLine.model_validate(doc).model_dump(mode="json"), id=seq))
+            self.cursor, self.gap_seen_at = seq, None
+        if terminal and not docs and self.cursor < last_seq and self._gap_lasted():
+            events.append(_missing(self.cursor + 1, last_seq))
+            self.cursor, self.gap_seen_at = last_seq, None
+        return events
+
+    def _gap_lasted(self) -> bool:
+        now = time.monotonic()
+        if self.gap_seen_at is None:
+            self.gap_seen_at = now
+        return now - self.gap_seen_at >= self.grace
+
+
+def _missing(first: int, last: int) -> TailEvent:
+    return TailEvent("missing", {"from": first, "to": last, "message": "log lines missing"}, id=last)
+
+
+def _parse(run_id: str, field: str) -> RunId:
+    try:
+        return RunId.parse(run_id)
+    except Exception as exc:
+        raise NotFound(f"'{run_id}' is not a run id", field=field) from exc
+
+
+# --- documents → views -----------------------------------------------------------------------------
+
+
+def run_view(doc: Document) -> RunView:
+    status = doc.get("status", "queued")
+    progress = doc.get("progress") if status not in TERMINAL else None
+    return RunView(
+        run_id=doc["_id"],
+        job_id=doc["job_id"],
+        group_run_id=doc.get("group_run_id"),
+        group_id=doc.get("group_id"),
+        group_name=doc.get("group_name"),
+        job_name=doc.get("job_name"),
+        job_type=doc.get("job_type"),
+        trigger=doc.get("trigger"),
+        status=status,
+        run_status=display_status(status),
+        requested_at=doc.get("requested_at"),
+        requested_by=doc.get("requested_by"),
+        start_time=doc.get("started_at"),
+        finished_at=doc.get("finished_at"),
+        duration_seconds=doc.get("duration_seconds"),
+        counts=RunCounts.model_validate(doc.get("counts") or {}),
+        rejects_file=doc.get("rejects_file"),
+        error=doc.get("error"),
+        executor=doc.get("executor"),
+        attempt=doc.get("attempt"),
+        last_log_seq=doc.get("last_log_seq"),
+        progress=ProgressView.model_validate(progress) if progress else None,
+    )
+
+
+def group_run_view(doc: Document) -> GroupRunView:
+    status = doc.get("status", "running")
+    started, finished = doc.get("started_at"), doc.get("finished_at")
+    duration = max((finished - started).total_seconds(), 0.0) if started and finished else None
+    members = doc.get("member_run_ids") or [m["run_id"] for m in order_members(doc, _members_of(doc))]
+    return GroupRunView(
+        group_run_id=doc["_id"],
+        group_id=doc.get("group_id"),
+        group_name=doc.get("group_name"),
+        trigger=doc.get("trigger"),
+        status=status,
+        run_status=display_status(status),
+        job_ids=doc.get("job_ids") or [],
+        start_time=started,
+        finished_at=finished,
+        duration_seconds=duration,
+        error=doc.get("error"),
+        member_run_ids=members,
+    )
+
+
+def _members_of(doc: Document) -> list[Document]:
+    return [{"_id": m["run_id"], **m} for m in doc.get("members") or []]
+
+
+def order_members(group_run: Document, runs: list[Document]) -> list[Document]:
+    """Members in the group's order: the order the group run finished with, else the jobs' order."""
+    final = {run_id: i for i, run_id in enumerate(group_run.get("member_run_ids") or [])}
+    position = {job_id: i for i, job_id in enumerate(group_run.get("job_ids") or [])}
+    big = len(final) + len(position) + 1
+
+    def key(run: Document) -> tuple[int, int, str, int]:
+        requested = run.get("requested_at")
+        return (
+            final.get(run["_id"], big),
+            position.get(run.get("job_id", -1), big),
+            requested.isoformat() if requested else "",
+            int(str(run["_id"]).split(".")[1]),
+        )
+
+    return sorted(runs, key=key)

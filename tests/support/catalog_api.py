@@ -1,0 +1,81 @@
+"""The catalog in-process (with a real scheduler beside it) and a client that scans every response."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from services.catalog.config import CatalogSettings
+from services.catalog.domain import Role
+from services.catalog.main import build_app as build_catalog
+from services.catalog.repository import MongoCatalogRepository
+from services.catalog.service import issue_token
+from shared.mongo import MongoClient
+from shared.settings import CommonSettings
+
+SECRET_PASSWORD = "s3cret-Password-never-shown"
+SECRET_TOKEN = "rest-T0ken-never-shown"
+FAKE_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPLACEHOLDERKEYFORTESTS0000000000000"
+
+
+class Api:
+    """Calls the API as a given role and remembers every response, so a test can scan them all."""
+
+    def __init__(self, app: FastAPI, tokens: dict[Role, str]) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.responses: list[httpx.Response] = []
+
+    async def call(
+        self, method: str, path: str, role: Role | None = Role.ADMIN, **kwargs: Any
+    ) -> httpx.Response:
+        headers: dict[str, str] = dict(kwargs.pop("headers", {}))
+        if role:
+            headers["Authorization"] = f"Bearer {self.tokens[role]}"
+        transport = httpx.ASGITransport(app=self.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://catalog") as client:
+            response = await client.request(method, f"/api/v1{path}", headers=headers, **kwargs)
+        self.responses.append(response)
+        return response
+
+    async def ok(self, method: str, path: str, role: Role | None = Role.ADMIN, **kwargs: Any) -> Any:
+        response = await self.call(method, path, role, **kwargs)
+        assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text}"
+        return response.json() if response.content else None
+
+    def assert_no_secret_leaked(self) -> None:
+        for response in self.responses:
+            text = response.text
+            for secret in (SECRET_PASSWORD, SECRET_TOKEN, "PRIVATE KEY", "_encrypted"):
+                assert secret not in text, f"{secret!r} leaked in {response.request.url}"
+
+
+@asynccontextmanager
+async def running_catalog(
+    settings: CommonSettings, mongo: MongoClient, *, with_scheduler: bool = True
+) -> AsyncIterator[Api]:
+    catalog = build_catalog(settings, CatalogSettings(run_request_timeout=5, max_body_bytes=200_000))
+    async with AsyncExitStack() as stack:
+        if with_scheduler:
+            from services.scheduler.main import build_app as build_scheduler  # only where run now is tested
+
+            scheduler = build_scheduler(settings)
+            await stack.enter_async_context(scheduler.router.lifespan_context(scheduler))
+        await stack.enter_async_context(catalog.router.lifespan_context(catalog))
+        repo = MongoCatalogRepository(mongo, settings.database("catalog"))
+        tokens = {role: await issue_token(repo, f"{role.name.lower()}-user", role) for role in Role}
+        api = Api(catalog, tokens)
+        yield api
+        api.assert_no_secret_leaked()
+    for service in ("catalog", "scheduler", "audience", "logsink"):
+        await mongo.drop_database(settings.database(service))
+
+
+async def sftp_connection(api: Api, name: str = "sftp", base_dir: str = "/in") -> int:
+    body = {"name": name, "host": "127.0.0.1", "port": 22, "username": "u", "password": SECRET_PASSWORD,
+            "host_key": FAKE_HOST_KEY, "base_dir": base_dir}  # fmt: skip
+    return int((await api.ok("POST", "/connections", json=body))["id"])
