@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from services.catalog.job_schemas import ScheduleType
 from services.catalog.schemas import NAME, Request, Response
@@ -13,6 +13,14 @@ from shared.contracts.jobs import OnDemandSchedule, Schedule
 
 
 class GroupCreate(Request):
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [{"name": "Nightly load", "job_ids": [3, 4, 7], "continue_on_failure": False}]
+        },
+    )
+
     name: str = NAME
     job_ids: list[int] = Field(min_length=1, max_length=100, description="Member jobs in run order.")
     schedule: Schedule = OnDemandSchedule()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from services.catalog.schemas import NAME, Request, Response
 from shared.contracts.jobs import JobSpec, JobType, OnDemandSchedule, Schedule
@@ -13,7 +13,26 @@ from shared.contracts.jobs import JobSpec, JobType, OnDemandSchedule, Schedule
 ScheduleType = Literal["one_time", "recurring", "on_demand", "on_event"]
 
 
+IMPORT_EXAMPLE: dict[str, Any] = {
+    "name": "Nightly contacts",
+    "spec": {
+        "kind": "import",
+        "source": {"kind": "sftp", "connection_id": 1, "path": "daily/contacts_*.csv", "pick": "newest"},
+        "format": {"delimiter": ",", "quote": '"', "header": True, "encoding": "utf-8"},
+        "mapping": [{"column": "email", "field": "EMAIL_ADDRESS_"}, {"column": "city", "field": "city"}],
+        "target": {"kind": "list", "table": "people", "match_columns": ["EMAIL_ADDRESS_"],
+                   "insert_on_no_match": True, "update_on_match": "replace_all"},
+        "guards": {"max_reject_percent": 5},
+    },
+    "schedule": {"type": "recurring", "rule": {"kind": "daily", "at": "02:30:00"}, "timezone": "Europe/Paris"},
+}  # fmt: skip
+
+
 class JobCreate(Request):
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [IMPORT_EXAMPLE]}
+    )
+
     name: str = NAME
     spec: JobSpec
     schedule: Schedule = OnDemandSchedule()

@@ -11,6 +11,7 @@ from services.catalog.api import resources, runs
 from services.catalog.api.errors import error_response, install_error_handlers
 from services.catalog.audience import MongoAudienceSchema
 from services.catalog.config import CatalogSettings
+from services.catalog.console.routes import install_console
 from services.catalog.groups import GroupService
 from services.catalog.jobs import JobService
 from services.catalog.read_models import MongoReadModels
@@ -75,6 +76,8 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
     app.state.runs = RunsService(MongoRunsReadModel(runtime.mongo, common.database("logsink")))
     for router in (resources.router, jobs_api.router, groups_api.router, runs.router):
         app.include_router(router)
+    console = install_console(app, runtime.mongo, runtime.db_name)  # the web console at /
+    runtime.on_start.append(console.ensure_indexes)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -13,6 +13,7 @@ from shared.contracts.runs import RunCounts, RunStatus, Trigger
 
 T = TypeVar("T")
 
+HOST = r"^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$"  # a DNS name, IPv4 or IPv6 address
 NAME = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")
 
 
@@ -27,7 +28,7 @@ class Response(BaseModel):
 class SftpConnectionCreate(Request):
     kind: Literal["sftp"] = "sftp"
     name: str = NAME
-    host: str = Field(min_length=1, max_length=253)
+    host: str = Field(min_length=1, max_length=253, pattern=HOST)
     port: int = Field(default=22, ge=1, le=65535)
     username: str = Field(min_length=1, max_length=100)
     password: SecretStr | None = Field(default=None, max_length=1000)
@@ -82,7 +83,7 @@ class ConnectionView(Response):
 
 
 class HostKeyRequest(Request):
-    host: str = Field(min_length=1, max_length=253)
+    host: str = Field(min_length=1, max_length=253, pattern=HOST)
     port: int = Field(default=22, ge=1, le=65535)
 
 

@@ -20,7 +20,7 @@ class AsyncsshProbe:
         try:
             async with asyncio.timeout(TIMEOUT):
                 key = await asyncssh.get_server_host_key(host, port)
-        except (OSError, TimeoutError, asyncssh.Error) as exc:
+        except (OSError, TimeoutError, ValueError, asyncssh.Error) as exc:  # ValueError: an invalid host name
             raise PermanentError(f"could not reach {host}:{port}: {exc}", field="host") from exc
         if key is None:
             raise PermanentError(f"{host}:{port} offered no host key", field="host")

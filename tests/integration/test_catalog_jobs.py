@@ -281,7 +281,9 @@ async def test_spec_validation_names_the_field(api: Api) -> None:
             "schedule.timezone",
         ),
         (
-            lambda b: b["spec"]["target"].update(kind="list", match_columns=["EMAIL_ADDRESS_"]),
+            lambda b: b["spec"].update(
+                target={"kind": "list", "table": "contacts", "match_columns": ["EMAIL_ADDRESS_"]}
+            ),
             "spec.target.table",
         ),
     ]

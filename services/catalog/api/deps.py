@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from services.catalog.console.sessions import session_principal
 from services.catalog.domain import Role, require_role
 from services.catalog.service import CatalogService, Principal
 from shared.errors import Unauthorized
@@ -25,12 +26,16 @@ Service = Annotated[CatalogService, Depends(get_service)]
 
 def role(needed: Role) -> Callable[..., Awaitable[Principal]]:
     async def authenticated(
+        request: Request,
         service: Service,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
+        if credentials is not None and credentials.scheme.lower() == "bearer":
+            principal = await service.authenticate(credentials.credentials)
+        elif (from_console := await session_principal(request)) is not None:
+            principal = from_console  # the console's session cookie (CSRF-checked when it changes things)
+        else:
             raise Unauthorized("a bearer token is required")
-        principal = await service.authenticate(credentials.credentials)
         require_role(principal.role, needed)
         return principal
 

@@ -40,7 +40,10 @@ Jobs = Annotated[JobService, Depends(get_jobs)]
 
 async def raw_body(request: Request) -> dict[str, Any]:
     """The request body as sent, to refuse fields the job specification does not have."""
-    body = await request.json()
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}  # not JSON: the body model's own validation answers with a 422
     return body if isinstance(body, dict) else {}
 
 
