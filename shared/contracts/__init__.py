@@ -39,9 +39,8 @@ ALL_MESSAGES: tuple[type[Envelope], ...] = (
 )
 
 __all__ = [
-    "MESSAGE_TYPES",
-    "parse_message",
     "ALL_MESSAGES",
+    "MESSAGE_TYPES",
     "Envelope",
     "Expire",
     "ExportSpec",
@@ -67,6 +66,7 @@ __all__ = [
     "StopRun",
     "Trigger",
     "TriggerFired",
+    "parse_message",
 ]
 
 MESSAGE_TYPES: dict[str, type[Envelope]] = {cls.model_fields["type"].default: cls for cls in ALL_MESSAGES}

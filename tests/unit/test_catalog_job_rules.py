@@ -220,7 +220,7 @@ def test_export_templates_know_their_placeholders_and_stay_inside_base_dir() -> 
 
 
 def test_new_tables() -> None:
-    assert [f.name for f in table_fields(TableKind.LIST, [TableField(name="city")])][0] == "RIID_"
+    assert next(f.name for f in table_fields(TableKind.LIST, [TableField(name="city")])) == "RIID_"
     with pytest.raises(ValidationFailed, match="system fields"):
         table_fields(TableKind.LIST, [TableField(name="EMAIL_ADDRESS_")])
     with pytest.raises(ValidationFailed, match="primary key"):
