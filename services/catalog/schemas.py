@@ -8,8 +8,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, HttpUrl, SecretStr, Tag, model_validator
 
 from shared.catalog_records import ConnectionKind, TableKind
-from shared.contracts.jobs import JobType, TableField
-from shared.contracts.runs import RunCounts, RunStatus, Trigger
+from shared.contracts.jobs import TableField
 
 T = TypeVar("T")
 
@@ -120,38 +119,6 @@ class TableView(Response):
 
 class RunAccepted(Response):
     run_id: str = Field(description="`JobID.RunID` of the new run.", examples=["12.3"])
-
-
-class RunView(Response):
-    run_id: str
-    job_id: int
-    job_name: str | None = None
-    job_type: JobType | None = None
-    trigger: Trigger | None = None
-    status: RunStatus
-    start_time: datetime | None = None
-    duration_seconds: float | None = None
-    counts: RunCounts = RunCounts()
-    error: str | None = None
-    rejects_file: str | None = None
-    executor: str | None = None
-    last_log_seq: int | None = Field(
-        default=None, description="Number of the run's last log line, once finished."
-    )
-
-
-class RunLogLine(Response):
-    seq: int
-    at: datetime
-    level: str
-    message: str
-    fields: dict[str, str | int | float | bool | None] = {}
-
-
-class RunLogPage(Response):
-    run_id: str
-    lines: list[RunLogLine]
-    missing: list[tuple[int, int]] = Field(description="Gaps in the numbering: log lines missing.")
 
 
 class Page(Response, Generic[T]):
