@@ -18,12 +18,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# Debian packages the tests need: sshd (real SFTP server) and promtool (alert rules); skipped when present.
+# Debian packages the tests need: sshd (real SFTP server), promtool (alert rules) and Chromium (the
+# console's browser tests; Playwright drives /usr/bin/chromium, it never downloads one); skipped when present.
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 system-deps:
 	@missing=""; \
 	  [ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	  command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing$$missing"; \
 	    apt-get update -qq && $(APT_INSTALL) $$missing >/dev/null; \

@@ -7,19 +7,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.client_session import AsyncClientSession as Session
-from shared.scheduling import validate_schedule
 
 from services.catalog import domain
 from services.catalog.changes import SOURCE, Change, commit
 from services.catalog.errors import RunRefused
 from services.catalog.group_schemas import GroupCreate, GroupMember, GroupUpdate, GroupView
 from services.catalog.ports import CatalogRepository, CommandBus, ReadModels
-from shared.contracts import GroupChanged, GroupDeleted, RunGroup, RunJobReply, StopGroupRun
+from services.catalog.scheduler_client import request_run
+from shared.contracts import GroupChanged, GroupDeleted, RunGroup, StopGroupRun
 from shared.contracts.catalog import GroupChangedData, GroupDeletedData
 from shared.contracts.groups import RunGroupData, StopGroupRunData
 from shared.contracts.jobs import OnDemandSchedule, Schedule, is_expired
 from shared.contracts.runs import Trigger
 from shared.errors import Conflict, NotFound
+from shared.scheduling import validate_schedule
 
 GROUPS = "groups"
 
@@ -198,10 +199,7 @@ class GroupService:
             subject=str(group_id),
             data=RunGroupData(group_id=group_id, trigger=Trigger.ON_DEMAND, requested_by=by),
         )
-        reply = RunJobReply.model_validate(await self.bus.request(command, timeout=self.run_request_timeout))
-        if not reply.accepted or reply.run_id is None:
-            raise RunRefused(reply.reason or "the scheduler refused the group run")
-        return reply.run_id
+        return await request_run(self.bus, command, self.run_request_timeout)
 
     async def stop(self, group_id: int, confirm: bool, by: str) -> str:
         domain.require_confirmation(confirm, "Stop")

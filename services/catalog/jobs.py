@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession as Session
-from shared.scheduling import validate_schedule
 
 from services.catalog import domain
 from services.catalog.changes import SOURCE, Change, commit
@@ -15,12 +14,14 @@ from services.catalog.errors import RunRefused
 from services.catalog.groups import remove_members
 from services.catalog.job_schemas import JobCreate, JobPatch, JobUpdate, JobView
 from services.catalog.ports import CatalogRepository, CommandBus, ReadModels
+from services.catalog.scheduler_client import request_run
 from shared.catalog_records import TableRecord
-from shared.contracts import JobChanged, JobDeleted, RunJob, RunJobReply, StopRun
+from shared.contracts import JobChanged, JobDeleted, RunJob, StopRun
 from shared.contracts.catalog import JobChangedData, JobDeletedData
 from shared.contracts.jobs import ExportSpec, ImportSpec, JobSpec, JobType, Schedule
 from shared.contracts.runs import RunJobData, StopRunData, Trigger
 from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.scheduling import validate_schedule
 
 JOBS = "jobs"
 
@@ -202,10 +203,7 @@ class JobService:
             raise RunRefused(refused.message) from refused
         data = RunJobData(job=job.snapshot(), trigger=Trigger.ON_DEMAND, requested_by=by)
         command = RunJob(source=SOURCE, subject=str(job_id), data=data)
-        reply = RunJobReply.model_validate(await self.bus.request(command, timeout=self.run_request_timeout))
-        if not reply.accepted or reply.run_id is None:
-            raise RunRefused(reply.reason or "the scheduler refused the run")
-        return reply.run_id
+        return await request_run(self.bus, command, self.run_request_timeout)
 
     async def stop(self, job_id: int, confirm: bool, by: str) -> str:
         """The guide's Stop: needs confirmation; every executor hears it, the one running it stops."""

@@ -1,0 +1,103 @@
+"""The CLI's HTTP client: one place that turns the API's error shape into a clear message."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from services.cli.config import Login, current
+
+
+class ApiError(Exception):
+    """An error answered by the API (`{"error": {"code", "message", "field"}}`) or a transport failure."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 field: str | None = None) -> None:  # fmt: skip
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.field = field
+
+    def __str__(self) -> str:
+        where = f" (field: {self.field})" if self.field and self.field not in self.message else ""
+        tag = ", ".join(str(p) for p in (self.code, self.status) if p)
+        return f"{self.message}{where}" + (f" [{tag}]" if tag else "")
+
+
+def error_from(response: httpx.Response) -> ApiError:
+    try:
+        error = response.json()["error"]
+        return ApiError(str(error["message"]), status=response.status_code, code=error.get("code"),
+                        field=error.get("field"))  # fmt: skip
+    except (ValueError, KeyError, TypeError):
+        text = response.text.strip()[:200] or response.reason_phrase
+        return ApiError(f"HTTP {response.status_code}: {text}", status=response.status_code)
+
+
+class Client:
+    def __init__(self, login: Login | None = None, *, transport: httpx.BaseTransport | None = None,
+                 timeout: float = 30.0) -> None:  # fmt: skip
+        self.login = login or current()
+        self.http = httpx.Client(
+            base_url=self.login.api_url,
+            headers={"Authorization": f"Bearer {self.login.token}", "User-Agent": "connect-cli"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(f"cannot reach the API at {self.login.api_url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise error_from(response)
+        if not response.content:
+            return None
+        return response.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v not in (None, "", [])})
+
+    def post(self, path: str, body: Any = None, **params: Any) -> Any:
+        return self.request("POST", path, json=body, params=params or None)
+
+    def stream_events(self, path: str, **params: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Server-Sent Events of `path` as (event, data) pairs."""
+        try:
+            with self.http.stream(
+                "GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from(response)
+                yield from parse_sse(response.iter_lines())
+        except httpx.HTTPError as exc:
+            raise ApiError(f"the live log was interrupted: {exc}") from exc
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def parse_sse(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    event, data = "message", list[str]()
+    for line in lines:
+        if line == "":
+            if data:
+                yield event, json.loads("\n".join(data))
+            event, data = "message", list[str]()
+        elif line.startswith(":"):
+            continue  # a comment (keep-alive)
+        else:
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
+    if data:
+        yield event, json.loads("\n".join(data))

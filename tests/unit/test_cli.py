@@ -1,0 +1,160 @@
+"""The CLI's pieces without a running system: login storage, errors, SSE parsing, statuses, watch exit codes."""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from services.cli import app, config, runs
+from services.cli.client import ApiError, Client, error_from, parse_sse
+from services.cli.output import run_status
+
+API = "http://connect.test/api/v1"
+
+
+@pytest.fixture(autouse=True)
+def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("CONNECT_API_URL", raising=False)
+    monkeypatch.delenv("CONNECT_TOKEN", raising=False)
+    return tmp_path / "connect" / "config.json"
+
+
+def test_login_is_stored_owner_only_and_environment_overrides_it(
+    isolated_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(config.NotLoggedIn):
+        config.current()
+    isolated_config.parent.mkdir(parents=True)
+    isolated_config.write_text("{}")
+    isolated_config.chmod(0o644)
+    config.save(config.Login("http://a:8000/api/v1", "cnt_stored"))
+    assert stat.S_IMODE(isolated_config.stat().st_mode) == 0o600
+    assert config.current() == config.Login("http://a:8000/api/v1", "cnt_stored")
+    monkeypatch.setenv("CONNECT_TOKEN", "cnt_env")
+    monkeypatch.setenv("CONNECT_API_URL", "https://b.example/")
+    assert config.current() == config.Login("https://b.example/api/v1", "cnt_env")
+    assert config.remove() and not isolated_config.exists()
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("http://h:8000", "http://h:8000/api/v1"),
+        ("http://h:8000/", "http://h:8000/api/v1"),
+        ("https://h/api/v1/", "https://h/api/v1"),
+    ],
+)
+def test_api_urls_are_normalized(given: str, expected: str) -> None:
+    assert config.normalize_url(given) == expected
+
+
+def test_a_url_without_scheme_is_refused() -> None:
+    with pytest.raises(typer.BadParameter):
+        config.normalize_url("localhost:8000")
+
+
+def test_the_api_error_shape_becomes_one_clear_message() -> None:
+    body = {"error": {"code": "validation_failed", "message": "name: too long", "field": "name"}}
+    error = error_from(httpx.Response(422, json=body))
+    assert (error.status, error.code, error.field) == (422, "validation_failed", "name")
+    assert str(error) == "name: too long [validation_failed, 422]"
+    other = error_from(
+        httpx.Response(404, json={"error": {"code": "not_found", "message": "gone", "field": "job_id"}})
+    )
+    assert str(other) == "gone (field: job_id) [not_found, 404]"
+    assert "HTTP 502" in str(error_from(httpx.Response(502, text="<html>bad gateway</html>")))
+
+
+def test_server_sent_events_are_parsed() -> None:
+    stream = [
+        "retry: 2000", "", "event: line", "id: 1", 'data: {"seq": 1}', "", ": keep-alive", "",
+        "event: missing", 'data: {"from": 2,', 'data: "to": 3}', "", "event: end", 'data: {"status": "succeeded"}',
+    ]  # fmt: skip
+    assert list(parse_sse(iter(stream))) == [
+        ("line", {"seq": 1}),
+        ("missing", {"from": 2, "to": 3}),
+        ("end", {"status": "succeeded"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "rejected", "text"),
+    [
+        ("succeeded", 0, "Success"),
+        ("partial", 3, "Success, 3 rejects"),
+        ("failed", 0, "Failed"),
+        ("stopped", 0, "Failed (stopped)"),
+        ("queued", 0, "Queued"),
+    ],
+)
+def test_run_status_reads_like_the_console(status: str, rejected: int, text: str) -> None:
+    assert run_status({"status": status, "counts": {"rejected": rejected}}) == text
+
+
+def fake_api(statuses: list[str]) -> httpx.MockTransport:
+    """A run that goes through `statuses`, one per poll."""
+    polls: Iterator[str] = iter(statuses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/runs/9.9"):
+            return httpx.Response(
+                404,
+                json={"error": {"code": "not_found", "message": "run 9.9 does not exist", "field": "run_id"}},
+            )
+        status = next(polls, statuses[-1])
+        body: dict[str, Any] = {"run_id": "1.1", "status": status, "counts": {"read": 10, "rejected": 0}}
+        if status == "running":
+            body["progress"] = {
+                "records_read": 5,
+                "records_per_second": 50.0,
+                "bytes_read": 10,
+                "bytes_total": 20,
+            }
+        return httpx.Response(200, json=body)
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize(("final", "code"), [("succeeded", 0), ("partial", 0), ("failed", 3), ("stopped", 4)])
+def test_runs_watch_exit_codes(final: str, code: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    transport = fake_api(["queued", "running", final])
+    login = config.Login(API, "cnt_x")
+    monkeypatch.setattr(runs, "Client", lambda: Client(login, transport=transport))
+    result = CliRunner().invoke(app, ["runs", "watch", "1.1", "--interval", "0.1", "--output", "json"])
+    assert result.exit_code == code, result.output
+    assert json.loads(result.stdout)["status"] == final
+
+
+def test_runs_watch_gives_up_after_the_timeout_and_reports_unknown_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    transport = fake_api(["running"])
+    login = config.Login(API, "cnt_x")
+    monkeypatch.setattr(runs, "Client", lambda: Client(login, transport=transport))
+    timed_out = CliRunner().invoke(app, ["runs", "watch", "1.1", "--interval", "0.1", "--timeout", "0.3"])
+    assert timed_out.exit_code == 5
+    unknown = CliRunner().invoke(app, ["runs", "watch", "9.9"])
+    assert unknown.exit_code == 1 and "does not exist" in unknown.output
+
+
+def test_commands_without_login_say_how_to_log_in() -> None:
+    result = CliRunner().invoke(app, ["jobs", "list"])
+    assert result.exit_code == 1 and "connect login" in result.output
+
+
+def test_transport_failures_are_api_errors() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    client = Client(config.Login(API, "t"), transport=httpx.MockTransport(refuse))
+    with pytest.raises(ApiError, match="cannot reach the API"):
+        client.get("/jobs")
