@@ -1,4 +1,8 @@
-"""Indexes of the audience collections, the same wherever they are created (catalog or executor)."""
+"""Indexes of the audience collections: one definition, whoever creates them (catalog or executor).
+
+A custom table is unique on its primary key; lists and profile extension tables on `RIID_`; a
+list also on each match column (sparse: a record may lack it).
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,22 @@ from pymongo import ASCENDING, IndexModel
 from shared.catalog_records import LIST_MATCH_COLUMNS, TableKind, TableRecord
 
 
-def table_indexes(table: TableRecord) -> list[IndexModel]:
-    """Unique on the table's key; on a list, also unique on each match column where present."""
+def key_index(table: TableRecord) -> IndexModel | None:
     if table.kind == TableKind.CUSTOM:
-        keys = [(name, ASCENDING) for name in table.primary_key]
-        return [IndexModel(keys, unique=True, name="primary_key")]
-    indexes = [IndexModel([("RIID_", ASCENDING)], unique=True, name="riid")]
+        if not table.primary_key:
+            return None
+        return IndexModel([(name, ASCENDING) for name in table.primary_key], unique=True, name="primary_key")
+    return IndexModel([("RIID_", ASCENDING)], unique=True, name="riid")
+
+
+def match_index(column: str) -> IndexModel:
+    return IndexModel([(column, ASCENDING)], unique=True, sparse=True, name=f"match_{column}")
+
+
+def table_indexes(table: TableRecord) -> list[IndexModel]:
+    """Every unique index of a new table."""
+    key = key_index(table)
+    indexes = [key] if key is not None else []
     if table.kind == TableKind.LIST:
-        for column in LIST_MATCH_COLUMNS[1:]:
-            indexes.append(
-                IndexModel(
-                    [(column, ASCENDING)],
-                    unique=True,
-                    name=f"match_{column.lower().strip('_')}",
-                    partialFilterExpression={column: {"$exists": True}},
-                )
-            )
+        indexes += [match_index(column) for column in LIST_MATCH_COLUMNS[1:]]
     return indexes

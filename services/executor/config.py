@@ -22,5 +22,8 @@ class ExecutorSettings(ServiceSettings):
     progress_interval: float = Field(default=2.0, gt=0)
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     read_chunk_bytes: int = Field(default=256 * 1024, ge=1024)
+    writes_in_flight: int = Field(default=2, ge=1, le=16, description="Batches written at once per run.")
     max_attempts: int = Field(default=3, ge=1, le=20)
     retry_backoff: float = Field(default=2.0, ge=0)
+    rest_max_attempts: int = Field(default=5, ge=1, le=20)
+    rest_backoff: float = Field(default=0.5, ge=0)

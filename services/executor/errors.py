@@ -13,5 +13,13 @@ class BadFile(PermanentError):
     """The file cannot be read as configured (header missing columns, undecodable bytes)."""
 
 
+class GuardFailed(PermanentError):
+    """A guard of the job (max reject %, max shrink %, count file) stopped the run before damage."""
+
+
+class DestinationFailed(PermanentError):
+    """An export destination refused the data for good (after retries where they make sense)."""
+
+
 class RunStopped(Exception):
     """Raised at a safe point after a stop request; not an error of the run."""

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.executor.audience import MongoAudienceStore
 from services.executor.config import ExecutorSettings
-from services.executor.importer import ImportSettings
-from services.executor.repository import MongoCatalogReader, MongoLeaseStore, MongoTableWriter
+from services.executor.exporters.run import ExportSettings
+from services.executor.importers.run import ImportSettings
+from services.executor.repository import (
+    MongoCatalogReader,
+    MongoLeaseStore,
+    MongoRejectStore,
+    MongoWatermarks,
+)
 from services.executor.service import ExecutionSettings, ExecutorService
 from services.executor.subscribers import register_subscribers
 from shared.contracts import RunFinished, RunLog, RunProgress, RunStarted
@@ -21,13 +28,17 @@ def build_app(common: CommonSettings | None = None, settings: ExecutorSettings |
     settings = settings or ExecutorSettings()
     runtime = ServiceRuntime.create("executor", common, prefetch=settings.concurrency)
     leases = MongoLeaseStore(runtime.mongo, runtime.db_name, settings.lease_seconds)
+    rejects = MongoRejectStore(runtime.mongo, runtime.db_name)
     service = ExecutorService(
         _execution_settings(settings),
         leases=leases,
         catalog=MongoCatalogReader(runtime.mongo, common.database("catalog")),
-        writer=MongoTableWriter(runtime.mongo, common.audience_database),
+        store=MongoAudienceStore(runtime.mongo, common.audience_database),
+        rejects=rejects,
+        watermarks=MongoWatermarks(runtime.mongo, runtime.db_name),
         publisher=runtime.publisher,
         secrets=secret_box(common),
+        metrics=runtime.metrics,
     )
     register_subscribers(runtime, service, settings.executor_id)
     runtime.documents_publishing(RunStarted, RunLog, RunProgress, RunFinished)
@@ -36,7 +47,7 @@ def build_app(common: CommonSettings | None = None, settings: ExecutorSettings |
     async def finish_in_flight() -> None:
         await service.shutdown(grace=common.graceful_timeout)
 
-    runtime.on_start += [leases.ensure_indexes, reaper.start]
+    runtime.on_start += [leases.ensure_indexes, rejects.ensure_indexes, reaper.start]
     runtime.on_drain += [reaper.stop, finish_in_flight]
     return create_http_app(runtime, title="Connect executor")
 
@@ -49,5 +60,14 @@ def _execution_settings(settings: ExecutorSettings) -> ExecutionSettings:
         progress_interval=settings.progress_interval,
         max_attempts=settings.max_attempts,
         retry_backoff=settings.retry_backoff,
-        imports=ImportSettings(batch_size=settings.batch_size, read_chunk_bytes=settings.read_chunk_bytes),
+        imports=ImportSettings(
+            batch_size=settings.batch_size,
+            read_chunk_bytes=settings.read_chunk_bytes,
+            max_in_flight=settings.writes_in_flight,
+        ),
+        exports=ExportSettings(
+            batch_size=settings.batch_size,
+            rest_max_attempts=settings.rest_max_attempts,
+            rest_backoff=settings.rest_backoff,
+        ),
     )

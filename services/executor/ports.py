@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from shared.catalog_records import ConnectionRecord, TableRecord
@@ -14,6 +14,8 @@ from shared.contracts import Envelope, RunRequested
 class Claim:
     run_id: str
     attempt: int
+    started_at: datetime  # the first attempt's start: a taken-over run keeps it
+    checkpoint: dict[str, Any] | None = None
 
 
 class LeaseStore(Protocol):
@@ -23,9 +25,15 @@ class LeaseStore(Protocol):
 
     async def renew(self, run_id: str, owner: str) -> bool: ...
 
+    async def release(self, run_id: str, owner: str) -> None: ...
+
     async def next_log_seq(self, run_id: str) -> int: ...
 
     async def finish(self, run_id: str, owner: str, finished_message: str) -> None: ...
+
+    async def save_checkpoint(self, run_id: str, owner: str, checkpoint: dict[str, Any]) -> None: ...
+
+    async def load_checkpoint(self, run_id: str) -> dict[str, Any] | None: ...
 
     async def mark_reported(self, run_id: str) -> None: ...
 
@@ -38,18 +46,6 @@ class CatalogReader(Protocol):
     async def connection(self, connection_id: int) -> ConnectionRecord: ...
 
     async def table(self, name: str) -> TableRecord: ...
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    inserted: int
-    updated: int
-
-
-class TableWriter(Protocol):
-    async def prepare(self, table: TableRecord) -> None: ...
-
-    async def merge(self, table: TableRecord, rows: Sequence[dict[str, Any]]) -> WriteResult: ...
 
 
 class EventPublisher(Protocol):

@@ -29,6 +29,7 @@ class RunReporter:
         publisher: EventPublisher,
         leases: LeaseStore,
         progress_interval: float,
+        started_at: datetime | None = None,
     ) -> None:
         self.request = request
         self.run_id = request.data.run_id
@@ -37,7 +38,7 @@ class RunReporter:
         self.publisher = publisher
         self.leases = leases
         self.progress_interval = progress_interval
-        self.started_at = datetime.now(UTC)
+        self.started_at = started_at or datetime.now(UTC)  # the first attempt's, across take-overs
         self._started_clock = time.monotonic()
         self._last_progress = 0.0
         self.last_seq = 0
@@ -77,6 +78,7 @@ class RunReporter:
         await self.publisher.publish(RunLog(source=SOURCE, subject=self.run_id, data=data))
 
     async def progress(self, tally: Tally, bytes_total: int | None, *, force: bool = False) -> None:
+        """Rate over this attempt's own clock (a take-over starts counting again)."""
         now = time.monotonic()
         if not force and now - self._last_progress < self.progress_interval:
             return

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ReturnDocument, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from services.executor.ports import Claim, WriteResult
+from services.executor.domain import Rejection
+from services.executor.ports import Claim
 from shared.catalog_records import ConnectionRecord, TableRecord
 from shared.contracts import RunRequested
-from shared.errors import NotFound, PermanentError, RetryableError
+from shared.errors import NotFound, RetryableError
 from shared.mongo import MongoClient
 
 RUNNING, FINISHED = "running", "finished"
@@ -46,7 +47,7 @@ class MongoLeaseStore:
                 {
                     "$set": {"owner": owner, "expires_at": now + self.lease, "claimed_at": now},
                     "$inc": {"attempt": 1},
-                    "$setOnInsert": {"request": request.model_dump_json(), "log_seq": 0},
+                    "$setOnInsert": {"request": request.model_dump_json(), "log_seq": 0, "started_at": now},
                 },
                 upsert=True,
                 return_document=ReturnDocument.AFTER,
@@ -56,13 +57,40 @@ class MongoLeaseStore:
         except PyMongoError as exc:
             raise RetryableError(f"database error while claiming run {request.data.run_id}: {exc}") from exc
         assert doc is not None
-        return Claim(run_id=request.data.run_id, attempt=int(doc["attempt"]))
+        started_at = doc.get("started_at") or now  # the first attempt's start, kept across take-overs
+        if started_at.tzinfo is None:
+            started_at = started_at.replace(tzinfo=UTC)
+        return Claim(
+            run_id=request.data.run_id,
+            attempt=int(doc["attempt"]),
+            started_at=started_at,
+            checkpoint=doc.get("checkpoint"),
+        )
+
+    async def save_checkpoint(self, run_id: str, owner: str, checkpoint: dict[str, Any]) -> None:
+        """Progress of the data work that a take-over resumes from (only by the lease holder)."""
+        try:
+            await self.leases.update_one(
+                {"_id": run_id, "owner": owner, "status": RUNNING}, {"$set": {"checkpoint": checkpoint}}
+            )
+        except PyMongoError as exc:
+            raise RetryableError(f"database error while saving a checkpoint of {run_id}: {exc}") from exc
+
+    async def load_checkpoint(self, run_id: str) -> dict[str, Any] | None:
+        doc = await self.leases.find_one({"_id": run_id}, {"checkpoint": 1})
+        return (doc or {}).get("checkpoint")
 
     async def renew(self, run_id: str, owner: str) -> bool:
         result = await self.leases.update_one(
             {"_id": run_id, "owner": owner, "status": RUNNING}, {"$set": {"expires_at": _now() + self.lease}}
         )
         return result.matched_count == 1
+
+    async def release(self, run_id: str, owner: str) -> None:
+        """Give a run up (shutdown past the grace period): another executor may take it over at once."""
+        await self.leases.update_one(
+            {"_id": run_id, "owner": owner, "status": RUNNING}, {"$set": {"expires_at": _now()}}
+        )
 
     async def next_log_seq(self, run_id: str) -> int:
         doc = await self.leases.find_one_and_update(
@@ -119,25 +147,64 @@ class MongoCatalogReader:
         return TableRecord.model_validate(doc)
 
 
-class MongoTableWriter:
-    """Writes audience rows with unordered bulk upserts keyed by the table's primary key."""
+class MongoRejectStore:
+    """Rejected records of runs, keyed by (run, file, line): saving again after a take-over adds nothing,
+    so the count is exact and the rejects file complete whoever finishes the run. Kept 14 days."""
 
-    def __init__(self, client: MongoClient, audience_db: str) -> None:
-        self.db = client[audience_db]
+    def __init__(self, client: MongoClient, db_name: str) -> None:
+        self.rejects = client[db_name]["run_rejects"]
 
-    async def prepare(self, table: TableRecord) -> None:
-        keys = [(name, 1) for name in table.primary_key]
-        await self.db[table.collection].create_index(keys, unique=True, name="primary_key")
+    async def ensure_indexes(self) -> None:
+        await self.rejects.create_index([("run", 1), ("file", 1), ("line", 1)])
+        await self.rejects.create_index([("at", 1)], expireAfterSeconds=14 * 86400)
 
-    async def merge(self, table: TableRecord, rows: Sequence[dict[str, Any]]) -> WriteResult:
+    async def save(self, run_id: str, rejections: Sequence[Rejection]) -> None:
+        if not rejections:
+            return
+        now = _now()
         operations = [
-            UpdateOne({name: row[name] for name in table.primary_key}, {"$set": row}, upsert=True)
-            for row in rows
-        ]
+            UpdateOne(
+                {"_id": f"{run_id}|{r.file}|{r.line}"},
+                {"$setOnInsert": {"run": run_id, "file": r.file, "line": r.line, "field": r.field,
+                                  "reason": r.reason, "at": now}},
+                upsert=True,
+            )
+            for r in rejections
+        ]  # fmt: skip
         try:
-            result = await self.db[table.collection].bulk_write(operations, ordered=False)
-        except BulkWriteError as exc:
-            raise PermanentError(f"database refused rows: {exc.details.get('writeErrors', [])[:1]}") from exc
+            await self.rejects.bulk_write(operations, ordered=False)
         except PyMongoError as exc:
-            raise RetryableError(f"database error while writing {table.name}: {exc}") from exc
-        return WriteResult(inserted=result.upserted_count, updated=result.matched_count)
+            raise RetryableError(f"database error while saving rejected records: {exc}") from exc
+
+    async def count(self, run_id: str, file: int | None = None) -> int:
+        query: dict[str, Any] = {"run": run_id}
+        if file is not None:
+            query["file"] = file
+        return int(await self.rejects.count_documents(query))
+
+    async def files(self, run_id: str) -> list[int]:
+        return sorted(int(f) for f in await self.rejects.distinct("file", {"run": run_id}))
+
+    async def iterate(self, run_id: str, file: int) -> AsyncIterator[Rejection]:
+        cursor = self.rejects.find({"run": run_id, "file": file}).sort("line", 1).batch_size(1000)
+        async for doc in cursor:
+            yield Rejection(int(doc["line"]), doc["field"], doc["reason"], int(doc["file"]))
+
+
+class MongoWatermarks:
+    """Per export job: when its last successful run started (incremental exports read changes since)."""
+
+    def __init__(self, client: MongoClient, db_name: str) -> None:
+        self.marks = client[db_name]["export_watermarks"]
+
+    async def get(self, job_id: int) -> datetime | None:
+        doc = await self.marks.find_one({"_id": job_id})
+        if doc is None:
+            return None
+        at: datetime = doc["since"]
+        return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+    async def advance(self, job_id: int, since: datetime, run_id: str) -> None:
+        await self.marks.update_one(
+            {"_id": job_id}, {"$max": {"since": since}, "$set": {"run_id": run_id}}, upsert=True
+        )

@@ -1,9 +1,12 @@
 """Executor use cases: claim a requested run, execute it once, report it exactly once.
 
 Long runs and RabbitMQ's consumer timeout: the delivery of `RunRequested` is acknowledged as soon as
-the claim (a lease in MongoDB) is durable, and the run continues in a task that renews the lease.
-If the executor dies, the lease expires and the reaper of any executor takes the run over; a
-redelivered or duplicate `RunRequested` finds the lease held or finished and does nothing.
+the claim (a lease in MongoDB) is durable, and the run continues in a task that renews the lease
+(heartbeat every third of the lease). If the executor dies, the lease expires and the reaper of any
+executor takes the run over; a redelivered or duplicate `RunRequested` finds the lease held or
+finished and does nothing. So a run of any length never holds an unacknowledged delivery, and the
+30-minute consumer timeout never applies. A take-over resumes an import after its last checkpoint
+(stored with the lease) and keeps the first attempt's start time.
 """
 
 from __future__ import annotations
@@ -12,15 +15,21 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
+from services.executor.audience import MongoAudienceStore
 from services.executor.errors import RunStopped
-from services.executor.importer import ImportRun, ImportSettings
-from services.executor.ports import CatalogReader, Claim, EventPublisher, LeaseStore, TableWriter
+from services.executor.exporters.run import ExportRun, ExportSettings
+from services.executor.importers.pipeline import Checkpoint
+from services.executor.importers.run import ImportContext, ImportRun, ImportSettings
+from services.executor.ports import CatalogReader, Claim, EventPublisher, LeaseStore
 from services.executor.reporting import RunReporter
-from shared.contracts import ImportSpec, RunFinished, RunRequested, RunStatus
+from services.executor.repository import MongoRejectStore, MongoWatermarks
+from shared.contracts import ExportSpec, ImportSpec, RunFinished, RunRequested, RunStatus
 from shared.contracts.runs import LogLevel
 from shared.errors import ConnectError, PermanentError, RetryableError
 from shared.logging import current_job_id, current_run_id
+from shared.metrics import Metrics
 from shared.secrets import SecretBox
 
 logger = logging.getLogger(__name__)
@@ -35,6 +44,7 @@ class ExecutionSettings:
     max_attempts: int
     retry_backoff: float
     imports: ImportSettings
+    exports: ExportSettings = field(default_factory=ExportSettings)
 
 
 @dataclass
@@ -51,16 +61,22 @@ class ExecutorService:
         *,
         leases: LeaseStore,
         catalog: CatalogReader,
-        writer: TableWriter,
+        store: MongoAudienceStore,
+        rejects: MongoRejectStore,
+        watermarks: MongoWatermarks,
         publisher: EventPublisher,
         secrets: SecretBox,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.leases = leases
         self.catalog = catalog
-        self.writer = writer
+        self.store = store
+        self.rejects = rejects
+        self.watermarks = watermarks
         self.publisher = publisher
         self.secrets = secrets
+        self.metrics = metrics
         self.slots = asyncio.Semaphore(settings.concurrency)
         self.active: dict[str, ActiveRun] = {}
 
@@ -114,18 +130,33 @@ class ExecutorService:
         current_run_id.set(claim.run_id)
         current_job_id.set(request.data.job.job_id)
         heartbeat = asyncio.create_task(self._heartbeat(active, claim.run_id))
+        if self.metrics:
+            self.metrics.runs_in_progress.inc()
         try:
             finished = await self._attempts(active, claim)
             await self._report(finished)
+            self._count_finished(request, finished)
         except asyncio.CancelledError:
             logger.warning("run interrupted by shutdown; another executor will take it over")
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.leases.release(claim.run_id, self.settings.executor_id))
             raise
         except Exception:
             logger.exception("run could not be reported; the reaper will retry")
         finally:
             heartbeat.cancel()
+            if self.metrics:
+                self.metrics.runs_in_progress.dec()
             self.active.pop(claim.run_id, None)
             self.slots.release()
+
+    def _count_finished(self, request: RunRequested, finished: RunFinished) -> None:
+        if not self.metrics:
+            return
+        data, job_type = finished.data, request.data.job.job_type.value
+        self.metrics.runs_total.labels(job_type, data.status.value, request.data.trigger.value).inc()
+        duration = (data.finished_at - data.started_at).total_seconds()
+        self.metrics.run_duration_seconds.labels(job_type).observe(max(duration, 0.0))
 
     async def _attempts(self, active: ActiveRun, claim: Claim) -> RunFinished:
         reporter = self._reporter(active.request, claim)
@@ -135,33 +166,66 @@ class ExecutorService:
             trigger=active.request.data.trigger.value,
         )
         for attempt in range(1, self.settings.max_attempts + 1):
-            importer = self._importer(active, reporter)
+            work = await self._work(active, claim, reporter, attempt)
+            ticker = asyncio.create_task(self._progress_loop(reporter, work))
             try:
-                outcome = await importer.run()
+                outcome = await work.run()
             except RunStopped:
                 await reporter.log("stopped on request", LogLevel.WARNING)
-                return reporter.finished(RunStatus.STOPPED, importer.tally)
+                return reporter.finished(RunStatus.STOPPED, work.tally)
             except RetryableError as exc:
                 if attempt == self.settings.max_attempts:
-                    return await self._failed(reporter, importer, exc)
-                await reporter.log(f"attempt {attempt} failed, retrying: {exc.message}", LogLevel.WARNING)
-                await asyncio.sleep(self.settings.retry_backoff * 2 ** (attempt - 1))
+                    return await self._failed(reporter, work, exc)
+                delay = self.settings.retry_backoff * 2 ** (attempt - 1)
+                await reporter.log(
+                    f"attempt {attempt} failed, retrying in {delay:g}s: {exc.message}", LogLevel.WARNING
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(active.stop.wait(), timeout=delay)
+                if active.stop.is_set():
+                    await reporter.log("stopped on request", LogLevel.WARNING)
+                    return reporter.finished(RunStatus.STOPPED, work.tally)
                 continue
-            except PermanentError as exc:
-                return await self._failed(reporter, importer, exc)
-            tally = outcome.tally
-            await reporter.progress(tally, tally.bytes_read, force=True)
-            status = tally.final_status()
-            await reporter.log(
-                f"finished: {status.value}; read {tally.read}, inserted {tally.inserted}, "
-                f"updated {tally.updated}, rejected {tally.rejected}"
-            )
-            return reporter.finished(status, tally, rejects_file=outcome.rejects_file)
+            except ConnectError as exc:
+                return await self._failed(reporter, work, exc)
+            except Exception as exc:
+                logger.exception("run failed with an unexpected error")
+                return await self._failed(reporter, work, PermanentError(f"internal error: {exc!r}"[:500]))
+            finally:
+                ticker.cancel()
+            return await self._succeeded(reporter, work, outcome)
         raise AssertionError("unreachable: the last attempt returns")
 
-    async def _failed(self, reporter: RunReporter, importer: ImportRun, exc: ConnectError) -> RunFinished:
+    async def _succeeded(self, reporter: RunReporter, work: Any, outcome: Any) -> RunFinished:
+        tally = outcome.tally
+        await reporter.progress(tally, getattr(work, "bytes_total", None), force=True)
+        status = tally.final_status()
+        error = None
+        if isinstance(work, ExportRun) and outcome.failures:
+            status, error = (
+                RunStatus.PARTIAL,
+                f"{len(outcome.failures)} batch(es) failed; first: {outcome.failures[0]}",
+            )
+        if isinstance(work, ExportRun) and self.metrics:
+            self.metrics.records_processed_total.labels("export", "exported").inc(tally.inserted)
+            self.metrics.records_processed_total.labels("export", "rejected").inc(tally.rejected)
+        await reporter.log(
+            f"finished: {status.value}; read {tally.read}, inserted {tally.inserted}, "
+            f"updated {tally.updated}, rejected {tally.rejected}"
+        )
+        rejects_file = getattr(outcome, "rejects_file", None)
+        return reporter.finished(status, tally, rejects_file=rejects_file, error=error)
+
+    async def _failed(self, reporter: RunReporter, work: Any, exc: ConnectError) -> RunFinished:
         await reporter.log(f"failed: {exc.message}", LogLevel.ERROR)
-        return reporter.finished(RunStatus.FAILED, importer.tally, error=exc.message)
+        return reporter.finished(RunStatus.FAILED, work.tally, error=exc.message)
+
+    async def _progress_loop(self, reporter: RunReporter, work: Any) -> None:
+        """`RunProgress` every interval, however long a single read or write takes."""
+        while True:
+            await asyncio.sleep(self.settings.progress_interval)
+            with contextlib.suppress(Exception):
+                await reporter.progress(work.tally, getattr(work, "bytes_total", None), force=True)
 
     async def _report(self, finished: RunFinished) -> None:
         # Stored before it is published: a crash in between is repaired by `_resend_unreported`.
@@ -179,7 +243,12 @@ class ExecutorService:
     async def _heartbeat(self, active: ActiveRun, run_id: str) -> None:
         while True:
             await asyncio.sleep(self.settings.lease_seconds / 3)
-            if not await self.leases.renew(run_id, self.settings.executor_id):
+            try:
+                renewed = await self.leases.renew(run_id, self.settings.executor_id)
+            except Exception:
+                logger.warning("lease renewal failed; trying again", exc_info=True)
+                continue
+            if not renewed:
                 logger.error("lease lost; stopping this copy of the run")
                 active.stop.set()
                 return
@@ -192,18 +261,40 @@ class ExecutorService:
             publisher=self.publisher,
             leases=self.leases,
             progress_interval=self.settings.progress_interval,
+            started_at=claim.started_at,
         )
 
-    def _importer(self, active: ActiveRun, reporter: RunReporter) -> ImportRun:
+    async def _work(self, active: ActiveRun, claim: Claim, reporter: RunReporter, attempt: int) -> Any:
         spec = active.request.data.job.spec
-        if not isinstance(spec, ImportSpec):
-            raise PermanentError("export jobs are not supported by this executor")
-        return ImportRun(
-            spec,
-            reporter,
-            catalog=self.catalog,
-            writer=self.writer,
-            secrets=self.secrets,
-            settings=self.settings.imports,
-            stop_requested=active.stop.is_set,
+        if isinstance(spec, ExportSpec):
+            return ExportRun(
+                spec, reporter, job_id=active.request.data.job.job_id, catalog=self.catalog, store=self.store,
+                watermarks=self.watermarks, secrets=self.secrets, settings=self.settings.exports,
+                stop_requested=active.stop.is_set, on_bytes=self._count_bytes,
+            )  # fmt: skip
+        assert isinstance(spec, ImportSpec)
+        run_id, owner = claim.run_id, self.settings.executor_id
+
+        async def save(checkpoint: Checkpoint) -> None:
+            await self.leases.save_checkpoint(run_id, owner, checkpoint.to_doc())
+
+        context = ImportContext(
+            run_id=run_id,
+            tag=f"{run_id}#{claim.attempt}.{attempt}",
+            resume=Checkpoint.from_doc(await self.leases.load_checkpoint(run_id)),
+            save_checkpoint=save,
+            on_bytes=self._count_bytes,
+            on_records=self._count_records,
         )
+        return ImportRun(
+            spec, reporter, catalog=self.catalog, store=self.store, rejects=self.rejects, secrets=self.secrets,
+            settings=self.settings.imports, stop_requested=active.stop.is_set, context=context,
+        )  # fmt: skip
+
+    def _count_bytes(self, direction: str, count: int) -> None:
+        if self.metrics:
+            self.metrics.sftp_bytes_total.labels(direction).inc(count)
+
+    def _count_records(self, outcome: str, count: int) -> None:
+        if self.metrics and count:
+            self.metrics.records_processed_total.labels("import", outcome).inc(count)

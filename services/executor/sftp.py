@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import fnmatch
+import posixpath
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,16 +25,25 @@ from shared.secrets import SecretBox
 CONNECT_TIMEOUT = 20.0
 
 
+GLOB_CHARS = frozenset("*?[")
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     path: str
     size: int
+    mtime: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
 
 
 class SftpSession:
     def __init__(self, connection: ConnectionRecord, sftp: Any) -> None:
         self.connection = connection
         self._sftp = sftp
+        self.on_bytes: Callable[[str, int], None] = lambda direction, count: None  # metrics hook
 
     def resolve(self, path: str) -> str:
         try:
@@ -44,22 +55,100 @@ class SftpSession:
         full = self.resolve(path)
         async with _translated(f"file {path}"):
             attrs = await self._sftp.stat(full)
-        return RemoteFile(full, int(attrs.size or 0))
+        return RemoteFile(full, int(attrs.size or 0), float(attrs.mtime or 0))
 
-    async def read_chunks(self, remote: RemoteFile, chunk_size: int) -> AsyncIterator[bytes]:
+    async def exists(self, path: str) -> bool:
+        full = self.resolve(path)
+        async with _translated(f"file {path}"):
+            return bool(await self._sftp.exists(full))
+
+    async def glob(self, pattern: str) -> list[RemoteFile]:
+        """Files matching a pattern whose wildcards are in the file name only, sorted by name."""
+        full = self.resolve(pattern)
+        directory, name_pattern = posixpath.split(full)
+        if GLOB_CHARS & set(directory):
+            raise SourceRefused(f"pattern {pattern}: wildcards are allowed in the file name only")
+        async with _translated(f"directory {posixpath.dirname(pattern) or '.'}"):
+            entries = await self._sftp.readdir(directory)
+        found = [
+            RemoteFile(
+                posixpath.join(directory, e.filename), int(e.attrs.size or 0), float(e.attrs.mtime or 0)
+            )
+            for e in entries
+            if fnmatch.fnmatchcase(e.filename, name_pattern) and e.attrs.type == 1  # regular files
+        ]
+        return sorted(found, key=lambda f: f.name)
+
+    async def read_chunks(
+        self, remote: RemoteFile, chunk_size: int, *, prefetch: int = 4
+    ) -> AsyncIterator[bytes]:
+        """The file's bytes in order; up to `prefetch` reads are in flight, so transfer overlaps work."""
         async with _translated(f"file {remote.path}"), self._sftp.open(remote.path, "rb") as handle:
-            while chunk := await handle.read(chunk_size):
-                yield chunk
+            offset, pending = 0, []
+            for _ in range(prefetch):
+                pending.append(asyncio.ensure_future(handle.read(chunk_size, offset)))
+                offset += chunk_size
+            try:
+                while pending:
+                    chunk = await pending.pop(0)
+                    if not chunk:
+                        break
+                    pending.append(asyncio.ensure_future(handle.read(chunk_size, offset)))
+                    offset += chunk_size
+                    self.on_bytes("read", len(chunk))
+                    yield chunk
+            finally:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    async def read_bytes(self, path: str, limit: int = 1 << 20) -> bytes:
+        """A small file whole (manifests, count and ready files)."""
+        full = self.resolve(path)
+        async with _translated(f"file {path}"), self._sftp.open(full, "rb") as handle:
+            data: bytes = await handle.read(limit + 1)
+        if len(data) > limit:
+            raise SourceRefused(f"file {path} is larger than {limit} bytes")
+        return data
 
     async def write_file(self, path: str, data: bytes) -> str:
         """Write under a temporary name, then rename: readers never see a half-written file."""
+
+        async def produce(write: Callable[[bytes], Awaitable[None]]) -> None:
+            await write(data)
+
+        return await self.write_stream(path, produce)
+
+    async def write_stream(
+        self, path: str, produce: Callable[[Callable[[bytes], Awaitable[None]]], Awaitable[None]]
+    ) -> str:
+        """Stream a file under a temporary name, then rename it into place (replacing an older one)."""
         full = self.resolve(path)
-        temporary = f"{full}.part"
+        temporary = f"{posixpath.dirname(full)}/.{posixpath.basename(full)}.part"
         async with _translated(f"file {path}"):
-            async with self._sftp.open(temporary, "wb") as handle:
-                await handle.write(data)
-            await self._sftp.posix_rename(temporary, full)
+            await self._makedirs(posixpath.dirname(full))
+            try:
+                async with self._sftp.open(temporary, "wb") as handle:
+                    offset = 0
+
+                    async def write(data: bytes) -> None:
+                        nonlocal offset
+                        await handle.write(data, offset)
+                        offset += len(data)
+                        self.on_bytes("write", len(data))
+
+                    await produce(write)
+                await self._sftp.posix_rename(temporary, full)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self._sftp.remove(temporary)
+                raise
         return full
+
+    async def _makedirs(self, directory: str) -> None:
+        base = posixpath.normpath("/" + self.connection.base_dir.strip("/"))
+        if directory != base and not await self._sftp.isdir(directory):
+            await self._sftp.makedirs(directory, exist_ok=True)
 
 
 @contextlib.asynccontextmanager
@@ -85,7 +174,10 @@ def _client_options(connection: ConnectionRecord, secrets: SecretBox) -> dict[st
         raise SourceRefused(f"connection {connection.name}: pinned host key cannot be read") from exc
     client_keys = []
     if connection.private_key_encrypted:
-        client_keys.append(asyncssh.import_private_key(secrets.decrypt(connection.private_key_encrypted)))
+        try:
+            client_keys.append(asyncssh.import_private_key(secrets.decrypt(connection.private_key_encrypted)))
+        except (asyncssh.KeyImportError, ValueError) as exc:
+            raise SourceRefused(f"connection {connection.name}: the private key cannot be read") from exc
     password = secrets.decrypt(connection.password_encrypted) if connection.password_encrypted else None
     return {
         "port": connection.port,
@@ -107,6 +199,8 @@ async def _translated(what: str) -> AsyncIterator[None]:
         raise SourceRefused(f"{what}: host key does not match the pinned key ({exc.reason})") from exc
     except asyncssh.PermissionDenied as exc:
         raise SourceRefused(f"{what}: authentication failed ({exc.reason})") from exc
+    except asyncssh.KeyImportError as exc:
+        raise SourceRefused(f"{what}: the private key cannot be read ({exc})") from exc
     except asyncssh.SFTPNoSuchFile as exc:
         raise SourceRefused(f"{what}: not found") from exc
     except asyncssh.SFTPPermissionDenied as exc:

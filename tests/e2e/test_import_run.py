@@ -25,7 +25,8 @@ def write_csv(sshd: Sshd, relative: str, rows: list[list[str]]) -> None:
 
 async def table_rows(mongo: MongoClient, system: RunningSystem, table: str) -> list[dict[str, Any]]:
     collection = mongo[system.settings.audience_database][f"table_{table}"]
-    return [doc async for doc in collection.find({}, {"_id": 0}).sort("customer_id", 1)]
+    hidden = {"_id": 0, "_cx_run": 0, "_cx_at": 0}  # the executor's bookkeeping, not the user's data
+    return [doc async for doc in collection.find({}, hidden).sort("customer_id", 1)]
 
 
 async def create_job(api: httpx.AsyncClient, unique: str, connection_id: int, path: str) -> tuple[int, str]:

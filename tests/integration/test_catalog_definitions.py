@@ -38,7 +38,7 @@ async def test_a_list_has_the_system_fields_and_unique_indexes(
     names = [f["name"] for f in people["fields"]]
     assert names[:4] == ["RIID_", "EMAIL_ADDRESS_", "CUSTOMER_ID_", "MOBILE_NUMBER_"] and names[-1] == "city"
     indexes = await index_names(mongo, settings, "people")
-    assert {"riid", "match_email_address", "match_customer_id", "match_mobile_number"} <= set(indexes)
+    assert {"riid", "match_EMAIL_ADDRESS_", "match_CUSTOMER_ID_", "match_MOBILE_NUMBER_"} <= set(indexes)
     assert all(spec.get("unique") for spec in indexes.values())
     reserved = await api.call(
         "POST", "/tables", json={"name": "bad", "kind": "list", "fields": [{"name": "RIID_"}]}

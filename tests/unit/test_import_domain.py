@@ -382,3 +382,17 @@ def test_percent_milestones_over_a_whole_file_are_each_reported_once() -> None:
         reported.append(reached)
 
     assert reported == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+
+
+def test_plan_takes_numbered_columns_and_date_formats() -> None:
+    fields = (TableField(name="day", type=FieldType.DATE), TableField(name="name"))
+    plan = plan_columns(
+        ["a", "b"], [FieldMapping(column="2", field="day", date_format="%d/%m/%Y"), FieldMapping(column="a", field="name")],
+        fields,
+    )  # fmt: skip
+    assert map_record(CsvRecord(2, ["Ann", "31/12/2023"]), plan) == {
+        "day": datetime(2023, 12, 31),
+        "name": "Ann",
+    }
+    rejection = map_record(CsvRecord(3, ["Ann", "2023-12-31"]), plan)
+    assert rejection == Rejection(3, "day", "'2023-12-31' does not match the date format '%d/%m/%Y'")

@@ -1,0 +1,202 @@
+"""The audience data (lists, profile extension tables, custom tables) in MongoDB; executors own it.
+
+The executor creates each table's collection and indexes the first time it writes (unique keys;
+lists: `RIID_` unique plus a unique sparse index per match column). Bookkeeping fields start with
+`_cx_`: `_cx_run` (the run attempt that last wrote the row, which tells a key repeated inside one
+file from a record that existed before), `_cx_at` (last insert or update, for incremental exports).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
+
+from shared.audience import key_index, match_index
+from shared.catalog_records import LIST_MATCH_COLUMNS, TableKind, TableRecord
+from shared.errors import PermanentError, RetryableError
+from shared.mongo import MongoClient
+
+DUPLICATE_KEY = 11000
+RUN_TAG, CHANGED_AT = "_cx_run", "_cx_at"
+COUNTERS = "_connect_counters"
+
+
+@dataclass
+class BulkOutcome:
+    inserted: int = 0
+    upserted_indexes: set[int] = field(default_factory=set)
+    matched: int = 0
+    duplicates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (op index, key pattern)
+
+
+def _translate(what: str, exc: PyMongoError) -> Exception:
+    if isinstance(exc, OperationFailure) and not exc.has_error_label("RetryableWriteError"):
+        return PermanentError(f"database refused {what}: {exc}")
+    return RetryableError(f"database error while {what}: {exc}")
+
+
+class MongoAudienceStore:
+    def __init__(self, client: MongoClient, audience_db: str) -> None:
+        self.client = client
+        self.db = client[audience_db]
+        self.db_name = audience_db
+        self._prepared: set[str] = set()
+
+    def collection(self, name: str) -> Any:
+        return self.db[name]
+
+    async def ensure_table(
+        self, table: TableRecord, collection: str | None = None, match_columns: Sequence[str] = ()
+    ) -> None:
+        """Create the collection's indexes (idempotent; remembered per process). A list gets the unique
+        sparse index of a match column when an import first matches on it (each index costs writes)."""
+        name = collection or table.collection
+        if table.kind == TableKind.LIST:
+            name = f"{name}|{','.join(sorted(match_columns))}"
+        if name in self._prepared:
+            return
+        target = self.db[collection or table.collection]
+        try:
+            key = key_index(table)
+            indexes = [key] if key is not None else []
+            if table.kind == TableKind.LIST:
+                indexes += [match_index(c) for c in LIST_MATCH_COLUMNS[1:] if c in match_columns]
+            if indexes:
+                await target.create_indexes(indexes)
+        except PyMongoError as exc:
+            raise _translate(f"indexes of {table.name}", exc) from exc
+        self._prepared.add(name)
+
+    async def reserve_riids(self, list_name: str, count: int) -> int:
+        """The first of `count` fresh RIID_ values (a counter document; gaps after a crash, never reuse)."""
+        try:
+            doc = await self.db[COUNTERS].find_one_and_update(
+                {"_id": f"riid:{list_name}"},
+                {"$inc": {"value": count}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except PyMongoError as exc:
+            raise _translate("reserving RIID_ values", exc) from exc
+        assert doc is not None
+        return int(doc["value"]) - count + 1
+
+    async def bulk(self, collection: str, operations: Sequence[Any]) -> BulkOutcome:
+        """Unordered bulk write; duplicate-key errors come back per operation, others raise."""
+        outcome = BulkOutcome()
+        if not operations:
+            return outcome
+        try:
+            result = await self.db[collection].bulk_write(list(operations), ordered=False)
+        except BulkWriteError as exc:
+            details = exc.details
+            others = [e for e in details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+            if others:
+                raise PermanentError(f"database refused rows: {others[0].get('errmsg', '')[:300]}") from exc
+            outcome.inserted = int(details.get("nInserted", 0))
+            outcome.matched = int(details.get("nMatched", 0))
+            outcome.upserted_indexes = {int(u["index"]) for u in details.get("upserted", [])}
+            outcome.duplicates = [
+                (int(e["index"]), dict(e.get("keyPattern") or {})) for e in details.get("writeErrors", [])
+            ]
+            return outcome
+        except PyMongoError as exc:
+            raise _translate(f"writing {collection}", exc) from exc
+        outcome.inserted = result.inserted_count
+        outcome.matched = result.matched_count
+        outcome.upserted_indexes = set((result.upserted_ids or {}).keys())
+        return outcome
+
+    async def find_by(
+        self,
+        collection: str,
+        fields: Sequence[str],
+        values: Iterable[tuple[Any, ...]],
+        projection: Sequence[str],
+    ) -> dict[tuple[Any, ...], dict[str, Any]]:
+        """Existing documents by their key fields (one query with `$in` on each key field)."""
+        wanted = set(values)
+        if not wanted:
+            return {}
+        query = {f: {"$in": sorted({v[i] for v in wanted}, key=repr)} for i, f in enumerate(fields)}
+        found: dict[tuple[Any, ...], dict[str, Any]] = {}
+        try:
+            async for doc in self.db[collection].find(query, dict.fromkeys((*fields, *projection), 1)):
+                key = tuple(doc.get(f) for f in fields)
+                if key in wanted:
+                    found[key] = doc
+        except PyMongoError as exc:
+            raise _translate(f"reading {collection}", exc) from exc
+        return found
+
+    async def count(self, collection: str) -> int:
+        try:
+            return int(await self.db[collection].count_documents({}))
+        except PyMongoError as exc:
+            raise _translate(f"counting {collection}", exc) from exc
+
+    async def drop(self, collection: str) -> None:
+        self._prepared.discard(collection)
+        try:
+            await self.db[collection].drop()
+        except PyMongoError as exc:
+            raise _translate(f"dropping {collection}", exc) from exc
+
+    async def swap_in(self, staging: str, target: str) -> None:
+        """Atomically replace `target` by `staging` (renameCollection with dropTarget)."""
+        self._prepared.discard(staging)
+        self._prepared.discard(target)
+        try:
+            await self.client.admin.command(
+                "renameCollection",
+                f"{self.db_name}.{staging}",
+                to=f"{self.db_name}.{target}",
+                dropTarget=True,
+            )
+        except PyMongoError as exc:
+            raise _translate(f"swapping {staging} into {target}", exc) from exc
+
+    async def collections(self, prefix: str) -> list[str]:
+        try:
+            names = await self.db.list_collection_names()
+        except PyMongoError as exc:
+            raise _translate("listing collections", exc) from exc
+        return [n for n in names if n.startswith(prefix)]
+
+    async def server_time(self) -> datetime:
+        try:
+            hello = await self.client.admin.command("hello")
+        except PyMongoError as exc:
+            raise _translate("reading the server time", exc) from exc
+        value = hello.get("localTime")
+        if not isinstance(value, datetime):
+            return datetime.now(UTC)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    async def scan(
+        self, collection: str, query: dict[str, Any], *, sort: str, batch_size: int
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Documents in `sort` order, a batch at a time (memory stays flat)."""
+        batch: list[dict[str, Any]] = []
+        try:
+            cursor = self.db[collection].find(query).sort(sort, ASCENDING).batch_size(batch_size)
+            async for doc in cursor:
+                batch.append(doc)
+                if len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+        except PyMongoError as exc:
+            raise _translate(f"reading {collection}", exc) from exc
+        if batch:
+            yield batch
+
+    async def find_in(self, collection: str, field_name: str, values: Sequence[Any]) -> list[dict[str, Any]]:
+        try:
+            return [doc async for doc in self.db[collection].find({field_name: {"$in": list(values)}})]
+        except PyMongoError as exc:
+            raise _translate(f"reading {collection}", exc) from exc

@@ -1,0 +1,161 @@
+"""Export rules, free of I/O: CSV cells neutralised against formula injection, filters, file names."""
+
+from __future__ import annotations
+
+import csv
+import io
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from shared.contracts.jobs import Condition, CsvFormat, Filter
+
+FORMULA_STARTS = ("=", "+", "-", "@")
+HIDDEN_PREFIX = "_"  # `_id` and Connect's bookkeeping fields (`_cx_*`) are never exported
+
+
+def neutralise(text: str) -> str:
+    """A cell a spreadsheet would run as a formula gets a leading single quote."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        if value.hour == value.minute == value.second == value.microsecond == 0 and value.tzinfo in (
+            None,
+            UTC,
+        ):
+            return value.date().isoformat()
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if abs(value) < 1e15 else repr(value)
+    return neutralise(str(value))
+
+
+class CsvEncoder:
+    """Rows → CSV text with the job's delimiter and quote, `\\r\\n` line ends, header first."""
+
+    def __init__(self, fmt: CsvFormat, columns: Sequence[str]) -> None:
+        self.columns = tuple(columns)
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(
+            self._buffer, delimiter=fmt.delimiter, quotechar=fmt.quote, lineterminator="\r\n"
+        )
+        self.encoding = (
+            "utf-8" if fmt.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else fmt.encoding
+        )
+
+    def header(self) -> bytes:
+        self._writer.writerow([neutralise(c) for c in self.columns])
+        return self._take()
+
+    def rows(self, rows: Iterable[Mapping[str, Any]]) -> bytes:
+        self._writer.writerows([cell(row.get(c)) for c in self.columns] for row in rows)
+        return self._take()
+
+    def _take(self) -> bytes:
+        text = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        return text.encode(self.encoding, errors="replace")
+
+
+def visible_columns(row: Mapping[str, Any]) -> list[str]:
+    return [k for k in row if not k.startswith(HIDDEN_PREFIX)]
+
+
+def render_path(template: str, *, now: datetime, run_id: str, job_id: int) -> str:
+    fields = {
+        "date": now.strftime("%Y%m%d"),
+        "time": now.strftime("%H%M%S"),
+        "run_id": run_id,
+        "job_id": str(job_id),
+    }
+    return string.Formatter().vformat(template, (), fields)
+
+
+# --- filters (audiences) --------------------------------------------------------------------------
+
+
+def matches(row: Mapping[str, Any], audience: Filter) -> bool:
+    results = (condition_holds(row.get(c.field), c) for c in audience.conditions)
+    return all(results) if audience.match == "all" else any(results)
+
+
+def condition_holds(value: Any, condition: Condition) -> bool:
+    op, wanted = condition.op, condition.value
+    if op == "exists":
+        return (value is not None) == (wanted is not False)
+    if op == "in":
+        options = wanted if isinstance(wanted, list) else [wanted]
+        return any(_equal(value, o) for o in options)
+    if op == "eq":
+        return _equal(value, wanted)
+    if op == "ne":
+        return not _equal(value, wanted)
+    if op == "contains":
+        return value is not None and str(wanted).lower() in str(value).lower()
+    if value is None or wanted is None:
+        return False
+    left, right = _comparable(value, wanted)
+    try:
+        return bool({"gt": left > right, "gte": left >= right, "lt": left < right, "lte": left <= right}[op])
+    except TypeError:
+        return False
+
+
+def _equal(value: Any, wanted: Any) -> bool:
+    if value is None or wanted is None:
+        return value is wanted
+    left, right = _comparable(value, wanted)
+    if isinstance(left, str) and isinstance(right, str):
+        return left.lower() == right.lower()
+    return bool(left == right)
+
+
+def _comparable(value: Any, wanted: Any) -> tuple[Any, Any]:
+    """Compare a stored value with a filter's literal of the same kind (dates given as ISO text)."""
+    if isinstance(value, datetime) and isinstance(wanted, str):
+        try:
+            parsed = datetime.fromisoformat(wanted)
+        except ValueError:
+            return str(value), wanted
+        if value.tzinfo is not None and parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        if value.tzinfo is None and parsed.tzinfo is not None:
+            value = value.replace(tzinfo=UTC)
+        return value, parsed
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return value, wanted
+    if isinstance(value, int | float) and isinstance(wanted, str):
+        try:
+            return value, float(wanted)
+        except ValueError:
+            return str(value), wanted
+    if isinstance(value, str) and isinstance(wanted, int | float):
+        return value, str(wanted)
+    return value, wanted
+
+
+def pushdown_query(audience: Filter | None) -> dict[str, Any]:
+    """The part of a filter the database can apply on the list itself (all-conditions on list fields)."""
+    if audience is None or audience.match != "all":
+        return {}
+    query: dict[str, Any] = {}
+    for condition in audience.conditions:
+        if "." in condition.field or condition.op != "exists":
+            continue
+        query[condition.field] = {"$exists": True, "$ne": None} if condition.value is not False else None
+    return query
+
+
+def split_extension_field(name: str) -> tuple[str, str] | None:
+    table, dot, field_name = name.partition(".")
+    return (table, field_name) if dot and field_name else None

@@ -1,0 +1,215 @@
+"""An executor in-process against the real database and sshd; events collected instead of published.
+
+Holds no tests: the executor test modules import `harness` (fixture) and the helpers from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.executor.audience import MongoAudienceStore
+from services.executor.exporters.run import ExportSettings
+from services.executor.importers.run import ImportSettings
+from services.executor.repository import (
+    MongoCatalogReader,
+    MongoLeaseStore,
+    MongoRejectStore,
+    MongoWatermarks,
+)
+from services.executor.service import ExecutionSettings, ExecutorService
+from shared.catalog_records import LIST_SYSTEM_FIELDS
+from shared.contracts import Envelope, RunFinished, RunRequested
+from shared.contracts.jobs import JobSnapshot, JobType
+from shared.contracts.runs import RunLog, RunProgress, RunRequestedData, Trigger
+from shared.mongo import MongoClient
+from shared.secrets import SecretBox
+from shared.settings import CommonSettings
+from tests.conftest import TEST_SECRET_KEY
+from tests.support.servers import Sshd
+
+BOOKKEEPING = {"_id": 0, "_cx_run": 0, "_cx_at": 0}
+_job_ids = itertools.count(1)
+
+
+class Events:
+    def __init__(self) -> None:
+        self.messages: list[Envelope] = []
+        self.changed = asyncio.Event()
+
+    async def publish(self, message: Envelope) -> None:
+        self.messages.append(message)
+        self.changed.set()
+
+    def of(self, run_id: str, kind: type[Envelope]) -> list[Any]:
+        return [m for m in self.messages if isinstance(m, kind) and m.data.run_id == run_id]  # type: ignore[attr-defined]
+
+    def logs(self, run_id: str) -> list[str]:
+        return [m.data.message for m in self.of(run_id, RunLog)]
+
+
+@dataclass
+class Harness:
+    settings: CommonSettings
+    mongo: MongoClient
+    sshd: Sshd
+    folder: str  # the connection's base directory, under sshd.root
+    box: SecretBox
+    events: Events = field(default_factory=Events)
+    services: list[ExecutorService] = field(default_factory=list)
+
+    @property
+    def root(self) -> Path:
+        return self.sshd.root / self.folder
+
+    @property
+    def audience(self) -> Any:
+        return self.mongo[self.settings.audience_database]
+
+    def service(self, *, batch_size: int = 1000, in_flight: int = 2, executor_id: str = "test-executor",
+                lease_seconds: float = 30.0, progress: float = 0.5, max_attempts: int = 2,
+                rest_backoff: float = 0.05) -> ExecutorService:  # fmt: skip
+        s, mongo = self.settings, self.mongo
+        service = ExecutorService(
+            ExecutionSettings(
+                executor_id=executor_id, concurrency=4, lease_seconds=lease_seconds, progress_interval=progress,
+                max_attempts=max_attempts, retry_backoff=0.05,
+                imports=ImportSettings(batch_size=batch_size, read_chunk_bytes=64 * 1024, max_in_flight=in_flight),
+                exports=ExportSettings(batch_size=batch_size, rest_max_attempts=4, rest_backoff=rest_backoff),
+            ),
+            leases=MongoLeaseStore(mongo, s.database("executor"), lease_seconds),
+            catalog=MongoCatalogReader(mongo, s.database("catalog")),
+            store=MongoAudienceStore(mongo, s.audience_database),
+            rejects=MongoRejectStore(mongo, s.database("executor")),
+            watermarks=MongoWatermarks(mongo, s.database("executor")),
+            publisher=self.events,
+            secrets=self.box,
+        )  # fmt: skip
+        self.services.append(service)
+        return service
+
+    async def connection(self, *, connection_id: int = 1, host_key: str | None = None,
+                         private_key: str | None = None) -> int:  # fmt: skip
+        await self.mongo[self.settings.database("catalog")]["connections"].insert_one(
+            {
+                "_id": connection_id, "kind": "sftp", "name": f"sshd-{connection_id}",
+                "host": self.sshd.host, "port": self.sshd.port, "username": self.sshd.username,
+                "private_key_encrypted": self.box.encrypt(private_key or self.sshd.private_key),
+                "host_key": host_key or self.sshd.host_key, "base_dir": str(self.root),
+                "created_at": datetime.now(UTC), "created_by": "test",
+            }
+        )  # fmt: skip
+        return connection_id
+
+    async def rest_connection(self, connection_id: int, base_url: str, token: str) -> int:
+        await self.mongo[self.settings.database("catalog")]["connections"].insert_one(
+            {
+                "_id": connection_id, "kind": "rest", "name": f"rest-{connection_id}", "base_url": base_url,
+                "token_encrypted": self.box.encrypt(token), "created_at": datetime.now(UTC), "created_by": "test",
+            }
+        )  # fmt: skip
+        return connection_id
+
+    async def table(self, name: str, fields: list[dict[str, Any]], *, kind: str = "custom",
+                    primary_key: tuple[str, ...] = (), parent_list: str | None = None) -> None:  # fmt: skip
+        all_fields = fields
+        if kind == "list":
+            all_fields = [f.model_dump() for f in LIST_SYSTEM_FIELDS] + fields
+        elif kind == "profile_extension":
+            all_fields = [LIST_SYSTEM_FIELDS[0].model_dump(), *fields]
+        await self.mongo[self.settings.database("catalog")]["tables"].insert_one(
+            {"name": name, "kind": kind, "primary_key": list(primary_key), "parent_list": parent_list,
+             "fields": all_fields, "created_at": datetime.now(UTC), "created_by": "test"}
+        )  # fmt: skip
+
+    def write(self, relative: str, data: bytes | str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        return path
+
+    async def rows(self, table: str, sort: str) -> list[dict[str, Any]]:
+        cursor = self.audience[f"table_{table}"].find({}, BOOKKEEPING).sort(sort, 1)
+        return [doc async for doc in cursor]
+
+    def request(self, spec: dict[str, Any], *, job_id: int | None = None, run: int = 1) -> RunRequested:
+        job_id = job_id or next(_job_ids)
+        job = JobSnapshot.model_validate(
+            {"job_id": job_id, "name": f"job {job_id}", "job_type": JobType(spec["kind"]), "spec": spec}
+        )
+        return RunRequested(
+            source="test",
+            data=RunRequestedData(
+                run_id=f"{job_id}.{run}", job=job, trigger=Trigger.ON_DEMAND, requested_by="test",
+                requested_at=datetime.now(UTC),
+            ),
+        )  # fmt: skip
+
+    async def run(self, spec: dict[str, Any], *, service: ExecutorService | None = None, job_id: int | None = None,
+                  run: int = 1, timeout: float = 60.0) -> RunFinished:  # fmt: skip
+        request = self.request(spec, job_id=job_id, run=run)
+        await (service or self.service()).accept(request)
+        return await self.finished(request.data.run_id, timeout)
+
+    async def finished(self, run_id: str, timeout: float = 60.0) -> RunFinished:
+        async with asyncio.timeout(timeout):
+            while True:
+                done = self.events.of(run_id, RunFinished)
+                if done:
+                    return done[0]  # type: ignore[no-any-return]
+                self.events.changed.clear()
+                await self.events.changed.wait()
+
+    def progress(self, run_id: str) -> list[RunProgress]:
+        return self.events.of(run_id, RunProgress)
+
+
+@pytest.fixture(name="harness")
+async def harness_fixture(
+    settings: CommonSettings, mongo: MongoClient, sshd: Sshd, unique: str
+) -> AsyncIterator[Harness]:
+    (sshd.root / unique).mkdir()
+    h = Harness(settings, mongo, sshd, unique, SecretBox(TEST_SECRET_KEY))
+    yield h
+    for service in h.services:
+        await service.shutdown(grace=5)
+
+
+def csv_text(rows: list[list[str]], *, newline: str = "\n") -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator=newline).writerows(rows)
+    return buffer.getvalue()
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with path.open(newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def import_spec(
+    path: str, target: dict[str, Any], mapping: list[tuple[str, str]], **extra: Any
+) -> dict[str, Any]:
+    return {
+        "kind": "import",
+        "source": {"kind": "sftp", "connection_id": 1, "path": path, **extra.pop("source", {})},
+        "mapping": [{"column": c, "field": f} for c, f in mapping],
+        "target": target,
+        **extra,
+    }
+
+
+CONTACT_FIELDS = [
+    {"name": "customer_id", "type": "string", "required": True},
+    {"name": "email", "type": "email", "required": True},
+    {"name": "points", "type": "integer"},
+]
+CONTACT_MAPPING = [("id", "customer_id"), ("email", "email"), ("points", "points")]

@@ -1,0 +1,179 @@
+"""Exports: byte-exact CSV on SFTP (formula cells neutralised, gzip, ready file), audiences with extension
+fields, incremental exports, and a REST push against a local endpoint that answers 429 and 500."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request, Response
+
+from shared.contracts.runs import RunStatus
+from shared.mongo import free_port
+from tests.integration.test_executor_harness import Harness, csv_text, harness_fixture, import_spec  # noqa: F401
+
+USER_FIELDS = [{"name": "FIRST_NAME", "type": "string"}, {"name": "SCORE", "type": "integer"}]
+
+
+async def people(h: Harness) -> None:
+    await h.connection()
+    await h.table("people", USER_FIELDS, kind="list")
+    await h.table(
+        "prefs", [{"name": "COLOR", "type": "string"}], kind="profile_extension", parent_list="people"
+    )
+    rows = [["email", "name", "score"], ["ann@x.io", "=SUM(A1)", "5"], ["bob@x.io", "Bob, Jr.", "-3"],
+            ["cy@x.io", "@cy", "12"], ["di@x.io", 'Di "D"', ""]]  # fmt: skip
+    h.write("people.csv", csv_text(rows))
+    mapping = [("email", "EMAIL_ADDRESS_"), ("name", "FIRST_NAME"), ("score", "SCORE")]
+    target = {"kind": "list", "table": "people", "match_columns": ["EMAIL_ADDRESS_"]}
+    assert (await h.run(import_spec("people.csv", target, mapping))).data.status == RunStatus.SUCCEEDED
+    h.write("prefs.csv", csv_text([["email", "color"], ["bob@x.io", "+red"], ["cy@x.io", "blue"]]))
+    pet = {"kind": "profile_extension", "table": "prefs", "match_column": "EMAIL_ADDRESS_"}
+    loaded = await h.run(import_spec("prefs.csv", pet, [("email", "EMAIL_ADDRESS_"), ("color", "COLOR")]))
+    assert loaded.data.status == RunStatus.SUCCEEDED
+
+
+def export_spec(destination: dict[str, Any], fields: list[str], **source: Any) -> dict[str, Any]:
+    return {"kind": "export", "source": {"kind": "list", "table": "people", **source}, "fields": fields,
+            "destination": destination}  # fmt: skip
+
+
+async def test_sftp_export_is_byte_exact_with_formula_cells_neutralised(harness: Harness) -> None:
+    h = harness
+    await people(h)
+    destination = {
+        "kind": "sftp",
+        "connection_id": 1,
+        "path_template": "out/people_{run_id}.csv",
+        "ready_file": True,
+    }
+    run = await h.run(export_spec(destination, ["RIID_", "EMAIL_ADDRESS_", "FIRST_NAME", "SCORE"]), job_id=70)
+    assert run.data.status == RunStatus.SUCCEEDED, run.data.error
+    assert run.data.counts.read == 4
+    assert (h.root / "out/people_70.1.csv").read_bytes() == (
+        b"RIID_,EMAIL_ADDRESS_,FIRST_NAME,SCORE\r\n"
+        b"1,ann@x.io,'=SUM(A1),5\r\n"
+        b'2,bob@x.io,"Bob, Jr.",\'-3\r\n'
+        b"3,cy@x.io,'@cy,12\r\n"
+        b'4,di@x.io,"Di ""D""",\r\n'
+    )
+    assert (h.root / "out/people_70.1.csv.ready").exists()
+    assert not list((h.root / "out").glob("*.part"))
+
+
+async def test_audience_filter_with_extension_fields_gzip_and_semicolons(harness: Harness) -> None:
+    h = harness
+    await people(h)
+    destination = {"kind": "sftp", "connection_id": 1, "path_template": "out/aud_{job_id}.csv", "gzip": True}
+    audience = {"match": "all", "conditions": [{"field": "prefs.COLOR", "op": "exists"},
+                                               {"field": "SCORE", "op": "lt", "value": 10}]}  # fmt: skip
+    spec = export_spec(destination, ["EMAIL_ADDRESS_", "COLOR"], filter=audience,
+                       extension_fields=[{"table": "prefs", "fields": ["COLOR"]}])  # fmt: skip
+    spec["format"] = {"delimiter": ";"}
+    run = await h.run(spec, job_id=71)
+    assert run.data.status == RunStatus.SUCCEEDED, run.data.error
+    assert gzip.decompress((h.root / "out/aud_71.csv.gz").read_bytes()) == (
+        b"EMAIL_ADDRESS_;COLOR\r\nbob@x.io;'+red\r\n"
+    )
+
+
+async def test_incremental_export_sends_only_records_changed_since_the_last_success(harness: Harness) -> None:
+    h = harness
+    await people(h)
+    destination = {"kind": "sftp", "connection_id": 1, "path_template": "out/inc_{run_id}.csv"}
+    spec = export_spec(destination, ["EMAIL_ADDRESS_", "SCORE"], incremental=True)
+    first = await h.run(spec, job_id=72, run=1)
+    assert first.data.counts.read == 4
+    empty = await h.run(spec, job_id=72, run=2)
+    assert (
+        h.root / "out/inc_72.2.csv"
+    ).read_bytes() == b"EMAIL_ADDRESS_,SCORE\r\n" and empty.data.counts.read == 0
+    h.write(
+        "change.csv",
+        csv_text([["email", "name", "score"], ["cy@x.io", "Cy", "13"], ["eve@x.io", "Eve", "1"]]),
+    )
+    target = {"kind": "list", "table": "people", "match_columns": ["EMAIL_ADDRESS_"]}
+    mapping = [("email", "EMAIL_ADDRESS_"), ("name", "FIRST_NAME"), ("score", "SCORE")]
+    await h.run(import_spec("change.csv", target, mapping))
+    third = await h.run(spec, job_id=72, run=3)
+    assert (
+        h.root / "out/inc_72.3.csv"
+    ).read_bytes() == b"EMAIL_ADDRESS_,SCORE\r\ncy@x.io,13\r\neve@x.io,1\r\n"
+    assert third.data.counts.read == 2
+
+
+class Endpoint:
+    """A Responsys-like merge endpoint that fails on purpose: 429 then 500 for some batches."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []  # (batch size, status)
+        self.received: list[list[str]] = []
+        self.script: list[int] = []
+        self.app = FastAPI()
+
+        @self.app.post("/rest/api/v1.3/lists/{name}/members")
+        async def merge(name: str, request: Request) -> Response:
+            body = await request.json()
+            records = body["recordData"]["records"]
+            assert request.headers["authorization"] == "secret-token" and name == "MASTER"
+            status = self.script.pop(0) if self.script else 200
+            self.calls.append((len(records), status))
+            if status != 200:
+                return Response(status_code=status, content=f"injected {status}",
+                                headers={"Retry-After": "0"} if status == 429 else {})  # fmt: skip
+            self.received += records
+            return Response(media_type="application/json",
+                            content=b'{"recordData": {"fieldNames": ["RIID_"], "records": []}}')  # fmt: skip
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[tuple[Endpoint, str]]:
+    app = Endpoint()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app.app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    yield app, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+async def test_rest_push_in_batches_retries_429_and_5xx_and_records_a_failed_batch(
+    harness: Harness, endpoint: tuple[Endpoint, str]
+) -> None:
+    h = harness
+    app, url = endpoint
+    await h.connection()
+    await h.table("people", USER_FIELDS, kind="list")
+    rows = [["email", "name", "score"]] + [[f"u{i:03d}@x.io", f"=U{i}", str(i)] for i in range(450)]
+    h.write("many.csv", csv_text(rows))
+    target = {"kind": "list", "table": "people", "match_columns": ["EMAIL_ADDRESS_"]}
+    mapping = [("email", "EMAIL_ADDRESS_"), ("name", "FIRST_NAME"), ("score", "SCORE")]
+    await h.run(import_spec("many.csv", target, mapping))
+    await h.rest_connection(2, url, "secret-token")
+    # batch 1: 429 then ok; batch 2: 500 four times (all attempts) → failed; batch 3: 503 then ok.
+    app.script = [429, 200, 500, 500, 500, 500, 503, 200]
+    destination = {"kind": "rest", "connection_id": 2, "list_name": "MASTER", "batch_size": 200}
+    run = await h.run(export_spec(destination, ["EMAIL_ADDRESS_", "FIRST_NAME"]), job_id=80)
+    assert app.calls == [
+        (200, 429),
+        (200, 200),
+        (200, 500),
+        (200, 500),
+        (200, 500),
+        (200, 500),
+        (50, 503),
+        (50, 200),
+    ]
+    assert run.data.status == RunStatus.PARTIAL
+    assert run.data.counts.model_dump() == {"read": 450, "inserted": 250, "updated": 0, "rejected": 200}
+    assert run.data.error == "1 batch(es) failed; first: batch 2 (200 records) failed: HTTP 500: injected 500"
+    assert app.received[0] == ["u000@x.io", "=U0"]  # a REST push sends values as they are
+    assert len(app.received) == 250
+    logs = h.events.logs("80.1")
+    assert any(line.startswith("batch 2 (200 records) failed: HTTP 500") for line in logs)

@@ -1,0 +1,55 @@
+"""Export rules: formula neutralising, cell rendering, CSV bytes, file names, audience filters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from services.executor.domain.export import CsvEncoder, cell, matches, neutralise, pushdown_query, render_path
+from shared.contracts.jobs import Condition, CsvFormat, Filter
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("=1+2", "'=1+2"), ("+41", "'+41"), ("-3", "'-3"), ("@SUM", "'@SUM"), ("a=b", "a=b"), ("", "")],
+)
+def test_cells_starting_like_a_formula_get_a_leading_quote(text: str, expected: str) -> None:
+    assert neutralise(text) == expected
+
+
+def test_cells_render_dates_booleans_and_numbers_plainly() -> None:
+    assert cell(datetime(2024, 2, 29)) == "2024-02-29"
+    assert cell(datetime(2024, 2, 29, 8, 30, tzinfo=UTC)) == "2024-02-29T08:30:00+00:00"
+    assert cell(True) == "true" and cell(None) == "" and cell(3.0) == "3" and cell(-2) == "'-2"
+
+
+def test_csv_encoder_writes_crlf_rows_with_quoting() -> None:
+    encoder = CsvEncoder(CsvFormat(delimiter=";"), ["a", "b"])
+    data = encoder.header() + encoder.rows([{"a": "x;y", "b": 'q"'}, {"a": "=cmd", "b": None}])
+    assert data == b'a;b\r\n"x;y";"q"""\r\n\'=cmd;\r\n'
+
+
+def test_path_template() -> None:
+    now = datetime(2024, 7, 1, 9, 5, 3, tzinfo=UTC)
+    assert render_path("out/{job_id}_{date}_{time}_{run_id}.csv", now=now, run_id="7.3", job_id=7) == (
+        "out/7_20240701_090503_7.3.csv"
+    )
+
+
+def test_filters_compare_by_type_and_join_extension_fields() -> None:
+    row = {"SCORE": 5, "CITY": "Bern", "prefs.COLOR": "red", "SINCE": datetime(2024, 1, 2, tzinfo=UTC)}
+    assert matches(row, Filter(conditions=(Condition(field="SCORE", op="gte", value="5"),)))
+    assert matches(row, Filter(conditions=(Condition(field="CITY", op="eq", value="bern"),)))
+    assert not matches(row, Filter(conditions=(Condition(field="prefs.SIZE", op="exists"),)))
+    assert matches(row, Filter(match="any", conditions=(
+        Condition(field="prefs.SIZE", op="exists"), Condition(field="prefs.COLOR", op="in", value=["red", "blue"]),
+    )))  # fmt: skip
+    assert matches(row, Filter(conditions=(Condition(field="SINCE", op="lt", value="2024-02-01"),)))
+    assert not matches(row, Filter(conditions=(Condition(field="MISSING", op="gt", value=1),)))
+
+
+def test_only_all_conditions_on_list_fields_are_pushed_down() -> None:
+    audience = Filter(conditions=(Condition(field="CITY", op="exists"), Condition(field="p.X", op="exists")))
+    assert pushdown_query(audience) == {"CITY": {"$exists": True, "$ne": None}}
+    assert pushdown_query(Filter(match="any", conditions=audience.conditions)) == {}
