@@ -36,6 +36,7 @@ class Metrics:
     scheduler_missed_slots_total: Counter
     logsink_events_total: Counter
     logsink_batch_seconds: Histogram
+    logsink_duplicates_total: Counter
 
 
 def create_metrics(service: str) -> Metrics:
@@ -81,6 +82,12 @@ def create_metrics(service: str) -> Metrics:
             "connect_logsink_batch_seconds",
             "Time to write one ingest batch",
             buckets=BATCH_BUCKETS,
+            registry=r,
+        ),
+        logsink_duplicates_total=Counter(
+            "connect_logsink_duplicates_total",
+            "Events the logsink had already recorded (redeliveries, duplicates), by type",
+            ["type"],
             registry=r,
         ),
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.logsink.config import LogsinkSettings
+from services.logsink.consumer import EventConsumer
+from services.logsink.metrics import PrometheusIngestMetrics
 from services.logsink.repository import MongoRunRecords
 from services.logsink.service import LogsinkService
 from services.logsink.subscribers import register_subscribers
@@ -16,7 +18,40 @@ def build_app(common: CommonSettings | None = None, settings: LogsinkSettings | 
     common = common or CommonSettings()
     settings = settings or LogsinkSettings()
     runtime = ServiceRuntime.create("logsink", common, prefetch=settings.prefetch)
-    records = MongoRunRecords(runtime.mongo, runtime.db_name)
-    register_subscribers(runtime, LogsinkService(records))
-    runtime.on_start.append(records.ensure_indexes)
-    return create_http_app(runtime, title="Connect logsink")
+    records = MongoRunRecords(
+        runtime.mongo,
+        runtime.db_name,
+        log_retention_days=settings.log_retention_days,
+        event_ids_retention_days=settings.event_ids_retention_days,
+    )
+    metrics = PrometheusIngestMetrics(runtime.metrics)
+    service = LogsinkService(
+        records, metrics, batch_size=settings.batch_size, flush_interval=settings.flush_interval
+    )
+    queue = runtime.topology.logsink_events.name
+
+    async def dead_letter(body: bytes, reason: str) -> None:
+        await runtime.publisher.dead_letter(body, reason=reason, source_queue=queue)
+
+    consumer = EventConsumer(
+        common.amqp_url,
+        queue,
+        service,
+        prefetch=settings.prefetch,
+        dead_letter=dead_letter,
+        metrics=metrics,
+    )
+    register_subscribers(runtime)  # for the AsyncAPI document; `consumer` consumes the queue
+
+    async def drain() -> None:
+        # No new deliveries; the last batches are written and acknowledged; then the channel closes.
+        await consumer.stop_consuming()
+        await service.stop()
+        await consumer.close()
+
+    # The batcher runs before consuming starts; the topology is declared before either.
+    runtime.on_start += [records.ensure_indexes, service.start, consumer.start]
+    runtime.on_drain.append(drain)
+    app = create_http_app(runtime, title="Connect logsink")
+    app.state.consumer = consumer
+    return app

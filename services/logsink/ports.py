@@ -1,9 +1,35 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
+
+from services.logsink.domain import Update
 
 
 class RunRecords(Protocol):
-    async def apply(self, filter_: dict[str, Any], update: dict[str, Any], *, upsert: bool) -> None: ...
+    async def already_applied(self, event_ids: Sequence[str]) -> set[str]: ...
 
-    async def add_log(self, document: dict[str, Any]) -> None: ...
+    async def write(
+        self,
+        *,
+        logs: list[dict[str, Any]],
+        runs: list[Update],
+        group_runs: list[Update],
+        applied_ids: list[str],
+    ) -> set[int]:
+        """Write a batch durably; returns the indexes of `logs` already stored (duplicates)."""
+        ...
+
+
+class IngestMetrics(Protocol):
+    def recorded(self, kind: str, count: int) -> None: ...
+
+    def duplicates(self, kind: str, count: int) -> None: ...
+
+    def batch_written(self, seconds: float) -> None: ...
+
+
+class DeliveryMetrics(Protocol):
+    def consumed(self, handler: str, count: int, status: str) -> None:
+        """Messages received from `handler` (exchange.routing_key) and how they ended (acked, nacked, ...)."""
+        ...

@@ -1,39 +1,136 @@
-"""MongoDB adapter of the logsink: run records and run logs."""
+"""MongoDB adapter of the logsink: run records, group-run records, run logs and applied event ids."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo import ASCENDING, InsertOne, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
+from pymongo.write_concern import WriteConcern
 
+from services.logsink.domain import Update
 from shared.errors import RetryableError
 from shared.mongo import MongoClient
 
+DUPLICATE_KEY = 11000
+INDEX_OPTIONS_CONFLICT = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
+# A batch is acknowledged only after it is on disk.
+DURABLE = WriteConcern(w=1, j=True)
+
+Document = dict[str, Any]
+
 
 class MongoRunRecords:
-    def __init__(self, client: MongoClient, db_name: str) -> None:
+    def __init__(
+        self,
+        client: MongoClient,
+        db_name: str,
+        *,
+        log_retention_days: float = 30,
+        event_ids_retention_days: float = 14,
+    ) -> None:
         db = client[db_name]
-        self.runs = db["runs"]
-        self.logs = db["run_logs"]
+        self.runs = db.get_collection("runs", write_concern=DURABLE)
+        self.group_runs = db.get_collection("group_runs", write_concern=DURABLE)
+        self.logs = db.get_collection("run_logs", write_concern=DURABLE)
+        self.applied = db.get_collection("applied_events", write_concern=DURABLE)
+        self.db = db
+        self.log_retention_seconds = int(log_retention_days * 86400)
+        self.event_ids_retention_seconds = int(event_ids_retention_days * 86400)
 
     async def ensure_indexes(self) -> None:
         await self.runs.create_index([("job_id", 1), ("run_number", -1)])
+        await self.runs.create_index([("requested_at", -1)])
         await self.runs.create_index([("started_at", -1)])
-        await self.logs.create_index([("run_id", 1), ("seq", 1)])
+        await self.runs.create_index([("group_run_id", 1)])
+        await self.group_runs.create_index([("group_id", 1), ("run_number", -1)])
+        await self.group_runs.create_index([("started_at", -1)])
+        # Log lines are read by `_id` range (`run:seq`); they expire, run records are kept.
+        await self._ttl_index(self.logs, "at", self.log_retention_seconds)
+        await self._ttl_index(self.applied, "at", self.event_ids_retention_seconds)
 
-    async def apply(self, filter_: dict[str, Any], update: dict[str, Any], *, upsert: bool) -> None:
+    async def _ttl_index(self, collection: AsyncCollection[Document], key: str, seconds: int) -> None:
         try:
-            await self.runs.update_one(filter_, update, upsert=upsert)
-        except DuplicateKeyError:
-            # The upsert's filter excluded a terminal record that exists: the event is stale, ignore it.
+            await collection.create_index([(key, ASCENDING)], expireAfterSeconds=seconds)
+        except OperationFailure as exc:
+            if exc.code not in INDEX_OPTIONS_CONFLICT:
+                raise
+            # The retention changed: adjust the existing TTL index in place.
+            await self.db.command(
+                "collMod", collection.name, index={"keyPattern": {key: 1}, "expireAfterSeconds": seconds}
+            )
+
+    async def already_applied(self, event_ids: Sequence[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        try:
+            cursor = self.applied.find({"_id": {"$in": list(event_ids)}}, {"_id": 1})
+            return {doc["_id"] async for doc in cursor}
+        except PyMongoError as exc:
+            raise RetryableError(f"database error while reading applied events: {exc}") from exc
+
+    async def write(
+        self,
+        *,
+        logs: list[Document],
+        runs: list[Update],
+        group_runs: list[Update],
+        applied_ids: list[str],
+    ) -> set[int]:
+        """Write a batch; returns the indexes of `logs` that were already stored (duplicates).
+
+        Updates of runs and group runs keep their order (each event's writes are order-tolerant across
+        events, but `RunStarted`'s three writes rely on their order); a stale upsert against a
+        terminal record fails with a duplicate key and is skipped. Event ids are recorded last, so a
+        crash in between only means an idempotent re-application.
+        """
+        try:
+            duplicates, *_ = await asyncio.gather(
+                self._insert_logs(logs),
+                _ordered_updates(self.runs, runs),
+                _ordered_updates(self.group_runs, group_runs),
+            )
+            if applied_ids:
+                now = datetime.now(UTC)
+                await _insert_ignoring_duplicates(
+                    self.applied, [{"_id": event_id, "at": now} for event_id in applied_ids]
+                )
+        except PyMongoError as exc:
+            raise RetryableError(f"database error while writing a batch: {exc}") from exc
+        return duplicates
+
+    async def _insert_logs(self, logs: list[Document]) -> set[int]:
+        return await _insert_ignoring_duplicates(self.logs, logs)
+
+
+async def _insert_ignoring_duplicates(
+    collection: AsyncCollection[Document], docs: list[Document]
+) -> set[int]:
+    if not docs:
+        return set()
+    try:
+        await collection.bulk_write([InsertOne(doc) for doc in docs], ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error["code"] != DUPLICATE_KEY for error in errors) or exc.details.get("writeConcernErrors"):
+            raise
+        return {int(error["index"]) for error in errors}
+    return set()
+
+
+async def _ordered_updates(collection: AsyncCollection[Document], updates: list[Update]) -> None:
+    remaining = [UpdateOne(filter_, update, upsert=upsert) for filter_, update, upsert in updates]
+    while remaining:
+        try:
+            await collection.bulk_write(remaining, ordered=True)
             return
-        except PyMongoError as exc:
-            raise RetryableError(f"database error while recording a run: {exc}") from exc
-
-    async def add_log(self, document: dict[str, Any]) -> None:
-        try:
-            await self.logs.insert_one(document)
-        except DuplicateKeyError:
-            return  # redelivered log line: already stored
-        except PyMongoError as exc:
-            raise RetryableError(f"database error while storing a log line: {exc}") from exc
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if not errors or errors[0]["code"] != DUPLICATE_KEY or exc.details.get("writeConcernErrors"):
+                raise
+            # The upsert's filter excluded a terminal record that exists: stale, skip it, go on.
+            remaining = remaining[int(errors[0]["index"]) + 1 :]

@@ -1,34 +1,95 @@
-"""Logsink use cases: apply each lifecycle event to the run record, store each log line once."""
+"""Logsink use cases: every event joins a batch; a batch is written at once, each event applied once."""
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from services.logsink import domain
-from services.logsink.errors import UnknownEvent
-from services.logsink.ports import RunRecords
-from shared.contracts import RunFinished, RunLog, RunProgress, RunRequested, RunStarted
+from services.logsink.batching import Batcher
+from services.logsink.domain import Planned
+from services.logsink.ports import IngestMetrics, RunRecords
+from shared.contracts import RunLog
+
+logger = logging.getLogger(__name__)
+
+# An event waiting for its batch, with what its message is acknowledged by (None when awaited instead).
+Entry = tuple[Planned, Any]
+# Told after each batch which receipts it held and whether it was written (None) or failed.
+Settle = Callable[[list[Any], Exception | None], Awaitable[None]]
 
 
 class LogsinkService:
-    def __init__(self, records: RunRecords) -> None:
+    def __init__(
+        self,
+        records: RunRecords,
+        metrics: IngestMetrics,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 0.2,
+    ) -> None:
         self.records = records
+        self.metrics = metrics
+        self.settle: Settle | None = None
+        self.batcher: Batcher[Entry] = Batcher(
+            self._write_entries,
+            max_size=batch_size,
+            max_delay=flush_interval,
+            on_written=lambda _, seconds: metrics.batch_written(seconds),
+            on_settled=self._settled,
+        )
+
+    def accept(self, planned: Planned, receipt: Any) -> None:
+        """Add a planned event to the next batch; `settle` gets its receipt once the batch is written."""
+        self.batcher.add((planned, receipt))
 
     async def record(self, body: dict[str, Any]) -> None:
-        event_type = body.get("type")
-        if event_type == RunLog.model_fields["type"].default:
-            await self.records.add_log(domain.log_document(RunLog.model_validate(body)))
-        elif event_type == RunRequested.model_fields["type"].default:
-            await self._apply(domain.on_requested(RunRequested.model_validate(body)))
-        elif event_type == RunStarted.model_fields["type"].default:
-            await self._apply(*domain.on_started(RunStarted.model_validate(body)))
-        elif event_type == RunProgress.model_fields["type"].default:
-            await self._apply(domain.on_progress(RunProgress.model_validate(body)))
-        elif event_type == RunFinished.model_fields["type"].default:
-            await self._apply(domain.on_finished(RunFinished.model_validate(body)))
-        else:
-            raise UnknownEvent(f"logsink does not record events of type {event_type!r}")
+        """Plan the event's writes (invalid or unknown events raise at once) and wait for its batch."""
+        await self.batcher.submit((domain.plan(body), None))
 
-    async def _apply(self, *updates: domain.Update) -> None:
-        for filter_, update, upsert in updates:
-            await self.records.apply(filter_, update, upsert=upsert)
+    async def start(self) -> None:
+        await self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+
+    async def _write_entries(self, entries: list[Entry]) -> None:
+        await self.write_batch([planned for planned, _ in entries])
+
+    async def _settled(self, entries: list[Entry], error: Exception | None) -> None:
+        if self.settle is not None:
+            await self.settle([receipt for _, receipt in entries if receipt is not None], error)
+
+    async def write_batch(self, batch: list[Planned]) -> None:
+        once = [p.event_id for p in batch if p.once_by_id]
+        applied = await self.records.already_applied(once)
+        superseded = domain.superseded_progress(batch)
+        seen: set[str] = set()
+        fresh: list[Planned] = []
+        duplicates: Counter[str] = Counter()
+        for index, planned in enumerate(batch):
+            if planned.once_by_id and (planned.event_id in applied or planned.event_id in seen):
+                duplicates[planned.kind] += 1
+                continue
+            seen.add(planned.event_id)
+            if index not in superseded:
+                fresh.append(planned)
+        logs = [p.log for p in fresh if p.log is not None]
+        duplicate_lines = await self.records.write(
+            logs=logs,
+            runs=[update for p in fresh for update in p.runs],
+            group_runs=[update for p in fresh for update in p.group_runs],
+            applied_ids=[p.event_id for p in fresh if p.once_by_id],
+        )
+        recorded = Counter(p.kind for p in batch)  # superseded progress counts: it was received and read
+        for kind, count in duplicates.items():
+            recorded[kind] -= count
+        if duplicate_lines:
+            recorded[RunLog.routing_key] -= len(duplicate_lines)
+            duplicates[RunLog.routing_key] += len(duplicate_lines)
+        for kind, count in recorded.items():
+            self.metrics.recorded(kind, count)
+        for kind, count in duplicates.items():
+            self.metrics.duplicates(kind, count)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from services.logsink.domain import plan
 from services.logsink.repository import MongoRunRecords
 from services.logsink.service import LogsinkService
 from shared.contracts import Envelope, RunFinished, RunLog, RunProgress, RunStarted
@@ -61,23 +62,37 @@ def lifecycle(run_id: str) -> list[Envelope]:
     return [requested, started, progress, finished]
 
 
-async def record_all(service: LogsinkService, events: list[Envelope]) -> None:
-    for event in events:
-        await service.record(event.model_dump(mode="json"))
+class NoMetrics:
+    def recorded(self, kind: str, count: int) -> None: ...
+
+    def duplicates(self, kind: str, count: int) -> None: ...
+
+    def batch_written(self, seconds: float) -> None: ...
+
+
+async def record_all(service: LogsinkService, events: list[Envelope], *, one_batch: bool = False) -> None:
+    planned = [plan(event.model_dump(mode="json")) for event in events]
+    if one_batch:
+        await service.write_batch(planned)
+        return
+    for item in planned:
+        await service.write_batch([item])
 
 
 async def test_any_order_and_duplicates_give_the_same_terminal_record(
     records: MongoRunRecords, mongo: MongoClient, settings: CommonSettings
 ) -> None:
-    service = LogsinkService(records)
+    service = LogsinkService(records, NoMetrics())
     runs = mongo[settings.database("logsink")]["runs"]
-    for number, order in enumerate(itertools.permutations(range(4)), start=1):
+    orders = [(order, one_batch) for order in itertools.permutations(range(4)) for one_batch in (False, True)]
+    for number, (order, one_batch) in enumerate(orders, start=1):
         run_id = f"7.{number}"
         events = lifecycle(run_id)
-        await record_all(service, [events[i] for i in order] + [events[3], events[1]])  # + redelivered
+        # + redelivered, one event per batch or all in one batch
+        await record_all(service, [events[i] for i in order] + [events[3], events[1]], one_batch=one_batch)
         doc: dict[str, Any] | None = await runs.find_one({"_id": run_id})
         assert doc is not None
-        assert doc["status"] == "succeeded", (order, doc)
+        assert doc["status"] == "succeeded", (order, one_batch, doc)
         assert doc["counts"]["read"] == 10
         assert doc["duration_seconds"] == 4.0
         assert doc["started_at"].replace(tzinfo=UTC) == T0
@@ -87,8 +102,24 @@ async def test_any_order_and_duplicates_give_the_same_terminal_record(
 async def test_log_lines_are_stored_once(
     records: MongoRunRecords, mongo: MongoClient, settings: CommonSettings
 ) -> None:
-    service = LogsinkService(records)
+    service = LogsinkService(records, NoMetrics())
     line = RunLog(source="t", data=RunLogData(run_id="7.1", seq=1, message="hello", at=T0))
-    await record_all(service, [line, line, line])
+    await record_all(service, [line, line])
+    await record_all(service, [line, line], one_batch=True)
     logs = mongo[settings.database("logsink")]["run_logs"]
     assert await logs.count_documents({"run_id": "7.1"}) == 1
+
+
+async def test_run_logs_expire_after_the_retention_and_a_changed_retention_is_applied(
+    mongo: MongoClient, settings: CommonSettings
+) -> None:
+    db = settings.database("logsink")
+    await MongoRunRecords(mongo, db, log_retention_days=7).ensure_indexes()
+    await MongoRunRecords(mongo, db, log_retention_days=2).ensure_indexes()  # retention changed
+
+    indexes = await mongo[db]["run_logs"].index_information()
+    ttl = [spec for spec in indexes.values() if "expireAfterSeconds" in spec]
+    assert [(spec["key"], spec["expireAfterSeconds"]) for spec in ttl] == [([("at", 1)], 2 * 86400)]
+    run_indexes = await mongo[db]["runs"].index_information()
+    assert not any("expireAfterSeconds" in spec for spec in run_indexes.values())  # run records are kept
+    await mongo.drop_database(db)

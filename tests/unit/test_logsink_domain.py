@@ -10,16 +10,31 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from services.logsink.domain import (
     log_document,
     on_finished,
+    on_group_finished,
+    on_group_started,
     on_progress,
     on_requested,
     on_started,
+    plan,
+    superseded_progress,
 )
-from shared.contracts.runs import TERMINAL_STATUSES, RunStatus
-from tests.unit.factories import T0, run_finished, run_log, run_progress, run_requested, run_started
+from services.logsink.errors import UnknownEvent
+from shared.contracts import GroupRunFinished, GroupRunStarted, RunRequested
+from shared.contracts.runs import TERMINAL_STATUSES, RunStatus, Trigger
+from tests.unit.factories import (
+    T0,
+    run_finished,
+    run_log,
+    run_progress,
+    run_requested,
+    run_started,
+    sample_message,
+)
 
 Update = tuple[dict[str, Any], dict[str, Any], bool]
 MISSING = object()
@@ -324,3 +339,115 @@ def test_log_document_ids_sort_by_seq_within_a_run() -> None:
     ids = [log_document(run_log("7.1", seq))["_id"] for seq in (1, 2, 9, 10, 100)]
 
     assert ids == sorted(ids)
+
+
+# --- plan: every event type, unknown ones refused ---------------------------------------------------
+
+
+def test_plan_routes_every_event_to_its_writes() -> None:
+    log = plan(run_log("7.1", 2).model_dump(mode="json"))
+    assert (log.kind, log.once_by_id, log.runs) == ("run.log", False, ())
+    assert log.log is not None and log.log["_id"] == "7.1:0000000002"
+
+    progress = plan(run_progress("7.1").model_dump(mode="json"))
+    assert (progress.kind, progress.once_by_id, progress.progress) == ("run.progress", False, ("7.1", T0))
+
+    started = plan(run_started("7.1").model_dump(mode="json"))
+    assert started.kind == "run.started" and started.once_by_id and len(started.runs) == 3
+
+    finished = plan(run_finished("7.1").model_dump(mode="json"))
+    assert finished.kind == "run.finished" and finished.event_id and finished.once_by_id
+
+    plain = plan(run_requested("7.1").model_dump(mode="json"))
+    assert plain.group_runs == ()  # not a group member
+
+
+def test_plan_refuses_an_unknown_event_type() -> None:
+    with pytest.raises(UnknownEvent):
+        plan({"type": "connect.something.v9", "id": "x"})
+
+
+def test_plan_refuses_an_invalid_event() -> None:
+    body = run_log().model_dump(mode="json")
+    body["data"]["seq"] = 0
+    with pytest.raises(ValidationError):
+        plan(body)
+
+
+def test_only_the_newest_progress_of_a_run_in_a_batch_is_written() -> None:
+    batch = [
+        plan(run_progress("7.1", at=T0 + timedelta(seconds=2)).model_dump(mode="json")),
+        plan(run_progress("7.1", at=T0 + timedelta(seconds=5)).model_dump(mode="json")),
+        plan(run_progress("8.1", at=T0).model_dump(mode="json")),
+        plan(run_progress("7.1", at=T0 + timedelta(seconds=3)).model_dump(mode="json")),
+        plan(run_log("7.1").model_dump(mode="json")),
+    ]
+
+    assert superseded_progress(batch) == {0, 3}
+
+
+# --- group runs ------------------------------------------------------------------------------------
+
+
+def member_requested(run_id: str, group_run_id: str = "2.5") -> RunRequested:
+    event = run_requested(run_id)
+    data = event.data.model_copy(
+        update={
+            "group_run_id": group_run_id,
+            "group_id": 2,
+            "group_name": "morning",
+            "trigger": Trigger.GROUP,
+        }
+    )
+    return event.model_copy(update={"data": data})
+
+
+def test_a_member_run_records_its_group_and_joins_the_group_run() -> None:
+    planned = plan(member_requested("7.3").model_dump(mode="json"))
+
+    (_, run_update, _) = planned.runs[0]
+    assert run_update["$set"]["group_run_id"] == "2.5"
+    assert run_update["$set"]["group_id"] == 2
+    assert run_update["$set"]["group_name"] == "morning"
+    (filter_, update, upsert) = planned.group_runs[0]
+    assert filter_ == {"_id": "2.5"} and upsert
+    assert update["$addToSet"] == {"members": {"run_id": "7.3", "job_id": 7, "requested_at": T0}}
+    assert update["$setOnInsert"] == {"status": "running"}
+    assert "status" not in update["$set"]
+
+
+def test_group_started_sets_name_jobs_and_first_start() -> None:
+    event = sample_message(GroupRunStarted)
+    filter_, update, upsert = plan(event.model_dump(mode="json")).group_runs[0]
+
+    assert filter_ == {"_id": "2.5"} and upsert
+    assert update["$set"]["group_name"] == "morning"
+    assert update["$set"]["job_ids"] == [7, 8]
+    assert update["$min"] == {"started_at": T0}
+    assert update["$setOnInsert"] == {"status": "running"}
+
+
+@pytest.mark.parametrize("status", sorted(TERMINAL_STATUSES))
+def test_group_finished_never_overwrites_a_terminal_group_run(status: RunStatus) -> None:
+    event = sample_message(GroupRunFinished)
+    filter_, update, upsert = plan(event.model_dump(mode="json")).group_runs[0]
+
+    assert upsert
+    assert not matches({"_id": "2.5", "status": status.value}, filter_)
+    assert matches({"_id": "2.5", "status": "running"}, filter_)
+    assert update["$set"]["member_run_ids"] == ["7.3", "8.1"]
+    assert update["$set"]["status"] == "failed"
+
+
+def test_group_events_in_any_order_give_the_same_group_run() -> None:
+    started = on_group_started(sample_message(GroupRunStarted))  # type: ignore[arg-type]
+    finished = on_group_finished(sample_message(GroupRunFinished))  # type: ignore[arg-type]
+    results = []
+    for order in ([started, finished], [finished, started]):
+        runs = Runs()
+        runs.apply(*order)
+        runs.apply(finished)  # redelivered
+        results.append(runs["2.5"])
+    assert results[0] == results[1]
+    assert results[0]["status"] == "failed"
+    assert results[0]["group_name"] == "morning"

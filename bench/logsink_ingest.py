@@ -1,0 +1,316 @@
+"""Logsink ingest benchmark: 200,000 RunLog/RunProgress events for 1,000 runs.
+
+Starts the embedded database (or uses MONGO_URL) and one logsink process, publishes the events as fast
+as possible (publisher confirms on) and measures:
+  - the logsink's ingest rate: events/s until every event is stored (the logsink's
+    `connect_logsink_events_total` reaches the number published and every log line is in `run_logs`).
+    `--mode backlog` (default) publishes everything first and times the logsink from its process start
+    (and in steady state, from the first batch seen) until the queue is drained and stored: the
+    logsink's own rate, not the publisher's. `--mode live` publishes while the logsink consumes and
+    times from the first publish, so it cannot beat the publish rate (persistent messages with
+    confirms into a quorum queue; on a loaded 2-core machine ~1,000/s);
+  - its peak RSS (VmHWM of the process) and the batch latency (`connect_logsink_batch_seconds`);
+  - the database's own ceiling for the same inserts, measured in the same run: the same documents
+    written with unordered `insert_many` from one process, batch by batch.
+
+    python bench/logsink_ingest.py [--events 200000] [--runs 1000] [--mode backlog|live]
+        [--batch-size 2000] [--prefetch 6000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+from faststream.rabbit import RabbitBroker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.logsink.domain import plan
+from shared.contracts import RunLog, RunProgress
+from shared.contracts.runs import RunLogData, RunProgressData
+from shared.mongo import EmbeddedMongo, create_client, free_port
+from shared.topology import Topology, declare_topology
+from tests.support.broker import delete_topology
+
+
+def events(total: int, runs: int, progress_every: int) -> list[bytes]:
+    """Round-robin over the runs; every `progress_every`-th event of a run is a RunProgress."""
+    at = datetime.now(UTC)
+    out: list[bytes] = []
+    per_run = total // runs
+    for n in range(1, per_run + 1):
+        for job in range(1, runs + 1):
+            run_id = f"{job}.1"
+            if n % progress_every == 0:
+                data = RunProgressData(
+                    run_id=run_id, records_read=n * 100, records_written=n * 100, records_rejected=0,
+                    bytes_read=n * 4096, bytes_total=None, records_per_second=1000.0, at=at,
+                )  # fmt: skip
+                out.append(RunProgress(source="bench", data=data).model_dump_json().encode())
+            else:
+                line = RunLogData(
+                    run_id=run_id, seq=n, message=f"read {n * 100} records from the file", at=at
+                )
+                out.append(RunLog(source="bench", data=line).model_dump_json().encode())
+    return out
+
+
+async def publish(amqp_url: str, exchange_name: str, bodies: list[bytes], concurrency: int = 1000) -> float:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(exchange_name, ensure=False)
+        started = time.perf_counter()
+        for i in range(0, len(bodies), concurrency):
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(
+                            body,
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                            content_type="application/json",
+                        ),
+                        routing_key="run.log" if b'"connect.run.log.v1"' in body else "run.progress",
+                    )
+                    for body in bodies[i : i + concurrency]
+                )
+            )
+        return time.perf_counter() - started
+
+
+def scrape(text: str) -> dict[str, float]:
+    samples: dict[str, float] = {}
+    for row in text.splitlines():
+        if row and not row.startswith("#"):
+            name, _, value = row.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def quantile(samples: dict[str, float], q: float) -> float:
+    buckets = sorted(
+        (float(m.group(1)), v)
+        for k, v in samples.items()
+        if (m := re.fullmatch(r'connect_logsink_batch_seconds_bucket\{le="([^"]+)"\}', k))
+    )
+    total = samples.get("connect_logsink_batch_seconds_count", 0)
+    for bound, count in buckets:
+        if count >= q * total:
+            return bound
+    return float("inf")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+async def database_ceiling(mongo_url: str, db_name: str, bodies: list[bytes], batch: int) -> float:
+    """The same inserts straight into the database from one process: documents as the logsink writes them."""
+    documents: list[dict[str, Any]] = []
+    for body in bodies:
+        planned = plan(json.loads(body))
+        doc = planned.log if planned.log is not None else {"_id": planned.event_id, "progress": planned.runs}
+        documents.append(dict(doc, _id=f"c:{len(documents)}"))
+    client = create_client(mongo_url)
+    try:
+        collection = client[db_name]["ceiling"]
+        await collection.create_index("at", expireAfterSeconds=86400)  # the same indexes as run_logs
+        started = time.perf_counter()
+        for i in range(0, len(documents), batch):
+            await collection.insert_many(documents[i : i + batch], ordered=False)
+        return len(documents) / (time.perf_counter() - started)
+    finally:
+        await client.drop_database(db_name)
+        await client.close()
+
+
+def start_logsink(env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "connect"), "serve", "logsink"], env=env, stdout=log, stderr=log
+    )
+
+
+async def wait_ready(http: httpx.AsyncClient, logsink: subprocess.Popen[bytes], log_path: Path) -> None:
+    for _ in range(600):
+        if logsink.poll() is not None:
+            raise SystemExit(f"the logsink exited; see {log_path}")
+        try:
+            if (await http.get("/readyz")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.05)
+    raise SystemExit(f"the logsink did not start; see {log_path}")
+
+
+async def recorded_events(http: httpx.AsyncClient) -> tuple[float, dict[str, float]]:
+    samples = scrape((await http.get("/metrics")).text)
+    return sum(v for k, v in samples.items() if k.startswith("connect_logsink_events_total{")), samples
+
+
+async def declare(amqp_url: str, topology: Topology) -> None:
+    broker = RabbitBroker(amqp_url)
+    await broker.connect()
+    try:
+        await declare_topology(broker, topology)
+    finally:
+        await broker.stop()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=1_000)
+    parser.add_argument("--progress-every", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--prefetch", type=int, default=6000)
+    parser.add_argument(
+        "--mode",
+        choices=("backlog", "live"),
+        default="backlog",
+        help="backlog: publish every event first, then start the logsink and time it draining the queue "
+        "(its own ingest rate); live: publish while it consumes (bounded by the publish rate)",
+    )
+    args = parser.parse_args()
+    amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@localhost:5672/")
+    tag = uuid.uuid4().hex[:8]
+    prefix, db_prefix = f"bench{tag}.", f"bench{tag}"
+    topology = Topology(prefix=prefix)
+    workdir = Path(tempfile.mkdtemp(prefix="logsink-bench-"))
+    embedded = None
+    mongo_url = os.environ.get("MONGO_URL")
+    if not mongo_url:
+        embedded = EmbeddedMongo(workdir / "db")
+        mongo_url = embedded.start()
+    bodies = events(args.events, args.runs, args.progress_every)
+    n_logs = sum(b'"connect.run.log.v1"' in b for b in bodies)
+    port = free_port()
+    env = {
+        **os.environ, "AMQP_URL": amqp_url, "MONGO_URL": mongo_url, "CONNECT_DB_PREFIX": db_prefix,
+        "CONNECT_AMQP_PREFIX": prefix, "LOGSINK_HTTP_PORT": str(port), "LOGSINK_HTTP_HOST": "127.0.0.1",
+        "LOGSINK_BATCH_SIZE": str(args.batch_size), "LOGSINK_PREFETCH": str(args.prefetch), "LOG_LEVEL": "WARNING",
+    }  # fmt: skip
+    log_path = workdir / "logsink.log"
+    log = log_path.open("wb")
+    logsink: subprocess.Popen[bytes] | None = None
+    # The embedded database's process, to tell its CPU time apart from the logsink's.
+    db_pid = embedded._process.pid if embedded is not None and embedded._process is not None else None
+    client = create_client(mongo_url)
+    publish_seconds = 0.0
+    try:
+        logs = client[f"{db_prefix}_logsink"]["run_logs"]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            if args.mode == "backlog":
+                await declare(amqp_url, topology)
+                publish_seconds = await publish(amqp_url, topology.events.name, bodies)
+                db_cpu_before = cpu_seconds(db_pid) if db_pid else 0.0
+                started = time.perf_counter()
+                logsink = start_logsink(env, log)
+                publisher = None
+            else:
+                logsink = start_logsink(env, log)
+                await wait_ready(http, logsink, log_path)
+                db_cpu_before = cpu_seconds(db_pid) if db_pid else 0.0
+                started = time.perf_counter()
+                publisher = asyncio.create_task(publish(amqp_url, topology.events.name, bodies))
+            # Steady state: from the first scrape that shows events recorded to the last event stored.
+            first_seen: tuple[float, float] | None = None
+            while True:
+                try:
+                    recorded, samples = await recorded_events(http)
+                except httpx.HTTPError:  # still starting (it consumes before it serves HTTP)
+                    if logsink.poll() is not None:
+                        raise SystemExit(f"the logsink exited; see {log_path}") from None
+                    await asyncio.sleep(0.05)
+                    continue
+                now = time.perf_counter()
+                if first_seen is None and recorded > 0:
+                    first_seen = (now, recorded)
+                if recorded >= len(bodies):
+                    break
+                await asyncio.sleep(0.05)
+            elapsed = time.perf_counter() - started
+            if await logs.count_documents({}) < n_logs:
+                raise SystemExit("the logsink counted every event but not every log line is stored")
+            if publisher is not None:
+                publish_seconds = await publisher
+            rss = peak_rss_mib(logsink.pid)
+            logsink_cpu = cpu_seconds(logsink.pid)
+            db_cpu = cpu_seconds(db_pid) - db_cpu_before if db_pid else float("nan")
+        assert first_seen is not None
+        steady = (len(bodies) - first_seen[1]) / max(elapsed - (first_seen[0] - started), 1e-9)
+        batches = samples.get("connect_logsink_batch_seconds_count", 0)
+        mean_batch = samples.get("connect_logsink_batch_seconds_sum", 0) / max(batches, 1)
+        rate = len(bodies) / elapsed
+        ceiling_cpu_before = cpu_seconds(db_pid) if db_pid else 0.0
+        ceiling = await database_ceiling(mongo_url, f"{db_prefix}_ceiling", bodies, args.batch_size)
+        ceiling_cpu = cpu_seconds(db_pid) - ceiling_cpu_before if db_pid else float("nan")
+        what = "process start" if args.mode == "backlog" else "first publish"
+        print(
+            f"mode                       {args.mode} (batch size {args.batch_size:,}, prefetch {args.prefetch:,})"
+        )
+        print(
+            f"events published           {len(bodies):>10,} ({n_logs:,} RunLog, {len(bodies) - n_logs:,} RunProgress, {args.runs:,} runs)"
+        )
+        print(f"publish rate               {len(bodies) / publish_seconds:>10,.0f} events/s")
+        print(f"logsink ingest rate        {rate:>10,.0f} events/s  ({what} → all stored: {elapsed:.1f} s)")
+        print(f"  steady state             {steady:>10,.0f} events/s  (first batch seen → all stored)")
+        print(f"logsink peak RSS           {rss:>10,.1f} MiB")
+        print(
+            f"CPU while ingesting        logsink {logsink_cpu:,.1f} s ({logsink_cpu / len(bodies) * 1e6:,.0f} µs/event), "
+            f"database {db_cpu:,.1f} s ({db_cpu / len(bodies) * 1e6:,.0f} µs/event), wall {elapsed:,.1f} s"
+        )
+        print(
+            f"batches written            {batches:>10,.0f}  (mean {len(bodies) / max(batches, 1):,.0f} events)"
+        )
+        print(
+            f"batch latency              mean {mean_batch * 1000:,.1f} ms, p50 ≤ {quantile(samples, 0.5) * 1000:,.0f} ms, p99 ≤ {quantile(samples, 0.99) * 1000:,.0f} ms"
+        )
+        print(
+            f"database ceiling           {ceiling:>10,.0f} inserts/s  (insert_many unordered, one process; "
+            f"database CPU {ceiling_cpu / len(bodies) * 1e6:,.0f} µs/insert)"
+        )
+        print(f"ratio logsink / database   {rate / ceiling:>10.2f}  (steady state {steady / ceiling:.2f})")
+        print("goal: ≥ 20,000 events/s, or the database's own ceiling")
+    finally:
+        if logsink is not None:
+            logsink.send_signal(signal.SIGTERM)
+            try:
+                logsink.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                logsink.kill()
+        log.close()
+        await client.drop_database(f"{db_prefix}_logsink")
+        await client.close()
+        await delete_topology(amqp_url, topology)
+        if embedded is not None:
+            embedded.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

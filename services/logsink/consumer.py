@@ -1,0 +1,267 @@
+"""The logsink's own consumer of `logsink.events`: lean, batched, acknowledged after the write.
+
+FastStream's per-message work (middlewares, dependency injection, a parsed message object, one awaited
+ack per message) cost more CPU than the database's own insert work, so the ingest is consumed with
+aiormq directly: each delivery is decoded straight from its JSON bytes with pydantic and joins the
+ingest batch; nothing is awaited per message. A message is acknowledged only after the batch that holds
+it is durably written: the batch's messages are marked settled, and the longest settled run of the
+channel's deliveries (in delivery order) is acknowledged with one `multiple` ack on its highest tag.
+
+- A message that can never be recorded (malformed, or an event type the logsink does not record) is
+  published to the dead-letter exchange with the reason, then acknowledged (as the rest of Connect does).
+- A batch that cannot be written after its retries is nacked with requeue; the quorum queue's delivery
+  limit bounds the redeliveries.
+- A lost connection is reopened; what the old channel held unacknowledged is redelivered by the broker
+  (a batch written meanwhile is written again: log lines and applied event ids make that a no-op).
+
+The broker's FastStream subscriber of `logsink.events` exists for the AsyncAPI document only and never
+consumes (see `subscribers.py`), so nothing consumes the queue twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import aiormq
+from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
+from pydantic import ValidationError
+
+from services.logsink import domain
+from services.logsink.ports import DeliveryMetrics
+from services.logsink.service import LogsinkService
+from shared.errors import PermanentError, RetryableError
+
+logger = logging.getLogger(__name__)
+
+DeadLetter = Callable[[bytes, str], Awaitable[None]]
+# A message's receipt: the channel window it came on, its delivery tag, and its metric label.
+Receipt = tuple["AckWindow", int, str]
+
+DEAD_LETTER_TIMEOUT = 30.0
+CLOSE_TIMEOUT = 10.0
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class AckWindow:
+    """The unsettled deliveries of one channel, in delivery order, and their acknowledgement.
+
+    A delivery is settled when its batch is written or it was dead-lettered (to acknowledge), or when
+    it was nacked (already sent). The longest settled prefix is acknowledged with one `multiple` ack on
+    its highest tag to acknowledge, so a message is never acknowledged before its own batch is written,
+    whatever order batches and dead-letters finish in.
+    """
+
+    def __init__(self, channel: AbstractChannel) -> None:
+        self.channel = channel
+        self._unsettled: deque[int] = deque()
+        self._outcomes: dict[int, bool] = {}
+        self._lock = asyncio.Lock()  # keeps acks and nacks in the order they were decided
+
+    @property
+    def is_open(self) -> bool:
+        return not self.channel.is_closed
+
+    @property
+    def unsettled(self) -> int:
+        return len(self._unsettled)
+
+    def received(self, tag: int) -> None:
+        self._unsettled.append(tag)
+
+    def written(self, tag: int) -> None:
+        self._outcomes[tag] = True
+
+    async def acknowledge(self) -> None:
+        """Acknowledge every delivery of the settled prefix in one frame."""
+        async with self._lock:
+            highest = None
+            while self._unsettled:
+                outcome = self._outcomes.pop(self._unsettled[0], None)
+                if outcome is None:
+                    break
+                tag = self._unsettled.popleft()
+                if outcome:
+                    highest = tag
+            if highest is None or not self.is_open:
+                return  # a closed channel's deliveries are redelivered by the broker
+            with contextlib.suppress(aiormq.exceptions.AMQPError):
+                await self.channel.basic_ack(highest, multiple=True, wait=False)
+
+    async def requeue(self, tag: int) -> None:
+        """Nack with requeue at once; the delivery only counts as settled once the nack is sent."""
+        async with self._lock:
+            if self.is_open:
+                with contextlib.suppress(aiormq.exceptions.AMQPError):
+                    await self.channel.basic_nack(tag, requeue=True, wait=False)
+            self._outcomes[tag] = False
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        amqp_url: str,
+        queue: str,
+        service: LogsinkService,
+        *,
+        prefetch: int,
+        dead_letter: DeadLetter,
+        metrics: DeliveryMetrics,
+    ) -> None:
+        self.amqp_url = amqp_url
+        self.queue = queue
+        self.service = service
+        self.prefetch = prefetch
+        self.dead_letter = dead_letter
+        self.metrics = metrics
+        self.window: AckWindow | None = None
+        self._connection: AbstractConnection | None = None
+        self._consumer_tag: str | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        service.settle = self._settle
+
+    @property
+    def consuming(self) -> bool:
+        return self.window is not None and self.window.is_open and self._consumer_tag is not None
+
+    async def start(self) -> None:
+        """Start consuming; the first connection must succeed (like the broker's), later ones are retried."""
+        self._stopping = False
+        await self._open()
+        self._supervisor = asyncio.create_task(self._supervise(), name="logsink-consumer")
+
+    async def stop_consuming(self) -> None:
+        """No new deliveries; the ones received stay in their batches and are acknowledged when written."""
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        window, tag = self.window, self._consumer_tag
+        self._consumer_tag = None
+        if window is not None and window.is_open and tag is not None:
+            with contextlib.suppress(aiormq.exceptions.AMQPError, TimeoutError):
+                await window.channel.basic_cancel(tag, timeout=CLOSE_TIMEOUT)
+        await asyncio.sleep(0)  # deliveries read before the cancel join their batch (or are nacked)
+
+    async def close(self) -> None:
+        """After the last batch is written: finish dead-lettering, then close (the rest is redelivered)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=DEAD_LETTER_TIMEOUT)
+        await self._close_connection()
+
+    # --- per message: nothing awaited -------------------------------------------------------------
+
+    async def _on_message(self, window: AckWindow, message: DeliveredMessage) -> None:
+        tag = message.delivery_tag
+        if tag is None:  # pragma: no cover - deliveries always carry a tag
+            return
+        window.received(tag)
+        handler = f"{message.exchange or 'default'}.{message.routing_key}"
+        try:
+            planned = domain.plan_json(message.body)
+            self.service.accept(planned, (window, tag, handler))
+        except (ValidationError, PermanentError) as exc:
+            self._spawn(self._dead_letter(window, tag, handler, message.body, exc))
+        except RetryableError:  # shutting down: the batcher is closed
+            self._spawn(self._requeue(window, tag, handler))
+        except Exception:  # a bug: requeue; the delivery limit dead-letters a message that keeps failing
+            logger.exception("could not plan an event", extra={"queue": self.queue})
+            self._spawn(self._requeue(window, tag, handler))
+
+    # --- after each batch ---------------------------------------------------------------------------
+
+    async def _settle(self, receipts: list[Receipt], error: Exception | None) -> None:
+        windows: set[AckWindow] = set()
+        handlers: Counter[str] = Counter()
+        for window, tag, handler in receipts:
+            handlers[handler] += 1
+            windows.add(window)
+            if error is None:
+                window.written(tag)
+            else:
+                await window.requeue(tag)
+        for window in windows:
+            await window.acknowledge()
+        status = "acked" if error is None else "nacked"
+        for handler, count in handlers.items():
+            self.metrics.consumed(handler, count, status)
+
+    async def _dead_letter(
+        self, window: AckWindow, tag: int, handler: str, body: bytes, exc: Exception
+    ) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        logger.error("dead-lettering a message", extra={"reason": reason[:500], "queue": self.queue})
+        try:
+            await asyncio.wait_for(self.dead_letter(body, reason), DEAD_LETTER_TIMEOUT)
+        except Exception as publish_error:  # not confirmed: keep the message, try again later
+            logger.warning(
+                "dead-lettering failed; requeued", extra={"queue": self.queue, "reason": str(publish_error)}
+            )
+            await self._requeue(window, tag, handler)
+            return
+        window.written(tag)
+        await window.acknowledge()
+        self.metrics.consumed(handler, 1, "rejected")
+
+    async def _requeue(self, window: AckWindow, tag: int, handler: str) -> None:
+        await window.requeue(tag)
+        await window.acknowledge()  # later deliveries may be waiting on this one
+        self.metrics.consumed(handler, 1, "nacked")
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- connection ---------------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        connection = await aiormq.connect(
+            self.amqp_url, client_properties={"connection_name": "connect-logsink-ingest"}
+        )
+        try:
+            channel = await connection.channel(publisher_confirms=False)
+            await channel.basic_qos(prefetch_count=self.prefetch)
+            window = AckWindow(channel)
+            ok = await channel.basic_consume(self.queue, partial(self._on_message, window), no_ack=False)
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection, self.window, self._consumer_tag = connection, window, ok.consumer_tag
+        logger.info("consuming", extra={"queue": self.queue, "prefetch": self.prefetch})
+
+    async def _supervise(self) -> None:
+        while not self._stopping:
+            connection, window = self._connection, self.window
+            if connection is not None and window is not None:
+                await asyncio.wait(
+                    [connection.closing, window.channel.closing], return_when=asyncio.FIRST_COMPLETED
+                )
+            logger.warning("the ingest channel closed; reconnecting", extra={"queue": self.queue})
+            await self._close_connection()
+            for attempt in itertools.count():
+                try:
+                    await self._open()
+                    break
+                except Exception as exc:
+                    delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                    logger.warning(
+                        "could not reopen the ingest channel", extra={"reason": str(exc), "retry_in": delay}
+                    )
+                    await asyncio.sleep(delay)
+
+    async def _close_connection(self) -> None:
+        connection, self._connection, self._consumer_tag = self._connection, None, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)
