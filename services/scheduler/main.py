@@ -6,11 +6,14 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from services.scheduler.clock import scaled_clock, utc_now
 from services.scheduler.config import SchedulerSettings
-from services.scheduler.repository import MongoSchedulerRepository
+from services.scheduler.domain import CatchUp
 from services.scheduler.service import SchedulerService
+from services.scheduler.store import MongoSchedulerRepository
 from services.scheduler.subscribers import register_subscribers
-from shared.contracts import Expire, GroupRunFinished, GroupRunStarted, RunRequested
+from services.scheduler.ticker import Ticker
+from shared.contracts import Expire, GroupRunFinished, GroupRunStarted, RunRequested, StopRun
 from shared.runtime import ServiceRuntime, create_http_app
 from shared.settings import CommonSettings
 from shared.tasks import PeriodicTask
@@ -20,15 +23,33 @@ def build_app(common: CommonSettings | None = None, settings: SchedulerSettings 
     common = common or CommonSettings()
     settings = settings or SchedulerSettings()
     runtime = ServiceRuntime.create("scheduler", common, prefetch=settings.prefetch)
-    repo = MongoSchedulerRepository(runtime.mongo, runtime.db_name)
-    service = SchedulerService(repo, runtime.publisher)
+    repo = MongoSchedulerRepository(
+        runtime.mongo, runtime.db_name, partitions=settings.partitions,
+        lease_seconds=settings.partition_lease_seconds,
+    )  # fmt: skip
+    clock = scaled_clock(settings.clock_origin, settings.clock_scale)
+    service = SchedulerService(repo, runtime.publisher, clock, wall=utc_now, metrics=runtime.metrics)
     register_subscribers(runtime, service)
-    runtime.documents_publishing(RunRequested, GroupRunStarted, GroupRunFinished, Expire)
+    runtime.documents_publishing(RunRequested, GroupRunStarted, GroupRunFinished, Expire, StopRun)
 
+    max_age = settings.catch_up_max_age_seconds
+    ticker = Ticker(
+        service,
+        instance=settings.instance_id,
+        catch_up=CatchUp(settings.catch_up_slots, timedelta(seconds=max_age) if max_age else None),
+        batch=settings.fire_batch,
+        concurrency=settings.fire_concurrency,
+        lease_seconds=settings.partition_lease_seconds,
+        expire_resend=timedelta(seconds=settings.expire_resend_seconds),
+    )
     relay_after = timedelta(seconds=settings.outbox_relay_after)
     relay = PeriodicTask(
         "outbox-relay", settings.outbox_relay_interval, lambda: service.relay_outbox(relay_after)
     )
-    runtime.on_start += [repo.ensure_indexes, relay.start]
-    runtime.on_drain.append(relay.stop)
-    return create_http_app(runtime, title="Connect scheduler")
+    ticks = PeriodicTask("scheduler-tick", settings.tick_seconds, ticker.tick)
+    runtime.on_start += [repo.ensure_indexes, relay.start, ticks.start]
+    runtime.on_drain += [ticks.stop, relay.stop, ticker.stop]
+    app = create_http_app(runtime, title="Connect scheduler")
+    app.state.scheduler = service
+    app.state.ticker = ticker
+    return app

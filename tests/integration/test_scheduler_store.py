@@ -10,9 +10,10 @@ import pytest
 
 from services.scheduler.domain import build_run_requested
 from services.scheduler.errors import JobAlreadyRunning
-from services.scheduler.repository import MongoSchedulerRepository
+from services.scheduler.store import MongoSchedulerRepository
+from services.scheduler.store.base import decode_outbox
 from shared.contracts import RunJob, RunRequested
-from shared.contracts.runs import RunJobData
+from shared.contracts.runs import RunJobData, RunStatus
 from shared.mongo import MongoClient
 from shared.runid import RunId
 from shared.settings import CommonSettings
@@ -35,11 +36,14 @@ def command_for(job_id: int) -> RunJob:
 
 
 async def allocate(repo: MongoSchedulerRepository, command: RunJob) -> RunRequested:
-    return await repo.allocate_run(
+    message, _ = await repo.allocate_run(
         request_id=command.id,
         job_id=command.data.job.job_id,
         build=lambda run_id: build_run_requested(command, run_id, NOW),
+        now=NOW,
+        wall=NOW,
     )
+    return message
 
 
 async def test_run_numbers_count_up_per_job(repo: MongoSchedulerRepository) -> None:
@@ -47,7 +51,7 @@ async def test_run_numbers_count_up_per_job(repo: MongoSchedulerRepository) -> N
     for _ in range(3):
         message = await allocate(repo, command_for(5))
         seen.append(message.data.run_id)
-        await repo.release_job(5, message.data.run_id)
+        await repo.run_finished(5, message.data.run_id, RunStatus.SUCCEEDED, NOW, NOW)
     other = await allocate(repo, command_for(6))
     assert seen == ["5.1", "5.2", "5.3"]
     assert other.data.run_id == "6.1"
@@ -83,7 +87,9 @@ async def test_a_redelivered_command_gets_the_same_run(repo: MongoSchedulerRepos
 async def test_outbox_lists_unpublished_runs_until_marked(repo: MongoSchedulerRepository) -> None:
     message = await allocate(repo, command_for(12))
     later = NOW + timedelta(minutes=1)
-    assert [m.data.run_id for m in await repo.unpublished(later)] == ["12.1"]
-    await repo.mark_published("12.1")
-    assert await repo.unpublished(later) == []
+    entries = await repo.claim_unpublished(later, later)
+    assert [decode_outbox(e)[0].data.run_id for e in entries] == ["12.1"]  # type: ignore[attr-defined]
+    assert await repo.claim_unpublished(later, later) == []  # claimed: another replica leaves it alone
+    await repo.mark_published(entries[0]["_id"])
+    assert await repo.claim_unpublished(later + timedelta(minutes=5), later + timedelta(minutes=5)) == []
     assert message.id == "run-requested-12.1"

@@ -1,0 +1,268 @@
+"""Scheduler at scale: N recurring schedules (default 100,000) all due in the same minute.
+
+    .venv/bin/python bench/scheduler_scale.py [--schedules 100000] [--rule every|cron]
+
+Uses RabbitMQ at AMQP_URL (default localhost) and MONGO_URL (default: the embedded server, started
+here). Steps:
+
+1. Baseline: this process publishes N `RunRequested` of the same size, with confirms, through the same
+   publisher, topology and concurrency the scheduler uses — the raw cost of the messages alone.
+2. Loads N job schedules (every minute) straight into the scheduler's `schedule_state` collection,
+   in the form the scheduler writes when it follows `JobChanged` (bulk, to keep the set-up short).
+3. Starts one scheduler process (`connect serve scheduler`) before the slot (a minute boundary
+   chosen ahead of the load), and consumes `executor.runs`: publish lag = arrival time - the run's slot.
+4. Prints a table: lag p50/p99/max, time until all N were published, the scheduler's CPU seconds
+   (user+system, from /proc) and peak RSS (VmHWM), and the baseline with the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.scheduler.domain import scheduled_run_requested
+from services.scheduler.service import PUBLISH_CONCURRENCY
+from services.scheduler.store import MongoSchedulerRepository
+from services.scheduler.store.documents import epoch_seconds, new_schedule_doc
+from shared.contracts.jobs import CronRule, EveryRule, RecurringSchedule
+from shared.messaging import Publisher, create_broker
+from shared.metrics import create_metrics
+from shared.mongo import EmbeddedMongo, create_client
+from shared.runid import RunId
+from shared.settings import CommonSettings
+from shared.topology import Topology, declare_topology
+from tests.integration.test_scheduler_harness import snapshot
+from tests.support.broker import delete_topology
+
+LOAD_CHUNK = 5000
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--schedules", type=int, default=100_000)
+    parser.add_argument("--rule", choices=["every", "cron"], default="every")
+    parser.add_argument("--batch", type=int, default=500, help="SCHEDULER_FIRE_BATCH")
+    parser.add_argument("--load-ms", type=float, default=2.0, help="Expected load time per schedule (ms).")
+    parser.add_argument("--timeout", type=float, default=900, help="Give up after this many seconds.")
+    return parser.parse_args()
+
+
+async def baseline(settings: CommonSettings, topology: Topology, count: int) -> float:
+    """Seconds for this process to publish `count` RunRequested with confirms (then purged)."""
+    broker = create_broker(
+        settings.amqp_url, service="bench", registry=create_metrics("bench").registry, prefetch=10,
+        graceful_timeout=5,
+    )  # fmt: skip
+    async with broker:
+        await broker.connect()
+        await declare_topology(broker, topology)
+        publisher = Publisher(broker, topology)
+        job, now = snapshot(1), datetime.now(UTC)
+        gate = asyncio.Semaphore(PUBLISH_CONCURRENCY)
+
+        async def one(i: int) -> None:
+            async with gate:
+                await publisher.publish(scheduled_run_requested(job, RunId(i + 1, 1), now, slot=now))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(count)))
+        elapsed = time.perf_counter() - start
+    await purge(settings.amqp_url, topology)
+    return elapsed
+
+
+async def purge(amqp_url: str, topology: Topology) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for queue in (topology.executor_runs, topology.logsink_events):
+            declared = await channel.get_queue(queue.name, ensure=False)
+            await declared.purge()
+
+
+async def load(settings: CommonSettings, count: int, rule: str, slot: datetime) -> None:
+    client = create_client(settings.mongo_url or "")
+    repo = MongoSchedulerRepository(client, settings.database("scheduler"))
+    await repo.ensure_indexes()
+    schedule = RecurringSchedule(
+        rule=EveryRule(minutes=1) if rule == "every" else CronRule(expression="* * * * *")
+    )
+    encoded = schedule.model_dump(mode="json")
+    template = snapshot(1, schedule)
+    docs = []
+    for job_id in range(1, count + 1):
+        job = template.model_copy(update={"job_id": job_id, "name": f"bench-{job_id}"})
+        doc = new_schedule_doc("job", job_id, repo.partitions) | {
+            "_id": f"job:{job_id}", "known": True, "active": True, "schedule": encoded,
+            "snapshot": job.model_dump_json(), "snapshot_name": job.name, "version": 1,
+            "next_slot": slot, "due": epoch_seconds(slot), "next_run": slot,
+        }  # fmt: skip
+        docs.append(doc)
+        if len(docs) == LOAD_CHUNK:
+            await repo.schedules.insert_many(docs, ordered=False)
+            docs = []
+    if docs:
+        await repo.schedules.insert_many(docs, ordered=False)
+    await client.close()
+
+
+def start_scheduler(settings: CommonSettings, batch: int, log: Path) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "AMQP_URL": settings.amqp_url, "MONGO_URL": settings.mongo_url or "",
+        "CONNECT_DB_PREFIX": settings.db_prefix, "CONNECT_AMQP_PREFIX": settings.amqp_prefix,
+        "CONNECT_SECRET_KEY": "bench", "SCHEDULER_HTTP_PORT": "0", "SCHEDULER_HTTP_HOST": "127.0.0.1",
+        "SCHEDULER_FIRE_BATCH": str(batch), "SCHEDULER_TICK_SECONDS": "0.5", "LOG_LEVEL": "WARNING",
+        "SCHEDULER_OUTBOX_RELAY_AFTER": "120",
+    }  # fmt: skip
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "connect"), "serve", "scheduler"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def collect(amqp_url: str, queue_name: str, count: int, timeout: float) -> list[tuple[float, datetime]]:
+    """(arrival time, slot) of each RunRequested on executor.runs until `count` arrived."""
+    arrivals: list[tuple[float, datetime]] = []
+    done = asyncio.Event()
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=2000)
+        queue = await channel.get_queue(queue_name, ensure=False)
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            arrived = time.time()
+            slot = json.loads(message.body)["data"]["slot"]
+            arrivals.append((arrived, datetime.fromisoformat(slot)))
+            await message.ack()
+            if len(arrivals) >= count:
+                done.set()
+
+        await queue.consume(on_message)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), timeout)
+    return arrivals
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def main() -> int:
+    args = parse()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scheduler-"))
+    server = None
+    mongo_url = os.environ.get("MONGO_URL")
+    if not mongo_url:
+        server = EmbeddedMongo(tmp / "db")
+        mongo_url = server.start()
+    tag = uuid.uuid4().hex[:8]
+    settings = CommonSettings.model_validate(
+        {
+            "AMQP_URL": os.environ.get("AMQP_URL", "amqp://guest:guest@localhost:5672/"),
+            "MONGO_URL": mongo_url, "CONNECT_DB_PREFIX": f"bench{tag}", "CONNECT_AMQP_PREFIX": f"bench{tag}.",
+        }
+    )  # fmt: skip
+    topology = Topology(prefix=settings.amqp_prefix)
+    process = None
+    try:
+        print(f"baseline: publishing {args.schedules} RunRequested with confirms …", flush=True)
+        base = await baseline(settings, topology, args.schedules)
+        print(f"  {base:.1f} s", flush=True)
+        # The slot: a minute boundary far enough ahead to load N schedules and start the scheduler.
+        ahead = timedelta(seconds=40 + args.schedules * args.load_ms / 1000)
+        slot = (datetime.now(UTC) + ahead + timedelta(minutes=1)).replace(second=0, microsecond=0)
+        start_load = time.perf_counter()
+        await load(settings, args.schedules, args.rule, slot)
+        print(f"loaded {args.schedules} schedules in {time.perf_counter() - start_load:.1f} s", flush=True)
+        process = start_scheduler(settings, args.batch, tmp / "scheduler.log")
+        left = (slot - datetime.now(UTC)).total_seconds()
+        print(f"slot {slot.isoformat()} (in {left:.0f} s)", flush=True)
+        if left < 10:
+            print("WARNING: the slot came before the scheduler was ready; raise --load-ms", flush=True)
+        cpu_before = cpu_seconds(process.pid)
+        arrivals = await collect(settings.amqp_url, topology.executor_runs.name, args.schedules, args.timeout)
+        cpu = cpu_seconds(process.pid) - cpu_before
+        rss = peak_rss_mb(process.pid)
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=60)
+        await delete_topology(settings.amqp_url, topology)
+        if server is not None:
+            server.stop()
+    # Lag from the slot every schedule was due at. (A schedule reached only after its next slot came
+    # due fires that later slot — catch-up: the last slot only — and records the earlier one missed;
+    # its lag still counts from the first slot.)
+    lags = [arrived - slot.timestamp() for arrived, _ in arrivals]
+    late = sum(1 for _, fired in arrivals if fired != slot)
+    all_done = max(lags) if lags else float("nan")
+    report(args, arrivals, lags, all_done, cpu, rss, base)
+    if late:
+        print(f"{late:,} schedules were reached after their next slot came due (fired as catch-up)")
+    return 0 if len(arrivals) == args.schedules else 1
+
+
+def report(
+    args: argparse.Namespace, arrivals: list[Any], lags: list[float], all_done: float, cpu: float, rss: float,
+    base: float,
+) -> None:  # fmt: skip
+    rows = [
+        ("schedules due in the minute", f"{args.schedules:,} ({args.rule} rule)"),
+        ("RunRequested published", f"{len(arrivals):,}"),
+        ("publish lag p50 (s)", f"{percentile(lags, 50):.2f}"),
+        ("publish lag p99 (s)", f"{percentile(lags, 99):.2f}"),
+        ("all published after slot (s)", f"{all_done:.2f}"),
+        ("scheduler CPU (user+sys, s)", f"{cpu:.1f}"),
+        ("scheduler peak RSS (MiB)", f"{rss:.0f}"),
+        ("baseline: publish N with confirms (s)", f"{base:.1f}"),
+        ("ratio all-published / baseline", f"{all_done / base:.1f}x"),
+        ("goal: all ≤ 60 s, p99 ≤ 5 s", "met" if all_done <= 60 and percentile(lags, 99) <= 5 else "not met"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}, "
+          f"{platform.platform()}")  # fmt: skip
+    print("-" * (width + 24))
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    print("-" * (width + 24))
+    if lags:
+        print(f"lag statistics: mean {statistics.mean(lags):.2f} s, stdev {statistics.pstdev(lags):.2f} s")
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

@@ -1,0 +1,90 @@
+"""Which due slots fire, which are skipped and why (the fire ledger's outcomes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from shared.contracts.jobs import Schedule, is_expired
+from shared.scheduling import next_fire
+
+# Slots enumerated per schedule and pass; a longer backlog (all missed anyway) continues next pass.
+MAX_SLOTS_PER_PASS = 5000
+
+OwnerKind = Literal["job", "group"]
+
+
+class Outcome(StrEnum):
+    REQUESTED = "requested"
+    OVERLAP = "overlap"  # the job (or group) is still running
+    INACTIVE = "inactive"
+    EXPIRED = "expired"
+    MISSED = "missed"  # outside the catch-up window
+
+    @property
+    def skipped(self) -> bool:
+        return self is not Outcome.REQUESTED
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """After downtime: the `slots` most recent missed slots still fire (if not older than `max_age`)."""
+
+    slots: int = 1
+    max_age: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    candidates: tuple[datetime, ...] = ()  # due slots to fire (subject to overlap, activity, expiry)
+    missed: tuple[datetime, ...] = ()  # due slots outside the catch-up window
+    next_slot: datetime | None = None  # the first slot not yet due
+
+    @property
+    def all_due(self) -> tuple[datetime, ...]:
+        return tuple(sorted((*self.missed, *self.candidates)))
+
+
+def plan_slots(
+    schedule: Schedule, next_slot: datetime | None, now: datetime, catch_up: CatchUp = CatchUp()
+) -> SlotPlan:
+    """Split the slots due by `now` (from `next_slot` on) into candidates and missed ones."""
+    due: list[datetime] = []
+    slot = next_slot
+    while slot is not None and slot <= now and len(due) < MAX_SLOTS_PER_PASS:
+        due.append(slot)
+        slot = next_fire(schedule, slot)
+    if slot is not None and slot <= now:  # an enormous backlog: this part is all missed
+        return SlotPlan(missed=tuple(due), next_slot=slot)
+    keep = due[len(due) - catch_up.slots :] if catch_up.slots else []
+    if catch_up.max_age is not None:
+        keep = [s for s in keep if now - s <= catch_up.max_age]
+    missed = [s for s in due if s not in keep]
+    return SlotPlan(candidates=tuple(keep), missed=tuple(missed), next_slot=slot)
+
+
+def decide(slot: datetime, *, active: bool, expires_at: datetime | None, running: bool) -> Outcome:
+    """What happens to a slot that is due and inside the catch-up window."""
+    if is_expired(expires_at, slot):
+        return Outcome.EXPIRED
+    if not active:
+        return Outcome.INACTIVE
+    if running:
+        return Outcome.OVERLAP
+    return Outcome.REQUESTED
+
+
+def owner_key(kind: OwnerKind, owner_id: int) -> str:
+    """The ledger's owner and the schedule document's id: "job:12", "group:3"."""
+    return f"{kind}:{owner_id}"
+
+
+def trigger_slot(name: str, idempotency_key: str) -> str:
+    """A trigger event's "slot": one fire per owner, trigger and idempotency key."""
+    return f"trigger:{name}:{idempotency_key}"
+
+
+def ledger_key(owner: str, slot: datetime | str) -> str:
+    return f"{owner}|{slot.isoformat() if isinstance(slot, datetime) else slot}"

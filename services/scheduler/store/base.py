@@ -1,0 +1,131 @@
+"""Collections, indexes, transactions and the outbox of the scheduler's database."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
+
+from services.scheduler.store.documents import (
+    EPOCH,
+    GROUP_RUNS,
+    INSTANCES,
+    LEDGER,
+    OUTBOX,
+    PARTITIONS,
+    SCHEDULES,
+    Doc,
+    epoch_seconds,
+)
+from shared.contracts import ALL_MESSAGES, Envelope
+from shared.errors import RetryableError
+from shared.mongo import MongoClient
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MESSAGE_TYPES: dict[str, type[Envelope]] = {m.model_fields["type"].default: m for m in ALL_MESSAGES}
+RELAY_CLAIM = timedelta(seconds=30)
+
+
+def outbox_doc(messages: Sequence[Envelope], now: datetime, request_id: str | None = None) -> Doc:
+    """One outbox entry per transaction: the messages it must publish, in order."""
+    doc: Doc = {
+        "_id": uuid.uuid4().hex,
+        "messages": [m.model_dump_json() for m in messages],
+        "types": [m.type for m in messages],
+        "published": False,
+        "created_at": now,
+        "created_s": epoch_seconds(now),
+        "relay_until": EPOCH,
+    }
+    if request_id is not None:
+        doc["request_id"] = request_id
+    return doc
+
+
+def decode_outbox(doc: Doc) -> list[Envelope]:
+    return [
+        MESSAGE_TYPES[kind].model_validate_json(body)
+        for kind, body in zip(doc["types"], doc["messages"], strict=True)
+    ]
+
+
+class StoreBase:
+    def __init__(self, client: MongoClient, db_name: str, *, partitions: int = 16) -> None:
+        self.client = client
+        self.db = client[db_name]
+        self.partitions = partitions
+        self.schedules = self.db[SCHEDULES]
+        self.ledger = self.db[LEDGER]
+        self.outbox = self.db[OUTBOX]
+        self.group_runs = self.db[GROUP_RUNS]
+        self.partition_leases = self.db[PARTITIONS]
+        self.instances = self.db[INSTANCES]
+
+    async def ensure_indexes(self) -> None:
+        await self.ledger.create_index([("owner", ASCENDING), ("slot", ASCENDING)], unique=True)
+        await self.schedules.create_index([("part", ASCENDING), ("due", ASCENDING)])
+        await self.schedules.create_index([("part", ASCENDING), ("expires_s", ASCENDING)])
+        await self.schedules.create_index("trigger", sparse=True)
+        await self.outbox.create_index("request_id", unique=True, sparse=True)
+        await self.outbox.create_index([("published", ASCENDING), ("created_s", ASCENDING)])
+        await self.group_runs.create_index("current_run_id")
+        existing = {doc["_id"] async for doc in self.partition_leases.find({}, {"_id": 1})}
+        missing = [
+            {"_id": p, "owner": None, "until": EPOCH} for p in range(self.partitions) if p not in existing
+        ]
+        if missing:
+            try:
+                await self.partition_leases.insert_many(missing, ordered=False)
+            except PyMongoError:  # another replica created them at the same moment
+                logger.debug("partition documents already created")
+
+    async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
+        """Run `work` in a transaction (retried on transient conflicts); translate database errors."""
+        try:
+            async with self.client.start_session() as session:
+                return await session.with_transaction(work)
+        except DuplicateKeyError:
+            raise
+        except (ConnectionFailure, OperationFailure) as exc:
+            raise RetryableError(f"database error in the scheduler: {exc}") from exc
+
+    # --- outbox ------------------------------------------------------------------------------------
+    async def mark_published(self, entry_id: str) -> None:
+        try:
+            await self.outbox.update_one({"_id": entry_id}, {"$set": {"published": True}})
+        except PyMongoError as exc:
+            logger.warning("could not mark an outbox entry published", extra={"error": str(exc)})
+
+    async def claim_unpublished(self, older_than: datetime, now: datetime, limit: int = 100) -> list[Doc]:
+        """Unpublished entries older than `older_than`, claimed for a while so replicas do not race."""
+        cutoff = epoch_seconds(older_than)
+        found = await self.outbox.find(
+            {"published": False, "created_s": {"$lte": cutoff}}, {"_id": 1, "relay_until": 1}
+        ).to_list(limit)
+        claimed: list[Doc] = []
+        for doc in found:
+            if doc["relay_until"] > now:
+                continue
+            result = await self.outbox.update_one(
+                {"_id": doc["_id"], "published": False, "relay_until": doc["relay_until"]},
+                {"$set": {"relay_until": now + RELAY_CLAIM}},
+            )
+            taken = await self.outbox.find_one({"_id": doc["_id"]}) if result.modified_count else None
+            if taken is not None:
+                claimed.append(taken)
+        return claimed
+
+    async def unpublished_count(self) -> int:
+        return await self.outbox.count_documents({"published": False})
+
+
+def ids_of(docs: Sequence[Doc]) -> list[Any]:
+    return [d["_id"] for d in docs]

@@ -1,0 +1,130 @@
+"""Following the catalog: job snapshots, group definitions, their schedules, activity and deletion."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from services.scheduler.domain.fires import OwnerKind, owner_key
+from services.scheduler.store.base import StoreBase
+from services.scheduler.store.documents import (
+    Doc,
+    ScheduleDoc,
+    display_next_run,
+    epoch_seconds,
+    new_schedule_doc,
+    trigger_of,
+)
+from shared.contracts import JobSnapshot
+from shared.contracts.catalog import GroupChangedData
+from shared.contracts.jobs import OneTimeSchedule, Schedule
+from shared.errors import RetryableError
+from shared.scheduling import next_fire
+
+ATTEMPTS = 8
+
+
+def first_slot(schedule: Schedule, now: datetime) -> datetime | None:
+    """Where a new or changed schedule starts: its next slot after now; a one-time instant as is.
+
+    A one-time instant already past still fires once inside the catch-up window (the ledger keeps it
+    from firing twice when the same schedule is announced again).
+    """
+    if isinstance(schedule, OneTimeSchedule):
+        return schedule.at
+    return next_fire(schedule, now)
+
+
+class CatalogStore(StoreBase):
+    async def apply_job(self, job: JobSnapshot, active: bool, now: datetime) -> None:
+        fields: Doc = {
+            "snapshot": job.model_dump_json(),
+            "snapshot_name": job.name,
+            "version": job.version,
+        }
+        await self._apply("job", job.job_id, job.schedule, job.expires_at, active, now, fields, job.version)
+
+    async def apply_group(self, group: GroupChangedData, now: datetime) -> None:
+        fields: Doc = {
+            "name": group.name,
+            "job_ids": list(group.job_ids),
+            "continue_on_failure": group.continue_on_failure,
+        }
+        await self._apply(
+            "group", group.group_id, group.schedule, group.expires_at, group.active, now, fields, None
+        )
+
+    async def delete(self, kind: OwnerKind, owner_id: int) -> None:
+        base = new_schedule_doc(kind, owner_id, self.partitions)
+        gone: Doc = {"deleted": True, "active": False, "next_slot": None, "due": None, "next_run": None}
+        gone |= {"trigger": None, "expires_s": None}
+        await self.schedules.update_one(
+            {"_id": owner_key(kind, owner_id)},
+            {"$set": gone, "$setOnInsert": {k: v for k, v in base.items() if k not in gone}},
+            upsert=True,
+        )
+
+    async def expired(self, part: int, now_s: int) -> list[ScheduleDoc]:
+        docs = await self.schedules.find(
+            {"part": part, "expires_s": {"$lte": now_s}, "deleted": False, "known": True}
+        ).to_list(None)
+        return [ScheduleDoc(d) for d in docs]
+
+    async def expire_sent(self, key: str, wall: datetime) -> None:
+        await self.schedules.update_one({"_id": key}, {"$set": {"expire_sent_at": wall}})
+
+    async def _apply(
+        self,
+        kind: OwnerKind,
+        owner_id: int,
+        schedule: Schedule,
+        expires_at: datetime | None,
+        active: bool,
+        now: datetime,
+        fields: Doc,
+        version: int | None,
+    ) -> None:
+        key = owner_key(kind, owner_id)
+        for _ in range(ATTEMPTS):
+            current = await self.schedules.find_one({"_id": key})
+            if current is not None and (
+                current.get("deleted") or (version is not None and current.get("version", 0) > version)
+            ):
+                return  # deleted, or an older announcement arriving late
+            update = _schedule_fields(current, schedule, expires_at, active, now) | fields
+            if current is None:
+                try:
+                    await self.schedules.insert_one(
+                        new_schedule_doc(kind, owner_id, self.partitions) | update | {"_id": key}
+                    )
+                    return
+                except DuplicateKeyError:
+                    continue
+            guard = {"_id": key, "next_slot": current.get("next_slot"), "version": current.get("version")}
+            if (await self.schedules.update_one(guard, {"$set": update})).matched_count:
+                return
+        raise RetryableError(f"{key} kept changing while applying a catalog event")
+
+
+def _schedule_fields(
+    current: Doc | None, schedule: Schedule, expires_at: datetime | None, active: bool, now: datetime
+) -> dict[str, Any]:
+    encoded = schedule.model_dump(mode="json")
+    same = current is not None and current.get("known") and current.get("schedule") == encoded
+    next_slot = ScheduleDoc(current).next_slot if same and current else first_slot(schedule, now)
+    fields: Doc = {
+        "known": True,
+        "schedule": encoded,
+        "active": active,
+        "trigger": trigger_of(schedule),
+        "next_slot": next_slot,
+        "due": epoch_seconds(next_slot),
+        "next_run": display_next_run(schedule, next_slot, active),
+        "expires_at": expires_at,
+        "expires_s": epoch_seconds(expires_at),
+    }
+    if current is None or current.get("expires_at") != expires_at:
+        fields["expire_sent_at"] = None
+    return fields

@@ -1,0 +1,160 @@
+"""Run now, trigger fires and run completion, each in one transaction with its outbox entry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import DuplicateKeyError
+
+from services.scheduler.domain import Outcome, decide, ledger_key, owner_key, scheduled_run_requested
+from services.scheduler.domain.runs import next_run_id
+from services.scheduler.errors import JobAlreadyRunning, JobExpired
+from services.scheduler.store.base import decode_outbox, outbox_doc
+from services.scheduler.store.documents import Doc, ScheduleDoc, new_schedule_doc
+from services.scheduler.store.fires import FireResult, ledger_entry
+from services.scheduler.store.groups import GroupStore
+from shared.contracts import Envelope, JobSnapshot, RunRequested
+from shared.contracts.jobs import is_expired
+from shared.contracts.runs import RunStatus, Trigger
+from shared.errors import RetryableError
+from shared.runid import RunId
+
+Build = Callable[[RunId], RunRequested]
+
+
+class RunStore(GroupStore):
+    async def allocate_run(
+        self, *, request_id: str, job_id: int, build: Build, now: datetime, wall: datetime,
+        expires_at: datetime | None = None,
+    ) -> tuple[RunRequested, str]:  # fmt: skip
+        """Run now: refuse overlap and expired jobs, allocate `JobID.RunID`, store the outbox entry.
+
+        The same command delivered again gets the same answer. The schedule is not touched.
+        """
+
+        async def work(session: AsyncClientSession) -> tuple[RunRequested, str]:
+            earlier = await self.outbox.find_one({"request_id": request_id}, session=session)
+            if earlier is not None:
+                message = decode_outbox(earlier)[0]
+                assert isinstance(message, RunRequested)
+                return message, earlier["_id"]
+            key = owner_key("job", job_id)
+            raw = await self.schedules.find_one({"_id": key}, session=session)
+            doc = ScheduleDoc(raw or {"_id": key, **new_schedule_doc("job", job_id, self.partitions)})
+            if doc.running:
+                raise JobAlreadyRunning(f"job {job_id} is running (run {doc.running})")
+            if is_expired(expires_at or doc.expires_at, now):
+                raise JobExpired(f"job {job_id} has expired")
+            message = build(next_run_id(job_id, doc.last_run))
+            await self._take(session, doc, raw is None, message.data.run_id)
+            entry = outbox_doc([message], wall, request_id=request_id)
+            await self.outbox.insert_one(entry, session=session)
+            return message, entry["_id"]
+
+        for _ in range(3):  # two first runs of a job new to the scheduler race to create its document
+            try:
+                return await self.transaction(work)
+            except DuplicateKeyError:
+                continue
+        raise RetryableError(f"could not allocate a run of job {job_id}")
+
+    async def _take(self, session: AsyncClientSession, doc: ScheduleDoc, new: bool, run_id: str) -> None:
+        number = RunId.parse(run_id).number
+        if new:
+            await self.schedules.insert_one(
+                doc.raw | {"running": run_id, "last_run": number}, session=session
+            )
+        else:
+            await self.schedules.update_one(
+                {"_id": doc.id}, {"$set": {"running": run_id, "last_run": number}}, session=session
+            )
+
+    async def run_finished(
+        self, job_id: int, run_id: str, status: RunStatus, now: datetime, wall: datetime
+    ) -> FireResult:
+        """Free the job; if the run was a group member, advance its group run (same transaction)."""
+
+        async def work(session: AsyncClientSession) -> FireResult:
+            await self.schedules.update_one(
+                {"_id": owner_key("job", job_id), "running": run_id}, {"$set": {"running": None}},
+                session=session,
+            )  # fmt: skip
+            messages = await self.advance_group(session, run_id, status, now)
+            return await self._with_outbox(session, messages, wall)
+
+        return await self.transaction(work)
+
+    async def trigger_owners(self, name: str) -> list[ScheduleDoc]:
+        docs = await self.schedules.find({"trigger": name, "deleted": False}).to_list(None)
+        return [ScheduleDoc(d) for d in docs]
+
+    async def fire_trigger(
+        self, key: str, slot: str, params: dict[str, str], now: datetime, wall: datetime
+    ) -> FireResult:
+        """One owner's fire for one trigger event (at most once per idempotency key, by the ledger)."""
+
+        async def work(session: AsyncClientSession) -> FireResult:
+            result = FireResult()
+            if await self.ledger.find_one({"_id": ledger_key(key, slot)}, {"_id": 1}, session=session):
+                return result  # this event already fired this owner
+            raw = await self.schedules.find_one({"_id": key}, session=session)
+            if raw is None:
+                return result
+            doc = ScheduleDoc(raw)
+            outcome = decide(now, active=doc.active, expires_at=doc.expires_at, running=bool(doc.running))
+            messages: list[Envelope] = []
+            run_id = None
+            if outcome is Outcome.REQUESTED:
+                run_id, messages = await self._start(session, doc, Trigger.EVENT, params, now)
+                outcome = Outcome.REQUESTED if run_id else Outcome.INACTIVE
+            await self.ledger.insert_one(ledger_entry(key, slot, outcome, wall, run_id), session=session)
+            result = await self._with_outbox(session, messages, wall)
+            result.outcomes.append((key, now, outcome))
+            return result
+
+        return await self.transaction(work)
+
+    async def _start(
+        self, session: AsyncClientSession, doc: ScheduleDoc, trigger: Trigger, params: dict[str, str],
+        now: datetime, slot: datetime | None = None,
+    ) -> tuple[str | None, list[Envelope]]:  # fmt: skip
+        """Start a job run or a group run for a schedule document (already checked: free, active)."""
+        if doc.kind == "group":
+            return await self.start_group_run(
+                session, doc, trigger=trigger, requested_by=_by(trigger), now=now, slot=slot, params=params
+            )
+        snapshot = doc.snapshot
+        if snapshot is None:
+            return None, []
+        rid = next_run_id(doc.owner_id, doc.last_run)
+        message = _job_run(snapshot, rid, now, trigger, slot, params)
+        await self._take(session, doc, False, str(rid))
+        return str(rid), [message]
+
+    async def _with_outbox(
+        self, session: AsyncClientSession, messages: list[Envelope], wall: datetime
+    ) -> FireResult:
+        result = FireResult(messages=messages)
+        if messages:
+            entry = outbox_doc(messages, wall)
+            await self.outbox.insert_one(entry, session=session)
+            result.outbox_id = entry["_id"]
+        return result
+
+    async def ledger_entries(self, owner: str | None = None) -> list[Doc]:
+        query: dict[str, Any] = {} if owner is None else {"owner": owner}
+        return await self.ledger.find(query).to_list(None)
+
+
+def _by(trigger: Trigger) -> str:
+    return {Trigger.SCHEDULED: "scheduler", Trigger.EVENT: "trigger"}.get(trigger, "scheduler")
+
+
+def _job_run(
+    snapshot: JobSnapshot, rid: RunId, now: datetime, trigger: Trigger, slot: datetime | None,
+    params: dict[str, str],
+) -> RunRequested:  # fmt: skip
+    return scheduled_run_requested(snapshot, rid, now, slot=slot, trigger=trigger, params=params)

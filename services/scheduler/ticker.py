@@ -1,0 +1,124 @@
+"""The scheduler's heartbeat: hold partitions, fire due slots, expire what has expired."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import socket
+from datetime import datetime, timedelta
+
+from services.scheduler.domain import CatchUp, SlotPlan, plan_slots
+from services.scheduler.service import SchedulerService
+from services.scheduler.store import FireResult, MongoSchedulerRepository, Work
+from services.scheduler.store.documents import ScheduleDoc
+from shared.contracts import Expire
+from shared.contracts.catalog import ExpireData
+from shared.errors import RetryableError
+
+logger = logging.getLogger(__name__)
+
+
+def default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Ticker:
+    def __init__(
+        self,
+        service: SchedulerService,
+        *,
+        instance: str,
+        catch_up: CatchUp,
+        batch: int = 500,
+        lease_seconds: float = 10.0,
+        expire_resend: timedelta = timedelta(seconds=60),
+        concurrency: int = 4,
+    ) -> None:
+        self.concurrency = concurrency
+        self.service = service
+        self.repo: MongoSchedulerRepository = service.repo
+        self.instance = instance or default_instance_id()
+        self.catch_up = catch_up
+        self.batch = batch
+        self.renew_every = timedelta(seconds=lease_seconds / 3)
+        self.expire_resend = expire_resend
+        self.partitions: list[int] = []
+        self._renewed: datetime | None = None
+
+    async def tick(self) -> int:
+        """One pass: returns how many slots were handled."""
+        await self.hold()
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(part: int) -> int:
+            async with gate:
+                handled = await self.fire_partition(part)
+                await self.expire_partition(part)
+                return handled
+
+        # Partitions in parallel: one's transaction overlaps another's publishing.
+        return sum(await asyncio.gather(*(one(p) for p in self.partitions)))
+
+    async def hold(self) -> None:
+        wall = self.service.wall()
+        if self._renewed is not None and wall - self._renewed < self.renew_every:
+            return
+        live = await self.repo.heartbeat(self.instance, wall)
+        self.partitions = await self.repo.hold_partitions(self.instance, wall, live)
+        self._renewed = wall
+
+    async def stop(self) -> None:
+        await self.repo.release_partitions(self.instance)
+
+    def plan(self, doc: ScheduleDoc) -> SlotPlan:
+        return plan_slots(doc.schedule, doc.next_slot, self.service.clock(), self.catch_up)
+
+    async def fire_partition(self, part: int) -> int:
+        handled = 0
+        while True:
+            now = self.service.clock()
+            docs = await self.repo.due(part, math.floor(now.timestamp()), self.batch)
+            if not docs:
+                return handled
+            jobs = [Work(d, self.plan(d)) for d in docs if d.kind == "job"]
+            result = await self.repo.fire_jobs(jobs, now, self.service.wall())
+            done = {key for key, _, _ in result.outcomes} | {w.doc.id for w in jobs if not w.plan.all_due}
+            await self._finish(result)
+            for doc in docs:  # groups, and jobs whose batch hit a conflict: one by one
+                if doc.id in done:
+                    continue
+                if doc.kind == "group":
+                    single = await self.repo.fire_group(doc.id, self.plan, now, self.service.wall())
+                else:
+                    single = await self.repo.fire_one(doc.id, self.plan, now, self.service.wall())
+                await self._finish(single)
+                result.extend(single)
+            handled += len(result.outcomes)
+            if len(docs) < self.batch or not result.outcomes:
+                return handled
+
+    async def _finish(self, result: FireResult) -> None:
+        self.service.count(result)
+        await self.service.publish(result)
+
+    async def expire_partition(self, part: int) -> None:
+        """Ask the catalog to delete expired jobs and groups once no run of theirs is in flight."""
+        now, wall = self.service.clock(), self.service.wall()
+        for doc in await self.repo.expired(part, math.floor(now.timestamp())):
+            if doc.running:
+                continue  # a run in progress finishes first
+            sent = doc.raw.get("expire_sent_at")
+            if sent is not None and wall - sent < self.expire_resend:
+                continue
+            command = Expire(
+                source="connect/scheduler", subject=doc.id, data=ExpireData(kind=doc.kind, id=doc.owner_id)
+            )
+            try:
+                await self.service.publisher.publish(command)
+            except RetryableError:
+                logger.warning("could not ask the catalog to expire", extra={"owner": doc.id})
+                continue
+            await self.repo.expire_sent(doc.id, wall)
+            logger.info("expired", extra={"owner": doc.id})

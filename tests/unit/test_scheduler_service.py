@@ -1,0 +1,269 @@
+"""The scheduler's run-now use case and its outbox relay, against in-memory fakes (injectable clock)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.scheduler.domain import next_run_id
+from services.scheduler.errors import JobAlreadyRunning
+from services.scheduler.ports import EventPublisher
+from services.scheduler.service import SchedulerService
+from services.scheduler.store import FireResult
+from services.scheduler.store.base import outbox_doc
+from shared.contracts import RunRequested
+from shared.contracts.runs import RunStatus, Trigger
+from shared.errors import RetryableError
+from shared.runid import RunId
+from tests.unit.factories import T0, job_snapshot, run_finished, run_job
+
+# --- fakes -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class OutboxEntry:
+    request_id: str
+    message: RunRequested
+    created_at: datetime
+    published: bool = False
+
+
+class InMemorySchedulerRepository:
+    """The run-now part of the scheduler's repository in memory: counters, running jobs, outbox."""
+
+    def __init__(self) -> None:
+        self.counters: dict[int, int] = {}
+        self.running: dict[int, str | None] = {}
+        self.outbox: dict[str, OutboxEntry] = {}  # by run id (the entry id here)
+        self.allocations = 0
+
+    async def allocate_run(
+        self, *, request_id: str, job_id: int, build: Callable[[RunId], RunRequested], now: datetime,
+        wall: datetime, expires_at: datetime | None = None,
+    ) -> tuple[RunRequested, str]:  # fmt: skip
+        for entry in self.outbox.values():
+            if entry.request_id == request_id:
+                return entry.message, entry.message.data.run_id
+        if running := self.running.get(job_id):
+            raise JobAlreadyRunning(f"job {job_id} is running (run {running})")
+        run_id = next_run_id(job_id, self.counters.get(job_id, 0))
+        message = build(run_id)
+        self.counters[job_id] = run_id.number
+        self.running[job_id] = message.data.run_id
+        self.outbox[message.data.run_id] = OutboxEntry(request_id, message, created_at=wall)
+        self.allocations += 1
+        return message, message.data.run_id
+
+    async def mark_published(self, entry_id: str) -> None:
+        self.outbox[entry_id].published = True
+
+    async def claim_unpublished(self, older_than: datetime, now: datetime) -> list[dict[str, Any]]:
+        return [
+            outbox_doc([e.message], e.created_at) | {"_id": run_id}
+            for run_id, e in self.outbox.items()
+            if not e.published and e.created_at < older_than
+        ]
+
+    async def run_finished(
+        self, job_id: int, run_id: str, status: RunStatus, now: datetime, wall: datetime
+    ) -> FireResult:
+        if self.running.get(job_id) == run_id:
+            self.running[job_id] = None
+        return FireResult()
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.sent: list[RunRequested] = []
+        self.broker_down = False
+
+    async def publish(self, message: RunRequested) -> None:
+        if self.broker_down:
+            raise RetryableError("broker unavailable")
+        self.sent.append(message)
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class Scheduler:
+    service: SchedulerService
+    repo: InMemorySchedulerRepository
+    publisher: RecordingPublisher
+    clock: Clock
+
+
+@pytest.fixture
+def scheduler() -> Scheduler:
+    repo, publisher, clock = InMemorySchedulerRepository(), RecordingPublisher(), Clock()
+    typed_publisher: EventPublisher = publisher
+    service = SchedulerService(repo, typed_publisher, clock, wall=clock)  # type: ignore[arg-type]
+    return Scheduler(service, repo, publisher, clock)
+
+
+async def finish(s: Scheduler, run_id: str) -> None:
+    await s.service.run_finished(run_finished(run_id, status=RunStatus.SUCCEEDED))
+
+
+# --- SchedulerService ------------------------------------------------------------------------------
+
+
+async def test_run_now_allocates_the_first_run_of_the_job(scheduler: Scheduler) -> None:
+    reply = await scheduler.service.run_now(run_job(7))
+
+    assert reply.accepted
+    assert reply.run_id == "7.1"
+    assert reply.reason is None
+    assert [m.data.run_id for m in scheduler.publisher.sent] == ["7.1"]
+    assert scheduler.repo.outbox["7.1"].published
+
+
+async def test_run_now_refuses_while_the_job_is_running(scheduler: Scheduler) -> None:
+    await scheduler.service.run_now(run_job(7))
+
+    reply = await scheduler.service.run_now(run_job(7))
+
+    assert not reply.accepted
+    assert reply.run_id is None
+    assert reply.reason is not None
+    assert "running" in reply.reason
+    assert len(scheduler.publisher.sent) == 1
+    assert scheduler.repo.counters[7] == 1
+
+
+async def test_after_the_run_finishes_the_next_run_is_numbered_on(scheduler: Scheduler) -> None:
+    await scheduler.service.run_now(run_job(7))
+    await finish(scheduler, "7.1")
+
+    reply = await scheduler.service.run_now(run_job(7))
+
+    assert reply.accepted
+    assert reply.run_id == "7.2"
+    assert [m.data.run_id for m in scheduler.publisher.sent] == ["7.1", "7.2"]
+
+
+async def test_a_stale_finish_of_another_run_does_not_release_the_job(scheduler: Scheduler) -> None:
+    await scheduler.service.run_now(run_job(7))
+    await finish(scheduler, "7.1")
+    await scheduler.service.run_now(run_job(7))
+
+    await finish(scheduler, "7.1")  # redelivered, late
+    reply = await scheduler.service.run_now(run_job(7))
+
+    assert not reply.accepted
+
+
+async def test_redelivered_command_gets_the_same_run_id_and_allocates_nothing(scheduler: Scheduler) -> None:
+    command = run_job(7, command_id="cmd-1")
+    first = await scheduler.service.run_now(command)
+
+    again = await scheduler.service.run_now(command)
+
+    assert again.accepted
+    assert again.run_id == first.run_id == "7.1"
+    assert scheduler.repo.allocations == 1
+    assert scheduler.repo.counters == {7: 1}
+    assert list(scheduler.repo.outbox) == ["7.1"]
+    # A resend is the same message, so downstream consumers can drop the duplicate.
+    assert {m.id for m in scheduler.publisher.sent} == {scheduler.publisher.sent[0].id}
+
+
+async def test_redelivered_command_after_the_run_finished_still_gets_its_run_id(scheduler: Scheduler) -> None:
+    command = run_job(7, command_id="cmd-1")
+    await scheduler.service.run_now(command)
+    await finish(scheduler, "7.1")
+
+    again = await scheduler.service.run_now(command)
+
+    assert again.run_id == "7.1"
+    assert scheduler.repo.counters == {7: 1}
+    assert (await scheduler.service.run_now(run_job(7))).run_id == "7.2"
+
+
+async def test_failed_publish_stays_in_the_outbox_until_the_relay_sends_it_once(scheduler: Scheduler) -> None:
+    scheduler.publisher.broker_down = True
+
+    reply = await scheduler.service.run_now(run_job(7))
+
+    assert reply.accepted
+    assert reply.run_id == "7.1"
+    assert scheduler.publisher.sent == []
+    assert not scheduler.repo.outbox["7.1"].published
+
+    scheduler.publisher.broker_down = False
+    scheduler.clock.advance(1)
+    assert await scheduler.service.relay_outbox(timedelta(seconds=5)) == 0  # too young to resend
+    assert scheduler.publisher.sent == []
+
+    scheduler.clock.advance(10)
+    assert await scheduler.service.relay_outbox(timedelta(seconds=5)) == 1
+    assert [m.data.run_id for m in scheduler.publisher.sent] == ["7.1"]
+    assert scheduler.repo.outbox["7.1"].published
+
+    scheduler.clock.advance(10)
+    assert await scheduler.service.relay_outbox(timedelta(seconds=5)) == 0
+    assert len(scheduler.publisher.sent) == 1
+
+
+async def test_relay_during_an_outage_keeps_the_entry_for_later(scheduler: Scheduler) -> None:
+    scheduler.publisher.broker_down = True
+    await scheduler.service.run_now(run_job(7))
+    scheduler.clock.advance(60)
+
+    await scheduler.service.relay_outbox(timedelta(seconds=5))
+
+    assert not scheduler.repo.outbox["7.1"].published
+    scheduler.publisher.broker_down = False
+    assert await scheduler.service.relay_outbox(timedelta(seconds=5)) == 1
+    assert len(scheduler.publisher.sent) == 1
+
+
+async def test_relay_has_nothing_to_do_after_a_successful_publish(scheduler: Scheduler) -> None:
+    await scheduler.service.run_now(run_job(7))
+    scheduler.clock.advance(60)
+
+    assert await scheduler.service.relay_outbox(timedelta(seconds=5)) == 0
+    assert len(scheduler.publisher.sent) == 1
+
+
+async def test_two_jobs_have_independent_counters(scheduler: Scheduler) -> None:
+    assert (await scheduler.service.run_now(run_job(7))).run_id == "7.1"
+    assert (await scheduler.service.run_now(run_job(8))).run_id == "8.1"
+    await finish(scheduler, "7.1")
+    assert (await scheduler.service.run_now(run_job(7))).run_id == "7.2"
+    await finish(scheduler, "8.1")
+    assert (await scheduler.service.run_now(run_job(8))).run_id == "8.2"
+
+    assert scheduler.repo.counters == {7: 2, 8: 2}
+
+
+async def test_published_run_requested_carries_trigger_and_job_snapshot(scheduler: Scheduler) -> None:
+    command = run_job(7)
+
+    await scheduler.service.run_now(command)
+
+    (message,) = scheduler.publisher.sent
+    assert isinstance(message, RunRequested)
+    assert message.data.run_id == "7.1"
+    assert message.subject == "7.1"
+    assert message.data.trigger == Trigger.ON_DEMAND
+    assert message.data.job == job_snapshot(7)
+    assert message.data.job == command.data.job
+    assert message.data.requested_by == "ops"
+    assert message.data.requested_at == T0
+    assert message.time == T0
+    assert message.source == "connect/scheduler"
+    assert message.id == "run-requested-7.1"
