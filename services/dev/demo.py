@@ -146,6 +146,7 @@ def _print_welcome(catalog_url: str, token: str, job_id: int, system: SystemProc
         f"""
 Connect is running.
 
+  Console:    {catalog_url}/   (sign in with the admin token below)
   API:        {api}   (OpenAPI: {api}/openapi.json, docs: {api}/docs)
   Admin token {token}
   Services:   catalog {catalog_url}, {others}  (each: /healthz /readyz /metrics)

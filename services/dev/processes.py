@@ -73,6 +73,12 @@ class SystemProcesses:
                     raise RuntimeError(f"{key} not ready within {timeout}s:\n{tail(service.log_path)}")
                 time.sleep(0.2)
 
+    def terminate(self, key: str, timeout: float = 60.0) -> int:
+        """SIGTERM, as an orchestrator stops a service; returns its exit code."""
+        service = self.processes.pop(key)
+        service.process.send_signal(signal.SIGTERM)
+        return service.process.wait(timeout=timeout)
+
     def kill(self, key: str) -> None:
         """SIGKILL: the crash a service must survive."""
         service = self.processes.pop(key)

@@ -128,10 +128,6 @@ class EventConsumer:
         self._stopping = False
         service.settle = self._settle
 
-    @property
-    def consuming(self) -> bool:
-        return self.window is not None and self.window.is_open and self._consumer_tag is not None
-
     async def start(self) -> None:
         """Start consuming; the first connection must succeed (like the broker's), later ones are retried."""
         self._stopping = False

@@ -335,7 +335,7 @@ async def test_trigger_starts_an_on_event_job(cli: Cli, api: httpx.AsyncClient, 
     job = (await api.post("/jobs", json=body)).json()
     cli("trigger", f"files.{unique}", "--key", "k1")
     run = await wait_for_run(api, f"{job['id']}.1", timeout=60)
-    assert run["trigger"] == "on_event" and run["status"] == "succeeded"
+    assert run["trigger"] == "event" and run["status"] == "succeeded"
 
 
 async def test_admin_create_token(cli: Cli, system: RunningSystem) -> None:

@@ -169,3 +169,31 @@ async def test_stop_mid_import_ends_within_two_seconds_as_stopped(
     assert stopped_at - (time.time() - (time.monotonic() - asked)) < 2.5
     assert 0 < run["counts"]["read"] < 60_000
     assert await count_rows(mongo, crash_settings, unique) < 60_000
+
+
+async def test_sigterm_returns_a_run_that_outlasts_the_grace_period(
+    api: httpx.AsyncClient, processes: SystemProcesses, crash_settings: CommonSettings, sshd: Sshd,
+    mongo: MongoClient, unique: str,
+) -> None:  # fmt: skip
+    running = next(key for key in processes.processes if key.startswith("executor"))
+    rows = 40_000
+    big_file(sshd, f"{unique}/term.csv", rows)
+    job_id = await job(api, sshd, unique, f"{unique}/term.csv", "merge")
+    run_id = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]
+    deadline = time.monotonic() + 60
+    while await count_rows(mongo, crash_settings, unique) < 2000:
+        assert time.monotonic() < deadline, "the import did not get going"
+        await asyncio.sleep(0.1)
+    # The grace period is 5 s; the import needs far longer, so the run is handed back, not lost.
+    exit_code = await asyncio.to_thread(processes.terminate, running, 60.0)
+    assert exit_code == 0
+    assert await count_rows(mongo, crash_settings, unique) < rows
+    processes.start("executor", instance="c", extra_env={"EXECUTOR_EXECUTOR_ID": "exec-c"})
+    run = await wait_for_run(api, run_id, timeout=240)
+
+    assert run["status"] == "succeeded", run
+    assert run["counts"]["read"] == rows and run["counts"]["rejected"] == 0
+    assert run["counts"]["inserted"] + run["counts"]["updated"] == rows
+    assert await count_rows(mongo, crash_settings, unique) == rows
+    lease = await mongo[crash_settings.database("executor")]["run_leases"].find_one({"_id": run_id})
+    assert lease["status"] == "finished" and lease["owner"] == "exec-c" and lease["attempt"] == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 import aio_pika
@@ -49,9 +49,9 @@ async def consumers(amqp_url: str, queue: str) -> int:
         return int(declared.declaration_result.consumer_count or 0)
 
 
-async def wait_until(condition: object, what: str, timeout: float = 30) -> None:
+async def wait_until(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while not await condition():  # type: ignore[operator]
+    while not await condition():
         assert time.monotonic() < deadline, what
         await asyncio.sleep(0.1)
 

@@ -217,3 +217,65 @@ def _plan(event: Any) -> Any:
     from services.logsink.domain import plan
 
     return plan(event.model_dump(mode="json"))
+
+
+# --- added without waiting: the consumer learns of each batch's outcome -----------------------------
+
+
+async def test_added_items_are_settled_after_their_batch_is_written_in_arrival_order() -> None:
+    recorder = Recorder()
+    settled: list[tuple[list[int], Exception | None]] = []
+    written_when_settled: list[int] = []
+
+    async def on_settled(items: list[int], error: Exception | None) -> None:
+        written_when_settled.append(len(recorder.batches))
+        settled.append((items, error))
+
+    batcher: Batcher[int] = Batcher(recorder.write, max_size=2, max_delay=0.01, on_settled=on_settled)
+    await batcher.start()
+    for i in range(5):
+        batcher.add(i)
+    await asyncio.wait_for(batcher.stop(), 5)
+
+    assert recorder.batches == [[0, 1], [2, 3], [4]]
+    assert settled == [([0, 1], None), ([2, 3], None), ([4], None)]
+    assert written_when_settled == [1, 2, 3]  # each batch settled only after it was written
+
+
+async def test_a_batch_that_cannot_be_written_is_settled_with_the_error() -> None:
+    recorder = Recorder(fail_times=10)
+    settled: list[tuple[list[int], Exception | None]] = []
+
+    async def on_settled(items: list[int], error: Exception | None) -> None:
+        settled.append((items, error))
+
+    batcher: Batcher[int] = Batcher(
+        recorder.write, max_size=2, max_delay=0.01, retries=2, retry_backoff=0.001, on_settled=on_settled
+    )
+    await batcher.start()
+    batcher.add(1)
+    batcher.add(2)
+    await asyncio.wait_for(batcher.stop(), 5)
+
+    assert [items for items, _ in settled] == [[1, 2]]
+    assert isinstance(settled[0][1], RetryableError)  # the consumer nacks them with requeue
+    with pytest.raises(RetryableError):
+        batcher.add(3)  # closed: the consumer requeues what arrives while it stops
+
+
+async def test_the_service_settles_receipts_after_the_write() -> None:
+    records, metrics = FakeRecords(), FakeMetrics()
+    service = LogsinkService(records, metrics, batch_size=2, flush_interval=0.01)
+    settled: list[tuple[list[Any], Exception | None]] = []
+
+    async def settle(receipts: list[Any], error: Exception | None) -> None:
+        assert len(records.logs) == sum(len(r) for r, _ in settled) + len(receipts)
+        settled.append((receipts, error))
+
+    service.settle = settle
+    await service.start()
+    for seq in (1, 2, 3):
+        service.accept(_plan(run_log("7.1", seq)), f"tag-{seq}")
+    await asyncio.wait_for(service.stop(), 5)
+
+    assert settled == [(["tag-1", "tag-2"], None), (["tag-3"], None)]
