@@ -115,6 +115,9 @@ def logs(
         typer.echo(text)
 
 
+NOT_YET_RECORDED_GRACE = 30.0  # seconds a new run may be unknown to the runs API
+
+
 @app.command("watch")
 def watch(
     run_id: RunId,
@@ -172,8 +175,16 @@ def _poll(
     )
     with progress:
         task = progress.add_task(f"run {run_id}", total=None, records=0, rate=0.0)
+        started = time.monotonic()
         while True:
-            run: dict[str, Any] = api.get(f"/runs/{run_id}")
+            try:
+                run: dict[str, Any] = api.get(f"/runs/{run_id}")
+            except ApiError as exc:
+                # A run just requested is recorded a moment later (the logsink hears of it through the broker).
+                if exc.status != 404 or time.monotonic() - started > NOT_YET_RECORDED_GRACE:
+                    raise
+                time.sleep(interval)
+                continue
             status = run["status"]
             p = run.get("progress") or {}
             records = int(p.get("records_read") or (run.get("counts") or {}).get("read") or 0)
