@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,9 @@ from services.catalog.service import issue_token
 from services.dev.processes import SystemProcesses
 from shared.mongo import create_client
 from shared.settings import CommonSettings
+from shared.topology import Topology
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.broker import delete_topology
 from tests.support.servers import Sshd
 
 
@@ -34,7 +38,7 @@ class RunningSystem:
 def system_settings(
     amqp_url: str, mongo_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> CommonSettings:
-    prefix = tmp_path_factory.mktemp("e2e").name.replace("-", "_")[-20:]
+    prefix = uuid.uuid4().hex[:12]  # unique on the shared broker, whatever ran before
     return CommonSettings.model_validate(
         {
             "AMQP_URL": amqp_url,
@@ -68,6 +72,7 @@ def running_system(
         yield processes
     finally:
         processes.stop()
+        asyncio.run(delete_topology(s.amqp_url, Topology(prefix=s.amqp_prefix)))
 
 
 @pytest.fixture(scope="module")

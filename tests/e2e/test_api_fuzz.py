@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from services.catalog.service import issue_token
 from services.dev.processes import SystemProcesses
 from shared.mongo import create_client
 from shared.settings import CommonSettings
+from shared.topology import Topology
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.broker import delete_topology
 
 pytestmark = pytest.mark.e2e
 
@@ -39,6 +42,7 @@ def catalog_and_scheduler(settings: CommonSettings, tmp_path: Path) -> Iterator[
         yield processes
     finally:
         processes.stop()
+        asyncio.run(delete_topology(settings.amqp_url, Topology(prefix=settings.amqp_prefix)))
 
 
 async def test_schemathesis_finds_no_server_errors(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,8 +20,10 @@ from services.catalog.service import issue_token
 from services.dev.processes import SystemProcesses
 from shared.mongo import MongoClient, create_client
 from shared.settings import CommonSettings
+from shared.topology import Topology
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.api import wait_for_run
+from tests.support.broker import delete_topology
 from tests.support.servers import Sshd
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +32,7 @@ ROWS = 100_000
 
 @pytest.fixture(scope="module")
 def crash_settings(amqp_url: str, mongo_url: str, tmp_path_factory: pytest.TempPathFactory) -> CommonSettings:
-    prefix = "x" + tmp_path_factory.mktemp("crash").name.replace("-", "_")[-18:]
+    prefix = "x" + uuid.uuid4().hex[:12]  # unique on the shared broker, whatever ran before
     return CommonSettings.model_validate(
         {"AMQP_URL": amqp_url, "MONGO_URL": mongo_url, "CONNECT_DB_PREFIX": prefix,
          "CONNECT_AMQP_PREFIX": f"{prefix}.", "CONNECT_SECRET_KEY": TEST_SECRET_KEY}
@@ -54,6 +57,7 @@ def processes(crash_settings: CommonSettings) -> Iterator[SystemProcesses]:
         yield system
     finally:
         system.stop()
+        asyncio.run(delete_topology(s.amqp_url, Topology(prefix=s.amqp_prefix)))
 
 
 @pytest.fixture(scope="module")
