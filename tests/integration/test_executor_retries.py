@@ -1,0 +1,71 @@
+"""Transient failures are retried with backoff up to the limit, then the run fails with a clear message."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from shared.contracts import RunFinished
+from shared.contracts.runs import RunStatus
+from shared.mongo import free_port
+from tests.integration.test_executor_harness import (
+    CONTACT_FIELDS,
+    CONTACT_MAPPING,
+    Harness,
+    csv_text,
+    harness_fixture,  # noqa: F401  (the `harness` fixture)
+    import_spec,
+)
+
+
+async def unreachable_connection(h: Harness) -> None:
+    """An SFTP endpoint nobody listens on: what a server that went away looks like."""
+    await h.mongo[h.settings.database("catalog")]["connections"].insert_one(
+        {
+            "_id": 1, "kind": "sftp", "name": "gone", "host": "127.0.0.1", "port": free_port(),
+            "username": h.sshd.username, "private_key_encrypted": h.box.encrypt(h.sshd.private_key),
+            "host_key": h.sshd.host_key, "base_dir": str(h.root), "created_at": datetime.now(UTC), "created_by": "t",
+        }
+    )  # fmt: skip
+
+
+async def test_an_unreachable_server_is_retried_then_the_run_fails(harness: Harness) -> None:
+    h = harness
+    await unreachable_connection(h)
+    await h.table("contacts", CONTACT_FIELDS, primary_key=("customer_id",))
+    h.write("c.csv", csv_text([["id", "email", "points"], ["C1", "c1@example.com", "1"]]))
+    spec = import_spec("c.csv", {"kind": "custom", "table": "contacts"}, CONTACT_MAPPING)
+
+    finished: RunFinished = await h.run(spec, service=h.service(max_attempts=3))
+
+    assert finished.data.status == RunStatus.FAILED
+    assert finished.data.error is not None and "unreachable" in finished.data.error
+    logs = h.events.logs(finished.data.run_id)
+    assert [line.split(" failed")[0] for line in logs if "failed, retrying" in line] == [
+        "attempt 1",
+        "attempt 2",
+    ]
+    assert await h.audience["table_contacts"].count_documents({}) == 0
+
+
+async def test_a_transient_failure_is_retried_and_the_run_then_succeeds(harness: Harness) -> None:
+    h = harness
+    await unreachable_connection(h)
+    await h.table("contacts", CONTACT_FIELDS, primary_key=("customer_id",))
+    h.write("c.csv", csv_text([["id", "email", "points"], ["C1", "c1@example.com", "1"]]))
+    spec = import_spec("c.csv", {"kind": "custom", "table": "contacts"}, CONTACT_MAPPING)
+    service = h.service(max_attempts=5)
+    request = h.request(spec)
+    await service.accept(request)
+    async with asyncio.timeout(30):  # the first attempt fails ...
+        while not any("attempt 1 failed, retrying" in line for line in h.events.logs(request.data.run_id)):
+            h.events.changed.clear()
+            await h.events.changed.wait()
+    # ... and the server comes back while the run waits to retry.
+    connections = h.mongo[h.settings.database("catalog")]["connections"]
+    await connections.update_one({"_id": 1}, {"$set": {"port": h.sshd.port}})
+
+    finished = await h.finished(request.data.run_id)
+
+    assert finished.data.status == RunStatus.SUCCEEDED, finished.data.error
+    assert finished.data.counts.inserted == 1
