@@ -76,10 +76,16 @@ class Ticker:
         return plan_slots(doc.schedule, doc.next_slot, self.service.clock(), self.catch_up)
 
     async def fire_partition(self, part: int) -> int:
+        """Fire what was due when the pass began, so one partition never starves the others.
+
+        (Without the cut-off, a partition whose pass outlasts a period would keep firing its own
+        schedules as they come due again while the partitions after it wait.)
+        """
         handled = 0
+        cutoff = math.floor(self.service.clock().timestamp())
         while True:
             now = self.service.clock()
-            docs = await self.repo.due(part, math.floor(now.timestamp()), self.batch)
+            docs = await self.repo.due(part, cutoff, self.batch)
             if not docs:
                 return handled
             jobs = [Work(d, self.plan(d)) for d in docs if d.kind == "job"]

@@ -8,16 +8,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.scheduler.domain import build_run_requested
+from services.scheduler.domain import CatchUp, SlotPlan, build_run_requested, plan_slots
 from services.scheduler.errors import JobAlreadyRunning
 from services.scheduler.store import MongoSchedulerRepository
 from services.scheduler.store.base import decode_outbox
+from services.scheduler.store.documents import ScheduleDoc
 from shared.contracts import RunJob, RunRequested
+from shared.contracts.jobs import EveryRule, RecurringSchedule
 from shared.contracts.runs import RunJobData, RunStatus
 from shared.mongo import MongoClient
 from shared.runid import RunId
 from shared.settings import CommonSettings
 from tests.integration.test_messaging import run_requested
+from tests.integration.test_scheduler_harness import snapshot
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -93,3 +96,26 @@ async def test_outbox_lists_unpublished_runs_until_marked(repo: MongoSchedulerRe
     await repo.mark_published(entries[0]["_id"])
     assert await repo.claim_unpublished(later + timedelta(minutes=5), later + timedelta(minutes=5)) == []
     assert message.id == "run-requested-12.1"
+
+
+async def test_a_late_schedule_records_its_missed_minutes_as_one_entry_and_fires_once(
+    repo: MongoSchedulerRepository,
+) -> None:
+    every_minute = RecurringSchedule(rule=EveryRule(minutes=1))
+    await repo.apply_job(snapshot(41, every_minute), True, NOW)  # first slot: NOW + 1 min
+    late = NOW + timedelta(minutes=10, seconds=30)  # slots 1..10 due; catch-up fires only the last
+
+    def planner(doc: ScheduleDoc) -> SlotPlan:
+        return plan_slots(doc.schedule, doc.next_slot, late, CatchUp())
+
+    # Two replicas racing for the same schedule: one wins, the other finds everything recorded.
+    results = await asyncio.gather(*(repo.fire_one("job:41", planner, late, late) for _ in range(2)))
+    ledger = sorted(await repo.ledger_entries("job:41"), key=lambda e: e["slot"])
+    assert [(e["outcome"], e["slot"], e.get("until"), e.get("missed")) for e in ledger] == [
+        ("missed", NOW + timedelta(minutes=1), NOW + timedelta(minutes=9), 9),
+        ("requested", NOW + timedelta(minutes=10), None, None),
+    ]
+    assert sorted(len(r.messages) for r in results) == [0, 1]
+    assert sum(len(r.outcomes) for r in results) == 10  # nine missed slots counted, one fire
+    again = await repo.fire_one("job:41", planner, late, late)
+    assert again.outcomes == [] and len(await repo.ledger_entries("job:41")) == 2

@@ -8,13 +8,16 @@ from services.scheduler.clock import scaled_clock
 from services.scheduler.domain import (
     CatchUp,
     GroupStep,
+    MissedRange,
     Outcome,
     after_member_finished,
     decide,
     ledger_key,
+    missed_range,
     next_run_id,
     plan_slots,
     trigger_slot,
+    unrecorded,
 )
 from services.scheduler.domain.groups import member_refused
 from shared.contracts.jobs import EveryRule, OneTimeSchedule, RecurringSchedule
@@ -54,6 +57,28 @@ def test_catch_up_has_an_optional_age_limit() -> None:
     # The last slot is 30 min old and fires; the one before is 90 min old and is missed.
     assert plan.candidates == (T0 + hours(5),)
     assert len(plan.missed) == 5
+
+
+def test_a_late_pass_records_its_missed_slots_as_one_range() -> None:
+    # Reached 5 h 30 min late: five hourly slots missed, the sixth fires (catch-up: last slot only).
+    plan = plan_slots(HOURLY, T0, T0 + hours(5.5))
+    assert missed_range(plan.missed) == MissedRange(first=T0, last=T0 + hours(4), count=5)
+    assert plan.candidates == (T0 + hours(5),)
+
+
+def test_one_missed_slot_is_a_range_of_one_and_none_missed_is_no_entry() -> None:
+    assert missed_range([T0]) == MissedRange(T0, T0, 1)
+    assert missed_range([]) is None
+    assert missed_range([T0 + hours(1), T0]) == MissedRange(T0, T0 + hours(1), 2)
+
+
+def test_slots_covered_by_a_recorded_range_or_entry_are_not_fired_again() -> None:
+    due = tuple(T0 + hours(i) for i in range(6))
+    # A range entry covering slots 0..2 and a single entry for slot 4.
+    recorded = [(T0, T0 + hours(2)), (T0 + hours(4), T0 + hours(4))]
+    assert unrecorded(due, recorded) == (T0 + hours(3), T0 + hours(5))
+    assert unrecorded(due, []) == due
+    assert unrecorded((), recorded) == ()
 
 
 def test_catch_up_zero_fires_nothing_missed() -> None:

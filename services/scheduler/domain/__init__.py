@@ -2,13 +2,16 @@
 
 from services.scheduler.domain.fires import (
     CatchUp,
+    MissedRange,
     Outcome,
     SlotPlan,
     decide,
     ledger_key,
+    missed_range,
     owner_key,
     plan_slots,
     trigger_slot,
+    unrecorded,
 )
 from services.scheduler.domain.groups import GroupStep, StepResult, after_member_finished
 from services.scheduler.domain.runs import (
@@ -23,6 +26,7 @@ from services.scheduler.domain.runs import (
 __all__ = [
     "CatchUp",
     "GroupStep",
+    "MissedRange",
     "Outcome",
     "SlotPlan",
     "StepResult",
@@ -33,9 +37,11 @@ __all__ = [
     "decide",
     "ledger_key",
     "member_run_requested",
+    "missed_range",
     "next_run_id",
     "owner_key",
     "plan_slots",
     "scheduled_run_requested",
     "trigger_slot",
+    "unrecorded",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -63,6 +64,35 @@ def plan_slots(
         keep = [s for s in keep if now - s <= catch_up.max_age]
     missed = [s for s in due if s not in keep]
     return SlotPlan(candidates=tuple(keep), missed=tuple(missed), next_slot=slot)
+
+
+@dataclass(frozen=True)
+class MissedRange:
+    """The missed slots of one pass, recorded as ONE ledger entry: `first` (its slot) to `last`.
+
+    Missed slots are always a run of consecutive slots of the schedule (everything due before the
+    catch-up window), so (first, last) names exactly them; `count` is how many (for the metric).
+    """
+
+    first: datetime
+    last: datetime
+    count: int
+
+
+def missed_range(missed: Sequence[datetime]) -> MissedRange | None:
+    """One ledger entry for a pass's missed slots, or None when none were missed."""
+    if not missed:
+        return None
+    ordered = sorted(missed)
+    return MissedRange(ordered[0], ordered[-1], len(ordered))
+
+
+def unrecorded(
+    due: Sequence[datetime], recorded: Iterable[tuple[datetime, datetime]]
+) -> tuple[datetime, ...]:
+    """The due slots no ledger entry covers; an entry covers its slot up to its `until` (inclusive)."""
+    spans = list(recorded)
+    return tuple(s for s in due if not any(first <= s <= last for first, last in spans))
 
 
 def decide(slot: datetime, *, active: bool, expires_at: datetime | None, running: bool) -> Outcome:

@@ -15,7 +15,15 @@ from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
-from services.scheduler.domain import Outcome, SlotPlan, decide, ledger_key, scheduled_run_requested
+from services.scheduler.domain import (
+    Outcome,
+    SlotPlan,
+    decide,
+    ledger_key,
+    missed_range,
+    scheduled_run_requested,
+    unrecorded,
+)
 from services.scheduler.domain.runs import next_run_id
 from services.scheduler.store.base import StoreBase, outbox_doc
 from services.scheduler.store.documents import Doc, ScheduleDoc, display_next_run, epoch_seconds
@@ -52,8 +60,23 @@ Planner = Callable[[ScheduleDoc], SlotPlan]
 
 class FireStore(StoreBase):
     async def due(self, part: int, now_s: int, limit: int) -> list[ScheduleDoc]:
-        docs = await self.schedules.find({"part": part, "due": {"$lte": now_s}}).to_list(limit)
-        return [ScheduleDoc(d) for d in docs]
+        # Oldest first: when a pass runs late, schedules not yet fired go before those due again.
+        query = self.schedules.find({"part": part, "due": {"$lte": now_s}}).sort("due", 1)
+        return [ScheduleDoc(d) for d in await query.to_list(limit)]
+
+    async def recorded(
+        self, session: AsyncClientSession, owner: str, due: tuple[datetime, ...]
+    ) -> list[tuple[datetime, datetime]]:
+        """(slot, until) of the owner's ledger entries that may cover any of the `due` slots."""
+        if not due:
+            return []
+        query = {
+            "owner": owner,
+            "slot": {"$lte": due[-1]},
+            "$or": [{"slot": {"$gte": due[0]}}, {"until": {"$gte": due[0]}}],
+        }
+        docs = await self.ledger.find(query, {"slot": 1, "until": 1}, session=session).to_list(None)
+        return [(d["slot"], d.get("until") or d["slot"]) for d in docs]
 
     async def fire_jobs(self, works: Sequence[Work], now: datetime, wall: datetime) -> FireResult:
         """Commit the plans of job schedules in one transaction; on a conflict, one by one."""
@@ -73,12 +96,7 @@ class FireStore(StoreBase):
                 return FireResult()
             doc = ScheduleDoc(raw)
             plan = planner(doc)
-            fired = [
-                s
-                for s in plan.all_due
-                if await self.ledger.find_one({"_id": ledger_key(doc.id, s)}, {"_id": 1}, session=session)
-                is None
-            ]
+            fired = unrecorded(plan.all_due, await self.recorded(session, doc.id, plan.all_due))
             plan = SlotPlan(
                 candidates=tuple(s for s in plan.candidates if s in fired),
                 missed=tuple(s for s in plan.missed if s in fired),
@@ -121,7 +139,7 @@ def _fire_job(
     work: Work, now: datetime, wall: datetime, result: FireResult
 ) -> tuple[list[Doc], UpdateOne, RunRequested | None]:
     doc, plan = work.doc, work.plan
-    entries = [_entry(doc.id, s, Outcome.MISSED, wall) for s in plan.missed]
+    entries = missed_entries(doc.id, plan.missed, wall)
     result.outcomes += [(doc.id, s, Outcome.MISSED) for s in plan.missed]
     running, last_run, message = doc.running, doc.last_run, None
     previous = doc.raw.get("previous_run")
@@ -166,3 +184,11 @@ def _entry(
 
 
 ledger_entry = _entry
+
+
+def missed_entries(owner: str, missed: Sequence[datetime], wall: datetime) -> list[Doc]:
+    """A pass's missed slots as ONE ledger entry (its first slot, `until` its last, and the count)."""
+    span = missed_range(missed)
+    if span is None:
+        return []
+    return [_entry(owner, span.first, Outcome.MISSED, wall) | {"until": span.last, "missed": span.count}]

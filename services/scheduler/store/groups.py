@@ -21,16 +21,16 @@ from services.scheduler.domain import (
     build_group_finished,
     build_group_started,
     decide,
-    ledger_key,
     member_run_requested,
     owner_key,
+    unrecorded,
 )
 from services.scheduler.domain.groups import member_refused
 from services.scheduler.domain.runs import SOURCE, next_run_id
 from services.scheduler.errors import GroupRefused
 from services.scheduler.store.base import decode_outbox, outbox_doc
 from services.scheduler.store.documents import Doc, ScheduleDoc, display_next_run, epoch_seconds
-from services.scheduler.store.fires import FireResult, FireStore, ledger_entry
+from services.scheduler.store.fires import FireResult, FireStore, ledger_entry, missed_entries
 from shared.contracts import Envelope, GroupRunStarted, StopRun
 from shared.contracts.jobs import is_expired
 from shared.contracts.runs import RunStatus, StopRunData, Trigger
@@ -224,15 +224,14 @@ class GroupStore(FireStore):
             doc = ScheduleDoc(raw)
             plan = planner(doc)
             running, previous = doc.running, raw.get("previous_run")
-            for slot in plan.all_due:
-                if await self.ledger.find_one({"_id": ledger_key(key, slot)}, {"_id": 1}, session=session):
-                    continue
-                outcome = Outcome.MISSED
+            fresh = unrecorded(plan.all_due, await self.recorded(session, key, plan.all_due))
+            missed = [s for s in plan.missed if s in fresh]
+            if missed:  # one entry for the whole skipped range
+                await self.ledger.insert_many(missed_entries(key, missed, wall), session=session)
+                result.outcomes += [(key, s, Outcome.MISSED) for s in missed]
+            for slot in (s for s in plan.candidates if s in fresh):
                 run_id = None
-                if slot in plan.candidates:
-                    outcome = decide(
-                        slot, active=doc.active, expires_at=doc.expires_at, running=bool(running)
-                    )
+                outcome = decide(slot, active=doc.active, expires_at=doc.expires_at, running=bool(running))
                 if outcome is Outcome.REQUESTED:
                     run_id, messages = await self.start_group_run(
                         session, doc, trigger=Trigger.SCHEDULED, requested_by="scheduler", now=now, slot=slot
