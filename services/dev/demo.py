@@ -54,7 +54,12 @@ async def _run(common: CommonSettings) -> int:
     secret_key = common.secret_key or secrets.token_urlsafe(32)
     await asyncio.to_thread(_write_demo_file, VAR / "sftp")
     sftp, sftp_server = await start_demo_sftp(VAR / "sftp", free_port(), "demo", secrets.token_urlsafe(12))
-    env = {"MONGO_URL": mongo_url, "CONNECT_SECRET_KEY": secret_key, "CONNECT_DEV_MODE": "1"}
+    env = {
+        "MONGO_URL": mongo_url,
+        "CONNECT_SECRET_KEY": secret_key,
+        "CONNECT_DEV_MODE": "1",
+        "EXECUTOR_EXECUTOR_ID": "executor-1",
+    }
     system = SystemProcesses(env=env, log_dir=VAR / "logs")
     try:
         system.start_all()
