@@ -10,9 +10,10 @@ from pymongo.asynchronous.client_session import AsyncClientSession as Session
 
 from services.catalog import domain
 from services.catalog.changes import SOURCE, Change, commit
+from services.catalog.definitions import DefinitionService
 from services.catalog.errors import RunRefused
 from services.catalog.group_schemas import GroupCreate, GroupMember, GroupUpdate, GroupView
-from services.catalog.ports import CatalogRepository, CommandBus, ReadModels
+from services.catalog.ports import CatalogRepository
 from services.catalog.scheduler_client import request_run
 from shared.contracts import GroupChanged, GroupDeleted, RunGroup, StopGroupRun
 from shared.contracts.catalog import GroupChangedData, GroupDeletedData
@@ -70,29 +71,12 @@ async def remove_members(repo: CatalogRepository, job_ids: list[int], session: S
     return events
 
 
-class GroupService:
-    def __init__(
-        self, repo: CatalogRepository, reads: ReadModels, bus: CommandBus, *, run_request_timeout: float
-    ) -> None:
-        self.repo = repo
-        self.reads = reads
-        self.bus = bus
-        self.run_request_timeout = run_request_timeout
+class GroupService(DefinitionService[StoredGroup, GroupView]):
+    collection = GROUPS
+    kind = "group"
 
-    async def load(self, group_id: int, session: Session | None = None) -> StoredGroup:
-        doc = await self.repo.find(GROUPS, {"_id": group_id}, session)
-        if doc is None:
-            raise NotFound(f"group {group_id} does not exist", field="group_id")
-        return StoredGroup.model_validate(doc)
-
-    async def get(self, group_id: int) -> GroupView:
-        return (await self.views([await self.load(group_id)]))[0]
-
-    async def page(
-        self, filter_: dict[str, Any], *, sort: str, offset: int, limit: int
-    ) -> tuple[list[GroupView], int]:
-        docs, total = await self.repo.page(GROUPS, filter_, sort=sort, offset=offset, limit=limit)
-        return await self.views([StoredGroup.model_validate(d) for d in docs]), total
+    def parse(self, document: dict[str, Any]) -> StoredGroup:
+        return StoredGroup.model_validate(document)
 
     async def views(self, groups: list[StoredGroup]) -> list[GroupView]:
         member_ids = {j for g in groups for j in g.job_ids}

@@ -9,11 +9,11 @@ from pymongo.asynchronous.client_session import AsyncClientSession as Session
 
 from services.catalog import domain
 from services.catalog.changes import SOURCE, Change, commit
+from services.catalog.definitions import DefinitionService
 from services.catalog.domain import StoredJob
 from services.catalog.errors import RunRefused
 from services.catalog.groups import remove_members
 from services.catalog.job_schemas import JobCreate, JobPatch, JobUpdate, JobView
-from services.catalog.ports import CatalogRepository, CommandBus, ReadModels
 from services.catalog.scheduler_client import request_run
 from shared.catalog_records import TableRecord
 from shared.contracts import JobChanged, JobDeleted, RunJob, StopRun
@@ -36,30 +36,12 @@ def job_changed(job: StoredJob) -> JobChanged:
     )
 
 
-class JobService:
-    def __init__(
-        self, repo: CatalogRepository, reads: ReadModels, bus: CommandBus, *, run_request_timeout: float
-    ) -> None:
-        self.repo = repo
-        self.reads = reads
-        self.bus = bus
-        self.run_request_timeout = run_request_timeout
+class JobService(DefinitionService[StoredJob, JobView]):
+    collection = JOBS
+    kind = "job"
 
-    # --- reading -----------------------------------------------------------------------------------
-    async def load(self, job_id: int, session: Session | None = None) -> StoredJob:
-        doc = await self.repo.find(JOBS, {"_id": job_id}, session)
-        if doc is None:
-            raise NotFound(f"job {job_id} does not exist", field="job_id")
-        return StoredJob.model_validate(doc)
-
-    async def get(self, job_id: int) -> JobView:
-        return (await self.views([await self.load(job_id)]))[0]
-
-    async def page(
-        self, filter_: dict[str, Any], *, sort: str, offset: int, limit: int
-    ) -> tuple[list[JobView], int]:
-        docs, total = await self.repo.page(JOBS, filter_, sort=sort, offset=offset, limit=limit)
-        return await self.views([StoredJob.model_validate(doc) for doc in docs]), total
+    def parse(self, document: dict[str, Any]) -> StoredJob:
+        return StoredJob.model_validate(document)
 
     async def views(self, jobs: list[StoredJob]) -> list[JobView]:
         """Views of a page of jobs with two extra reads in all (groups, schedule state), not per job."""
