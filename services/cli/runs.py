@@ -88,6 +88,7 @@ def logs(
     as_json = output is Format.JSON
     with client() as api:
         if follow:
+            wait_until_recorded(api, run_id, 0.3)
             for event, data in api.stream_events(f"/runs/{run_id}/logs/stream"):
                 if as_json and event in ("line", "missing", "end"):
                     typer.echo(json.dumps({"event": event, **data}, default=str))
@@ -116,6 +117,19 @@ def logs(
 
 
 NOT_YET_RECORDED_GRACE = 30.0  # seconds a new run may be unknown to the runs API
+
+
+def wait_until_recorded(api: Client, run_id: str, interval: float) -> None:
+    """A run just requested is recorded a moment later (the logsink hears of it through the broker)."""
+    started = time.monotonic()
+    while True:
+        try:
+            api.get(f"/runs/{run_id}")
+            return
+        except ApiError as exc:
+            if exc.status != 404 or time.monotonic() - started > NOT_YET_RECORDED_GRACE:
+                raise
+            time.sleep(interval)
 
 
 @app.command("watch")
@@ -175,16 +189,9 @@ def _poll(
     )
     with progress:
         task = progress.add_task(f"run {run_id}", total=None, records=0, rate=0.0)
-        started = time.monotonic()
+        wait_until_recorded(api, run_id, interval)
         while True:
-            try:
-                run: dict[str, Any] = api.get(f"/runs/{run_id}")
-            except ApiError as exc:
-                # A run just requested is recorded a moment later (the logsink hears of it through the broker).
-                if exc.status != 404 or time.monotonic() - started > NOT_YET_RECORDED_GRACE:
-                    raise
-                time.sleep(interval)
-                continue
+            run: dict[str, Any] = api.get(f"/runs/{run_id}")
             status = run["status"]
             p = run.get("progress") or {}
             records = int(p.get("records_read") or (run.get("counts") or {}).get("read") or 0)
