@@ -113,6 +113,7 @@ async def count_rows(mongo: MongoClient, settings: CommonSettings, unique: str) 
     return int(await mongo[settings.audience_database][f"table_events_{unique}"].count_documents({}))
 
 
+@pytest.mark.timeout(420)  # 100k rows, a crash and a take-over on a 2-core machine: minutes, bounded
 async def test_sigkill_mid_append_a_second_executor_finishes_each_row_once(
     api: httpx.AsyncClient, processes: SystemProcesses, crash_settings: CommonSettings, sshd: Sshd,
     mongo: MongoClient, unique: str,
@@ -176,6 +177,7 @@ async def test_stop_mid_import_ends_within_two_seconds_as_stopped(
     assert await count_rows(mongo, crash_settings, unique) < 60_000
 
 
+@pytest.mark.timeout(420)
 async def test_sigterm_returns_a_run_that_outlasts_the_grace_period(
     api: httpx.AsyncClient, processes: SystemProcesses, crash_settings: CommonSettings, sshd: Sshd,
     mongo: MongoClient, unique: str,
