@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from shared.scheduling import preview
-
 from services.catalog.job_schemas import FirePreview, SchedulePreview
 from shared.contracts.jobs import RecurringSchedule, Schedule
+from shared.scheduling import preview
 
 
 def preview_schedule(schedule: Schedule, count: int) -> SchedulePreview:

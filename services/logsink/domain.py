@@ -1,9 +1,10 @@
 """How each event changes the run records, group-run records and run logs: pure write plans.
 
 Order-tolerant and idempotent by construction: a terminal record's status and results never change
-again (a late `RunStarted` only fills in who ran it and when it started; a late `RunProgress` does
-nothing), and `RunRequested` only fills in what is missing. On top of that, lifecycle and group events
-are applied once by event id (the repository remembers applied ids), log lines once by (run, seq).
+again (a late `RunStarted` only fills in who ran it and when it started; progress is kept apart and
+shown only while a run is not terminal), and `RunRequested` only fills in what is missing. On top of
+that, lifecycle and group events are applied once by event id (the repository remembers applied ids),
+log lines once by (run, seq).
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ class Planned:
     log: dict[str, Any] | None = None
     # Lifecycle and group events are remembered by id, so a redelivery is not applied again.
     once_by_id: bool = True
-    # A progress snapshot: only the newest one per run in a batch needs writing.
-    progress: tuple[str, datetime] | None = dataclass_field(default=None)
+    # A progress snapshot (`_id` is the run id): only the newest one per run in a batch is written.
+    progress: dict[str, Any] | None = dataclass_field(default=None)
 
 
 RecordedEvent = Annotated[
@@ -77,15 +78,9 @@ def plan_json(raw: bytes | str) -> Planned:
 
 def plan_event(event: RecordedEvent) -> Planned:
     if isinstance(event, RunLog):
-        return Planned(event.id, RunLog.routing_key, log=log_document(event), once_by_id=False)
+        return Planned(event.id, RunLog.routing_key, log=log_line(event), once_by_id=False)
     if isinstance(event, RunProgress):
-        return Planned(
-            event.id,
-            RunProgress.routing_key,
-            runs=(on_progress(event),),
-            once_by_id=False,
-            progress=(event.data.run_id, event.data.at),
-        )
+        return Planned(event.id, RunProgress.routing_key, once_by_id=False, progress=progress_snapshot(event))
     if isinstance(event, RunRequested):
         membership = on_member_requested(event)
         return Planned(
@@ -156,11 +151,18 @@ def on_started(event: RunStarted) -> list[Update]:
     ]
 
 
-def on_progress(event: RunProgress) -> Update:
+def progress_snapshot(event: RunProgress) -> dict[str, Any]:
+    """A run's latest progress, kept beside its record: one small document per run, replaced by a
+    newer snapshot. Rewriting the run record (and its indexes) for every snapshot cost the database
+    several times more; readers show progress only while the run is not terminal."""
     data = event.data
-    progress = data.model_dump(mode="python", exclude={"run_id"})
-    newer = {"_id": data.run_id, **NOT_TERMINAL, "progress.at": {"$not": {"$gt": data.at}}}
-    return newer, {"$set": {"progress": progress}}, False
+    return {"_id": data.run_id, **data.model_dump(mode="python", exclude={"run_id"})}
+
+
+def newer_than_stored(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The filter a snapshot replaces the stored one with: only an older one (an upsert that finds a
+    newer or the same snapshot hits the duplicate `_id`, which is skipped)."""
+    return {"_id": snapshot["_id"], "at": {"$lt": snapshot["at"]}}
 
 
 def on_finished(event: RunFinished) -> Update:
@@ -250,15 +252,10 @@ def on_group_finished(event: GroupRunFinished) -> Update:
 # --- run logs --------------------------------------------------------------------------------------
 
 
-def log_id(run_id: str, seq: int) -> str:
-    """`run:seq` with the number zero-padded: ids of one run sort by seq and fall in one `_id` range."""
-    return f"{run_id}:{seq:010d}"
-
-
-def log_document(event: RunLog) -> dict[str, Any]:
+def log_line(event: RunLog) -> dict[str, Any]:
+    """A line as stored (in its run's chunk; see `shared.runlogs`); a redelivery is stored once."""
     data = event.data
     return {
-        "_id": log_id(data.run_id, data.seq),  # one document per (run, seq): a redelivery is a no-op
         "run_id": data.run_id,
         "seq": data.seq,
         "level": data.level.value,
@@ -275,7 +272,7 @@ def superseded_progress(batch: list[Planned]) -> set[int]:
     for index, planned in enumerate(batch):
         if planned.progress is None:
             continue
-        run_id, at = planned.progress
+        run_id, at = planned.progress["_id"], planned.progress["at"]
         current = newest.get(run_id)
         if current is None or at >= current[0]:
             if current is not None:

@@ -16,8 +16,9 @@ class RunRecords(Protocol):
         runs: list[Update],
         group_runs: list[Update],
         applied_ids: list[str],
-    ) -> set[int]:
-        """Write a batch durably; returns the indexes of `logs` already stored (duplicates)."""
+        progress: list[dict[str, Any]],
+    ) -> int:
+        """Write a batch durably; returns how many of the `logs` lines were stored already."""
         ...
 
 

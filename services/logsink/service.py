@@ -82,13 +82,14 @@ class LogsinkService:
             runs=[update for p in fresh for update in p.runs],
             group_runs=[update for p in fresh for update in p.group_runs],
             applied_ids=[p.event_id for p in fresh if p.once_by_id],
+            progress=[p.progress for p in fresh if p.progress is not None],
         )
         recorded = Counter(p.kind for p in batch)  # superseded progress counts: it was received and read
         for kind, count in duplicates.items():
             recorded[kind] -= count
         if duplicate_lines:
-            recorded[RunLog.routing_key] -= len(duplicate_lines)
-            duplicates[RunLog.routing_key] += len(duplicate_lines)
+            recorded[RunLog.routing_key] -= duplicate_lines
+            duplicates[RunLog.routing_key] += duplicate_lines
         for kind, count in recorded.items():
             self.metrics.recorded(kind, count)
         for kind, count in duplicates.items():

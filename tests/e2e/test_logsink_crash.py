@@ -23,6 +23,7 @@ from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 from shared.topology import Topology
 from tests.support.broker import delete_topology
+from tests.support.runlogs import stored_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -103,18 +104,18 @@ async def test_sigkill_during_a_flood_loses_no_acknowledged_event(
 
     flood = asyncio.create_task(publish_all(settings.amqp_url, topology.events.name, messages))
     deadline = time.monotonic() + 120
-    while await logs.count_documents({}) < len(messages) // 5:
+    while len(await stored_lines(logs)) < len(messages) // 5:
         assert time.monotonic() < deadline, "the logsink stored too little before the kill"
         await asyncio.sleep(0.05)
     logsink_processes.kill("logsink")  # SIGKILL mid-flood
-    killed_at = await logs.count_documents({})
+    killed_at = len(await stored_lines(logs))
     await asyncio.wait_for(flood, 120)
 
     # The broker requeues what the dead consumer held; what is not in the queue was acknowledged.
     while (state := await queue_state(settings.amqp_url, topology.logsink_events.name))[1] != 0:
         await asyncio.sleep(0.1)
     in_queue = state[0]
-    stored = await logs.count_documents({})
+    stored = len(await stored_lines(logs))
     acknowledged = len(messages) - in_queue
     assert killed_at < len(messages), "the kill came after the flood was stored"
     assert in_queue > 0
@@ -123,13 +124,13 @@ async def test_sigkill_during_a_flood_loses_no_acknowledged_event(
     logsink_processes.start("logsink")
     await asyncio.to_thread(logsink_processes.wait_ready)
     deadline = time.monotonic() + 180
-    while (count := await logs.count_documents({})) < len(messages):
+    while (count := len(await stored_lines(logs))) < len(messages):
         assert time.monotonic() < deadline, f"only {count} of {len(messages)} stored after restart"
         await asyncio.sleep(0.2)
     assert count == len(messages)
     for run in (1, RUNS):
-        seqs = [doc["seq"] async for doc in logs.find({"run_id": f"{run}.1"}).sort("_id", 1)]
-        assert seqs == list(range(1, LINES + 1))
+        run_id = f"{run}.1"
+        assert await stored_lines(logs, run_id) == [(run_id, seq) for seq in range(1, LINES + 1)]
     while (await queue_state(settings.amqp_url, topology.logsink_events.name))[0] != 0:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.2)

@@ -13,14 +13,15 @@ import pytest
 from pydantic import ValidationError
 
 from services.logsink.domain import (
-    log_document,
+    log_line,
+    newer_than_stored,
     on_finished,
     on_group_finished,
     on_group_started,
-    on_progress,
     on_requested,
     on_started,
     plan,
+    progress_snapshot,
     superseded_progress,
 )
 from services.logsink.errors import UnknownEvent
@@ -58,6 +59,9 @@ def condition_holds(value: Any, condition: Any) -> bool:
                 return False
         elif operator == "$gt":
             if value is MISSING or not value > operand:
+                return False
+        elif operator == "$lt":
+            if value is MISSING or not value < operand:
                 return False
         elif operator == "$gte":
             if value is MISSING or not value >= operand:
@@ -113,7 +117,7 @@ TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
 
 
 def terminal_record(status: RunStatus) -> dict[str, Any]:
-    return {"_id": "7.1", "status": status.value, "attempt": 1, "progress": {"at": T0}}
+    return {"_id": "7.1", "status": status.value, "attempt": 1}
 
 
 # --- on_requested ----------------------------------------------------------------------------------
@@ -216,28 +220,26 @@ def test_redelivered_start_changes_nothing() -> None:
     assert runs["7.1"] == before
 
 
-# --- on_progress -----------------------------------------------------------------------------------
+# --- progress ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", sorted(TERMINAL_STATUSES))
-def test_progress_does_not_match_a_terminal_record(status: RunStatus) -> None:
-    filter_, _, upsert = on_progress(run_progress("7.1", at=T0 + timedelta(seconds=1)))
+def test_a_progress_snapshot_is_kept_per_run_without_touching_the_record() -> None:
+    snapshot = progress_snapshot(run_progress("7.1", at=T0))
 
-    assert not upsert
-    assert not matches(terminal_record(status), filter_)
-    assert matches({"_id": "7.1", "status": "running", "progress": {"at": T0}}, filter_)
+    assert snapshot["_id"] == "7.1" and snapshot["at"] == T0
+    assert "run_id" not in snapshot
+    assert plan(run_progress("7.1").model_dump(mode="json")).runs == ()
 
 
-def test_older_progress_does_not_replace_newer_progress() -> None:
-    runs = Runs()
-    runs.apply(*on_started(run_started("7.1")))
-    runs.apply(on_progress(run_progress("7.1", at=T0 + timedelta(seconds=10))))
+def test_only_a_newer_snapshot_replaces_the_stored_one() -> None:
+    stored = progress_snapshot(run_progress("7.1", at=T0 + timedelta(seconds=10)))
 
-    applied = runs.apply(on_progress(run_progress("7.1", at=T0 + timedelta(seconds=5))))
+    older = progress_snapshot(run_progress("7.1", at=T0 + timedelta(seconds=5)))
+    newer = progress_snapshot(run_progress("7.1", at=T0 + timedelta(seconds=11)))
 
-    assert not applied
-    assert runs["7.1"]["progress"]["at"] == T0 + timedelta(seconds=10)
-    assert "run_id" not in runs["7.1"]["progress"]
+    assert not matches(stored, newer_than_stored(older))
+    assert not matches(stored, newer_than_stored(stored))  # a redelivery
+    assert matches(stored, newer_than_stored(newer))
 
 
 # --- on_finished -----------------------------------------------------------------------------------
@@ -286,7 +288,6 @@ def test_a_late_or_redelivered_event_cannot_change_the_outcome_of_a_terminal_rec
 
     assert not runs.apply(on_finished(first))
     assert not runs.apply(on_finished(run_finished("7.1", status=RunStatus.FAILED)))
-    assert not runs.apply(on_progress(run_progress("7.1", at=T0 + timedelta(hours=1))))
     runs.apply(on_requested(run_requested("7.1")))
     runs.apply(*on_started(run_started("7.1", at=T0 + timedelta(seconds=1))))
 
@@ -309,36 +310,20 @@ def test_finished_before_started_keeps_the_terminal_status() -> None:
     assert runs["7.1"]["executor"] == "ex-1"  # a late start still says who ran it
 
 
-# --- log_document ----------------------------------------------------------------------------------
+# --- log_line -------------------------------------------------------------------------------------
 
 
-def test_log_document_carries_the_line() -> None:
-    document = log_document(run_log("7.1", seq=3))
+def test_log_line_carries_the_line() -> None:
+    line = log_line(run_log("7.1", seq=3))
 
-    assert document["run_id"] == "7.1"
-    assert document["seq"] == 3
-    assert document["level"] == "warning"
-    assert document["message"] == "hello"
-    assert document["fields"] == {"n": 1, "ok": True}
-    assert document["at"] == T0
-
-
-def test_log_document_id_is_stable_for_a_redelivery() -> None:
-    assert log_document(run_log("7.1", seq=3))["_id"] == log_document(run_log("7.1", seq=3))["_id"]
-
-
-def test_log_document_id_is_unique_per_run_and_seq() -> None:
-    pairs = [(f"{job}.{run}", seq) for job in (1, 11, 12) for run in (1, 2, 21) for seq in (1, 2, 12, 112)]
-
-    ids = {log_document(run_log(run_id, seq))["_id"] for run_id, seq in pairs}
-
-    assert len(ids) == len(pairs)
-
-
-def test_log_document_ids_sort_by_seq_within_a_run() -> None:
-    ids = [log_document(run_log("7.1", seq))["_id"] for seq in (1, 2, 9, 10, 100)]
-
-    assert ids == sorted(ids)
+    assert line == {
+        "run_id": "7.1",
+        "seq": 3,
+        "level": "warning",
+        "message": "hello",
+        "fields": {"n": 1, "ok": True},
+        "at": T0,
+    }
 
 
 # --- plan: every event type, unknown ones refused ---------------------------------------------------
@@ -347,10 +332,14 @@ def test_log_document_ids_sort_by_seq_within_a_run() -> None:
 def test_plan_routes_every_event_to_its_writes() -> None:
     log = plan(run_log("7.1", 2).model_dump(mode="json"))
     assert (log.kind, log.once_by_id, log.runs) == ("run.log", False, ())
-    assert log.log is not None and log.log["_id"] == "7.1:0000000002"
+    assert log.log is not None and (log.log["run_id"], log.log["seq"]) == ("7.1", 2)
 
     progress = plan(run_progress("7.1").model_dump(mode="json"))
-    assert (progress.kind, progress.once_by_id, progress.progress) == ("run.progress", False, ("7.1", T0))
+    assert (progress.kind, progress.once_by_id, progress.runs) == ("run.progress", False, ())
+    assert progress.progress is not None and (progress.progress["_id"], progress.progress["at"]) == (
+        "7.1",
+        T0,
+    )
 
     started = plan(run_started("7.1").model_dump(mode="json"))
     assert started.kind == "run.started" and started.once_by_id and len(started.runs) == 3
