@@ -12,7 +12,8 @@ channel's deliveries (in delivery order) is acknowledged with one `multiple` ack
 - A batch that cannot be written after its retries is nacked with requeue; the quorum queue's delivery
   limit bounds the redeliveries.
 - A lost connection is reopened; what the old channel held unacknowledged is redelivered by the broker
-  (a batch written meanwhile is written again: log lines and applied event ids make that a no-op).
+  (a batch written meanwhile is written again: applied event ids make that a no-op, and a log line is
+  read back once however its redelivery was grouped).
 
 The broker's FastStream subscriber of `logsink.events` exists for the AsyncAPI document only and never
 consumes (see `subscribers.py`), so nothing consumes the queue twice.
