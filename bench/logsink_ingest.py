@@ -44,7 +44,7 @@ from faststream.rabbit import RabbitBroker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.logsink.domain import plan
+from services.logsink.domain import Planned, plan
 from services.logsink.repository import MongoRunRecords
 from services.logsink.service import LogsinkService
 from shared.contracts import RunLog, RunProgress
@@ -173,25 +173,29 @@ async def timed_writes(
             embedded.stop()
 
 
-async def one_insert_per_event(client: Any, db_name: str, bodies: list[bytes], batch: int) -> None:
-    """The database's ceiling for these events: each one inserted as a document of its own (the line,
-    or the progress snapshot) into a collection indexed like run_logs, unordered, batch by batch."""
+def one_document_per_event(bodies: list[bytes]) -> list[dict[str, Any]]:
+    """Each event as a document of its own: its log line, or its progress snapshot."""
     documents: list[dict[str, Any]] = []
     for body in bodies:
         planned = plan(json.loads(body))
         doc = planned.log if planned.log is not None else planned.progress
         documents.append(dict(doc or {}, _id=f"c:{len(documents)}"))
+    return documents
+
+
+async def insert_each(client: Any, db_name: str, documents: list[dict[str, Any]], batch: int) -> None:
+    """The database's ceiling for these events: each inserted as a document of its own into a
+    collection indexed like run_logs, unordered, batch by batch."""
     collection = client[db_name]["ceiling"]
     await collection.create_index("at", expireAfterSeconds=86400)  # the same indexes as run_logs
     for i in range(0, len(documents), batch):
         await collection.insert_many(documents[i : i + batch], ordered=False)
 
 
-async def logsink_writes(client: Any, db_name: str, bodies: list[bytes], batch: int) -> None:
+async def logsink_writes(client: Any, db_name: str, planned: list[Planned], batch: int) -> None:
     """The logsink's own writes of these events (its service and repository), batch by batch, with
     no broker: what the database does for the logsink, alone."""
     service = LogsinkService(MongoRunRecords(client, db_name), NoMetrics(), batch_size=batch)
-    planned = [plan(json.loads(body)) for body in bodies]
     for i in range(0, len(planned), batch):
         await service.write_batch(planned[i : i + batch])
 
@@ -271,15 +275,17 @@ async def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="logsink-bench-"))
     external_url = os.environ.get("MONGO_URL")
     bodies = events(args.events, args.runs, args.progress_every)
-    # The ceilings first (each on a fresh server of its own when embedded), then the ingest.
+    # The ceilings first (each on a fresh server of its own when embedded), then the ingest. Only the
+    # writes are timed: the documents and write plans are made before.
     ceiling_db, own_db = f"{db_prefix}_ceiling", f"{db_prefix}_own"
+    documents = one_document_per_event(bodies)
     ceiling_seconds, ceiling_cpu = await timed_writes(
-        external_url, workdir, ceiling_db,
-        lambda c: one_insert_per_event(c, ceiling_db, bodies, args.batch_size),
-    )  # fmt: skip
+        external_url, workdir, ceiling_db, lambda c: insert_each(c, ceiling_db, documents, args.batch_size)
+    )
+    planned = [plan(json.loads(body)) for body in bodies]
     own_seconds, own_cpu = await timed_writes(
         external_url, workdir, own_db,
-        lambda c: logsink_writes(c, own_db, bodies, args.batch_size),
+        lambda c: logsink_writes(c, own_db, planned, args.batch_size),
         prepare=lambda c: seed_runs(c, own_db, args.runs),
     )  # fmt: skip
     embedded = None
