@@ -65,7 +65,7 @@ def chunk_rest(chunk: Chunk, stored: Iterable[tuple[int, int]]) -> list[Chunk]:
     """What is left of a chunk whose `_id` is taken, given the (first, last) ranges of its run's stored
     chunks that start within it: its lines outside them, as chunks. None of these starts where a
     stored chunk starts (that line is stored), so they do not collide again."""
-    covered = [(first, last) for first, last in stored]
+    covered = list(stored)
     rest = [
         line for line in chunk["lines"] if not any(first <= line["seq"] <= last for first, last in covered)
     ]

@@ -6,13 +6,12 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
-from shared.contracts.runs import TERMINAL_STATUSES
+from services.catalog.runs import TERMINAL
 from shared.mongo import MongoClient
 from shared.runlogs import LinePage, chunk_id, lookback_start
 
 Document = dict[str, Any]
 Sort = list[tuple[str, int]]
-TERMINAL = {status.value for status in TERMINAL_STATUSES}
 
 
 class MongoRunsReadModel:
