@@ -8,12 +8,30 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from shared.mongo import MongoClient, create_client
 from shared.settings import CommonSettings
 from tests.support.servers import Sshd, mongo_server, require_broker, sshd_server
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
+
+# Property tests: a bounded run in the suite; `CONNECT_DEEP=1 make test` (or pytest) runs the deep one.
+DEEP = os.environ.get("CONNECT_DEEP", "") not in ("", "0")
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
+hypothesis_settings.register_profile(
+    "suite", deadline=None, derandomize=False, suppress_health_check=_SLOW_OK
+)
+hypothesis_settings.register_profile(
+    "deep", deadline=None, max_examples=2000, suppress_health_check=_SLOW_OK, print_blob=True
+)
+hypothesis_settings.load_profile("deep" if DEEP else "suite")
+
+
+def examples(suite: int, deep: int | None = None) -> int:
+    """How many examples a property test draws: `suite` in the normal run, `deep` (default 20x) when deep."""
+    return (deep or suite * 20) if DEEP else suite
 
 
 @pytest.fixture(scope="session")
