@@ -119,6 +119,7 @@ async def _connect(args: argparse.Namespace) -> dict[str, Any]:
         MongoWatermarks,
     )
     from services.executor.service import ExecutionSettings, ExecutorService
+    from services.executor.table_writers import MongoTableWriters
     from shared.catalog_records import LIST_SYSTEM_FIELDS
     from shared.contracts import RunFinished, RunRequested
     from shared.contracts.jobs import JobSnapshot
@@ -156,7 +157,7 @@ async def _connect(args: argparse.Namespace) -> dict[str, Any]:
             retry_backoff=1, imports=ImportSettings(batch_size=1000, read_chunk_bytes=256 * 1024,
                                                      max_in_flight=args.in_flight),
         ),
-        leases=MongoLeaseStore(mongo, executor, 30), catalog=MongoCatalogReader(mongo, catalog),
+        leases=MongoLeaseStore(mongo, executor, 30), writers=MongoTableWriters(mongo, executor, 30), catalog=MongoCatalogReader(mongo, catalog),
         store=MongoAudienceStore(mongo, audience), rejects=MongoRejectStore(mongo, executor),
         watermarks=MongoWatermarks(mongo, executor), publisher=Publisher(), secrets=box,
     )  # fmt: skip

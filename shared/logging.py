@@ -9,6 +9,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.redact import scrub
+
 current_run_id: ContextVar[str | None] = ContextVar("current_run_id", default=None)
 current_job_id: ContextVar[int | None] = ContextVar("current_job_id", default=None)
 
@@ -35,7 +37,8 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        # A run's secrets never reach stdout, whatever a library put into a message or traceback.
+        return json.dumps({k: scrub(v) if isinstance(v, str) else v for k, v in line.items()}, default=str)
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:

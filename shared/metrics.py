@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 DURATION_BUCKETS = (0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 BATCH_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 def package_version() -> str:
@@ -37,6 +38,7 @@ class Metrics:
     logsink_events_total: Counter
     logsink_batch_seconds: Histogram
     logsink_duplicates_total: Counter
+    event_loop_lag_seconds: Histogram
 
 
 def create_metrics(service: str) -> Metrics:
@@ -45,6 +47,14 @@ def create_metrics(service: str) -> Metrics:
         {"version": package_version(), "service": service}
     )
     r = registry
+    loop_lag = Histogram(
+        "connect_event_loop_lag_seconds",
+        "How late the event loop ran a periodic wake-up (time it was held by other work)",
+        ["service"],
+        buckets=LOOP_LAG_BUCKETS,
+        registry=r,
+    )
+    loop_lag.labels(service)  # exported from the start, zero until the monitor observes
     return Metrics(
         registry=r,
         runs_total=Counter(
@@ -90,4 +100,5 @@ def create_metrics(service: str) -> Metrics:
             ["type"],
             registry=r,
         ),
+        event_loop_lag_seconds=loop_lag,
     )

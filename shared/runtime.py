@@ -19,6 +19,7 @@ from faststream.rabbit import RabbitBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.contracts import Envelope
+from shared.looplag import LoopLagMonitor
 from shared.messaging import Publisher, create_broker, permanent_error_middleware
 from shared.metrics import Metrics, create_metrics
 from shared.mongo import MongoClient, create_client, ping, wait_for
@@ -42,6 +43,7 @@ class ServiceRuntime:
     on_start: list[Hook] = field(default_factory=list)
     on_drain: list[Hook] = field(default_factory=list)  # after consuming stops, before the broker closes
     on_stop: list[Hook] = field(default_factory=list)
+    loop_lag: LoopLagMonitor | None = None
 
     @classmethod
     def create(cls, service: str, settings: CommonSettings, *, prefetch: int) -> ServiceRuntime:
@@ -84,6 +86,9 @@ class ServiceRuntime:
         return self.settings.database(self.service)
 
     async def start(self) -> None:
+        if self.loop_lag is None:
+            self.loop_lag = LoopLagMonitor(self.metrics.event_loop_lag_seconds.labels(self.service).observe)
+        self.loop_lag.start()  # from the first moment: a held loop delays everything this service does
         await wait_for(self.mongo)
         await self.broker.connect()
         await declare_topology(self.broker, self.topology)
@@ -102,6 +107,8 @@ class ServiceRuntime:
         for hook in reversed(self.on_stop):
             await hook()
         await self.mongo.close()
+        if self.loop_lag is not None:
+            await self.loop_lag.stop()
 
     async def ready(self) -> dict[str, bool]:
         broker_ok, db_ok = await asyncio.gather(self.broker.ping(timeout=2.0), ping(self.mongo))

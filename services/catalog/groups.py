@@ -106,6 +106,7 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
 
     async def create(self, body: GroupCreate, by: str) -> GroupView:
         validate_schedule(body.schedule)
+        domain.check_instants(body.schedule, body.expires_at, datetime.now(UTC))
 
         async def work(session: Session) -> Change[StoredGroup]:
             group_id = await self.repo.next_id("group", session)
@@ -128,6 +129,10 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
 
     async def replace(self, group_id: int, body: GroupUpdate) -> GroupView:
         validate_schedule(body.schedule)
+        current = await self.load(group_id)
+        domain.check_instants(
+            body.schedule, body.expires_at, datetime.now(UTC), before=(current.schedule, current.expires_at)
+        )
         changes = body.model_dump(exclude={"version", "job_ids"}) | {"job_ids": tuple(body.job_ids)}
         return await self._edit(group_id, body.version, changes)
 

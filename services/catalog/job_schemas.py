@@ -111,3 +111,7 @@ class FirePreview(Response):
 class SchedulePreview(Response):
     timezone: str
     fires: list[FirePreview]
+    next_from: datetime | None = Field(
+        default=None,
+        description="Pass as `from` for the next page; null when the schedule has no more fires.",
+    )

@@ -75,9 +75,11 @@ class JobService(DefinitionService[StoredJob, JobView]):
         return views
 
     # --- defining ----------------------------------------------------------------------------------
-    async def create(self, body: JobCreate, raw: dict[str, Any], by: str) -> JobView:
+    async def create(self, body: JobCreate, raw: dict[str, Any], by: str, *, copied: bool = False) -> JobView:
         await self.validate(body.spec, body.schedule, raw)
         now = _now()
+        if not copied:  # a copy keeps the original's instants; it is inactive until edited
+            domain.check_instants(body.schedule, body.expires_at, now)
 
         async def work(session: Session) -> Change[StoredJob]:
             job = StoredJob(
@@ -98,6 +100,10 @@ class JobService(DefinitionService[StoredJob, JobView]):
 
     async def replace(self, job_id: int, body: JobUpdate, raw: dict[str, Any], by: str) -> JobView:
         await self.validate(body.spec, body.schedule, raw)
+        current = await self.load(job_id)
+        domain.check_instants(
+            body.schedule, body.expires_at, _now(), before=(current.schedule, current.expires_at)
+        )
         changes = {
             "name": body.name,
             "spec": body.spec,
@@ -111,7 +117,10 @@ class JobService(DefinitionService[StoredJob, JobView]):
         if None in (changes.get("name", ""), changes.get("spec", ""), changes.get("schedule", "")):
             raise ValidationFailed("name, spec and schedule cannot be null", field="body")
         current = await self.load(job_id)
-        await self.validate(changes.get("spec", current.spec), changes.get("schedule", current.schedule), raw)
+        schedule = changes.get("schedule", current.schedule)
+        await self.validate(changes.get("spec", current.spec), schedule, raw)
+        expires_at = changes.get("expires_at", current.expires_at)
+        domain.check_instants(schedule, expires_at, _now(), before=(current.schedule, current.expires_at))
         return await self._edit(job_id, body.version, changes, by)
 
     async def set_active(self, job_id: int, active: bool, by: str) -> JobView:
@@ -129,7 +138,7 @@ class JobService(DefinitionService[StoredJob, JobView]):
             expires_at=original.expires_at,
             active=False,
         )
-        return await self.create(body, {}, by)
+        return await self.create(body, {}, by, copied=True)
 
     async def validate(self, spec: JobSpec, schedule: Schedule, raw: dict[str, Any]) -> None:
         for part in ("spec", "schedule"):

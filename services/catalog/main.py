@@ -73,7 +73,8 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
     app.state.catalog = service
     app.state.jobs = jobs
     app.state.groups = groups
-    app.state.runs = RunsService(MongoRunsReadModel(runtime.mongo, common.database("logsink")))
+    runs_read = MongoRunsReadModel(runtime.mongo, common.database("logsink"), common.database("executor"))
+    app.state.runs = RunsService(runs_read)
     for router in (resources.router, jobs_api.router, groups_api.router, runs.router):
         app.include_router(router)
     console = install_console(app, runtime.mongo, runtime.db_name)  # the web console at /

@@ -16,9 +16,10 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.catalog.rejects import RejectCursor, RunRejectPage, reject_view
 from shared.contracts.jobs import JobType
 from shared.contracts.runs import TERMINAL_STATUSES, RunCounts, RunStatus, Trigger
-from shared.errors import NotFound
+from shared.errors import NotFound, ValidationFailed
 from shared.runid import RunId
 from shared.runlogs import missing_sequences
 
@@ -186,6 +187,10 @@ class RunsReadModel(Protocol):
 
     async def group_run(self, group_run_id: str) -> Document | None: ...
 
+    async def rejects(
+        self, run_id: str, *, after: RejectCursor | None, offset: int, limit: int
+    ) -> tuple[list[Document], int]: ...
+
 
 # --- the live tail's events ------------------------------------------------------------------------
 
@@ -250,6 +255,20 @@ class RunsService:
         complete = last_page and run.get("status") in TERMINAL
         return RunLogPage(
             run_id=run["_id"], lines=lines, missing=gaps, next_after=next_after, complete=complete
+        )
+
+    async def run_rejects(self, run_id: str, *, after: str | None, offset: int, limit: int) -> RunRejectPage:
+        """Rejects in (file, line) order; one more than asked is read to know whether a page follows."""
+        run = await self._run(run_id)
+        if after and offset:
+            raise ValidationFailed("page with either after or offset, not both", field="offset")
+        cursor = RejectCursor.parse(after) if after else None
+        docs, total = await self.read.rejects(run["_id"], after=cursor, offset=offset, limit=limit + 1)
+        items = [reject_view(doc) for doc in docs[:limit]]
+        last = docs[limit - 1] if len(docs) > limit else None
+        next_after = RejectCursor(int(last["file"]), int(last["line"])).text() if last else None
+        return RunRejectPage(
+            run_id=run["_id"], items=items, total=total, offset=offset, limit=limit, next_after=next_after
         )
 
     async def tail_logs(self, run_id: str, *, after: int = 0) -> AsyncGenerator[TailEvent, None]:

@@ -1,4 +1,5 @@
-"""The logsink's run records, group-run records and run logs, read-only (the catalog never writes them)."""
+"""The logsink's run records, group-run records and run logs, and the executor's rejected records:
+read-only (the catalog never writes them)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,24 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
+from services.catalog.rejects import RejectCursor
 from services.catalog.runs import TERMINAL
 from shared.mongo import MongoClient
 from shared.runlogs import LinePage, chunk_id, lookback_start
 
 Document = dict[str, Any]
 Sort = list[tuple[str, int]]
+REJECT_ORDER: Sort = [("file", ASCENDING), ("line", ASCENDING)]
 
 
 class MongoRunsReadModel:
-    def __init__(self, client: MongoClient, logsink_db: str) -> None:
+    def __init__(self, client: MongoClient, logsink_db: str, executor_db: str) -> None:
         db = client[logsink_db]
         self.runs = db["runs"]
         self.group_runs = db["group_runs"]
         self.log_chunks = db["run_logs"]
         self.progress = db["run_progress"]
+        self.rejects_of_runs = client[executor_db]["run_rejects"]  # indexed on (run, file, line)
 
     async def page(
         self, filter_: Document, *, sort: Sort, offset: int, limit: int
@@ -67,3 +71,26 @@ class MongoRunsReadModel:
 
     async def group_run(self, group_run_id: str) -> Document | None:
         return await self.group_runs.find_one({"_id": group_run_id})
+
+    async def rejects(
+        self, run_id: str, *, after: RejectCursor | None, offset: int, limit: int
+    ) -> tuple[list[Document], int]:
+        """A page of the run's rejects in (file, line) order, from an offset or after a cursor.
+
+        After a cursor: the rest of its file, then the files after it — two plain range scans of the
+        (run, file, line) index, which every server walks without sorting the whole run.
+        """
+        of_run: Document = {"run": run_id}
+        if after is None:
+            items = await self._reject_docs(of_run, skip=offset, limit=limit)
+        else:
+            same_file = {**of_run, "file": after.file, "line": {"$gt": after.line}}
+            items = await self._reject_docs(same_file, limit=limit)
+            if len(items) < limit:
+                later_files = {**of_run, "file": {"$gt": after.file}}
+                items += await self._reject_docs(later_files, limit=limit - len(items))
+        return items, await self.rejects_of_runs.count_documents(of_run)
+
+    async def _reject_docs(self, filter_: Document, *, limit: int, skip: int = 0) -> list[Document]:
+        cursor = self.rejects_of_runs.find(filter_, {"_id": 0, "at": 0}).sort(REJECT_ORDER)
+        return [doc async for doc in cursor.skip(skip).limit(limit)]

@@ -1,18 +1,41 @@
-"""Preview of a schedule's next fire times (the math is the scheduler's, shared in `shared.scheduling`)."""
+"""Preview of a schedule's next fire times (the math is the scheduler's, shared in `shared.scheduling`).
+
+`start` lets a user look at any later stretch (next year's daylight-saving changes); the answer's
+`next_from` is where the following page starts, so the console pages forward without gaps or repeats.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from services.catalog.job_schemas import FirePreview, SchedulePreview
 from shared.contracts.jobs import RecurringSchedule, Schedule
-from shared.scheduling import preview
+from shared.errors import ValidationFailed
+from shared.scheduling import MAX_PREVIEW, preview
+
+MAX_FIRES = 1000  # per request: a daily schedule's next ~2.7 years; `from` reaches further
+MAX_AHEAD = timedelta(days=366 * 100)
+PREVIEW_FROM = "Fires after this instant (ISO 8601 with offset); default now. Page on with `next_from`."
 
 
-def preview_schedule(schedule: Schedule, count: int) -> SchedulePreview:
+def preview_schedule(schedule: Schedule, count: int, start: datetime | None = None) -> SchedulePreview:
+    now = datetime.now(UTC)
+    after = start or now
+    if after.tzinfo is None:
+        raise ValidationFailed(
+            "from: give an instant with its offset, e.g. 2027-03-01T00:00:00Z", field="from"
+        )
+    if abs(after - now) > MAX_AHEAD:
+        raise ValidationFailed("from: give an instant within 100 years of now", field="from")
     zone = schedule.timezone if isinstance(schedule, RecurringSchedule) else "UTC"
-    fires = [
-        FirePreview(local=slot.local, utc=slot.utc, dst_change=slot.dst_change)
-        for slot in preview(schedule, datetime.now(UTC), count)
-    ]
-    return SchedulePreview(timezone=zone, fires=fires)
+    fires: list[FirePreview] = []
+    wanted = min(count, MAX_FIRES)
+    while len(fires) < wanted:  # the shared math answers at most MAX_PREVIEW fires at a time
+        asked = min(wanted - len(fires), MAX_PREVIEW)
+        page = preview(schedule, after, asked)
+        fires += [FirePreview(local=s.local, utc=s.utc, dst_change=s.dst_change) for s in page]
+        if len(page) < asked:  # the schedule has no more fires
+            break
+        after = page[-1].utc
+    next_from = fires[-1].utc if len(fires) == wanted else None
+    return SchedulePreview(timezone=zone, fires=fires, next_from=next_from)

@@ -17,6 +17,7 @@ from services.catalog.schemas import (
     ConnectionView,
     HostKeyRequest,
     HostKeyView,
+    SftpConnectionCreate,
     TableCreate,
     TableView,
 )
@@ -76,6 +77,9 @@ class CatalogService:
 
     # --- connections -------------------------------------------------------------------------------
     async def create_connection(self, body: ConnectionCreate, by: Principal) -> ConnectionView:
+        if isinstance(body, SftpConnectionCreate):
+            key = body.private_key.get_secret_value() if body.private_key else None
+            domain.validate_sftp_connection(private_key=key, host_key=body.host_key, base_dir=body.base_dir)
         document: dict[str, Any] = body.model_dump(exclude={"password", "private_key", "token"}, mode="json")
         document.update(_id=await self.repo.next_id("connection"), created_at=_now(), created_by=by.name)
         secrets_to_store = {

@@ -10,6 +10,7 @@ from services.catalog.schemas import ConnectionTest, HostKeyView
 from shared.catalog_records import ConnectionRecord
 from shared.errors import PermanentError
 from shared.paths import resolve_inside
+from shared.redact import connection_redactor
 from shared.secrets import SecretBox
 
 TIMEOUT = 15.0
@@ -29,6 +30,8 @@ class AsyncsshProbe:
         )
 
     async def test(self, connection: ConnectionRecord, secret_box: SecretBox) -> ConnectionTest:
+        """The answer carries what the server said, scrubbed of the connection's secrets."""
+        redactor = connection_redactor(connection, secret_box)
         try:
             pinned = asyncssh.import_public_key(connection.host_key)
             options = _credentials(connection, secret_box)
@@ -42,7 +45,7 @@ class AsyncsshProbe:
         except asyncssh.PermissionDenied:
             return ConnectionTest(ok=False, message="authentication failed")
         except (OSError, TimeoutError, asyncssh.Error, ValueError) as exc:
-            return ConnectionTest(ok=False, message=f"connection failed: {exc}")
+            return ConnectionTest(ok=False, message=redactor.scrub(f"connection failed: {exc}"))
         fingerprint = pinned.get_fingerprint()
         message = f"connected; {len(entries)} entries in {connection.base_dir}"
         return ConnectionTest(ok=True, message=message, fingerprint=fingerprint)

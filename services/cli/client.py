@@ -63,6 +63,16 @@ class Client:
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v not in (None, "", [])})
 
+    def pages(self, path: str, *, limit: int = 1000, **params: Any) -> Iterator[Any]:
+        """Every page of a cursor-paged list in order (each page's `next_after` is the next `after`)."""
+        after = None
+        while True:
+            page = self.get(path, after=after, limit=limit, **params)
+            yield page
+            after, previous = page.get("next_after"), after
+            if not after or after == previous:  # a cursor that does not move would loop forever
+                return
+
     def post(self, path: str, body: Any = None, **params: Any) -> Any:
         return self.request("POST", path, json=body, params=params or None)
 

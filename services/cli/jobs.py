@@ -200,10 +200,17 @@ def deactivate(job_id: JobId, output: OutputOption = Format.TABLE) -> None:
 
 @app.command("preview")
 @api_command
-def preview(job_id: JobId, count: int = 10, output: OutputOption = Format.TABLE) -> None:
-    """The schedule's next fire times, daylight-saving changes flagged."""
+def preview(
+    job_id: JobId,
+    count: int = 10,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Fires after this instant, e.g. 2027-03-01T00:00:00Z.")
+    ] = None,
+    output: OutputOption = Format.TABLE,
+) -> None:
+    """The schedule's next fire times (or those after --from), daylight-saving changes flagged."""
     with client() as api:
-        data = api.get(f"/jobs/{job_id}/schedule-preview", count=count)
+        data = api.get(f"/jobs/{job_id}/schedule-preview", count=count, **{"from": start})
     if output is Format.JSON:
         emit_json(data)
         return

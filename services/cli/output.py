@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -23,6 +24,20 @@ class Format(StrEnum):
 
 OutputOption = Annotated[
     Format, typer.Option("--output", "-o", help="table for people, json for scripts.", case_sensitive=False)
+]
+
+
+class RecordsFormat(StrEnum):
+    """For lists of records that spreadsheets read too."""
+
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+
+
+RecordsOutputOption = Annotated[
+    RecordsFormat,
+    typer.Option("--output", "-o", help="table for people, json or csv for scripts.", case_sensitive=False),
 ]
 
 SCHEDULE_TYPES = {
@@ -100,6 +115,13 @@ GROUP_COLUMNS: list[Column] = [
     ("Schedule type", lambda g: SCHEDULE_TYPES.get(g.get("schedule_type", ""), g.get("schedule_type", ""))),
     ("Expiration date", lambda g: when(g.get("expiration_date"))),
     ("Jobs (in order)", lambda g: " → ".join(str(m["name"]) for m in g.get("jobs", []))),
+]
+REJECT_COLUMNS: list[Column] = [  # file contents: "[…]" in them is text, not rich markup
+    ("File", lambda r: r["file"]),
+    ("Line", lambda r: r["line"]),
+    ("Field", lambda r: escape(r["field"])),
+    ("Reason", lambda r: escape(r["reason"])),
+    ("Record", lambda r: escape(r["record"])),
 ]
 GROUP_RUN_COLUMNS: list[Column] = [
     ("Group ID.Run ID", lambda r: r["group_run_id"]),

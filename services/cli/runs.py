@@ -1,8 +1,10 @@
-"""`connect runs …`: the Completed jobs tab, execution logs and `runs watch` for scripts."""
+"""`connect runs …`: the Completed jobs tab, execution logs, rejected records and `runs watch` for scripts."""
 
 from __future__ import annotations
 
+import csv
 import json
+import sys
 import time
 from typing import Annotated, Any
 
@@ -11,9 +13,24 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from services.cli.client import ApiError, Client
 from services.cli.common import api_command, client, fail
-from services.cli.output import RUN_COLUMNS, Format, OutputOption, console, emit_json, errors, show, when
+from services.cli.output import (
+    REJECT_COLUMNS,
+    RUN_COLUMNS,
+    Format,
+    OutputOption,
+    RecordsFormat,
+    RecordsOutputOption,
+    console,
+    emit_json,
+    errors,
+    show,
+    table,
+    when,
+)
 
-app = typer.Typer(help="Runs (the Completed jobs tab) and their execution logs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Runs (the Completed jobs tab), their execution logs and rejected records.", no_args_is_help=True
+)
 
 RunId = Annotated[str, typer.Argument(help="JobID.RunID, e.g. 12.3")]
 TERMINAL = {"succeeded", "partial", "failed", "stopped"}
@@ -116,6 +133,33 @@ def logs(
         typer.echo(text)
 
 
+REJECT_FIELDS = ("file", "line", "field", "reason", "record")
+
+
+@app.command("rejects")
+@api_command
+def rejects(run_id: RunId, output: RecordsOutputOption = RecordsFormat.TABLE) -> None:
+    """The run's rejected records, every page: file, line, field, reason and the raw record."""
+    with client() as api:
+        pages = api.pages(f"/runs/{run_id}/rejects")
+        if output is RecordsFormat.CSV:  # streamed page by page, however many there are
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            for number, page in enumerate(pages):
+                if number == 0:  # after the first answer: an unknown run prints no header
+                    writer.writerow(REJECT_FIELDS)
+                writer.writerows([item[name] for name in REJECT_FIELDS] for item in page["items"])
+            return
+        items: list[dict[str, Any]] = []
+        for page in pages:
+            items += page["items"]
+    if output is RecordsFormat.JSON:
+        emit_json({"run_id": run_id, "total": len(items), "items": items})
+    elif items:
+        table(items, REJECT_COLUMNS)
+    else:
+        console.print(f"run {run_id} has no rejected records", highlight=False)
+
+
 NOT_YET_RECORDED_GRACE = 30.0  # seconds a new run may be unknown to the runs API
 
 
@@ -164,7 +208,10 @@ def watch_run(run_id: str, *, interval: float, timeout: float | None, output: Fo
         emit_json(run)
     else:
         counts = run.get("counts") or {}
-        summary = ", ".join(f"{k} {counts.get(k, 0):,}" for k in ("read", "inserted", "updated", "rejected"))
+        shown = ("read", "inserted", "updated", "unchanged", "rejected", "skipped")
+        summary = ", ".join(
+            f"{k} {counts.get(k, 0):,}" for k in shown if k not in ("unchanged", "skipped") or counts.get(k)
+        )
         colour = "green" if run["status"] in ("succeeded", "partial") else "red"
         console.print(f"run {run_id}: [bold {colour}]{run['status']}[/bold {colour}] ({summary})"
                       + (f" error: {run['error']}" if run.get("error") else ""), highlight=False)  # fmt: skip

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
-from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
 from shared.audience import key_index, match_index
 from shared.catalog_records import LIST_MATCH_COLUMNS, TableKind, TableRecord
@@ -74,17 +74,21 @@ class MongoAudienceStore:
 
     async def reserve_riids(self, list_name: str, count: int) -> int:
         """The first of `count` fresh RIID_ values (a counter document; gaps after a crash, never reuse)."""
-        try:
-            doc = await self.db[COUNTERS].find_one_and_update(
-                {"_id": f"riid:{list_name}"},
-                {"$inc": {"value": count}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        except PyMongoError as exc:
-            raise _translate("reserving RIID_ values", exc) from exc
-        assert doc is not None
-        return int(doc["value"]) - count + 1
+        for _attempt in range(3):  # two writers creating the counter at once: one upsert loses, then $inc
+            try:
+                doc = await self.db[COUNTERS].find_one_and_update(
+                    {"_id": f"riid:{list_name}"},
+                    {"$inc": {"value": count}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+            except DuplicateKeyError:
+                continue
+            except PyMongoError as exc:
+                raise _translate("reserving RIID_ values", exc) from exc
+            if doc is not None:
+                return int(doc["value"]) - count + 1
+        raise RetryableError(f"could not reserve RIID_ values of {list_name}")
 
     async def bulk(self, collection: str, operations: Sequence[Any]) -> BulkOutcome:
         """Unordered bulk write; duplicate-key errors come back per operation, others raise."""
@@ -179,12 +183,13 @@ class MongoAudienceStore:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     async def scan(
-        self, collection: str, query: dict[str, Any], *, sort: str, batch_size: int
+        self, collection: str, query: dict[str, Any], *, sort: Sequence[str], batch_size: int
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Documents in `sort` order, a batch at a time (memory stays flat)."""
+        """Documents in the order of the `sort` fields, a batch at a time (memory stays flat)."""
         batch: list[dict[str, Any]] = []
+        order = [(name, ASCENDING) for name in sort]
         try:
-            cursor = self.db[collection].find(query).sort(sort, ASCENDING).batch_size(batch_size)
+            cursor = self.db[collection].find(query).sort(order).batch_size(batch_size)
             async for doc in cursor:
                 batch.append(doc)
                 if len(batch) >= batch_size:

@@ -27,3 +27,12 @@ class ExecutorSettings(ServiceSettings):
     retry_backoff: float = Field(default=2.0, ge=0)
     rest_max_attempts: int = Field(default=5, ge=1, le=20)
     rest_backoff: float = Field(default=0.5, ge=0)
+    max_decompression_ratio: int = Field(
+        default=200, ge=2, description="A compressed source inflating beyond this ratio is refused (bombs)."
+    )
+    max_decompressed_bytes: int = Field(
+        default=64 << 30, ge=1 << 20, description="A compressed source inflating beyond this size is refused."
+    )
+    max_record_length: int = Field(
+        default=4 << 20, ge=1024, description="Characters of one source record; a longer one fails the run."
+    )

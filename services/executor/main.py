@@ -8,6 +8,7 @@ from services.executor.audience import MongoAudienceStore
 from services.executor.config import ExecutorSettings
 from services.executor.exporters.run import ExportSettings
 from services.executor.importers.run import ImportSettings
+from services.executor.importers.sources import SourceLimits
 from services.executor.repository import (
     MongoCatalogReader,
     MongoLeaseStore,
@@ -16,6 +17,7 @@ from services.executor.repository import (
 )
 from services.executor.service import ExecutionSettings, ExecutorService
 from services.executor.subscribers import register_subscribers
+from services.executor.table_writers import MongoTableWriters
 from shared.contracts import RunFinished, RunLog, RunProgress, RunStarted
 from shared.runtime import ServiceRuntime, create_http_app
 from shared.secrets import secret_box
@@ -29,9 +31,11 @@ def build_app(common: CommonSettings | None = None, settings: ExecutorSettings |
     runtime = ServiceRuntime.create("executor", common, prefetch=settings.concurrency)
     leases = MongoLeaseStore(runtime.mongo, runtime.db_name, settings.lease_seconds)
     rejects = MongoRejectStore(runtime.mongo, runtime.db_name)
+    writers = MongoTableWriters(runtime.mongo, runtime.db_name, settings.lease_seconds)
     service = ExecutorService(
         _execution_settings(settings),
         leases=leases,
+        writers=writers,
         catalog=MongoCatalogReader(runtime.mongo, common.database("catalog")),
         store=MongoAudienceStore(runtime.mongo, common.audience_database),
         rejects=rejects,
@@ -47,7 +51,7 @@ def build_app(common: CommonSettings | None = None, settings: ExecutorSettings |
     async def finish_in_flight() -> None:
         await service.shutdown(grace=common.graceful_timeout)
 
-    runtime.on_start += [leases.ensure_indexes, rejects.ensure_indexes, reaper.start]
+    runtime.on_start += [leases.ensure_indexes, rejects.ensure_indexes, writers.ensure_indexes, reaper.start]
     runtime.on_drain += [reaper.stop, finish_in_flight]
     return create_http_app(runtime, title="Connect executor")
 
@@ -64,6 +68,11 @@ def _execution_settings(settings: ExecutorSettings) -> ExecutionSettings:
             batch_size=settings.batch_size,
             read_chunk_bytes=settings.read_chunk_bytes,
             max_in_flight=settings.writes_in_flight,
+            limits=SourceLimits(
+                max_ratio=settings.max_decompression_ratio,
+                max_decompressed_bytes=settings.max_decompressed_bytes,
+                max_record_length=settings.max_record_length,
+            ),
         ),
         exports=ExportSettings(
             batch_size=settings.batch_size,

@@ -29,7 +29,7 @@ class LeaseStore(Protocol):
 
     async def next_log_seq(self, run_id: str) -> int: ...
 
-    async def finish(self, run_id: str, owner: str, finished_message: str) -> None: ...
+    async def finish(self, run_id: str, owner: str, finished_message: str) -> bool: ...
 
     async def save_checkpoint(self, run_id: str, owner: str, checkpoint: dict[str, Any]) -> None: ...
 
@@ -40,6 +40,35 @@ class LeaseStore(Protocol):
     async def expired(self, limit: int) -> list[RunRequested]: ...
 
     async def unreported(self, older_than_seconds: float) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class TableHold:
+    """The answer to asking for a table's writer lock."""
+
+    acquired: bool
+    holder: str | None = None  # the run writing the table when not acquired
+    continued: bool = False  # acquired and this run held it already (nobody wrote in between)
+
+
+class TableWriters(Protocol):
+    """One writing run per table at a time (see docs/executor.md, "Concurrent runs on one table")."""
+
+    async def acquire(self, table: str, run_id: str, owner: str) -> TableHold:
+        """Hold `table` for `run_id` unless another run holds it and has not let it expire."""
+        ...
+
+    async def renew(self, run_id: str, owner: str) -> int:
+        """Extend the holds of a run (with the lease heartbeat); how many it still has."""
+        ...
+
+    async def release(self, table: str, run_id: str, owner: str) -> None:
+        """The run is done with the table: the next writer may start at once."""
+        ...
+
+    async def hand_over(self, run_id: str, owner: str) -> None:
+        """Let the holds of an interrupted run expire now, keeping its run id (its take-over continues)."""
+        ...
 
 
 class CatalogReader(Protocol):

@@ -1,4 +1,8 @@
-"""Everything a run tells the world: start, numbered log lines, progress, the one final event."""
+"""Everything a run tells the world: start, numbered log lines, progress, the one final event.
+
+Last line of defence for secrets: every log line and the final error are scrubbed with the run's
+redactor, which the adapters fill with each connection secret they decrypt (`shared.redact`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from datetime import UTC, datetime
 
 from services.executor.domain import Tally
 from services.executor.ports import EventPublisher, LeaseStore
+from shared import redact
 from shared.contracts import RunFinished, RunLog, RunProgress, RunRequested, RunStarted, RunStatus
 from shared.contracts.runs import (
     LogLevel,
@@ -42,6 +47,9 @@ class RunReporter:
         self._started_clock = time.monotonic()
         self._last_progress = 0.0
         self.last_seq = 0
+        # Bound to the run's task (the reporter is made in it): adapters add secrets, logs scrub with it.
+        self.redactor = redact.Redactor()
+        redact.bind(self.redactor)
 
     async def started(self) -> None:
         job = self.request.data.job
@@ -71,8 +79,8 @@ class RunReporter:
             run_id=self.run_id,
             seq=self.last_seq,
             level=level,
-            message=message,
-            fields=fields,
+            message=self.redactor.scrub(message),
+            fields={k: self.redactor.scrub(v) if isinstance(v, str) else v for k, v in fields.items()},
             at=datetime.now(UTC),
         )
         await self.publisher.publish(RunLog(source=SOURCE, subject=self.run_id, data=data))
@@ -110,7 +118,7 @@ class RunReporter:
                 counts=tally.counts(),
                 started_at=self.started_at,
                 finished_at=datetime.now(UTC),
-                error=error,
+                error=self.redactor.scrub(error) if error else error,
                 rejects_file=rejects_file,
                 last_log_seq=self.last_seq,
             ),

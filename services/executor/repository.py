@@ -100,8 +100,9 @@ class MongoLeaseStore:
             raise NotFound(f"no lease for run {run_id}")
         return int(doc["log_seq"])
 
-    async def finish(self, run_id: str, owner: str, finished_message: str) -> None:
-        await self.leases.update_one(
+    async def finish(self, run_id: str, owner: str, finished_message: str) -> bool:
+        """Store the run's result; False when `owner` no longer holds the lease (nothing stored)."""
+        result = await self.leases.update_one(
             {"_id": run_id, "owner": owner},
             {
                 "$set": {
@@ -112,6 +113,7 @@ class MongoLeaseStore:
                 }
             },
         )
+        return result.matched_count == 1
 
     async def mark_reported(self, run_id: str) -> None:
         await self.leases.update_one({"_id": run_id}, {"$set": {"reported": True}})
@@ -149,7 +151,10 @@ class MongoCatalogReader:
 
 class MongoRejectStore:
     """Rejected records of runs, keyed by (run, file, line): saving again after a take-over adds nothing,
-    so the count is exact and the rejects file complete whoever finishes the run. Kept 14 days."""
+    so the count is exact and the rejects file complete whoever finishes the run. Kept 14 days.
+
+    Each holds the field, the reason and the raw record (cut); the catalog reads them as a read model
+    (`GET /runs/{run_id}/rejects`, in (file, line) order over the index below)."""
 
     def __init__(self, client: MongoClient, db_name: str) -> None:
         self.rejects = client[db_name]["run_rejects"]
@@ -166,7 +171,7 @@ class MongoRejectStore:
             UpdateOne(
                 {"_id": f"{run_id}|{r.file}|{r.line}"},
                 {"$setOnInsert": {"run": run_id, "file": r.file, "line": r.line, "field": r.field,
-                                  "reason": r.reason, "at": now}},
+                                  "reason": r.reason, "record": r.record, "at": now}},
                 upsert=True,
             )
             for r in rejections
@@ -188,7 +193,9 @@ class MongoRejectStore:
     async def iterate(self, run_id: str, file: int) -> AsyncIterator[Rejection]:
         cursor = self.rejects.find({"run": run_id, "file": file}).sort("line", 1).batch_size(1000)
         async for doc in cursor:
-            yield Rejection(int(doc["line"]), doc["field"], doc["reason"], int(doc["file"]))
+            yield Rejection(
+                int(doc["line"]), doc["field"], doc["reason"], int(doc["file"]), record=doc.get("record", "")
+            )
 
 
 class MongoWatermarks:

@@ -7,6 +7,10 @@ executor takes the run over; a redelivered or duplicate `RunRequested` finds the
 finished and does nothing. So a run of any length never holds an unacknowledged delivery, and the
 30-minute consumer timeout never applies. A take-over resumes an import after its last checkpoint
 (stored with the lease) and keeps the first attempt's start time.
+
+Imports into one table take turns: before its first write a run holds the table's writer lock
+(`TableWriters`), waiting while another run holds it; the hold is renewed with the lease and released
+when the run ends, so the end state of concurrent runs is that of some serial order.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +27,7 @@ from services.executor.errors import RunStopped
 from services.executor.exporters.run import ExportRun, ExportSettings
 from services.executor.importers.pipeline import Checkpoint
 from services.executor.importers.run import ImportContext, ImportRun, ImportSettings
-from services.executor.ports import CatalogReader, Claim, EventPublisher, LeaseStore
+from services.executor.ports import CatalogReader, Claim, EventPublisher, LeaseStore, TableWriters
 from services.executor.reporting import RunReporter
 from services.executor.repository import MongoRejectStore, MongoWatermarks
 from shared.contracts import ExportSpec, ImportSpec, RunFinished, RunRequested, RunStatus
@@ -33,6 +38,11 @@ from shared.metrics import Metrics
 from shared.secrets import SecretBox
 
 logger = logging.getLogger(__name__)
+STOP_REQUESTED, LEASE_LOST, TABLE_LOST = "stop requested", "lease lost", "table lost"
+TABLE_LOST_MESSAGE = (
+    "lost the table's writer lock (this executor did not renew it for a lease period); "
+    "the next attempt waits for the table and loads the file from the start"
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,7 @@ class ExecutionSettings:
     retry_backoff: float
     imports: ImportSettings
     exports: ExportSettings = field(default_factory=ExportSettings)
+    table_poll_seconds: float = 1.0  # longest pause between two tries of a busy table's writer lock
 
 
 @dataclass
@@ -52,6 +63,18 @@ class ActiveRun:
     request: RunRequested
     task: asyncio.Task[None] | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tables: set[str] = field(default_factory=set)  # collections whose writer lock the run holds
+    halted_for: set[str] = field(default_factory=set)  # why `stop` is set
+
+    def halt(self, reason: str) -> None:
+        self.halted_for.add(reason)
+        self.stop.set()
+
+    def resume_after_table_lost(self) -> None:
+        """Only the lost hold stopped the attempt: the next one may run (and takes the table again)."""
+        self.halted_for.clear()
+        self.stop.clear()
+        self.tables.clear()
 
 
 class ExecutorService:
@@ -60,6 +83,7 @@ class ExecutorService:
         settings: ExecutionSettings,
         *,
         leases: LeaseStore,
+        writers: TableWriters,
         catalog: CatalogReader,
         store: MongoAudienceStore,
         rejects: MongoRejectStore,
@@ -70,6 +94,7 @@ class ExecutorService:
     ) -> None:
         self.settings = settings
         self.leases = leases
+        self.writers = writers
         self.catalog = catalog
         self.store = store
         self.rejects = rejects
@@ -101,7 +126,7 @@ class ExecutorService:
         active = self.active.get(run_id)
         if active is None:
             return False
-        active.stop.set()
+        active.halt(STOP_REQUESTED)
         return True
 
     async def take_over_expired(self) -> int:
@@ -134,21 +159,61 @@ class ExecutorService:
             self.metrics.runs_in_progress.inc()
         try:
             finished = await self._attempts(active, claim)
-            await self._report(finished)
-            self._count_finished(request, finished)
+            await self._release_tables(active, claim.run_id)
+            if await self._report(finished):
+                self._count_finished(request, finished)
         except asyncio.CancelledError:
             logger.warning("run interrupted by shutdown; another executor will take it over")
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.leases.release(claim.run_id, self.settings.executor_id))
+                await asyncio.shield(self._hand_over(claim.run_id))
             raise
         except Exception:
             logger.exception("run could not be reported; the reaper will retry")
+            with contextlib.suppress(Exception):
+                await self.writers.hand_over(claim.run_id, self.settings.executor_id)
         finally:
             heartbeat.cancel()
             if self.metrics:
                 self.metrics.runs_in_progress.dec()
             self.active.pop(claim.run_id, None)
             self.slots.release()
+
+    async def _hand_over(self, run_id: str) -> None:
+        await self.leases.release(run_id, self.settings.executor_id)
+        await self.writers.hand_over(run_id, self.settings.executor_id)
+
+    async def _hold_table(self, active: ActiveRun, reporter: RunReporter, collection: str, name: str) -> bool:
+        """Wait until the run may write `collection`; True when it held it already (its checkpoint holds)."""
+        run_id, owner = reporter.run_id, self.settings.executor_id
+        delay, waiting_since = 0.05, None
+        while True:
+            hold = await self.writers.acquire(collection, run_id, owner)
+            if hold.acquired:
+                active.tables.add(collection)
+                if waiting_since is not None:
+                    waited = time.monotonic() - waiting_since
+                    await reporter.log(f"table {name} is free after {waited:.1f}s; proceeding", table=name)
+                return hold.continued
+            if waiting_since is None and hold.holder is not None:
+                waiting_since = time.monotonic()
+                await reporter.log(
+                    f"waiting for run {hold.holder}, which is writing table {name}",
+                    table=name,
+                    holder=hold.holder,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(active.stop.wait(), timeout=delay)
+            if active.stop.is_set():
+                raise RunStopped
+            delay = min(delay * 2, self.settings.table_poll_seconds)
+
+    async def _release_tables(self, active: ActiveRun, run_id: str) -> None:
+        for collection in sorted(active.tables):
+            try:
+                await self.writers.release(collection, run_id, self.settings.executor_id)
+            except ConnectError:
+                logger.warning("table %s not released; its hold expires with the lease", collection)
+        active.tables.clear()
 
     def _count_finished(self, request: RunRequested, finished: RunFinished) -> None:
         if not self.metrics:
@@ -168,33 +233,44 @@ class ExecutorService:
         for attempt in range(1, self.settings.max_attempts + 1):
             work = await self._work(active, claim, reporter, attempt)
             ticker = asyncio.create_task(self._progress_loop(reporter, work))
+            failure: RetryableError | None = None
             try:
                 outcome = await work.run()
             except RunStopped:
-                await reporter.log("stopped on request", LogLevel.WARNING)
-                return reporter.finished(RunStatus.STOPPED, work.tally)
-            except RetryableError as exc:
-                if attempt == self.settings.max_attempts:
-                    return await self._failed(reporter, work, exc)
-                delay = self.settings.retry_backoff * 2 ** (attempt - 1)
-                await reporter.log(
-                    f"attempt {attempt} failed, retrying in {delay:g}s: {exc.message}", LogLevel.WARNING
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(active.stop.wait(), timeout=delay)
-                if active.stop.is_set():
+                if active.halted_for != {TABLE_LOST}:
                     await reporter.log("stopped on request", LogLevel.WARNING)
                     return reporter.finished(RunStatus.STOPPED, work.tally)
-                continue
+                active.resume_after_table_lost()
+                failure = RetryableError(TABLE_LOST_MESSAGE)
+            except RetryableError as exc:
+                failure = exc
             except ConnectError as exc:
                 return await self._failed(reporter, work, exc)
             except Exception as exc:
                 logger.exception("run failed with an unexpected error")
-                return await self._failed(reporter, work, PermanentError(f"internal error: {exc!r}"[:500]))
+                # Scrubbed before it is cut: a cut could leave a piece of a secret the scrubber misses.
+                text = reporter.redactor.scrub(f"internal error: {exc!r}")
+                return await self._failed(reporter, work, PermanentError(text[:500]))
             finally:
                 ticker.cancel()
-            return await self._succeeded(reporter, work, outcome)
+            if failure is None:
+                return await self._succeeded(reporter, work, outcome)
+            if attempt == self.settings.max_attempts:
+                return await self._failed(reporter, work, failure)
+            if not await self._pause(active, reporter, attempt, failure):
+                await reporter.log("stopped on request", LogLevel.WARNING)
+                return reporter.finished(RunStatus.STOPPED, work.tally)
         raise AssertionError("unreachable: the last attempt returns")
+
+    async def _pause(self, active: ActiveRun, reporter: RunReporter, attempt: int, exc: ConnectError) -> bool:
+        """The backoff before the next attempt; False when a stop came meanwhile."""
+        delay = self.settings.retry_backoff * 2 ** (attempt - 1)
+        await reporter.log(
+            f"attempt {attempt} failed, retrying in {delay:g}s: {exc.message}", LogLevel.WARNING
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(active.stop.wait(), timeout=delay)
+        return not active.stop.is_set()
 
     async def _succeeded(self, reporter: RunReporter, work: Any, outcome: Any) -> RunFinished:
         tally = outcome.tally
@@ -227,12 +303,18 @@ class ExecutorService:
             with contextlib.suppress(Exception):
                 await reporter.progress(work.tally, getattr(work, "bytes_total", None), force=True)
 
-    async def _report(self, finished: RunFinished) -> None:
+    async def _report(self, finished: RunFinished) -> bool:
         # Stored before it is published: a crash in between is repaired by `_resend_unreported`.
-        await self.leases.finish(finished.data.run_id, self.settings.executor_id, finished.model_dump_json())
+        # A copy that lost its lease (another executor took the run over) reports nothing: the run
+        # ends with the owner's one `RunFinished`.
+        run_id = finished.data.run_id
+        if not await self.leases.finish(run_id, self.settings.executor_id, finished.model_dump_json()):
+            logger.warning("lease held by another executor; this copy's result is dropped")
+            return False
         await self.publisher.publish(finished)
-        await self.leases.mark_reported(finished.data.run_id)
+        await self.leases.mark_reported(run_id)
         logger.info("run finished", extra={"status": finished.data.status.value})
+        return True
 
     async def _resend_unreported(self) -> None:
         for message in await self.leases.unreported(older_than_seconds=self.settings.lease_seconds):
@@ -245,12 +327,18 @@ class ExecutorService:
             await asyncio.sleep(self.settings.lease_seconds / 3)
             try:
                 renewed = await self.leases.renew(run_id, self.settings.executor_id)
+                held = len(active.tables)
+                if renewed and held and await self.writers.renew(run_id, self.settings.executor_id) < held:
+                    logger.error(
+                        "table writer lock lost; this attempt stops and the next one waits for the table"
+                    )
+                    active.halt(TABLE_LOST)
             except Exception:
                 logger.warning("lease renewal failed; trying again", exc_info=True)
                 continue
             if not renewed:
                 logger.error("lease lost; stopping this copy of the run")
-                active.stop.set()
+                active.halt(LEASE_LOST)
                 return
 
     def _reporter(self, request: RunRequested, claim: Claim) -> RunReporter:
@@ -278,11 +366,15 @@ class ExecutorService:
         async def save(checkpoint: Checkpoint) -> None:
             await self.leases.save_checkpoint(run_id, owner, checkpoint.to_doc())
 
+        async def hold_table(collection: str, name: str) -> bool:
+            return await self._hold_table(active, reporter, collection, name)
+
         context = ImportContext(
             run_id=run_id,
             tag=f"{run_id}#{claim.attempt}.{attempt}",
             resume=Checkpoint.from_doc(await self.leases.load_checkpoint(run_id)),
             save_checkpoint=save,
+            hold_table=hold_table,
             on_bytes=self._count_bytes,
             on_records=self._count_records,
         )

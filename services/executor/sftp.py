@@ -1,7 +1,8 @@
 """SFTP adapter (asyncssh): host key verified against the pinned key, paths kept inside the base dir.
 
 asyncssh errors are translated here into `SourceRefused` (permanent) or `SourceUnavailable`
-(retryable), so the service never sees a library exception.
+(retryable), so the service never sees a library exception. What the server said is scrubbed of the
+connection's secrets on the way (`shared.redact`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from services.executor.errors import SourceRefused, SourceUnavailable
 from shared.catalog_records import ConnectionRecord
 from shared.errors import ValidationFailed
 from shared.paths import resolve_inside
+from shared.redact import Redactor, connection_redactor, remember
 from shared.secrets import SecretBox
 
 CONNECT_TIMEOUT = 20.0
@@ -40,9 +42,10 @@ class RemoteFile:
 
 
 class SftpSession:
-    def __init__(self, connection: ConnectionRecord, sftp: Any) -> None:
+    def __init__(self, connection: ConnectionRecord, sftp: Any, redactor: Redactor | None = None) -> None:
         self.connection = connection
         self._sftp = sftp
+        self.redactor = redactor or Redactor()
         self.on_bytes: Callable[[str, int], None] = lambda direction, count: None  # metrics hook
 
     def resolve(self, path: str) -> str:
@@ -53,13 +56,13 @@ class SftpSession:
 
     async def stat(self, path: str) -> RemoteFile:
         full = self.resolve(path)
-        async with _translated(f"file {path}"):
+        async with _translated(f"file {path}", self.redactor):
             attrs = await self._sftp.stat(full)
         return RemoteFile(full, int(attrs.size or 0), float(attrs.mtime or 0))
 
     async def exists(self, path: str) -> bool:
         full = self.resolve(path)
-        async with _translated(f"file {path}"):
+        async with _translated(f"file {path}", self.redactor):
             return bool(await self._sftp.exists(full))
 
     async def glob(self, pattern: str) -> list[RemoteFile]:
@@ -68,7 +71,7 @@ class SftpSession:
         directory, name_pattern = posixpath.split(full)
         if GLOB_CHARS & set(directory):
             raise SourceRefused(f"pattern {pattern}: wildcards are allowed in the file name only")
-        async with _translated(f"directory {posixpath.dirname(pattern) or '.'}"):
+        async with _translated(f"directory {posixpath.dirname(pattern) or '.'}", self.redactor):
             entries = await self._sftp.readdir(directory)
         found = [
             RemoteFile(
@@ -83,7 +86,10 @@ class SftpSession:
         self, remote: RemoteFile, chunk_size: int, *, prefetch: int = 4
     ) -> AsyncIterator[bytes]:
         """The file's bytes in order; up to `prefetch` reads are in flight, so transfer overlaps work."""
-        async with _translated(f"file {remote.path}"), self._sftp.open(remote.path, "rb") as handle:
+        async with (
+            _translated(f"file {remote.path}", self.redactor),
+            self._sftp.open(remote.path, "rb") as handle,
+        ):
             offset, pending = 0, []
             for _ in range(prefetch):
                 pending.append(asyncio.ensure_future(handle.read(chunk_size, offset)))
@@ -105,7 +111,7 @@ class SftpSession:
     async def read_bytes(self, path: str, limit: int = 1 << 20) -> bytes:
         """A small file whole (manifests, count and ready files)."""
         full = self.resolve(path)
-        async with _translated(f"file {path}"), self._sftp.open(full, "rb") as handle:
+        async with _translated(f"file {path}", self.redactor), self._sftp.open(full, "rb") as handle:
             data: bytes = await handle.read(limit + 1)
         if len(data) > limit:
             raise SourceRefused(f"file {path} is larger than {limit} bytes")
@@ -125,7 +131,7 @@ class SftpSession:
         """Stream a file under a temporary name, then rename it into place (replacing an older one)."""
         full = self.resolve(path)
         temporary = f"{posixpath.dirname(full)}/.{posixpath.basename(full)}.part"
-        async with _translated(f"file {path}"):
+        async with _translated(f"file {path}", self.redactor):
             await self._makedirs(posixpath.dirname(full))
             try:
                 async with self._sftp.open(temporary, "wb") as handle:
@@ -154,13 +160,16 @@ class SftpSession:
 @contextlib.asynccontextmanager
 async def open_sftp(connection: ConnectionRecord, secrets: SecretBox) -> AsyncIterator[SftpSession]:
     options = _client_options(connection, secrets)
-    async with _translated(f"SFTP server {connection.host}:{connection.port}"):
+    redactor = connection_redactor(connection, secrets)
+    remember(redactor)  # the run's reporter scrubs with these secrets too
+    server = f"SFTP server {connection.host}:{connection.port}"
+    async with _translated(server, redactor):
         async with asyncio.timeout(CONNECT_TIMEOUT):
             ssh = await asyncssh.connect(connection.host, **options)
     try:
-        async with _translated(f"SFTP server {connection.host}:{connection.port}"):
+        async with _translated(server, redactor):
             sftp = await ssh.start_sftp_client()
-        yield SftpSession(connection, sftp)
+        yield SftpSession(connection, sftp, redactor)
     finally:
         ssh.close()
         with contextlib.suppress(Exception):
@@ -192,22 +201,24 @@ def _client_options(connection: ConnectionRecord, secrets: SecretBox) -> dict[st
 
 
 @contextlib.asynccontextmanager
-async def _translated(what: str) -> AsyncIterator[None]:
+async def _translated(what: str, redactor: Redactor) -> AsyncIterator[None]:
+    """asyncssh errors as Connect errors; the server's words (`reason`, `exc`) scrubbed of secrets."""
+    said = redactor.scrub
     try:
         yield
     except asyncssh.HostKeyNotVerifiable as exc:
-        raise SourceRefused(f"{what}: host key does not match the pinned key ({exc.reason})") from exc
+        raise SourceRefused(f"{what}: host key does not match the pinned key ({said(exc.reason)})") from exc
     except asyncssh.PermissionDenied as exc:
-        raise SourceRefused(f"{what}: authentication failed ({exc.reason})") from exc
+        raise SourceRefused(f"{what}: authentication failed ({said(exc.reason)})") from exc
     except asyncssh.KeyImportError as exc:
-        raise SourceRefused(f"{what}: the private key cannot be read ({exc})") from exc
+        raise SourceRefused(f"{what}: the private key cannot be read ({said(str(exc))})") from exc
     except asyncssh.SFTPNoSuchFile as exc:
         raise SourceRefused(f"{what}: not found") from exc
     except asyncssh.SFTPPermissionDenied as exc:
         raise SourceRefused(f"{what}: permission denied") from exc
     except asyncssh.SFTPError as exc:
-        raise SourceUnavailable(f"{what}: SFTP error ({exc.reason})") from exc
+        raise SourceUnavailable(f"{what}: SFTP error ({said(exc.reason)})") from exc
     except (asyncssh.DisconnectError, asyncssh.ConnectionLost) as exc:
-        raise SourceUnavailable(f"{what}: connection lost ({exc.reason})") from exc
+        raise SourceUnavailable(f"{what}: connection lost ({said(exc.reason)})") from exc
     except (OSError, TimeoutError) as exc:
-        raise SourceUnavailable(f"{what}: unreachable ({exc})") from exc
+        raise SourceUnavailable(f"{what}: unreachable ({said(str(exc))})") from exc

@@ -6,11 +6,12 @@ connections (SFTP endpoints, REST endpoints) and tables, which live in the catal
 
 from __future__ import annotations
 
+import codecs
 from datetime import datetime, time
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, field_validator
 
 from shared.contracts.envelope import Frozen
 
@@ -113,6 +114,20 @@ class CsvFormat(Frozen):
     quote: str = Field(default='"', min_length=1, max_length=1)
     header: bool = Field(default=True, description="False: columns are named by position, '1', '2', …")
     encoding: str = Field(default="utf-8", max_length=40)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_text_encoding(cls, name: str) -> str:
+        """A Python text codec name (`utf-8`, `latin-1`, `cp1252`, `utf-16` …), checked before any run."""
+        message = f"unknown encoding '{name}'; give a text encoding such as utf-8 or latin-1"
+        try:
+            codec = codecs.lookup(name)
+            if not getattr(codec, "_is_text_encoding", True):  # rot13, base64, zlib: not text encodings
+                raise LookupError(name)
+            codec.incrementaldecoder().decode(b"", final=True)  # 'undefined' refuses everything
+        except (LookupError, UnicodeError) as exc:
+            raise ValueError(message) from exc
+        return name
 
 
 class SftpSource(Frozen):

@@ -38,10 +38,14 @@ TERMINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus
 
 
 class RunCounts(Frozen):
+    """A completed import has `read = inserted + updated + unchanged + rejected`."""
+
     read: int = Field(default=0, ge=0)
     inserted: int = Field(default=0, ge=0)
     updated: int = Field(default=0, ge=0)
     rejected: int = Field(default=0, ge=0)
+    unchanged: int = Field(default=0, ge=0, description="Matched rows left as they were (no_update).")
+    skipped: int = Field(default=0, ge=0, description="Blank lines: not records, not in `read`.")
 
 
 # --- commands -------------------------------------------------------------------------------------

@@ -144,6 +144,8 @@ async def test_jobs_commands(cli: Cli, sftp_connection: int, table: str, unique:
     bad_edit = cli("jobs", "edit", str(job_id), "--name", "", ok=False)
     assert bad_edit.returncode == 1 and "name" in bad_edit.stderr
     assert cli.json("jobs", "preview", str(job_id), "--count", "3")["fires"].__len__() == 3
+    later = cli.json("jobs", "preview", str(job_id), "--count", "1", "--from", "2031-06-01T12:00:00Z")
+    assert later["fires"][0]["utc"].startswith("2031-06-02T03:00")  # daily 03:00 UTC, after --from
 
     refused = cli("jobs", "copy", str(job_id), "--name", f"copy {unique}", ok=False)
     assert refused.returncode == 1 and "inactive" in refused.stderr
@@ -350,3 +352,26 @@ async def test_admin_create_token(cli: Cli, system: RunningSystem) -> None:
     assert bad_role.returncode == 2 and "unknown role" in bad_role.stderr
     no_db = cli("admin", "create-token", "--name", "x", ok=False, env={"MONGO_URL": ""})
     assert no_db.returncode == 2 and "MONGO_URL" in no_db.stderr
+
+
+async def test_runs_rejects_lists_every_reject_with_its_record(
+    cli: Cli, api: httpx.AsyncClient, sshd: Sshd, sftp_connection: int, table: str, unique: str
+) -> None:
+    write_contacts(sshd, f"{unique}/rejects.csv", 2100, bad_every=2)  # 1,050 rejects: two pages of the CLI
+    job = (
+        await api.post(
+            "/jobs", json=import_job(f"rejects {unique}", sftp_connection, f"{unique}/rejects.csv", table)
+        )
+    ).json()
+    run_id = cli("jobs", "run", str(job["id"])).stdout.strip()
+    assert cli("runs", "watch", run_id, "--interval", "0.3").returncode == 0
+
+    rows = list(csv.reader(cli("runs", "rejects", run_id, "--output", "csv").stdout.splitlines()))
+    assert rows[0] == ["file", "line", "field", "reason", "record"]
+    assert rows[1] == ["1", "3", "email", "'bad' is not an email address", "C000002,bad,2"]
+    assert [int(row[1]) for row in rows[1:]] == list(range(3, 2102, 2))
+    listed = cli.json("runs", "rejects", run_id)
+    assert listed["total"] == 1050 and listed["items"][-1]["record"] == "C002100,bad,2100"
+    assert "C000002,bad,2" in cli("runs", "rejects", run_id).stdout
+    unknown = cli("runs", "rejects", "424242.1", ok=False)
+    assert unknown.returncode == 1 and "does not exist" in unknown.stderr

@@ -344,6 +344,24 @@ async def test_job_detail_shows_fire_times_with_dst_and_a_chart_of_runs(
     await shot(page, "job-detail")
 
 
+async def test_job_detail_pages_the_schedule_preview_forward_and_back(
+    page: Any, api: httpx.AsyncClient, sftp_connection: int, table: str, unique: str
+) -> None:
+    schedule = {"type": "recurring", "rule": {"kind": "daily", "at": "02:30"}, "timezone": "Europe/Paris"}
+    job = await new_job(api, f"daily {unique}", sftp_connection, f"{unique}/x.csv", table, schedule=schedule)
+    fires = (await api.get(f"/jobs/{job['id']}/schedule-preview", params={"count": 20})).json()["fires"]
+    shown = lambda i: fires[i]["local"].replace("T", " ")  # noqa: E731
+
+    await page.goto(f"/#/jobs/{job['id']}")
+    first_cell = page.locator("#schedule-preview tbody tr").first.locator("td").first
+    await expect(first_cell).to_have_text(shown(0))
+    await expect(page.locator("#preview-earlier")).to_be_disabled()
+    await page.locator("#preview-later").click()
+    await expect(first_cell).to_have_text(shown(10))  # the 11th fire: no gap, no repeat
+    await page.locator("#preview-earlier").click()
+    await expect(first_cell).to_have_text(shown(0))
+
+
 # --- groups: create, reorder, run --------------------------------------------------------------------
 
 
@@ -388,3 +406,38 @@ async def test_group_create_reorder_run_and_member_runs(
     await expect(member_rows).to_have_count(2)
     await expect(member_rows.nth(0)).to_contain_text(f"step B {unique}")
     await expect(member_rows.nth(0)).to_contain_text(group_run_id)
+
+
+# --- rejected records on the run page ------------------------------------------------------------
+
+
+async def test_a_partial_runs_rejects_are_listed_and_paged_on_its_page(
+    page: Any, api: httpx.AsyncClient, sshd: Sshd, sftp_connection: int, table: str, unique: str
+) -> None:
+    write_contacts(sshd, f"{unique}/bad.csv", 120, bad_every=2)  # 60 rejects: two pages of 50
+    job = await new_job(api, f"rejects {unique}", sftp_connection, f"{unique}/bad.csv", table)
+    run_id = (await api.post(f"/jobs/{job['id']}/run")).json()["run_id"]
+    assert (await wait_for_run(api, run_id))["status"] == "partial"
+
+    await page.goto(f"/#/runs/{run_id}")
+    rejects = page.locator("#run-rejects")
+    await expect(rejects.get_by_role("heading")).to_have_text("Rejected records (60)")
+    rows = rejects.locator("tbody tr")
+    await expect(rows).to_have_count(50)
+    first = rows.nth(0)  # record 2 is on line 3 (the header is line 1)
+    await expect(first.locator("td")).to_have_text(
+        ["3", "email", "'not-an-email' is not an email address", "C000002,not-an-email,2"]
+    )
+    await shot(page, "run-rejects")
+    await rejects.get_by_role("button", name="Next rejects").click()
+    await expect(rows).to_have_count(10)
+    await expect(rows.last.locator("td").first).to_have_text("121")
+    await expect(rejects.get_by_role("button", name="Next rejects")).to_be_disabled()
+
+    clean = await new_job(api, f"clean {unique}", sftp_connection, f"{unique}/good.csv", table)
+    write_contacts(sshd, f"{unique}/good.csv", 3)
+    clean_run = (await api.post(f"/jobs/{clean['id']}/run")).json()["run_id"]
+    assert (await wait_for_run(api, clean_run))["status"] == "succeeded"
+    await page.goto(f"/#/runs/{clean_run}")
+    await expect(page.locator("#execution-log")).to_contain_text("finished")
+    await expect(page.locator("#run-rejects")).to_be_hidden()

@@ -56,7 +56,14 @@ async def test_import_run_end_to_end(
     assert first.json() == {"run_id": f"{job_id}.1"}
     run = await wait_for_run(api, f"{job_id}.1")
     assert run["status"] == "succeeded", run
-    assert run["counts"] == {"read": 250, "inserted": 250, "updated": 0, "rejected": 0}
+    assert run["counts"] == {
+        "read": 250,
+        "inserted": 250,
+        "updated": 0,
+        "rejected": 0,
+        "unchanged": 0,
+        "skipped": 0,
+    }
     assert run["job_name"] == f"import {unique}"
     assert run["job_type"] == "import"
     assert run["trigger"] == "on_demand"
@@ -83,7 +90,14 @@ async def test_import_run_end_to_end(
     assert second.json() == {"run_id": f"{job_id}.2"}
     rerun = await wait_for_run(api, f"{job_id}.2")
     assert rerun["status"] == "succeeded", rerun
-    assert rerun["counts"] == {"read": 250, "inserted": 0, "updated": 250, "rejected": 0}
+    assert rerun["counts"] == {
+        "read": 250,
+        "inserted": 0,
+        "updated": 250,
+        "rejected": 0,
+        "unchanged": 0,
+        "skipped": 0,
+    }
     assert await table_rows(mongo, system, table) == expected  # merged, not duplicated
 
     listed = (await api.get("/runs", params={"job_id": job_id})).json()
@@ -115,7 +129,14 @@ async def test_malformed_rows_are_rejected_with_line_and_reason(
     run = await wait_for_run(api, run_id)
 
     assert run["status"] == "partial", run
-    assert run["counts"] == {"read": 7, "inserted": 4, "updated": 0, "rejected": 3}
+    assert run["counts"] == {
+        "read": 7,
+        "inserted": 4,
+        "updated": 0,
+        "rejected": 3,
+        "unchanged": 0,
+        "skipped": 0,
+    }
     assert [r["customer_id"] for r in await table_rows(mongo, system, table)] == ["A1", "A2", "A4", "A7"]
     rejects_path = sshd.root / unique / f"mixed.csv.{run_id}.rejects.csv"
     assert run["rejects_file"] == str(rejects_path)
@@ -125,7 +146,7 @@ async def test_malformed_rows_are_rejected_with_line_and_reason(
         ["line", "field", "reason"],
         ["4", "points", "'three' is not an integer"],
         ["6", "email", "'not-an-email' is not an email address"],
-        ["7", "", "expected 3 columns, found 2"],
+        ["7", "columns", "expected 3 columns, found 2"],
     ]
     logs = (await api.get(f"/runs/{run_id}/logs")).json()
     assert any(str(rejects_path) in line["message"] for line in logs["lines"])

@@ -200,3 +200,17 @@ async def test_the_run_log_streams_over_sse_and_ends(
     seqs = [data["seq"] for kind, data in events if kind == "line"]
     assert seqs == list(range(1, run["last_log_seq"] + 1))
     assert events[-1] == ("end", {"status": "succeeded", "last_log_seq": run["last_log_seq"]})
+
+
+async def test_every_service_exports_its_event_loop_lag(
+    system: RunningSystem, scheduled_run: dict[str, Any]
+) -> None:
+    """Each process (the logsink's lean consumer too) measures its loop from the start."""
+    assert scheduled_run["run"]["status"] == "succeeded"
+    for service in SERVICES:
+        text = await _text(system.processes, service)
+        assert "# TYPE connect_event_loop_lag_seconds histogram" in text, service
+        samples = scrape(text)
+        observed = total(samples, "connect_event_loop_lag_seconds_count", service=service)
+        assert observed > 0, f"{service} has not observed its loop lag"
+        assert total(samples, "connect_event_loop_lag_seconds_bucket", service=service, le="+Inf") == observed

@@ -294,3 +294,34 @@ async def test_spec_validation_names_the_field(api: Api) -> None:
         assert response.status_code == 422, (field, response.text)
         assert response.json()["error"]["field"] == field, response.json()
     assert (await api.ok("GET", "/jobs"))["total"] == 1
+
+
+@pytest.mark.parametrize("match_column", ["EMAIL_ADDRESS_", "CUSTOMER_ID_", "MOBILE_NUMBER_", "RIID_"])
+async def test_profile_extension_import_matches_on_any_list_match_column(api: Api, match_column: str) -> None:
+    people = {"name": "people", "kind": "list", "fields": [{"name": "city"}]}
+    await api.ok("POST", "/tables", json=people)
+    pet = {"name": "people_pet", "kind": "profile_extension", "parent_list": "people",
+           "fields": [{"name": "score", "type": "integer"}]}  # fmt: skip
+    await api.ok("POST", "/tables", json=pet)
+    connection_id = await sftp_connection(api)
+    spec = {
+        "kind": "import",
+        "source": {"kind": "sftp", "connection_id": connection_id, "path": "pets.csv"},
+        "mapping": [{"column": "key", "field": match_column}, {"column": "score", "field": "score"}],
+        "target": {"kind": "profile_extension", "table": "people_pet", "match_column": match_column},
+    }
+    job = await api.ok("POST", "/jobs", role=Role.OPERATOR, json={"name": "pets", "spec": spec})
+    assert job["spec"]["target"]["match_column"] == match_column
+    unmapped = {**spec, "mapping": [{"column": "score", "field": "score"}]}
+    response = await api.call("POST", "/jobs", json={"name": "unmapped", "spec": unmapped})
+    assert response.status_code == 422 and response.json()["error"]["field"] == "spec.mapping"
+    assert f"map a column to {match_column}" in response.json()["error"]["message"]
+    # Only the match column comes from the parent list; another list field is not the extension's.
+    other = "CUSTOMER_ID_" if match_column != "CUSTOMER_ID_" else "EMAIL_ADDRESS_"
+    stray = {**spec, "mapping": [*spec["mapping"], {"column": "other", "field": other}]}
+    response = await api.call("POST", "/jobs", json={"name": "stray", "spec": stray})
+    assert response.status_code == 422 and response.json()["error"]["field"] == "spec.mapping[2].field"
+    if match_column != "RIID_":  # the extension need not (and may not) define the list's match column
+        redefining = {**pet, "name": "people_pet2", "fields": [{"name": match_column}]}
+        response = await api.call("POST", "/tables", json=redefining)
+        assert response.status_code == 422 and "target.match_column" in response.json()["error"]["message"]

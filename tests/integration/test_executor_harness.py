@@ -27,6 +27,7 @@ from services.executor.repository import (
     MongoWatermarks,
 )
 from services.executor.service import ExecutionSettings, ExecutorService
+from services.executor.table_writers import MongoTableWriters
 from shared.catalog_records import LIST_SYSTEM_FIELDS
 from shared.contracts import Envelope, RunFinished, RunRequested
 from shared.contracts.jobs import JobSnapshot, JobType
@@ -85,8 +86,10 @@ class Harness:
                 max_attempts=max_attempts, retry_backoff=0.05,
                 imports=ImportSettings(batch_size=batch_size, read_chunk_bytes=64 * 1024, max_in_flight=in_flight),
                 exports=ExportSettings(batch_size=batch_size, rest_max_attempts=4, rest_backoff=rest_backoff),
+                table_poll_seconds=0.2,
             ),
             leases=MongoLeaseStore(mongo, s.database("executor"), lease_seconds),
+            writers=MongoTableWriters(mongo, s.database("executor"), lease_seconds),
             catalog=MongoCatalogReader(mongo, s.database("catalog")),
             store=MongoAudienceStore(mongo, s.audience_database),
             rejects=MongoRejectStore(mongo, s.database("executor")),

@@ -69,3 +69,30 @@ async def test_a_transient_failure_is_retried_and_the_run_then_succeeds(harness:
 
     assert finished.data.status == RunStatus.SUCCEEDED, finished.data.error
     assert finished.data.counts.inserted == 1
+
+
+async def test_a_copy_that_lost_its_lease_publishes_no_result(harness: Harness) -> None:
+    """Another executor took the run over (the lease changed hands): the copy that lost it stops and
+    reports nothing, so the run ends with the new owner's one `RunFinished`."""
+    h = harness
+    await h.connection()
+    await h.table("contacts", CONTACT_FIELDS, primary_key=("customer_id",))
+    rows = [[f"K{n:05}", f"c{n}@x.io", str(n)] for n in range(3000)]
+    h.write("big.csv", csv_text([["id", "email", "points"], *rows]))
+    losing = h.service(batch_size=5, in_flight=1, executor_id="losing", lease_seconds=0.9)
+    request = h.request(import_spec("big.csv", {"kind": "custom", "table": "contacts"}, CONTACT_MAPPING))
+    run_id = request.data.run_id
+    assert await losing.accept(request)
+    async with asyncio.timeout(30):
+        while not any(m.startswith("header read") for m in h.events.logs(run_id)):
+            h.events.changed.clear()
+            await h.events.changed.wait()
+    leases = h.mongo[h.settings.database("executor")]["run_leases"]
+    await leases.update_one({"_id": run_id}, {"$set": {"owner": "executor-that-took-over"}})
+    task = losing.active[run_id].task
+    assert task is not None
+    async with asyncio.timeout(30):
+        await task
+    assert h.events.of(run_id, RunFinished) == []
+    lease = await leases.find_one({"_id": run_id})
+    assert lease is not None and lease["owner"] == "executor-that-took-over" and "finished" not in lease

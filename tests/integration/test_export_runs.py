@@ -171,9 +171,57 @@ async def test_rest_push_in_batches_retries_429_and_5xx_and_records_a_failed_bat
         (50, 200),
     ]
     assert run.data.status == RunStatus.PARTIAL
-    assert run.data.counts.model_dump() == {"read": 450, "inserted": 250, "updated": 0, "rejected": 200}
+    counts = run.data.counts
+    assert (counts.read, counts.inserted, counts.updated, counts.rejected) == (450, 250, 0, 200)
     assert run.data.error == "1 batch(es) failed; first: batch 2 (200 records) failed: HTTP 500: injected 500"
     assert app.received[0] == ["u000@x.io", "=U0"]  # a REST push sends values as they are
     assert len(app.received) == 250
     logs = h.events.logs("80.1")
     assert any(line.startswith("batch 2 (200 records) failed: HTTP 500") for line in logs)
+
+
+STOCK_FIELDS = [{"name": "SKU", "type": "string", "required": True},
+                {"name": "REGION", "type": "string", "required": True}, {"name": "ADDED", "type": "date"},
+                {"name": "SEEN", "type": "timestamp"}, {"name": "PRICE", "type": "number"}]  # fmt: skip
+
+
+async def stock(h: Harness) -> None:
+    """A custom table keyed by two fields, loaded in an order that is neither key's order."""
+    await h.connection()
+    await h.table("stock", STOCK_FIELDS, primary_key=("SKU", "REGION"))
+    rows = [["sku", "region", "added", "seen", "price"],
+            ["b", "US", "2024-02-29", "2024-03-01T00:00:00Z", "-3"], ["a", "US", "2024-01-02", "", "2.5"],
+            ["b", "EU", "", "2024-03-01T08:30:00Z", ""], ["a", "EU", "2023-12-31", "", "-3.5"]]  # fmt: skip
+    h.write("stock.csv", csv_text(rows))
+    mapping = [("sku", "SKU"), ("region", "REGION"), ("added", "ADDED"), ("seen", "SEEN"), ("price", "PRICE")]
+    loaded = await h.run(import_spec("stock.csv", {"kind": "custom", "table": "stock"}, mapping))
+    assert loaded.data.status == RunStatus.SUCCEEDED, loaded.data.error
+
+
+async def test_imported_dates_export_as_dates_and_midnight_timestamps_as_timestamps(harness: Harness) -> None:
+    h = harness
+    await stock(h)
+    destination = {"kind": "sftp", "connection_id": 1, "path_template": "out/stock_{run_id}.csv"}
+    spec = {"kind": "export", "source": {"kind": "table", "table": "stock"}, "destination": destination}
+    run = await h.run(spec, job_id=90)
+    assert run.data.status == RunStatus.SUCCEEDED, run.data.error
+    assert (h.root / "out/stock_90.1.csv").read_bytes() == (
+        b"SKU,REGION,ADDED,SEEN,PRICE\r\n"
+        b"a,EU,2023-12-31,,'-3.5\r\n"
+        b"a,US,2024-01-02,,2.5\r\n"
+        b"b,EU,,2024-03-01T08:30:00+00:00,\r\n"
+        b"b,US,2024-02-29,2024-03-01T00:00:00+00:00,'-3\r\n"  # -3 stored as a number is neutralised too
+    )
+
+
+async def test_table_export_in_key_order_writes_one_bom_across_batches(harness: Harness) -> None:
+    h = harness
+    await stock(h)
+    destination = {"kind": "sftp", "connection_id": 1, "path_template": "out/keys_{run_id}.csv"}
+    spec = {"kind": "export", "source": {"kind": "table", "table": "stock"}, "fields": ["SKU", "REGION"],
+            "format": {"encoding": "utf-8-sig"}, "destination": destination}  # fmt: skip
+    run = await h.run(spec, job_id=91, service=h.service(batch_size=1))
+    assert run.data.status == RunStatus.SUCCEEDED, run.data.error
+    assert (
+        h.root / "out/keys_91.1.csv"
+    ).read_bytes() == "SKU,REGION\r\na,EU\r\na,US\r\nb,EU\r\nb,US\r\n".encode("utf-8-sig")

@@ -87,7 +87,8 @@ async def test_a_delivery_is_checked_and_loaded_with_lookups_applied(harness: Ha
     delivery(h)
     run = await h.run(spec)
     assert run.data.status == RunStatus.SUCCEEDED, run.data.error
-    assert run.data.counts.model_dump() == {"read": 4, "inserted": 4, "updated": 0, "rejected": 0}
+    assert run.data.counts.model_dump() == {"read": 4, "inserted": 4, "updated": 0, "rejected": 0,
+                                            "unchanged": 0, "skipped": 0}  # fmt: skip
     assert await h.rows("hits", "hit_time") == [
         {"hit_time": 1704067200, "visitor": "3000", "visit": 1, "page": "https://shop.example/home",
          "browser": "Chrome 120", "campaign": "spring"},

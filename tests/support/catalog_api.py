@@ -19,7 +19,7 @@ from shared.settings import CommonSettings
 
 SECRET_PASSWORD = "s3cret-Password-never-shown"
 SECRET_TOKEN = "rest-T0ken-never-shown"
-FAKE_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPLACEHOLDERKEYFORTESTS0000000000000"
+FAKE_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKTAwE5D2EZ7AEei9HykCvPFvSHoQP9lVYnj62JTy6g3"  # a real key; no server has it
 
 
 class Api:

@@ -132,7 +132,7 @@ def connection(base_dir: str = "/data/acme") -> ConnectionRecord:
     )
 
 
-@pytest.mark.parametrize("path", ["people.csv", "in/people.csv", "/in/people.csv", "in/../people.csv"])
+@pytest.mark.parametrize("path", ["people.csv", "in/people.csv", "/in/people.csv", "in/..people.csv"])
 def test_valid_import_passes(path: str) -> None:
     validate_import(import_spec(path), table(), connection())
 
@@ -192,9 +192,8 @@ def test_the_mapping_must_fill_the_primary_key() -> None:
     [
         ("/data", "a/b.csv", "/data/a/b.csv"),
         ("/data/", "/a.csv", "/data/a.csv"),
-        ("data", "./x/../a.csv", "/data/a.csv"),
+        ("data", "./x/a.csv", "/data/x/a.csv"),
         ("/data", ".", "/data"),
-        ("/", "../../etc/file", "/etc/file"),
         ("/", "a.csv", "/a.csv"),
     ],
 )
@@ -202,7 +201,9 @@ def test_resolve_inside_joins_and_normalises(base: str, path: str, expected: str
     assert resolve_inside(base, path) == expected
 
 
-@pytest.mark.parametrize("path", ["..", "../secret", "a/../../secret", "../data2/file", "/../etc/passwd"])
+@pytest.mark.parametrize(
+    "path", ["..", "../secret", "a/../../secret", "../data2/file", "/../etc/passwd", "x/../a.csv", "..\\a"]
+)
 def test_resolve_inside_refuses_escapes(path: str) -> None:
     with pytest.raises(ValidationFailed) as error:
         resolve_inside("/data", path)

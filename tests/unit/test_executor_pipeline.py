@@ -36,7 +36,10 @@ class SlowTarget:
         for item in items:
             self.table[item.row["k"]] = item.row["v"]
         self.in_flight -= 1
-        return WriteOutcome(inserted=len(items))
+        outcome = WriteOutcome()
+        for item in items:  # each key is new here; earlier occurrences folded into an item update it
+            outcome.count(item, "insert")
+        return outcome
 
 
 async def run(
@@ -69,6 +72,7 @@ async def test_a_key_in_a_slow_earlier_batch_still_ends_with_its_last_value() ->
     final = checkpoints[-1]
     # One duplicate inside a batch; the others are across batches (the database target counts those).
     assert (final.file, final.line) == (0, 9) and final.duplicates == 1 and final.inserted == 7
+    assert final.updated == 1  # the folded occurrence counts as an update of the record it created
     assert [c.line for c in checkpoints] == sorted(c.line for c in checkpoints)
 
 
@@ -87,3 +91,45 @@ def test_adobe_manifest_and_hit_lines() -> None:
     assert manifest.total_records == 2 and manifest.data_files[0].records == 2
     assert split_hit_line("a\\\tb\tc\\\\d") == ["a\tb", "c\\d"]
     assert record_continues("abc\\") and not record_continues("abc\\\\")
+
+
+class TwoColumnTarget:
+    """A list on two match columns: rows sharing either column's value must not be written at once
+    (one of them collides with the other's record, and file order decides which)."""
+
+    dedupe = True
+    conflicts_by_column = True
+
+    def __init__(self) -> None:
+        self.writing: list[tuple[Any, ...]] = []
+        self.overlaps: list[tuple[Any, ...]] = []
+
+    def key(self, row: dict[str, Any]) -> tuple[Any, ...] | None:
+        return (row["e"], row["m"])
+
+    def missing_key(self, row: dict[str, Any]) -> tuple[str, str]:
+        return "e", "empty"
+
+    async def write(self, items: list[Item]) -> WriteOutcome:
+        keys = [(i.row["e"], i.row["m"]) for i in items]
+        busy = {(column, value) for key in self.writing for column, value in enumerate(key)}
+        self.overlaps += [k for k in keys if any((c, v) in busy for c, v in enumerate(k))]
+        self.writing += keys
+        await asyncio.sleep(0.01)  # the write's database round trips
+        for k in keys:
+            self.writing.remove(k)
+        return WriteOutcome()
+
+
+async def test_a_row_sharing_one_match_value_with_a_batch_in_flight_waits_for_it() -> None:
+    target = TwoColumnTarget()
+
+    async def on_written(outcome: WriteOutcome) -> None:
+        return None
+
+    pipeline = WritePipeline(target, batch_size=1, max_in_flight=4, resume=None, on_written=on_written,
+                             on_rejected=lambda r: None, save_checkpoint=None, stop_requested=lambda: False)  # fmt: skip
+    for line, (e, m) in enumerate([("a", 1), ("b", 2), ("a", 2), ("c", 3)], start=2):
+        await pipeline.add(Item(0, line, {"e": e, "m": m}))
+    await pipeline.finish()
+    assert target.overlaps == []

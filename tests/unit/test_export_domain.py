@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from services.executor.domain.export import CsvEncoder, cell, matches, neutralise, pushdown_query, render_path
-from shared.contracts.jobs import Condition, CsvFormat, Filter
+from services.executor.domain.export import (
+    CsvEncoder,
+    cell,
+    matches,
+    neutralise,
+    pushdown_query,
+    render_path,
+    typed,
+)
+from shared.contracts.jobs import Condition, CsvFormat, FieldType, Filter
 
 
 @pytest.mark.parametrize(
@@ -53,3 +61,29 @@ def test_only_all_conditions_on_list_fields_are_pushed_down() -> None:
     audience = Filter(conditions=(Condition(field="CITY", op="exists"), Condition(field="p.X", op="exists")))
     assert pushdown_query(audience) == {"CITY": {"$exists": True, "$ne": None}}
     assert pushdown_query(Filter(match="any", conditions=audience.conditions)) == {}
+
+
+def test_whole_negative_numbers_are_neutralised_like_integers() -> None:
+    assert cell(-3.0) == "'-3" and cell(-2) == "'-2" and cell(3.0) == "3"
+
+
+def test_values_render_by_their_field_type_whatever_utc_object_the_database_returns() -> None:
+    midnight = datetime(2024, 2, 29, tzinfo=timezone(timedelta(0)))  # not `UTC` itself, as from BSON
+    assert cell(typed(midnight, FieldType.DATE)) == "2024-02-29"
+    assert cell(typed(midnight, FieldType.TIMESTAMP)) == "2024-02-29T00:00:00+00:00"
+    assert cell(typed(datetime(2024, 2, 29, 8, 30), FieldType.TIMESTAMP)) == "2024-02-29T08:30:00+00:00"
+
+
+def test_a_byte_order_mark_is_written_once_however_many_batches() -> None:
+    encoder = CsvEncoder(CsvFormat(encoding="utf-16"), ["a"])
+    data = encoder.header() + encoder.rows([{"a": "x"}]) + encoder.rows([{"a": "é"}])
+    assert data == "a\r\nx\r\né\r\n".encode("utf-16")
+
+
+def test_filters_read_boolean_words_and_order_text_without_case() -> None:
+    def holds(row: dict[str, object], field: str, op: str, value: str) -> bool:
+        return matches(row, Filter(conditions=(Condition(field=field, op=op, value=value),)))  # type: ignore[arg-type]
+
+    assert holds({"VIP": True}, "VIP", "eq", "true") and holds({"VIP": False}, "VIP", "eq", "no")
+    assert not holds({"VIP": True}, "VIP", "eq", "false")
+    assert holds({"CITY": "Bern"}, "CITY", "gt", "b") and not holds({"CITY": "bern"}, "CITY", "lt", "B")

@@ -257,7 +257,8 @@ def test_on_finished_records_outcome_and_duration() -> None:
     assert finished["status"] == "partial"
     assert finished["duration_seconds"] == 123.0
     assert finished["run_number"] == 4
-    assert finished["counts"] == {"read": 10, "inserted": 6, "updated": 3, "rejected": 1}
+    assert finished["counts"] == {"read": 10, "inserted": 6, "updated": 3, "rejected": 1, "unchanged": 0,
+                                  "skipped": 0}  # fmt: skip
     assert finished["last_log_seq"] == 4
     assert finished["finished_event_id"] == event.id
     assert update["$min"] == {"started_at": T0}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -12,7 +13,7 @@ from services.catalog.api.resources import ERRORS, Limit, Offset
 from services.catalog.group_schemas import GroupCreate, GroupRunAccepted, GroupUpdate, GroupView
 from services.catalog.groups import GroupService
 from services.catalog.job_schemas import SchedulePreview
-from services.catalog.schedule_preview import preview_schedule
+from services.catalog.schedule_preview import MAX_FIRES, PREVIEW_FROM, preview_schedule
 from services.catalog.schemas import Page
 
 router = APIRouter(prefix="/api/v1/groups", responses=ERRORS, tags=["groups"])  # type: ignore[arg-type]
@@ -90,6 +91,10 @@ async def deactivate_group(group_id: GroupId, groups: Groups, _: Operator) -> Gr
 
 @router.get("/{group_id}/schedule-preview")
 async def group_schedule_preview(
-    group_id: GroupId, groups: Groups, _: Viewer, count: Annotated[int, Query(ge=1, le=100)] = 10
+    group_id: GroupId,
+    groups: Groups,
+    _: Viewer,
+    count: Annotated[int, Query(ge=1, le=MAX_FIRES)] = 10,
+    start: Annotated[datetime | None, Query(alias="from", description=PREVIEW_FROM)] = None,
 ) -> SchedulePreview:
-    return preview_schedule((await groups.load(group_id)).schedule, count)
+    return preview_schedule((await groups.load(group_id)).schedule, count, start)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
@@ -20,7 +21,7 @@ from services.catalog.job_schemas import (
     SchedulePreview,
 )
 from services.catalog.jobs import JobService
-from services.catalog.schedule_preview import preview_schedule
+from services.catalog.schedule_preview import MAX_FIRES, PREVIEW_FROM, preview_schedule
 from services.catalog.schemas import Page, RunAccepted
 from shared.contracts.jobs import JobType
 
@@ -141,7 +142,11 @@ async def delete_jobs(body: Annotated[JobsDelete, Body()], jobs: Jobs, _: Operat
 
 @router.get("/{job_id}/schedule-preview")
 async def job_schedule_preview(
-    job_id: JobId, jobs: Jobs, _: Viewer, count: Annotated[int, Query(ge=1, le=100)] = 10
+    job_id: JobId,
+    jobs: Jobs,
+    _: Viewer,
+    count: Annotated[int, Query(ge=1, le=MAX_FIRES)] = 10,
+    start: Annotated[datetime | None, Query(alias="from", description=PREVIEW_FROM)] = None,
 ) -> SchedulePreview:
     """The next fire times of the job's schedule, in its zone and in UTC, flagging daylight-saving changes."""
-    return preview_schedule((await jobs.load(job_id)).schedule, count)
+    return preview_schedule((await jobs.load(job_id)).schedule, count, start)

@@ -1,4 +1,5 @@
-"""Routes of runs and group runs (the Completed jobs tab) and of run logs, paged or tailed live (SSE)."""
+"""Routes of runs and group runs (the Completed jobs tab), of run logs, paged or tailed live (SSE), and
+of a run's rejected records."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from services.catalog.api.deps import Viewer
 from services.catalog.api.resources import ERRORS, Limit, Offset
+from services.catalog.rejects import CURSOR_PATTERN, RunRejectPage
 from services.catalog.runs import (
     GroupRunDetail,
     GroupRunView,
@@ -88,6 +90,27 @@ async def get_run_logs(
 ) -> RunLogPage:
     """The run's execution log in order; `missing` lists numbering gaps (log lines missing)."""
     return await runs.run_logs(run_id, after=after, limit=limit)
+
+
+@router.get("/runs/{run_id}/rejects")
+async def get_run_rejects(
+    run_id: str,
+    runs: Runs,
+    _: Viewer,
+    after: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="`FILE:LINE`: rejects after this one (`next_after`)."),
+    ] = None,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> RunRejectPage:
+    """The run's rejected records in file and line order: line, field, reason and the raw record.
+
+    Page with `offset`, or — cheaper for long lists — with `after` set to the previous page's
+    `next_after` (not both). The rejects file on the connection holds the same records (line,
+    field, reason); rejects are kept 14 days.
+    """
+    return await runs.run_rejects(run_id, after=after, offset=offset, limit=limit)
 
 
 @router.get(

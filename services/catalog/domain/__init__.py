@@ -1,6 +1,7 @@
 """Catalog rules, free of I/O: who may do what, and what makes tables, jobs and groups valid."""
 
 from services.catalog.domain.auth import Role, hash_token, require_role
+from services.catalog.domain.connections import validate_sftp_connection
 from services.catalog.domain.jobs import (
     RunNowRefused,
     StoredJob,
@@ -11,6 +12,7 @@ from services.catalog.domain.jobs import (
     validate_export,
     validate_import,
 )
+from services.catalog.domain.schedules import check_instants
 from services.catalog.domain.tables import table_fields, validate_new_table, validate_table
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "RunNowRefused",
     "StoredJob",
     "check_copy",
+    "check_instants",
     "check_run_now",
     "hash_token",
     "require_confirmation",
@@ -27,5 +30,6 @@ __all__ = [
     "validate_export",
     "validate_import",
     "validate_new_table",
+    "validate_sftp_connection",
     "validate_table",
 ]

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.catalog_records import (
     LIST_MATCH_COLUMNS,
+    LIST_SYSTEM_FIELDS,
     ConnectionKind,
     ConnectionRecord,
     TableKind,
@@ -31,6 +32,7 @@ from shared.contracts.jobs import (
     ProfileExtensionTarget,
     Schedule,
     SftpDestination,
+    TableField,
     is_expired,
 )
 from shared.errors import Conflict, PermanentError, ValidationFailed
@@ -157,9 +159,19 @@ def _check_target_kind(spec: ImportSpec, table: TableRecord) -> None:
         raise ValidationFailed("a partner feed loads into a custom table", field="spec.target")
 
 
+def _mapped_field(spec: ImportSpec, table: TableRecord, name: str) -> TableField | None:
+    """A field of the target table; for a profile extension also its match column, a field of the parent
+    list that finds the record (stored in the extension only when the extension defines it too)."""
+    field = table.field(name)
+    target = spec.target
+    if field is None and isinstance(target, ProfileExtensionTarget) and name == target.match_column:
+        field = next((f for f in LIST_SYSTEM_FIELDS if f.name == name), None)
+    return field
+
+
 def _check_mapping(spec: ImportSpec, table: TableRecord) -> None:
     for i, mapping in enumerate(spec.mapping):
-        field = table.field(mapping.field)
+        field = _mapped_field(spec, table, mapping.field)
         if field is None:
             raise ValidationFailed(
                 f"field '{mapping.field}' is not a field of table {table.name}",

@@ -30,9 +30,12 @@ def table_fields(kind: TableKind, user_fields: Sequence[TableField]) -> tuple[Ta
             raise ValidationFailed(f"{', '.join(reserved)} are system fields of every list", field="fields")
         return (*LIST_SYSTEM_FIELDS, *user_fields)
     if kind == TableKind.PROFILE_EXTENSION:
-        if [n for n in reserved if n != "RIID_"]:
+        redefined = [n for n in reserved if n != "RIID_"]
+        if redefined:
             raise ValidationFailed(
-                "a profile extension table may not redefine list system fields", field="fields"
+                f"a profile extension table may not redefine list system fields ({', '.join(redefined)}); "
+                "an import matches on them without that (target.match_column)",
+                field="fields",
             )
         riid = LIST_SYSTEM_FIELDS[0]
         return (riid, *(f for f in user_fields if f.name != "RIID_"))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import string
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
-from shared.contracts.jobs import Condition, CsvFormat, Filter
+from services.executor.domain.mapping import FALSE_WORDS, TRUE_WORDS
+from shared.contracts.jobs import Condition, CsvFormat, FieldType, Filter
 
 FORMULA_STARTS = ("=", "+", "-", "@")
 HIDDEN_PREFIX = "_"  # `_id` and Connect's bookkeeping fields (`_cx_*`) are never exported
@@ -26,17 +28,24 @@ def cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        if value.hour == value.minute == value.second == value.microsecond == 0 and value.tzinfo in (
-            None,
-            UTC,
-        ):
-            return value.date().isoformat()
+        if value.tzinfo is None and value.time() == time(0):
+            return value.date().isoformat()  # a date as BSON stores it (no date-only type)
         return value.isoformat()
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, float) and value.is_integer():
-        return str(int(value)) if abs(value) < 1e15 else repr(value)
+        return neutralise(str(int(value)) if abs(value) < 1e15 else repr(value))
     return neutralise(str(value))
+
+
+def typed(value: Any, field_type: FieldType | None) -> Any:
+    """A stored value as its field's type says: the database gives dates back as UTC datetimes."""
+    if isinstance(value, datetime):
+        if field_type == FieldType.DATE:
+            return value.date()
+        if field_type == FieldType.TIMESTAMP and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+    return value
 
 
 class CsvEncoder:
@@ -48,9 +57,9 @@ class CsvEncoder:
         self._writer = csv.writer(
             self._buffer, delimiter=fmt.delimiter, quotechar=fmt.quote, lineterminator="\r\n"
         )
-        self.encoding = (
-            "utf-8" if fmt.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else fmt.encoding
-        )
+        encoding = "utf-8" if fmt.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else fmt.encoding
+        # One incremental encoder for the whole file: a BOM (utf-8-sig, utf-16) is written once, not per batch.
+        self._encoder = codecs.getincrementalencoder(encoding)(errors="replace")
 
     def header(self) -> bytes:
         self._writer.writerow([neutralise(c) for c in self.columns])
@@ -64,7 +73,7 @@ class CsvEncoder:
         text = self._buffer.getvalue()
         self._buffer.seek(0)
         self._buffer.truncate()
-        return text.encode(self.encoding, errors="replace")
+        return self._encoder.encode(text)
 
 
 def visible_columns(row: Mapping[str, Any]) -> list[str]:
@@ -132,6 +141,9 @@ def _comparable(value: Any, wanted: Any) -> tuple[Any, Any]:
         if value.tzinfo is None and parsed.tzinfo is not None:
             value = value.replace(tzinfo=UTC)
         return value, parsed
+    if isinstance(value, bool) and isinstance(wanted, str):
+        word = wanted.strip().lower()  # the words an import reads as booleans
+        return value, True if word in TRUE_WORDS else False if word in FALSE_WORDS else wanted
     if isinstance(value, bool) or isinstance(wanted, bool):
         return value, wanted
     if isinstance(value, int | float) and isinstance(wanted, str):
@@ -140,7 +152,9 @@ def _comparable(value: Any, wanted: Any) -> tuple[Any, Any]:
         except ValueError:
             return str(value), wanted
     if isinstance(value, str) and isinstance(wanted, int | float):
-        return value, str(wanted)
+        return value.lower(), str(wanted)
+    if isinstance(value, str) and isinstance(wanted, str):
+        return value.lower(), wanted.lower()  # text is ordered without case, as `eq` compares it
     return value, wanted
 
 

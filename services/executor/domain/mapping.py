@@ -27,6 +27,7 @@ class Rejection:
     field: str
     reason: str
     file: int = 0  # which file of a multi-file source (0-based), for ordering the rejects file
+    record: str = ""  # the raw record as in the file, cut to a readable length (domain/records.py)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def map_record(record: CsvRecord, plan: ColumnPlan) -> dict[str, Any] | Rejectio
     """A table row from a CSV record, or the reason it is rejected (empty optional values left out)."""
     values = record.values
     if len(values) != plan.width:
-        return Rejection(record.line, "", f"expected {plan.width} columns, found {len(values)}")
+        return Rejection(record.line, "columns", f"expected {plan.width} columns, found {len(values)}")
     row: dict[str, Any] = {}
     for position, table_field, convert in plan.converters or _default_converters(plan):
         raw = values[position].strip()

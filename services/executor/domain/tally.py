@@ -17,7 +17,9 @@ class Tally:
     inserted: int = 0
     updated: int = 0
     rejected: int = 0
-    duplicates: int = 0  # keys repeated inside the file: the last occurrence wins
+    unchanged: int = 0  # matched a record and left it as it was (update_on_match: no_update)
+    skipped: int = 0  # blank lines: not records, not in `read`
+    duplicates: int = 0  # later occurrences of a key in the file (counted in `updated`): the last wins
     bytes_read: int = 0
     exported: int = 0
     rejections: list[Rejection] = field(default_factory=list)
@@ -35,7 +37,18 @@ class Tally:
         return self.inserted + self.updated
 
     def counts(self) -> RunCounts:
-        return RunCounts(read=self.read, inserted=self.inserted, updated=self.updated, rejected=self.rejected)
+        return RunCounts(
+            read=self.read,
+            inserted=self.inserted,
+            updated=self.updated,
+            rejected=self.rejected,
+            unchanged=self.unchanged,
+            skipped=self.skipped,
+        )
+
+    def nothing_written(self) -> None:
+        """A failed run wrote nothing a user can see (the guard refused, the file was bad)."""
+        self.inserted = self.updated = self.unchanged = 0
 
     def final_status(self) -> RunStatus:
         return RunStatus.PARTIAL if self.rejected else RunStatus.SUCCEEDED

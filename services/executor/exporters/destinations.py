@@ -17,6 +17,7 @@ from services.executor.errors import DestinationFailed
 from services.executor.sftp import SftpSession
 from shared.catalog_records import ConnectionRecord
 from shared.contracts.jobs import RestDestination
+from shared.redact import Redactor, remember
 from shared.secrets import SecretBox
 
 logger = logging.getLogger(__name__)
@@ -33,16 +34,19 @@ async def write_csv_file(
         nonlocal count
         packer = zlib.compressobj(6, zlib.DEFLATED, 31) if gzip else None
 
+        def pack(data: bytes) -> bytes:
+            return packer.compress(data) if packer else data
+
         async def emit(data: bytes) -> None:
-            out = packer.compress(data) if packer else data
-            if out:
+            if out := await asyncio.to_thread(pack, data):
                 await write(out)
 
         if header:
             await emit(encoder.header())
         async for batch in rows:
             count += len(batch)
-            await emit(encoder.rows(batch))
+            # Encoding and compressing a batch is CPU work: off the event loop.
+            await emit(await asyncio.to_thread(encoder.rows, batch))
         if packer:
             await write(packer.flush())
 
@@ -56,6 +60,12 @@ class PushResult:
     accepted: int = 0
     rejected: int = 0
     failed_batches: list[str] = field(default_factory=list)
+    first_refusal: str | None = None  # why the destination refused its first record (scrubbed)
+
+    def refused(self, count: int, reason: str) -> None:
+        self.rejected += count
+        if count and self.first_refusal is None:
+            self.first_refusal = reason
 
 
 class RestPusher:
@@ -77,6 +87,9 @@ class RestPusher:
             raise DestinationFailed(f"connection {connection.name} has no base URL")
         self.url = f"{connection.base_url.rstrip('/')}/rest/api/v1.3/lists/{destination.list_name}/members"
         self.token = secrets.decrypt(connection.token_encrypted) if connection.token_encrypted else ""
+        # What the endpoint answers may echo the token: scrubbed before it is logged or kept.
+        self.redactor = Redactor([self.token])
+        remember(self.redactor)
         self.destination = destination
         self.max_attempts = max_attempts
         self.backoff = backoff
@@ -135,14 +148,15 @@ class RestPusher:
             try:
                 response = await client.post(self.url, json=body)
             except httpx.HTTPError as exc:
-                reason = f"{type(exc).__name__}: {exc}"
+                reason = self.redactor.scrub(f"{type(exc).__name__}: {exc}")
             else:
                 if response.status_code < 300:
-                    rejected = _record_failures(response)
+                    rejected, first = _record_failures(response)
                     result.accepted += len(records) - rejected
-                    result.rejected += rejected
+                    result.refused(rejected, self.redactor.scrub(first)[:200])
                     return
-                reason = f"HTTP {response.status_code}: {response.text[:200]}"
+                # Scrubbed before it is cut short, so no part of a secret survives the cut.
+                reason = f"HTTP {response.status_code}: {self.redactor.scrub(response.text)[:200]}"
                 if response.status_code != 429 and response.status_code < 500:
                     break  # the endpoint refuses this batch: retrying cannot help
                 if attempt < self.max_attempts:
@@ -152,8 +166,8 @@ class RestPusher:
                     continue
             if attempt < self.max_attempts and not reason.startswith("HTTP"):
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-        result.rejected += len(records)
         failure = f"batch {number} ({len(records)} records) failed: {reason}"
+        result.refused(len(records), failure)
         result.failed_batches.append(failure)
         await self.log(failure)
 
@@ -166,13 +180,14 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _record_failures(response: httpx.Response) -> int:
-    """Responsys answers each record with its RIID or `MERGEFAILED: reason`."""
+def _record_failures(response: httpx.Response) -> tuple[int, str]:
+    """Responsys answers each record with its RIID or `MERGEFAILED: reason`: (failures, first reason)."""
     try:
         payload = response.json()
     except ValueError:
-        return 0
+        return 0, ""
     records = (payload.get("recordData") or {}).get("records") if isinstance(payload, dict) else None
     if not isinstance(records, list):
-        return 0
-    return sum(1 for r in records if r and isinstance(r[0], str) and r[0].startswith("MERGEFAILED"))
+        return 0, ""
+    failed = [r[0] for r in records if r and isinstance(r[0], str) and r[0].startswith("MERGEFAILED")]
+    return len(failed), failed[0] if failed else ""

@@ -18,15 +18,16 @@ from services.executor.domain.export import (
     pushdown_query,
     render_path,
     split_extension_field,
+    typed,
 )
-from services.executor.errors import RunStopped
+from services.executor.errors import DestinationFailed, RunStopped
 from services.executor.exporters.destinations import RestPusher, write_csv_file
 from services.executor.ports import CatalogReader
 from services.executor.reporting import RunReporter
 from services.executor.repository import MongoWatermarks
 from services.executor.sftp import open_sftp
 from shared.catalog_records import TableKind, TableRecord
-from shared.contracts.jobs import ExportSpec, ListExportSource, RestDestination, SftpDestination
+from shared.contracts.jobs import ExportSpec, FieldType, ListExportSource, RestDestination, SftpDestination
 from shared.contracts.runs import LogLevel
 from shared.errors import PermanentError
 from shared.secrets import SecretBox
@@ -72,6 +73,7 @@ class ExportRun:
         self.stop_requested = stop_requested
         self.on_bytes = on_bytes
         self.tally = Tally()
+        self.types: dict[str, FieldType] = {}
 
     async def run(self) -> ExportOutcome:
         source = self.spec.source
@@ -80,6 +82,7 @@ class ExportRun:
             raise PermanentError(f"table {table.name} is not a list")
         extensions = await self._extensions(table)
         columns = self._columns(table, extensions)
+        self.types = _field_types(table, extensions, self.spec.source)
         started = datetime.now(UTC)
         since = await self.watermarks.get(self.job_id) if source.incremental else None
         if source.incremental:
@@ -133,7 +136,7 @@ class ExportRun:
         query = pushdown_query(audience)
         if since is not None and not extensions:
             query[CHANGED_AT] = {"$gte": since}
-        sort = "RIID_" if table.kind != TableKind.CUSTOM else table.primary_key[0]
+        sort = ("RIID_",) if table.kind != TableKind.CUSTOM else table.primary_key
         async for batch in self.store.scan(
             table.collection, query, sort=sort, batch_size=self.settings.batch_size
         ):
@@ -160,6 +163,9 @@ class ExportRun:
                 doc for i, doc in enumerate(batch)
                 if (since is None or changed[i]) and (audience is None or matches(doc, audience))
             ]  # fmt: skip
+            for doc in selected:
+                for name, value in doc.items():
+                    doc[name] = typed(value, self.types.get(name))
             self.tally.read += len(selected)
             if selected:
                 yield selected
@@ -208,7 +214,21 @@ class ExportRun:
             f"{result.accepted} record(s) accepted by {destination.list_name}, {result.rejected} not "
             f"({len(result.failed_batches)} failed batch(es))"
         )
+        if result.sent and not result.accepted:  # nothing arrived: a failure, not a partial success
+            raise DestinationFailed(
+                f"the destination refused all {result.sent} records: {result.first_refusal or 'no reason given'}"
+            )
         return pusher.url, result.failed_batches
+
+
+def _field_types(table: TableRecord, extensions: dict[str, TableRecord], source: Any) -> dict[str, FieldType]:
+    """The type of each column a row can have: the table's fields, then the joined extension fields."""
+    types = {f.name: f.type for f in table.fields}
+    for joined in source.extension_fields if isinstance(source, ListExportSource) else ():
+        for f in extensions[joined.table].fields:
+            if f.name in joined.fields:
+                types.setdefault(f.name, f.type)
+    return types
 
 
 def _at(doc: dict[str, Any]) -> datetime:

@@ -7,13 +7,14 @@ from its id to the lookup's value.
 
 from __future__ import annotations
 
+import asyncio
+import codecs
 import hashlib
 import io
 import posixpath
 import tarfile
-import zlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from services.executor.domain import CsvRecord
 from services.executor.domain.adobe import (
@@ -26,11 +27,18 @@ from services.executor.domain.adobe import (
     split_hit_line,
 )
 from services.executor.errors import BadFile, SourceRefused
-from services.executor.importers.sources import Parsed, decoded_chunks
+from services.executor.importers.sources import (
+    DEFAULT_LIMITS,
+    GzipStream,
+    Parsed,
+    SourceLimits,
+    decoded_chunks,
+)
 from services.executor.sftp import GLOB_CHARS, RemoteFile, SftpSession
 from shared.contracts.jobs import PartnerFeedSource
 
 MAX_LOOKUP_BYTES = 64 << 20
+MAX_LOOKUP_INFLATED = 256 << 20  # a lookup file inflated (a .tsv.gz or a .tar.gz of lookups)
 
 
 @dataclass
@@ -55,8 +63,13 @@ async def find_manifest(sftp: SftpSession, source: PartnerFeedSource) -> RemoteF
     return await sftp.stat(source.manifest_path)
 
 
-async def open_delivery(sftp: SftpSession, manifest: RemoteFile, chunk_size: int) -> Delivery:
-    """Read the manifest, check every listed file's size and MD5 and the record counts, load lookups."""
+async def open_delivery(
+    sftp: SftpSession, manifest: RemoteFile, chunk_size: int, limits: SourceLimits = DEFAULT_LIMITS
+) -> Delivery:
+    """Read the manifest, check every listed file's size and MD5 and the record counts, load lookups.
+
+    Hashing, inflating and counting run off the event loop, under the same limits as the load.
+    """
     base = posixpath.normpath("/" + sftp.connection.base_dir.strip("/"))
     folder = posixpath.relpath(posixpath.dirname(manifest.path), base)
     content = parse_manifest((await sftp.read_bytes(posixpath.relpath(manifest.path, base))).decode("utf-8"))
@@ -65,10 +78,10 @@ async def open_delivery(sftp: SftpSession, manifest: RemoteFile, chunk_size: int
     for listed in content.lookup_files:
         remote = await sftp.stat(posixpath.join(folder, listed.name))
         blob = await _checked_bytes(sftp, remote, listed, chunk_size)
-        _load_lookups(delivery, listed.name, blob)
+        await asyncio.to_thread(_load_lookups, delivery, listed.name, blob, limits)
     for listed in content.data_files:
         remote = await sftp.stat(posixpath.join(folder, listed.name))
-        total += await _checked_records(sftp, remote, listed, chunk_size)
+        total += await _checked_records(sftp, remote, listed, chunk_size, limits)
         delivery.data.append(remote)
     if content.total_records is not None and total != content.total_records:
         raise BadFile(f"manifest Total-Records is {content.total_records}, the data files hold {total}")
@@ -88,41 +101,97 @@ async def _checked_bytes(sftp: SftpSession, remote: RemoteFile, listed: FeedFile
         raise BadFile(f"lookup file {listed.name} is larger than {MAX_LOOKUP_BYTES} bytes")
     digest, parts = hashlib.md5(usedforsecurity=False), []
     async for chunk in sftp.read_chunks(remote, chunk_size):
-        digest.update(chunk)
+        await asyncio.to_thread(digest.update, chunk)
         parts.append(chunk)
     if digest.hexdigest() != listed.md5:
         raise BadFile(f"MD5 of {listed.name} is {digest.hexdigest()}, the manifest says {listed.md5}")
     return b"".join(parts)
 
 
-async def _checked_records(sftp: SftpSession, remote: RemoteFile, listed: FeedFile, chunk_size: int) -> int:
+async def _checked_records(
+    sftp: SftpSession, remote: RemoteFile, listed: FeedFile, chunk_size: int, limits: SourceLimits
+) -> int:
     """Stream a hit-data file once: its MD5 and its number of records."""
     _check_size(remote, listed)
-    digest = hashlib.md5(usedforsecurity=False)
-    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)
-    records, tail = 0, b""
+    counter = _RecordCounter(listed.name, limits, piece_size=chunk_size * 4)
     async for chunk in sftp.read_chunks(remote, chunk_size):
-        digest.update(chunk)
-        try:
-            text = tail + inflater.decompress(chunk)
-        except zlib.error as exc:
-            raise BadFile(f"{listed.name} is not valid gzip data: {exc}") from exc
-        lines = text.split(b"\n")
-        tail = lines.pop()
-        records += sum(1 for line in lines if not record_continues(line.decode("utf-8", "replace")))
-    if tail.strip():
-        records += 1
-    if digest.hexdigest() != listed.md5:
-        raise BadFile(f"MD5 of {listed.name} is {digest.hexdigest()}, the manifest says {listed.md5}")
+        await asyncio.to_thread(counter.feed, chunk)
+    records = await asyncio.to_thread(counter.finish)
+    if counter.digest.hexdigest() != listed.md5:
+        raise BadFile(f"MD5 of {listed.name} is {counter.digest.hexdigest()}, the manifest says {listed.md5}")
     if listed.records is not None and records != listed.records:
         raise BadFile(f"{listed.name} holds {records} records, the manifest says {listed.records}")
     return records
 
 
-def _load_lookups(delivery: Delivery, name: str, blob: bytes) -> None:
+class _RecordCounter:
+    """MD5 of the compressed bytes and the number of records they inflate to (CPU only: runs in a thread)."""
+
+    def __init__(self, name: str, limits: SourceLimits, *, piece_size: int) -> None:
+        self.digest = hashlib.md5(usedforsecurity=False)
+        self.stream = GzipStream(name, limits, piece_size=piece_size)
+        self.lines = _HitLines(name, limits.max_record_length)
+        self.records = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.stream.push(chunk)
+        while piece := self.stream.pull():
+            self.records += sum(1 for _, line in self.lines.feed(piece) if not record_continues(line))
+
+    def finish(self) -> int:
+        lines = self.lines.feed(self.stream.finish()) + self.lines.finish()
+        return self.records + sum(1 for _, line in lines if not record_continues(line))
+
+
+class _HitLines:
+    """Physical lines of hit data with their numbers; a line longer than the bound is a bad file."""
+
+    def __init__(self, name: str, max_length: int) -> None:
+        self.name = name
+        self.max_length = max_length
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._tail: list[str] = []  # pieces of the last line, not yet ended
+        self._tail_length = 0
+        self.count = 0  # lines returned so far
+
+    def feed(self, data: bytes) -> list[tuple[int, str]]:
+        text = self._decoder.decode(data)
+        if "\n" not in text:
+            self._tail.append(text)
+            self._tail_length += len(text)
+            self._check(self._tail_length)
+            return []
+        lines = ("".join(self._tail) + text).split("\n")
+        last = lines.pop()
+        self._tail, self._tail_length = [last], len(last)
+        for line in lines:
+            self._check(len(line))
+        self._check(self._tail_length)
+        first, self.count = self.count + 1, self.count + len(lines)
+        return list(enumerate(lines, start=first))
+
+    def finish(self) -> list[tuple[int, str]]:
+        last = "".join(self._tail) + self._decoder.decode(b"", final=True)
+        self._tail, self._tail_length = [], 0
+        if not last.strip():
+            return []
+        self.count += 1
+        return [(self.count, last)]
+
+    def _check(self, length: int) -> None:
+        if length > self.max_length:
+            raise BadFile(
+                f"line {self.count + 1} of {self.name} is longer than {self.max_length:,} characters"
+            )
+
+
+def _load_lookups(delivery: Delivery, name: str, blob: bytes, limits: SourceLimits) -> None:
+    """Lookups of one listed file (CPU only: runs in a thread); inflated sizes bounded like data files."""
     if name.endswith((".tar.gz", ".tgz")):
+        tsv = _inflated(name, blob, limits)
         try:
-            with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as archive:
+            with tarfile.open(fileobj=io.BytesIO(tsv), mode="r:") as archive:
                 for member in archive.getmembers():
                     if member.isfile() and member.name.endswith(".tsv"):
                         extracted = archive.extractfile(member)
@@ -131,12 +200,20 @@ def _load_lookups(delivery: Delivery, name: str, blob: bytes) -> None:
         except tarfile.TarError as exc:
             raise BadFile(f"lookup archive {name} cannot be read: {exc}") from exc
     elif name.endswith(".tsv.gz"):
-        try:
-            _add_lookup(delivery, name.removesuffix(".gz"), zlib.decompress(blob, zlib.MAX_WBITS | 32))
-        except zlib.error as exc:
-            raise BadFile(f"lookup file {name} is not valid gzip data") from exc
+        _add_lookup(delivery, name.removesuffix(".gz"), _inflated(name, blob, limits))
     else:
         _add_lookup(delivery, name, blob)
+
+
+def _inflated(name: str, blob: bytes, limits: SourceLimits) -> bytes:
+    bounded = replace(limits, max_decompressed_bytes=min(limits.max_decompressed_bytes, MAX_LOOKUP_INFLATED))
+    stream = GzipStream(name, bounded, piece_size=1 << 20)
+    stream.push(blob)
+    parts = []
+    while piece := stream.pull():
+        parts.append(piece)
+    parts.append(stream.finish())
+    return b"".join(parts)
 
 
 def _add_lookup(delivery: Delivery, name: str, data: bytes) -> None:
@@ -149,31 +226,59 @@ def _add_lookup(delivery: Delivery, name: str, data: bytes) -> None:
 
 
 async def hit_pieces(
-    sftp: SftpSession, delivery: Delivery, chunk_size: int, on_raw: Callable[[int], None]
+    sftp: SftpSession,
+    delivery: Delivery,
+    chunk_size: int,
+    on_raw: Callable[[int], None],
+    limits: SourceLimits = DEFAULT_LIMITS,
 ) -> AsyncIterator[Parsed]:
     """Records of every hit-data file, in manifest order; the delivery's header comes first."""
     for file_no, remote in enumerate(delivery.data):
         yield Parsed(file_no, [CsvRecord(0, delivery.columns)], header=True)
-        line_no, pending, start, tail = 0, "", 1, ""
-        async for chunk in decoded_chunks(sftp, remote, "gzip", chunk_size, on_raw):
-            lines = (tail + chunk.decode("utf-8", errors="replace")).split("\n")
-            tail = lines.pop()
-            records = []
-            for line in lines:
-                line_no += 1
-                if not pending:
-                    start = line_no
-                if record_continues(line):
-                    pending += line + "\n"
-                    continue
-                records.append(CsvRecord(start, split_hit_line(pending + line)))
-                pending = ""
+        splitter = _HitSplitter(remote.name, limits.max_record_length)
+        async for chunk in decoded_chunks(sftp, remote, "gzip", chunk_size, on_raw, limits):
+            records = await asyncio.to_thread(splitter.feed, chunk)
             if records:
                 yield Parsed(file_no, records)
-        if tail or pending:
-            yield Parsed(
-                file_no, [CsvRecord(line_no + 1 if not pending else start, split_hit_line(pending + tail))]
-            )
+        records = splitter.finish()
+        if records:
+            yield Parsed(file_no, records)
+
+
+class _HitSplitter:
+    """Hit-data records of a decompressed byte stream (a record may continue over lines)."""
+
+    def __init__(self, name: str, max_length: int) -> None:
+        self.lines = _HitLines(name, max_length)
+        self.max_length = max_length
+        self._pending: list[str] = []
+        self._start = 1
+
+    def feed(self, data: bytes) -> list[CsvRecord]:
+        return self._records(self.lines.feed(data))
+
+    def finish(self) -> list[CsvRecord]:
+        records = self._records(self.lines.finish())
+        if self._pending:
+            records.append(CsvRecord(self._start, split_hit_line("\n".join(self._pending))))
+            self._pending = []
+        return records
+
+    def _records(self, lines: list[tuple[int, str]]) -> list[CsvRecord]:
+        records = []
+        for number, line in lines:
+            if not self._pending:
+                self._start = number
+            if record_continues(line):
+                self._pending.append(line)
+                if sum(map(len, self._pending)) > self.max_length:
+                    raise BadFile(
+                        f"the record at line {self._start} is longer than {self.max_length:,} characters"
+                    )
+                continue
+            records.append(CsvRecord(self._start, split_hit_line("\n".join([*self._pending, line]))))
+            self._pending = []
+        return records
 
 
 def translate_lookups(

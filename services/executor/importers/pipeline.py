@@ -1,8 +1,9 @@
 """Batches of rows written while the next ones are read and parsed, in bounded numbers, deterministically.
 
 * Up to `max_in_flight` batches are written at once; reading and parsing go on meanwhile.
-* A key repeated inside a batch keeps its last occurrence (counted as a duplicate). A batch holding a
-  key of a batch still being written waits for that batch, so the later occurrence always wins.
+* A key repeated inside a batch keeps its last occurrence; the earlier ones are folded into it (the
+  target counts them: updated, unchanged or rejected with it). A batch holding a key of a batch
+  still being written waits for that batch, so the later occurrence always wins.
 * A checkpoint (position in the source plus the counts up to it) advances over the longest run of
   completed batches; a taken-over run resumes after it without writing or counting anything twice.
 """
@@ -13,7 +14,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from services.executor.domain import Rejection
@@ -46,7 +47,6 @@ class _Flight:
     task: asyncio.Task[WriteOutcome]
     keys: frozenset[tuple[Any, ...]]
     end: tuple[int, int]
-    duplicates: int = 0  # keys repeated inside the batch, resolved before it was written
     outcome: WriteOutcome | None = None
 
 
@@ -81,22 +81,21 @@ class WritePipeline:
             self._done = WriteOutcome(resume.inserted, resume.updated, resume.duplicates, resume.unchanged)
         self._prefix_end = (resume.file, resume.line) if resume else (-1, 0)
         self._last_saved = time.monotonic()
-        self._batch_duplicates = 0
         self.skipped = 0
 
     async def add(self, item: Item) -> None:
         key = self.target.key(item.row)
         if key is None:
             field_name, reason = self.target.missing_key(item.row)
-            self.on_rejected(Rejection(item.line, field_name, reason, item.file))
+            self.on_rejected(Rejection(item.line, field_name, reason, item.file, record=item.raw))
             return
         if self.resume is not None and self.resume.covers(item):
             self.skipped += 1  # written (and counted) before the take-over
             return
         if self.target.dedupe:
-            if key in self._batch:
-                self._batch_duplicates += 1
-                del self._batch[key]  # re-inserted below: the batch keeps file order
+            if key in self._batch:  # folded into the later occurrence, which is re-inserted in file order
+                earlier = self._batch.pop(key)
+                item = replace(item, earlier=(*earlier.earlier, replace(earlier, earlier=())))
             self._batch[key] = item
         else:
             self._unkeyed.append(item)
@@ -117,13 +116,12 @@ class WritePipeline:
 
     async def _dispatch(self) -> None:
         items = [*self._batch.values(), *self._unkeyed] if self.target.dedupe else self._unkeyed
-        duplicates, self._batch_duplicates = self._batch_duplicates, 0
         self._batch, self._unkeyed = {}, []
         if not items:
             return
         if self.stop_requested():
             raise RunStopped
-        keys = frozenset(self.target.key(i.row) or () for i in items)
+        keys = self._conflict_keys(items)
         for flight in list(self._flights):
             if flight.outcome is None and flight.keys & keys:
                 await self._land(flight)
@@ -131,12 +129,20 @@ class WritePipeline:
             await self._land(next(f for f in self._flights if f.outcome is None))
         end = max((i.file, i.line) for i in items)
         task = asyncio.create_task(self.target.write(items))
-        self._flights.append(_Flight(task, keys, end, duplicates))
+        self._flights.append(_Flight(task, keys, end))
+
+    def _conflict_keys(self, items: list[Item]) -> frozenset[tuple[Any, ...]]:
+        """What a batch may not share with one in flight: its keys — or, for a target whose row can
+        collide with another record on one column of its key (a list on two match columns), each
+        column's value, so file order decides which of two such rows is written and which collides."""
+        keys = [self.target.key(i.row) or () for i in items]
+        if not getattr(self.target, "conflicts_by_column", False):
+            return frozenset(keys)
+        return frozenset((column, value) for key in keys for column, value in enumerate(key))
 
     async def _land(self, flight: _Flight) -> None:
         if flight.outcome is None:
             outcome = await flight.task
-            outcome.duplicates += flight.duplicates
             flight.outcome = outcome
             await self.on_written(outcome)
         advanced = False

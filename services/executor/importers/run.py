@@ -8,6 +8,7 @@ loads a new collection and swaps it in only after its guards pass; finally the r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import io
@@ -28,14 +29,15 @@ from services.executor.domain import (
     rejects_path,
     shrink_percent,
 )
+from services.executor.domain.records import hit_record_text, record_text
 from services.executor.errors import BadFile, GuardFailed, RunStopped
 from services.executor.importers import feed, sources
+from services.executor.importers.lists import ListTarget
 from services.executor.importers.pipeline import Checkpoint, WritePipeline
 from services.executor.importers.targets import (
     CustomAppendTarget,
     CustomMergeTarget,
     Item,
-    ListTarget,
     ProfileExtensionTarget,
     Target,
     WriteOutcome,
@@ -62,6 +64,7 @@ class ImportSettings:
     batch_size: int
     read_chunk_bytes: int
     max_in_flight: int = 2
+    limits: sources.SourceLimits = sources.DEFAULT_LIMITS  # decompression and record-length bounds
 
 
 @dataclass
@@ -78,6 +81,8 @@ class ImportContext:
     tag: str  # identifies this attempt's writes (`_cx_run`)
     resume: Checkpoint | None = None
     save_checkpoint: Callable[[Checkpoint], Awaitable[None]] | None = None
+    # Waits for the writer lock of (collection, table name); True when the run held it already.
+    hold_table: Callable[[str, str], Awaitable[bool]] | None = None
     on_bytes: Callable[[str, int], None] = lambda direction, count: None
     on_records: Callable[[str, int], None] = lambda outcome, count: None
 
@@ -107,7 +112,6 @@ class ImportRun:
         self.context = context
         self.tally = Tally()
         self.bytes_total: int | None = None
-        self.unchanged = 0
         self._files: list[RemoteFile] = []
         self._delivery: feed.Delivery | None = None
         self._staging: str | None = None
@@ -129,11 +133,13 @@ class ImportRun:
             if self._needs_validation_pass():
                 await self._validation_pass(sftp, table, target)
             try:
+                await self._hold_table(table)
                 await self._load(sftp, table, target)
                 if self._staging is not None:
                     await self._swap(table)
             finally:
                 if self._staging is not None:  # failed or stopped: the old table stays, the new one goes
+                    self.tally.nothing_written()
                     with contextlib.suppress(Exception):
                         await self.store.drop(self._staging)
             await self._finish_counts()
@@ -147,10 +153,10 @@ class ImportRun:
         if isinstance(spec, ListTargetSpec):
             self._require_kind(table, TableKind.LIST)
             await store.ensure_table(table, match_columns=spec.match_columns)
-            mapped = tuple(m.field for m in self.spec.mapping)
             return ListTarget(store, table, tag, match_columns=spec.match_columns,
                               insert_on_no_match=spec.insert_on_no_match,
-                              replace_all=spec.update_on_match == "replace_all", mapped_fields=mapped)  # fmt: skip
+                              replace_all=spec.update_on_match == "replace_all",
+                              mapped_fields=self._mapped_fields(), redo_after=self._redo_after)  # fmt: skip
         if isinstance(spec, ProfileExtensionSpec):
             self._require_kind(table, TableKind.PROFILE_EXTENSION)
             if not table.parent_list:
@@ -158,7 +164,8 @@ class ImportRun:
             parent = await self.catalog.table(table.parent_list)
             await store.ensure_table(parent, match_columns=(spec.match_column,))
             await store.ensure_table(table)
-            return ProfileExtensionTarget(store, table, tag, parent=parent, match_column=spec.match_column)
+            return ProfileExtensionTarget(store, table, tag, parent=parent, match_column=spec.match_column,
+                                          mapped=self._mapped_fields(), redo_after=self._redo_after)  # fmt: skip
         self._require_kind(table, TableKind.CUSTOM)
         if spec.mode == "append":
             await store.ensure_table(table)
@@ -168,9 +175,31 @@ class ImportRun:
             await store.drop(self._staging)  # a partial load of an earlier attempt
             await store.ensure_table(table, self._staging)
             self.context.resume = None  # an overwrite always loads its new collection from the start
-            return CustomMergeTarget(store, table, tag, collection=self._staging)
+            return CustomMergeTarget(
+                store, table, tag, collection=self._staging, mapped=self._mapped_fields()
+            )
         await store.ensure_table(table)
-        return CustomMergeTarget(store, table, tag)
+        return CustomMergeTarget(store, table, tag, mapped=self._mapped_fields(), redo_after=self._redo_after)
+
+    def _mapped_fields(self) -> tuple[str, ...]:
+        return tuple(m.field for m in self.spec.mapping)
+
+    def _redo_after(self) -> tuple[int, int]:
+        """Rows this run wrote after this position in an attempt that ended are not counted yet."""
+        resume = self.context.resume
+        return (resume.file, resume.line) if resume is not None else (-1, 0)
+
+    async def _hold_table(self, table: TableRecord) -> None:
+        """Runs writing one table take turns (docs/executor.md, "Concurrent runs on one table")."""
+        if self.context.hold_table is None:
+            return
+        continued = await self.context.hold_table(table.collection, table.name)
+        if not continued and self.context.resume is not None:
+            # Another run wrote the table since this run's checkpoint: only a full load keeps a serial order.
+            self.context.resume = None
+            await self.reporter.log(
+                f"table {table.name} was written by another run since the checkpoint: loading from the start"
+            )
 
     @staticmethod
     def _require_kind(table: TableRecord, kind: TableKind) -> None:
@@ -197,7 +226,9 @@ class ImportRun:
             await self.reporter.log(
                 f"manifest found: {manifest.path} ({manifest.size} bytes)", size=manifest.size
             )
-            self._delivery = await feed.open_delivery(sftp, manifest, self.settings.read_chunk_bytes)
+            self._delivery = await feed.open_delivery(
+                sftp, manifest, self.settings.read_chunk_bytes, self.settings.limits
+            )
             d = self._delivery
             await self.reporter.log(
                 f"delivery checked: {len(d.data)} data file(s), {len(d.content.lookup_files)} lookup file(s), "
@@ -224,15 +255,18 @@ class ImportRun:
         self, sftp: SftpSession, on_raw: Callable[[int], None]
     ) -> AsyncIterator[sources.Parsed]:
         if self._delivery is not None:
-            async for piece in feed.hit_pieces(sftp, self._delivery, self.settings.read_chunk_bytes, on_raw):
+            async for piece in feed.hit_pieces(
+                sftp, self._delivery, self.settings.read_chunk_bytes, on_raw, self.settings.limits
+            ):
                 yield piece
             return
         source = self.spec.source
         assert isinstance(source, SftpSource)
         for file_no, remote in enumerate(self._files):
             compression = sources.compression_of(remote.path, source.compression)
-            chunks = sources.decoded_chunks(sftp, remote, compression, self.settings.read_chunk_bytes, on_raw)
-            async for piece in sources.csv_pieces(chunks, self.spec.format, file_no):
+            limits, size = self.settings.limits, self.settings.read_chunk_bytes
+            chunks = sources.decoded_chunks(sftp, remote, compression, size, on_raw, limits)
+            async for piece in sources.csv_pieces(chunks, self.spec.format, file_no, limits):
                 yield piece
 
     async def _records(
@@ -244,6 +278,7 @@ class ImportRun:
         for_file = -1
         async for piece in self._pieces(sftp, on_raw):
             records = piece.records
+            self.tally.skipped += piece.blank  # blank lines: counted apart, not read (again each pass)
             if piece.header:
                 for_file = piece.file
                 if not records:
@@ -253,7 +288,7 @@ class ImportRun:
                     records = records[1:]
             assert plan is not None and for_file == piece.file
             if self._delivery is not None:
-                records = feed.translate_lookups(self._delivery, records, lookups)
+                records = await asyncio.to_thread(feed.translate_lookups, self._delivery, records, lookups)
             yield piece.file, records, plan
 
     async def _plan(
@@ -273,6 +308,18 @@ class ImportRun:
             await self.reporter.log(f"header read: {len(header)} columns", columns=",".join(header)[:500])
         return plan, lookups
 
+    def _mapped(
+        self, records: list[CsvRecord], plan: ColumnPlan
+    ) -> list[tuple[CsvRecord, dict[str, Any] | Rejection, str]]:
+        """Rows (or rejections) and texts of a piece's records: CPU only, run off the event loop."""
+        return [(r, map_record(r, plan), self._record_text(r.values)) for r in records]
+
+    def _record_text(self, values: list[str]) -> str:
+        """The record as a line of its file, kept with a reject (the rejects API shows it)."""
+        if self._delivery is not None:
+            return hit_record_text(values)
+        return record_text(values, self.spec.format.delimiter, self.spec.format.quote)
+
     def _file_name(self, file_no: int) -> str:
         if self._delivery is not None:
             return self._delivery.data[file_no].name
@@ -282,16 +329,15 @@ class ImportRun:
 
     async def _validation_pass(self, sftp: SftpSession, table: TableRecord, target: Target) -> None:
         """Parse and validate everything, write nothing: guards and count files decide before the load."""
-        read = rejected = 0
+        read = rejected = self.tally.skipped = 0
         per_file: dict[int, int] = {}
         async for file_no, records, plan in self._records(sftp, table, lambda n: None, announce=False):
             per_file[file_no] = per_file.get(file_no, 0) + len(records)
             read += len(records)
-            for record in records:
-                row = map_record(record, plan)
-                rejected += isinstance(row, Rejection) or target.key(row) is None
+            rejected += await asyncio.to_thread(_rejected_count, records, plan, target)
             if self.stop_requested():
                 raise RunStopped
+        self.tally.read, self.tally.rejected = read, rejected  # what a run refused here reports
         source = self.spec.source
         if isinstance(source, SftpSource) and source.count_file:
             for file_no, remote in enumerate(self._files):
@@ -322,9 +368,10 @@ class ImportRun:
 
     async def _load(self, sftp: SftpSession, table: TableRecord, target: Target) -> None:
         resume = self.context.resume
+        self.tally.read = self.tally.rejected = self.tally.skipped = 0  # counted again, as loaded
         if resume is not None:
             self.tally.inserted, self.tally.updated = resume.inserted, resume.updated
-            self.tally.duplicates, self.unchanged = resume.duplicates, resume.unchanged
+            self.tally.duplicates, self.tally.unchanged = resume.duplicates, resume.unchanged
             await self.reporter.log(
                 f"resuming after line {resume.line} of file {resume.file + 1}: "
                 f"{resume.inserted} inserted and {resume.updated} updated before the take-over"
@@ -346,13 +393,12 @@ class ImportRun:
 
         try:
             async for file_no, records, plan in self._records(sftp, table, on_raw, announce=True):
-                for record in records:
+                for record, row, raw in await asyncio.to_thread(self._mapped, records, plan):
                     self.tally.read += 1
-                    row = map_record(record, plan)
                     if isinstance(row, Rejection):
-                        self.tally.reject(Rejection(row.line, row.field, row.reason, file_no))
+                        self.tally.reject(Rejection(row.line, row.field, row.reason, file_no, record=raw))
                     else:
-                        await pipeline.add(Item(file_no, record.line, row))
+                        await pipeline.add(Item(file_no, record.line, row, raw=raw))
                 if len(self.tally.rejections) >= 1000:
                     await self.rejects.save(self.context.run_id, self.tally.take_rejections())
                 reached = percent_milestone(self.tally.bytes_read, self.bytes_total, milestone)
@@ -378,9 +424,10 @@ class ImportRun:
         self.tally.updated += outcome.updated
         self.tally.duplicates += outcome.duplicates
         self.tally.rejected += len(outcome.rejections)
-        self.unchanged += outcome.unchanged
+        self.tally.unchanged += outcome.unchanged
         self.context.on_records("inserted", outcome.inserted)
         self.context.on_records("updated", outcome.updated)
+        self.context.on_records("unchanged", outcome.unchanged)
 
     async def _finish_counts(self) -> None:
         self.tally.rejected = await self.rejects.count(self.context.run_id)
@@ -390,15 +437,15 @@ class ImportRun:
                 f"{self.tally.duplicates} duplicate key(s) in the file: the last occurrence of each was kept",
                 duplicates=self.tally.duplicates,
             )
-        if self.unchanged:
+        if self.tally.unchanged:
             await self.reporter.log(
-                f"{self.unchanged} matching record(s) left unchanged (update_on_match: no_update)"
+                f"{self.tally.unchanged} matching record(s) left unchanged (update_on_match: no_update)"
             )
 
     async def _swap(self, table: TableRecord) -> None:
         assert self._staging is not None
         await self.rejects.save(self.context.run_id, self.tally.take_rejections())
-        rejected = await self.rejects.count(self.context.run_id)
+        rejected = self.tally.rejected = await self.rejects.count(self.context.run_id)
         await self._reject_guard(rejected, self.tally.read)
         before = await self.store.count(table.collection)
         after = await self.store.count(self._staging)
@@ -455,3 +502,9 @@ class ImportRun:
         if self._delivery is not None:
             return sources.relative(sftp, self._delivery.manifest.path)
         return sources.relative(sftp, self._files[file_no].path)
+
+
+def _rejected_count(records: list[CsvRecord], plan: ColumnPlan, target: Target) -> int:
+    """Records of a piece the load would reject (CPU only: the validation pass runs it in a thread)."""
+    rows = (map_record(record, plan) for record in records)
+    return sum(isinstance(row, Rejection) or target.key(row) is None for row in rows)

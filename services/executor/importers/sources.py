@@ -14,15 +14,29 @@ import zipfile
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import IO
 
 from services.executor.domain import CsvRecord, CsvSplitter
+from services.executor.domain.csvsplit import MAX_RECORD_LENGTH
 from services.executor.errors import BadFile, RunStopped, SourceRefused
 from services.executor.sftp import GLOB_CHARS, RemoteFile, SftpSession
 from shared.contracts.jobs import CsvFormat, SftpSource
+from shared.paths import has_parent_segment
 
-MAX_RATIO = 200  # decompressed bytes per compressed byte, beyond which a file is refused (zip bombs)
-MIN_BOMB_BYTES = 64 << 20
+RATIO_GRACE_BYTES = 1 << 20  # the ratio is checked once this much is decompressed (tiny files may exceed it)
 MARKER_SUFFIXES = (".ready", ".count", ".rejects.csv", ".part")
+
+
+@dataclass(frozen=True)
+class SourceLimits:
+    """Bounds on what a source file may decompress to (EXECUTOR_MAX_* settings)."""
+
+    max_ratio: int = 200  # decompressed bytes per compressed byte, beyond which a file is refused (bombs)
+    max_decompressed_bytes: int = 64 << 30
+    max_record_length: int = MAX_RECORD_LENGTH  # characters of one CSV record or hit-data line
+
+
+DEFAULT_LIMITS = SourceLimits()
 
 
 @dataclass(frozen=True)
@@ -30,6 +44,7 @@ class Parsed:
     file: int
     records: list[CsvRecord]
     header: bool = False  # the first piece of a file carries its header record first
+    blank: int = 0  # blank lines skipped since the previous piece
 
 
 def compression_of(path: str, configured: str) -> str:
@@ -91,79 +106,170 @@ async def expected_count(sftp: SftpSession, remote: RemoteFile) -> int:
 
 
 async def decoded_chunks(
-    sftp: SftpSession, remote: RemoteFile, compression: str, chunk_size: int, on_raw: Callable[[int], None]
+    sftp: SftpSession,
+    remote: RemoteFile,
+    compression: str,
+    chunk_size: int,
+    on_raw: Callable[[int], None],
+    limits: SourceLimits = DEFAULT_LIMITS,
 ) -> AsyncIterator[bytes]:
-    """The file's content, decompressed as it streams (zip: spooled to a local temporary file first)."""
+    """The file's content, decompressed as it streams (zip: spooled to a local temporary file first).
+
+    Inflating runs off the event loop, one bounded piece at a time, and the limits are checked on
+    every piece: a bomb fails after its first megabytes, not after it has been inflated.
+    """
     if compression == "zip":
-        async for chunk in _zip_member(sftp, remote, chunk_size, on_raw):
+        async for chunk in _zip_member(sftp, remote, chunk_size, on_raw, limits):
             yield chunk
         return
-    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32) if compression == "gzip" else None
-    raw_total = out_total = 0
+    stream = GzipStream(remote.name, limits, piece_size=chunk_size * 4) if compression == "gzip" else None
     async for chunk in sftp.read_chunks(remote, chunk_size):
         on_raw(len(chunk))
-        if inflater is None:
+        if stream is None:
             yield chunk
             continue
-        raw_total += len(chunk)
-        data = chunk
-        while data:
-            try:
-                out = inflater.decompress(data, chunk_size * 4)
-            except zlib.error as exc:
-                raise BadFile(f"{remote.name} is not valid gzip data: {exc}") from exc
-            out_total += len(out)
-            if out_total > MIN_BOMB_BYTES and out_total > MAX_RATIO * raw_total:
-                raise BadFile(f"{remote.name} decompresses beyond the allowed ratio ({MAX_RATIO}:1)")
-            if out:
-                yield out
-            if inflater.eof:  # concatenated gzip members
-                data = inflater.unused_data
-                if data:
-                    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)
-            else:
-                data = inflater.unconsumed_tail
-    if inflater is not None:
-        tail = inflater.flush()
+        stream.push(chunk)
+        while piece := await asyncio.to_thread(stream.pull):
+            yield piece
+    if stream is not None:
+        tail = await asyncio.to_thread(stream.finish)
         if tail:
             yield tail
-        if not inflater.eof and raw_total:
-            raise BadFile(f"{remote.name} is a truncated gzip file")
+
+
+class GzipStream:
+    """Inflates gzip data (concatenated members too) in pieces of at most `piece_size` bytes."""
+
+    def __init__(self, name: str, limits: SourceLimits, *, piece_size: int) -> None:
+        self.name = name
+        self.piece_size = piece_size
+        self.meter = InflationMeter(name, limits)
+        self._inflater = _gzip_inflater()
+        self._data = b""
+
+    def push(self, data: bytes) -> None:
+        self._data += data
+
+    def pull(self) -> bytes:
+        """The next piece of output; b"" once the data pushed so far is used up."""
+        while self._data:
+            data = self._data
+            try:
+                out = self._inflater.decompress(data, self.piece_size)
+            except zlib.error as exc:
+                raise BadFile(f"{self.name} is not valid gzip data: {exc}") from exc
+            if self._inflater.eof:  # concatenated gzip members
+                self._data = self._inflater.unused_data
+                if self._data:
+                    self._inflater = _gzip_inflater()
+            else:
+                self._data = self._inflater.unconsumed_tail
+            self.meter.consumed(len(data) - len(self._data))
+            if out:
+                self.meter.produced(len(out))
+                return out
+        return b""
+
+    def finish(self) -> bytes:
+        tail = self._inflater.flush()
+        self.meter.produced(len(tail))
+        if not self._inflater.eof and self.meter.raw_bytes:
+            raise BadFile(f"{self.name} is a truncated gzip file")
+        return tail
+
+
+def _gzip_inflater() -> zlib._Decompress:
+    return zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)
+
+
+class InflationMeter:
+    """Counts compressed bytes consumed and bytes produced; refuses a ratio or a size beyond the limits."""
+
+    def __init__(self, name: str, limits: SourceLimits) -> None:
+        self.name = name
+        self.limits = limits
+        self.raw_bytes = 0
+        self.out_bytes = 0
+
+    def consumed(self, count: int) -> None:
+        self.raw_bytes += count
+
+    def produced(self, count: int) -> None:
+        self.out_bytes += count
+        limits = self.limits
+        if self.out_bytes > limits.max_decompressed_bytes:
+            raise BadFile(
+                f"{self.name} decompresses to more than {limits.max_decompressed_bytes:,} bytes, "
+                "the allowed size"
+            )
+        if self.out_bytes > RATIO_GRACE_BYTES and self.out_bytes > limits.max_ratio * max(self.raw_bytes, 1):
+            raise BadFile(f"{self.name} decompresses beyond the allowed ratio ({limits.max_ratio}:1)")
 
 
 async def _zip_member(
-    sftp: SftpSession, remote: RemoteFile, chunk_size: int, on_raw: Callable[[int], None]
+    sftp: SftpSession,
+    remote: RemoteFile,
+    chunk_size: int,
+    on_raw: Callable[[int], None],
+    limits: SourceLimits,
 ) -> AsyncIterator[bytes]:
     with tempfile.TemporaryFile() as spool:
         async for chunk in sftp.read_chunks(remote, chunk_size):
             on_raw(len(chunk))
             await asyncio.to_thread(spool.write, chunk)
+        spooled = spool.tell()
         try:
             archive = zipfile.ZipFile(spool)
         except zipfile.BadZipFile as exc:
             raise BadFile(f"{remote.name} is not a zip archive: {exc}") from exc
         with archive:
-            members = [
-                m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX")
-            ]
-            if len(members) != 1:
-                raise BadFile(f"{remote.name} must hold exactly one file, it holds {len(members)}")
-            member = members[0]
-            if member.file_size > max(MIN_BOMB_BYTES, MAX_RATIO * max(member.compress_size, 1)):
-                raise BadFile(f"{remote.name} decompresses beyond the allowed ratio ({MAX_RATIO}:1)")
+            member = _single_member(remote, archive)
+            raw = min(member.compress_size, spooled)
+            declared = InflationMeter(remote.name, limits)  # the header's sizes: refused before inflating
+            declared.consumed(raw)
+            declared.produced(member.file_size)
+            meter = InflationMeter(remote.name, limits)  # the header may lie: what is really produced
+            meter.consumed(raw)
             with archive.open(member) as handle:
-                while chunk := await asyncio.to_thread(handle.read, chunk_size):
+                while chunk := await asyncio.to_thread(_read_member, remote, handle, chunk_size):
+                    meter.produced(len(chunk))
                     yield chunk
 
 
-async def csv_pieces(chunks: AsyncIterator[bytes], fmt: CsvFormat, file_no: int) -> AsyncIterator[Parsed]:
-    splitter = CsvSplitter(fmt)
+def _single_member(remote: RemoteFile, archive: zipfile.ZipFile) -> zipfile.ZipInfo:
+    members = [m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX")]
+    if len(members) != 1:
+        raise BadFile(f"{remote.name} must hold exactly one file, it holds {len(members)}")
+    if has_parent_segment(members[0].filename):  # a crafted archive: no '..' in any remote name (DESIGN §7)
+        raise BadFile(f"{remote.name}: member name '{members[0].filename[:100]}' contains a '..' segment")
+    return members[0]
+
+
+def _read_member(remote: RemoteFile, handle: IO[bytes], size: int) -> bytes:
+    try:
+        return handle.read(size)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise BadFile(f"{remote.name} cannot be unpacked: {exc}") from exc
+
+
+async def csv_pieces(
+    chunks: AsyncIterator[bytes], fmt: CsvFormat, file_no: int, limits: SourceLimits = DEFAULT_LIMITS
+) -> AsyncIterator[Parsed]:
+    """CSV records of a file's chunks, split and parsed off the event loop, in order."""
+    splitter = CsvSplitter(fmt, max_record_length=limits.max_record_length)
     first = True
+    reported = 0  # blank lines passed on so far
+
+    def parsed(records: list[CsvRecord]) -> Parsed:
+        nonlocal reported
+        blank, reported = splitter.blank_lines - reported, splitter.blank_lines
+        return Parsed(file_no, records, header=first, blank=blank)
+
     async for chunk in chunks:
-        records = splitter.feed(chunk)
+        records = await asyncio.to_thread(splitter.feed, chunk)
         if records:
-            yield Parsed(file_no, records, header=first)
+            yield parsed(records)
             first = False
-    records = splitter.feed(b"", final=True)
-    if records or first:
-        yield Parsed(file_no, records, header=first)
+    records = await asyncio.to_thread(splitter.feed, b"", final=True)
+    if records or first or splitter.blank_lines > reported:
+        yield parsed(records)

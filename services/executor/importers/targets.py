@@ -1,14 +1,16 @@
-"""Where imported rows go: a list, a profile extension table, or a custom table (merge, append, overwrite).
+"""Where imported rows go: a profile extension table or a custom table (merge, append, overwrite);
+lists are in `lists.py`.
 
 Every target writes a batch with one key lookup and one unordered bulk write. The lookup tells new
 records (plain inserts, much cheaper than upserts) from existing ones, and — through `_cx_run`, the
-run attempt that last wrote a row — a key repeated inside the file (the later occurrence wins and
-is counted as a duplicate) from a record that existed before. An insert that races with another
-writer (duplicate key) is retried as an update of the record that won.
+run attempt that last wrote a row — a key repeated inside the file (the later occurrence wins; it is
+counted as updated) from a record that existed before. An insert that loses a race with another
+writer (duplicate key) is looked up and written again, as an update of the record that won.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -18,6 +20,7 @@ from pymongo import InsertOne, UpdateOne
 from services.executor.audience import CHANGED_AT, RUN_TAG, MongoAudienceStore
 from services.executor.domain import Rejection
 from shared.catalog_records import TableRecord
+from shared.errors import RetryableError
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,12 @@ class Item:
     file: int
     line: int
     row: dict[str, Any]
+    raw: str = ""  # the record as in the file (cut), kept with a reject
+    earlier: tuple[Item, ...] = ()  # earlier occurrences of the key in the same batch, folded into this
+
+    @property
+    def occurrences(self) -> int:
+        return 1 + len(self.earlier)
 
 
 @dataclass
@@ -42,8 +51,25 @@ class WriteOutcome:
         self.unchanged += other.unchanged
         self.rejections += other.rejections
 
+    def count(self, item: Item, kind: str) -> None:
+        """Count a written item and the earlier occurrences folded into it (each one is a row read).
+
+        `insert`: the first occurrence created the record, the later ones updated it; `update`: the record
+        existed before the run; `duplicate`: an earlier batch of this run wrote the key; `unchanged`: the
+        record existed and was left as it was (no_update).
+        """
+        if kind == "unchanged":
+            self.unchanged += item.occurrences
+            return
+        first_inserted = kind == "insert"
+        self.inserted += first_inserted
+        self.updated += item.occurrences - first_inserted
+        self.duplicates += len(item.earlier) + (kind == "duplicate")
+
     def reject(self, item: Item, field_name: str, reason: str) -> None:
-        self.rejections.append(Rejection(item.line, field_name, reason, item.file))
+        """Reject an item and the earlier occurrences of its key folded into it (the same reason holds)."""
+        for one in (*item.earlier, item):
+            self.rejections.append(Rejection(one.line, field_name, reason, one.file, record=one.raw))
 
 
 class Target(Protocol):
@@ -57,70 +83,123 @@ class Target(Protocol):
     async def write(self, items: list[Item]) -> WriteOutcome: ...
 
 
-def _now() -> datetime:
+RACE_ROUNDS = 4  # a batch's rows that lost a race are looked up and written again, this many times at most
+Position = tuple[int, int]  # (file, line) in the source
+
+
+def from_the_start() -> Position:
+    """No checkpoint: every row of the run is (re)loaded."""
+    return (-1, 0)
+
+
+def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
 class KeyedWriter:
-    """Insert new keys, update existing ones, count keys this attempt already wrote as duplicates."""
+    """Insert new keys, update existing ones (`duplicate` when this attempt wrote them already).
 
-    def __init__(self, store: MongoAudienceStore, collection: str, key_fields: tuple[str, ...], tag: str):
+    An update sets the row's values and clears the `mapped` fields the row left empty: the record then
+    holds the row's values whatever batch an earlier occurrence of its key was in (the last one wins).
+    """
+
+    def __init__(
+        self,
+        store: MongoAudienceStore,
+        collection: str,
+        key_fields: tuple[str, ...],
+        tag: str,
+        mapped: tuple[str, ...] = (),
+        redo_after: Callable[[], Position] = from_the_start,
+    ):
         self.store = store
         self.collection = collection
         self.key_fields = key_fields
         self.tag = tag
+        self.cleared = tuple(f for f in mapped if f not in key_fields)
+        self.redo_after = redo_after  # the checkpoint this attempt resumed after
 
     async def write(
         self, entries: list[tuple[Item, tuple[Any, ...], dict[str, Any]]], *, update_existing: bool = True
     ) -> WriteOutcome:
         outcome = WriteOutcome()
+        for _round in range(RACE_ROUNDS):
+            entries = await self._round(entries, outcome, update_existing)
+            if not entries:
+                return outcome
+        raise RetryableError(
+            f"{len(entries)} row(s) kept colliding with concurrent writers of {self.collection}"
+        )
+
+    async def _round(
+        self,
+        entries: list[tuple[Item, tuple[Any, ...], dict[str, Any]]],
+        outcome: WriteOutcome,
+        update_existing: bool,
+    ) -> list[tuple[Item, tuple[Any, ...], dict[str, Any]]]:
+        """One lookup and one bulk write; returns the entries whose insert lost a race (to do again)."""
         existing = await self.store.find_by(
             self.collection, self.key_fields, [k for _, k, _ in entries], [*self.key_fields, RUN_TAG]
         )
-        now = _now()
+        now, redo_after = now_utc(), self.redo_after()
         ops: list[Any] = []
-        kinds: list[str] = []
-        for _item, key, values in entries:
+        planned: list[tuple[int, str]] = []  # (entry index, kind) per operation
+        for index, (item, key, values) in enumerate(entries):
             doc = existing.get(key)
-            stamped = {**values, RUN_TAG: self.tag, CHANGED_AT: now}
+            kind = classify(doc, self.tag, update_existing=update_existing, redo_after=redo_after)
+            if kind == "unchanged":
+                outcome.count(item, kind)
+                continue
+            stamped = {**values, RUN_TAG: self.tag, CHANGED_AT: now}  # never `$set` an `_id`
             if doc is None:
-                ops.append(InsertOne(stamped))
-                kinds.append("insert")
-            elif doc.get(RUN_TAG) == self.tag:
-                ops.append(UpdateOne(self._filter(key), {"$set": stamped}))
-                kinds.append("duplicate")
-            elif update_existing:
-                ops.append(UpdateOne(self._filter(key), {"$set": stamped}))
-                kinds.append("update")
+                ops.append(InsertOne({"_id": birth_id(self.tag, item), **stamped}))
             else:
-                kinds.append("unchanged")
-                outcome.unchanged += 1
-        written = [k for k in kinds if k != "unchanged"]
+                ops.append(UpdateOne(self._filter(key), self._update(stamped)))
+            planned.append((index, kind))
         result = await self.store.bulk(self.collection, ops)
         failed = {index for index, _ in result.duplicates}
-        retry: list[Any] = []
-        for index, kind in enumerate(written):
-            if index in failed:
-                retry.append(index)
-            elif kind == "insert":
-                outcome.inserted += 1
-            elif kind == "update":
-                outcome.updated += 1
-            elif kind == "duplicate":
-                outcome.duplicates += 1
-        if retry:  # inserts that lost a race with another writer: update the record that won
-            updates = []
-            for index in retry:
-                document = dict(ops[index]._doc)
-                key = tuple(document[f] for f in self.key_fields)
-                updates.append(UpdateOne(self._filter(key), {"$set": document}, upsert=True))
-            again = await self.store.bulk(self.collection, updates)
-            outcome.updated += len(updates) - len(again.upserted_indexes) - len(again.duplicates)
-            outcome.inserted += len(again.upserted_indexes)
-        return outcome
+        lost = []
+        for op_index, (index, kind) in enumerate(planned):
+            if op_index in failed:
+                lost.append(entries[index])
+            else:
+                outcome.count(entries[index][0], kind)
+        return lost
 
     def _filter(self, key: tuple[Any, ...]) -> dict[str, Any]:
         return dict(zip(self.key_fields, key, strict=True))
+
+    def _update(self, stamped: dict[str, Any]) -> dict[str, Any]:
+        cleared = {f: "" for f in self.cleared if f not in stamped}
+        return {"$set": stamped, "$unset": cleared} if cleared else {"$set": stamped}
+
+
+def classify(doc: dict[str, Any] | None, tag: str, *, update_existing: bool, redo_after: Position) -> str:
+    """How a row counts that found `doc` by its key (see `WriteOutcome.count`)."""
+    if doc is None:
+        return "insert"
+    if doc.get(RUN_TAG) == tag:
+        return "duplicate"
+    born = _born_in(doc.get("_id"), tag)
+    if born is not None:  # inserted by an earlier attempt of this run (taken over, or retried)
+        # Before the checkpoint it was counted, so this is a later occurrence; after it, the attempt that
+        # wrote it ended uncounted: this is that insert again (the counts of an uninterrupted run).
+        return "insert" if born > redo_after else "duplicate"
+    return "update" if update_existing else "unchanged"
+
+
+def birth_id(tag: str, item: Item) -> str:
+    """`_id` of a record a run inserts, `<run id>:<file>:<line>`: a take-over tells its rows from others."""
+    return f"{tag.partition('#')[0]}:{item.file}:{item.line}"
+
+
+def _born_in(doc_id: Any, tag: str) -> Position | None:
+    """Where this run inserted the record (file, line), if it did."""
+    prefix = f"{tag.partition('#')[0]}:"
+    if not isinstance(doc_id, str) or not doc_id.startswith(prefix):
+        return None
+    file, _, line = doc_id[len(prefix) :].partition(":")
+    return (int(file), int(line)) if file.isdigit() and line.isdigit() else None
 
 
 class CustomMergeTarget:
@@ -129,10 +208,19 @@ class CustomMergeTarget:
     dedupe = True
 
     def __init__(
-        self, store: MongoAudienceStore, table: TableRecord, tag: str, collection: str | None = None
+        self,
+        store: MongoAudienceStore,
+        table: TableRecord,
+        tag: str,
+        collection: str | None = None,
+        *,
+        mapped: tuple[str, ...] = (),
+        redo_after: Callable[[], Position] = from_the_start,
     ):
         self.table = table
-        self.writer = KeyedWriter(store, collection or table.collection, table.primary_key, tag)
+        self.writer = KeyedWriter(
+            store, collection or table.collection, table.primary_key, tag, mapped, redo_after
+        )
 
     def key(self, row: dict[str, Any]) -> tuple[Any, ...] | None:
         values = tuple(row.get(name) for name in self.table.primary_key)
@@ -168,7 +256,7 @@ class CustomAppendTarget:
 
     async def write(self, items: list[Item]) -> WriteOutcome:
         outcome = WriteOutcome()
-        now = _now()
+        now = now_utc()
         ops = [
             InsertOne(
                 {"_id": f"{self.run_id}:{i.file}:{i.line}", **i.row, RUN_TAG: self.tag, CHANGED_AT: now}
@@ -190,107 +278,6 @@ class CustomAppendTarget:
         return outcome
 
 
-class ListTarget:
-    """Merge into a list by 1-2 match columns (a record matches when all of them are equal)."""
-
-    dedupe = True
-
-    def __init__(
-        self,
-        store: MongoAudienceStore,
-        table: TableRecord,
-        tag: str,
-        *,
-        match_columns: tuple[str, ...],
-        insert_on_no_match: bool,
-        replace_all: bool,
-        mapped_fields: tuple[str, ...],
-    ):
-        self.store = store
-        self.table = table
-        self.tag = tag
-        self.match_columns = match_columns
-        self.insert_on_no_match = insert_on_no_match
-        self.replace_all = replace_all
-        self.cleared = tuple(f for f in mapped_fields if f != "RIID_")
-
-    def key(self, row: dict[str, Any]) -> tuple[Any, ...] | None:
-        values = tuple(row.get(c) for c in self.match_columns)
-        return None if any(v is None for v in values) else values
-
-    def missing_key(self, row: dict[str, Any]) -> tuple[str, str]:
-        name = next(c for c in self.match_columns if row.get(c) is None)
-        return name, "match column value is empty"
-
-    async def write(self, items: list[Item]) -> WriteOutcome:
-        outcome = WriteOutcome()
-        collection = self.table.collection
-        keys = [self.key(i.row) or () for i in items]
-        existing = await self.store.find_by(
-            collection, self.match_columns, keys, [*self.match_columns, "RIID_", RUN_TAG]
-        )
-        now = _now()
-        ops: list[Any] = []
-        meta: list[tuple[Item, str]] = []
-        new: list[tuple[Item, dict[str, Any]]] = []
-        for item, key in zip(items, keys, strict=True):
-            values = {k: v for k, v in item.row.items() if k != "RIID_"}
-            doc = existing.get(key)
-            if doc is not None:
-                duplicate = doc.get(RUN_TAG) == self.tag
-                if not duplicate and not self.replace_all:
-                    outcome.unchanged += 1
-                    continue
-                update: dict[str, Any] = {"$set": {**values, RUN_TAG: self.tag, CHANGED_AT: now}}
-                cleared = {f: "" for f in self.cleared if f not in values}
-                if cleared:
-                    update["$unset"] = cleared
-                ops.append(UpdateOne({"RIID_": doc["RIID_"]}, update))
-                meta.append((item, "duplicate" if duplicate else "update"))
-            elif "RIID_" in self.match_columns:
-                outcome.reject(
-                    item, "RIID_", f"no record with RIID_ {item.row['RIID_']} (Connect assigns RIID_)"
-                )
-            elif not self.insert_on_no_match:
-                outcome.reject(item, "", "no matching record and insert_on_no_match is off")
-            else:
-                new.append((item, values))
-        if new:
-            first = await self.store.reserve_riids(self.table.name, len(new))
-            for offset, (item, values) in enumerate(new):
-                doc = {**values, "RIID_": first + offset, RUN_TAG: self.tag, CHANGED_AT: now}
-                ops.append(InsertOne(doc))
-                meta.append((item, "insert"))
-        result = await self.store.bulk(collection, ops)
-        failed = dict(result.duplicates)
-        done = {"insert": 0, "update": 0, "duplicate": 0}
-        retry: list[tuple[Item, dict[str, Any]]] = []
-        for index, (item, kind) in enumerate(meta):
-            pattern = failed.get(index)
-            if pattern is None:
-                done[kind] += 1
-            elif kind == "insert" and set(pattern) <= set(self.match_columns):
-                retry.append((item, {k: v for k, v in item.row.items() if k != "RIID_"}))
-            else:
-                column = ",".join(pattern)
-                value = ", ".join(repr(item.row.get(c)) for c in pattern)
-                outcome.reject(item, column, f"{column} {value} already belongs to another record")
-        outcome.inserted += done["insert"]
-        outcome.updated += done["update"]
-        outcome.duplicates += done["duplicate"]
-        if retry:  # inserted meanwhile by another writer: merge into that record
-            ops = [
-                UpdateOne(
-                    {c: item.row[c] for c in self.match_columns},
-                    {"$set": {**values, RUN_TAG: self.tag, CHANGED_AT: now}},
-                )
-                for item, values in retry
-            ]
-            again = await self.store.bulk(collection, ops)
-            outcome.updated += again.matched
-        return outcome
-
-
 class ProfileExtensionTarget:
     """Merge into a profile extension table: each row joins the list record it matches, else is rejected."""
 
@@ -304,13 +291,16 @@ class ProfileExtensionTarget:
         *,
         parent: TableRecord,
         match_column: str,
+        mapped: tuple[str, ...] = (),
+        redo_after: Callable[[], Position] = from_the_start,
     ):
         self.store = store
         self.table = table
         self.parent = parent
         self.match_column = match_column
         self.keep_match_column = table.field(match_column) is not None
-        self.writer = KeyedWriter(store, table.collection, ("RIID_",), tag)
+        own = tuple(f for f in mapped if f != match_column or self.keep_match_column)
+        self.writer = KeyedWriter(store, table.collection, ("RIID_",), tag, own, redo_after)
 
     def key(self, row: dict[str, Any]) -> tuple[Any, ...] | None:
         value = row.get(self.match_column)

@@ -419,7 +419,7 @@ async function jobDetail(jobId) {
       item("Created on", timeCell(job.created_at)), item("By", job.created_by), item("Next run", timeCell(job.next_run)),
       item("Previous run", timeCell(job.previous_run)), item("Schedule type", SCHEDULE_TYPES[job.schedule_type]),
       item("Expiration date", timeCell(job.expiration_date)), item("Version", job.version), item("Partner feed", job.partner_feed ? "yes" : "no"))),
-    h("section", { class: "panel", "aria-labelledby": "preview-title" }, h("h3", { id: "preview-title" }, "Next fire times"), schedulePreview(preview, job.schedule)),
+    h("section", { class: "panel", "aria-labelledby": "preview-title" }, h("h3", { id: "preview-title" }, "Next fire times"), schedulePager(jobId, job.schedule, preview)),
     h("section", { class: "panel", "aria-labelledby": "chart-title" }, h("h3", { id: "chart-title" }, "Last 30 runs"), chartBox),
     h("section", { class: "panel", "aria-labelledby": "runs-title" }, h("h3", { id: "runs-title" }, "Runs"), runsBox),
     h("section", { class: "panel" }, h("h3", {}, "Specification"), h("pre", { class: "spec" }, JSON.stringify({ spec: job.spec, schedule: job.schedule }, null, 2))),
@@ -435,6 +435,25 @@ async function jobDetail(jobId) {
   runsBox.replaceChildren(runsTable(runs.items, { compact: true }));
   let active = await refresh();
   every(() => (active ? 1000 : 5000), async () => { active = await refresh(); });
+}
+
+// Pages of 10 fires; "Later" starts after the last fire shown (`next_from`), "Earlier" goes back a page.
+function schedulePager(jobId, schedule, first) {
+  const box = h("div", { id: "schedule-pager" });
+  const starts = [null]; // the `from` of each page on the way here; null = now
+  const show = (preview) => {
+    const pager = h("div", { class: "toolbar" },
+      h("button", { type: "button", id: "preview-earlier", disabled: starts.length < 2, onclick: () => go(-1) }, "← Earlier"),
+      h("button", { type: "button", id: "preview-later", disabled: !preview?.next_from, onclick: () => go(1, preview.next_from) }, "Later →"));
+    box.replaceChildren(schedulePreview(preview, schedule), ...(preview?.fires.length ? [pager] : []));
+  };
+  async function go(step, from) {
+    if (step > 0) starts.push(from); else starts.pop();
+    const start = starts[starts.length - 1];
+    show(await api("GET", `/jobs/${jobId}/schedule-preview${query({ count: 10, from: start })}`));
+  }
+  show(first);
+  return box;
 }
 
 function schedulePreview(preview, schedule) {
@@ -567,11 +586,13 @@ async function runDetail(runId) {
   const log = h("ol", { class: "log", id: "execution-log", "aria-label": "Execution log", tabindex: 0 });
   const logState = h("p", { class: "muted", id: "log-state" });
   const actions = h("div", { class: "toolbar" });
+  const rejectsBox = h("section", { class: "panel", id: "run-rejects", "aria-labelledby": "rejects-title", hidden: true });
   view.replaceChildren(
     h("p", {}, h("a", { href: "#/completed" }, "← Completed jobs")),
     h("h2", {}, `Run ${run.run_id}: `, h("a", { href: `#/jobs/${run.job_id}` }, run.job_name ?? `job ${run.job_id}`)),
     actions, summary,
     h("section", { class: "panel", "aria-labelledby": "log-title" }, h("h3", { id: "log-title" }, "Execution log"), logState, log),
+    rejectsBox,
   );
   const item = (label, value) => [h("dt", {}, label), h("dd", {}, value ?? "")];
   function renderSummary() {
@@ -582,7 +603,9 @@ async function runDetail(runId) {
       item("Start time", timeCell(run.start_time)), item("Duration", fmtDuration(run.duration_seconds)),
       item("Trigger", run.trigger), item("Requested by", run.requested_by),
       item("Read", h("span", { id: "count-read" }, fmtNum(c.read))), item("Inserted", fmtNum(c.inserted)),
-      item("Updated", fmtNum(c.updated)), item("Rejected", h("span", { id: "count-rejected" }, fmtNum(c.rejected))),
+      item("Updated", fmtNum(c.updated)), item("Unchanged", fmtNum(c.unchanged ?? 0)),
+      item("Rejected", h("span", { id: "count-rejected" }, fmtNum(c.rejected))),
+      ...(c.skipped ? item("Blank lines skipped", fmtNum(c.skipped)) : []),
       item("Rejects file", run.rejects_file ? h("code", { id: "rejects-file" }, run.rejects_file) : "none"),
       item("Executor", run.executor), item("Error", run.error ? h("span", { class: "field-error" }, run.error) : "")));
     actions.replaceChildren();
@@ -608,7 +631,9 @@ async function runDetail(runId) {
   const addMissing = (from, to) => log.append(h("li", { class: "missing", role: "note" }, `log lines missing: ${from}${to !== from ? `–${to}` : ""}`));
   const scroll = () => { log.scrollTop = log.scrollHeight; };
 
+  const showRejects = () => rejectsTable(runId, rejectsBox, 0).catch((error) => say(error.message, "error"));
   if (TERMINAL.has(run.status)) {
+    showRejects();
     logState.textContent = "";
     let after = 0;
     for (let pages = 0; pages < 50; pages++) {
@@ -631,8 +656,30 @@ async function runDetail(runId) {
     source.close();
     logState.textContent = `Run ended: ${JSON.parse(event.data).status}.`;
     api("GET", `/runs/${runId}`).then((fresh) => { run = fresh; renderSummary(); });
+    showRejects();
   });
   source.onerror = () => { if (source.readyState === EventSource.CLOSED) logState.textContent = "The live log was interrupted; reload to read it."; };
+}
+
+// A run's rejected records (line, field, reason, the raw record), 50 a page; hidden when it has none.
+async function rejectsTable(runId, box, offset) {
+  const page = await api("GET", `/runs/${runId}/rejects${query({ offset, limit: 50 })}`);
+  box.hidden = page.total === 0;
+  if (!page.total) return;
+  const go = (to) => () => rejectsTable(runId, box, to).catch((error) => say(error.message, "error"));
+  const multi = page.items.some((r) => r.file > 1);
+  const labels = [...(multi ? ["File"] : []), "Line", "Field", "Reason", "Record"];
+  box.replaceChildren(
+    h("h3", { id: "rejects-title" }, `Rejected records (${fmtNum(page.total)})`),
+    h("table", { class: "grid rejects-table", "aria-label": "Rejected records" },
+      h("thead", {}, h("tr", {}, labels.map((label) => h("th", { scope: "col" }, label)))),
+      h("tbody", {}, page.items.map((r) => h("tr", { dataset: { file: r.file, line: r.line } },
+        multi && h("td", { class: "num" }, r.file), h("td", { class: "num" }, r.line), h("td", {}, r.field),
+        h("td", { class: "reason" }, r.reason), h("td", { class: "record" }, h("code", {}, r.record)))))),
+    h("div", { class: "pager" },
+      h("button", { type: "button", "aria-label": "Previous rejects", disabled: offset === 0, onclick: go(Math.max(0, offset - 50)) }, "Previous"),
+      h("span", { class: "muted" }, `${fmtNum(offset + 1)}–${fmtNum(offset + page.items.length)} of ${fmtNum(page.total)}`),
+      h("button", { type: "button", "aria-label": "Next rejects", disabled: offset + page.items.length >= page.total, onclick: go(offset + 50) }, "Next")));
 }
 
 // --- Groups tab ----------------------------------------------------------------------------------

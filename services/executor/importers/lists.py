@@ -1,0 +1,174 @@
+"""Imports into a list: merge by 1-2 match columns, new records numbered with fresh `RIID_` values.
+
+A record matches a row when all match columns are equal. A row that matches none is inserted — unless
+one of its match values already belongs to another record (each match column has a unique index): such
+a row is rejected naming that column, never merged into the other record nor dropped. Only an insert
+that lost a race (another writer inserted the same key meanwhile) is written again, as an update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pymongo import InsertOne, UpdateOne
+
+from services.executor.audience import CHANGED_AT, RUN_TAG, MongoAudienceStore
+from services.executor.importers.targets import (
+    RACE_ROUNDS,
+    Item,
+    Position,
+    WriteOutcome,
+    birth_id,
+    classify,
+    from_the_start,
+    now_utc,
+)
+from shared.catalog_records import TableRecord
+from shared.errors import RetryableError
+
+
+class ListTarget:
+    """Merge into a list by 1-2 match columns (a record matches when all of them are equal)."""
+
+    dedupe = True
+    conflicts_by_column = True  # batches sharing one match value are written in file order (pipeline)
+
+    def __init__(
+        self,
+        store: MongoAudienceStore,
+        table: TableRecord,
+        tag: str,
+        *,
+        match_columns: tuple[str, ...],
+        insert_on_no_match: bool,
+        replace_all: bool,
+        mapped_fields: tuple[str, ...],
+        redo_after: Callable[[], Position] = from_the_start,
+    ):
+        self.store = store
+        self.table = table
+        self.tag = tag
+        self.match_columns = match_columns
+        self.insert_on_no_match = insert_on_no_match
+        self.replace_all = replace_all
+        self.cleared = tuple(f for f in mapped_fields if f != "RIID_")
+        self.redo_after = redo_after  # the checkpoint this attempt resumed after
+
+    def key(self, row: dict[str, Any]) -> tuple[Any, ...] | None:
+        values = tuple(row.get(c) for c in self.match_columns)
+        return None if any(v is None for v in values) else values
+
+    def missing_key(self, row: dict[str, Any]) -> tuple[str, str]:
+        name = next(c for c in self.match_columns if row.get(c) is None)
+        return name, "match column value is empty"
+
+    async def write(self, items: list[Item]) -> WriteOutcome:
+        outcome = WriteOutcome()
+        for _round in range(RACE_ROUNDS):
+            items = await self._round(items, outcome)
+            if not items:
+                return outcome
+        raise RetryableError(
+            f"{len(items)} row(s) kept colliding with concurrent writers of {self.table.name}"
+        )
+
+    async def _round(self, items: list[Item], outcome: WriteOutcome) -> list[Item]:
+        """One lookup and one bulk write; returns the items whose insert lost a race (to do again)."""
+        keys = [self.key(i.row) or () for i in items]
+        existing = await self.store.find_by(
+            self.table.collection, self.match_columns, keys, [*self.match_columns, "RIID_", RUN_TAG]
+        )
+        now = now_utc()
+        ops, planned, new = self._plan(items, [existing.get(k) for k in keys], outcome, now)
+        if new:
+            first = await self.store.reserve_riids(self.table.name, len(new))
+            for offset, item in enumerate(new):
+                values = {**self._values(item), "RIID_": first + offset, **self._stamp(now)}
+                ops.append(InsertOne({"_id": birth_id(self.tag, item), **values}))
+                planned.append((item, "insert"))
+        result = await self.store.bulk(self.table.collection, ops)
+        failed = dict(result.duplicates)
+        collided: list[tuple[Item, dict[str, Any]]] = []
+        for index, (item, kind) in enumerate(planned):
+            pattern = failed.get(index)
+            if pattern is None:
+                outcome.count(item, kind)
+            else:
+                collided.append((item, pattern))
+        return await self._sort_out(collided, outcome)
+
+    def _plan(
+        self, items: list[Item], docs: list[dict[str, Any] | None], outcome: WriteOutcome, now: datetime
+    ) -> tuple[list[Any], list[tuple[Item, str]], list[Item]]:
+        """Updates of matched records (with how each counts), rejects, and the rows to insert."""
+        ops: list[Any] = []
+        planned: list[tuple[Item, str]] = []
+        new: list[Item] = []
+        redo_after = self.redo_after()
+        for item, doc in zip(items, docs, strict=True):
+            if doc is not None:
+                kind = classify(doc, self.tag, update_existing=self.replace_all, redo_after=redo_after)
+                if kind == "unchanged":
+                    outcome.count(item, kind)
+                else:
+                    ops.append(UpdateOne({"RIID_": doc["RIID_"]}, self._update(item, now)))
+                    planned.append((item, kind))
+            elif "RIID_" in self.match_columns:
+                outcome.reject(
+                    item, "RIID_", f"no record with RIID_ {item.row['RIID_']} (Connect assigns RIID_)"
+                )
+            elif not self.insert_on_no_match:
+                columns = ",".join(self.match_columns)
+                outcome.reject(item, columns, "no matching record and insert_on_no_match is off")
+            else:
+                new.append(item)
+        return ops, planned, new
+
+    async def _sort_out(
+        self, collided: list[tuple[Item, dict[str, Any]]], outcome: WriteOutcome
+    ) -> list[Item]:
+        """A write that hit a unique index: a lost race if the row's full key exists now (written again),
+        else its value of that column belongs to another record (rejected, naming it)."""
+        if not collided:
+            return []
+        keys = [self.key(item.row) or () for item, _ in collided]
+        now_there = await self.store.find_by(self.table.collection, self.match_columns, keys, ["RIID_"])
+        again: list[Item] = []
+        refused: dict[tuple[str, ...], list[Item]] = {}
+        for (item, pattern), key in zip(collided, keys, strict=True):
+            if key in now_there and set(pattern) <= set(self.match_columns):
+                again.append(item)
+            else:
+                columns = tuple(c for c in pattern if c in item.row) or tuple(pattern)
+                refused.setdefault(columns, []).append(item)
+        for columns, rows in refused.items():
+            await self._reject_collisions(columns, rows, outcome)
+        return again
+
+    async def _reject_collisions(
+        self, columns: tuple[str, ...], rows: list[Item], outcome: WriteOutcome
+    ) -> None:
+        values = [tuple(item.row.get(c) for c in columns) for item in rows]
+        owners = await self.store.find_by(self.table.collection, columns, values, ["RIID_"])
+        column = ",".join(columns)
+        for item, value in zip(rows, values, strict=True):
+            riid = owners.get(value, {}).get("RIID_")
+            whose = "another record" if riid is None else f"another record (RIID_ {riid})"
+            shown = ", ".join(repr(v) for v in value)
+            outcome.reject(item, column, f"{column} {shown} already belongs to {whose}")
+
+    def _values(self, item: Item) -> dict[str, Any]:
+        return {k: v for k, v in item.row.items() if k != "RIID_"}
+
+    def _stamp(self, now: datetime) -> dict[str, Any]:
+        return {RUN_TAG: self.tag, CHANGED_AT: now}
+
+    def _update(self, item: Item, now: datetime) -> dict[str, Any]:
+        values = self._values(item)
+        update: dict[str, Any] = {"$set": {**values, **self._stamp(now)}}
+        cleared = {f: "" for f in self.cleared if f not in values}
+        if cleared:
+            update["$unset"] = cleared
+        return update
