@@ -1,18 +1,23 @@
 """Broker factory and the one way Connect publishes.
 
 Publishing: publisher confirms on, `mandatory` with unroutable messages raising, persistent delivery,
-the envelope id as AMQP message id. Consuming: explicit prefetch; on an unexpected error the message is
-nacked and requeued, and the quorum queue's delivery limit dead-letters it after a bounded number of
-attempts, so work is never silently dropped and a poison message never loops.
+the envelope id as AMQP message id. Consuming: explicit prefetch; a message that can never succeed (a
+body that is not JSON, JSON that does not fit its model, a permanent error) is dead-lettered at once with
+`x-connect-reason`; on an unexpected error the message is nacked and requeued, and at its last delivery
+before the quorum queue's limit it is dead-lettered with the reason too, so work is never silently
+dropped and a poison message never loops. Every dead letter keeps the original message id and is
+counted (`connect_dead_letters_total{service,reason}`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aio_pika.exceptions import AMQPError, DeliveryError
 from faststream import AckPolicy, BaseMiddleware, StreamMessage
+from faststream.exceptions import IgnoredException
 from faststream.rabbit import Channel, RabbitBroker, RabbitExchange
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from prometheus_client import CollectorRegistry
@@ -40,25 +45,62 @@ def create_broker(
     )
 
 
+UNDECODABLE, INVALID, PERMANENT, DELIVERY_LIMIT = "undecodable", "invalid", "permanent", "delivery_limit"
+REASON_LIMIT = 1000  # characters of `x-connect-reason` (a decode error may quote a whole body)
+# Errors that mean a body is not JSON at all, as pydantic reports them.
+_NOT_JSON = frozenset({"json_invalid", "json_type"})
+
+
+def dead_letter_reason(exc: BaseException) -> str:
+    """The bounded metric label of a message that can never succeed."""
+    if isinstance(exc, PermanentError):
+        return PERMANENT
+    if isinstance(exc, ValidationError):
+        return UNDECODABLE if any(e["type"] in _NOT_JSON for e in exc.errors()) else INVALID
+    return UNDECODABLE  # JSONDecodeError, UnicodeDecodeError: not JSON, or binary
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:REASON_LIMIT]
+
+
+def limit_reason(exc: BaseException, previous_deliveries: int) -> str:
+    """The reason of a message that failed at its last delivery before the queue's limit."""
+    return f"delivery limit reached after {previous_deliveries + 1} deliveries: {describe(exc)}"[
+        :REASON_LIMIT
+    ]
+
+
 class Publisher:
     """Publishes envelopes to the right exchange with Connect's delivery guarantees."""
 
-    def __init__(self, broker: RabbitBroker, topology: Topology) -> None:
+    def __init__(
+        self,
+        broker: RabbitBroker,
+        topology: Topology,
+        *,
+        count_dead_letter: Callable[[str], None] = lambda reason: None,
+    ) -> None:
         self.broker = broker
         self.topology = topology
+        self.count_dead_letter = count_dead_letter
 
     async def publish(self, message: Envelope) -> None:
         """Publish on the exchange of the message's kind (events, commands or control)."""
         await self._publish(message, self.topology.exchange_for(message.exchange_kind), message.routing_key)
 
     async def request(self, message: Envelope, *, timeout: float) -> Any:
-        """Request/reply over the commands exchange; returns the decoded reply body."""
+        """Request/reply over the commands exchange; returns the decoded reply body.
+
+        The command expires unconsumed when the caller stops waiting: nobody is left to hear its answer.
+        """
         try:
             reply = await self.broker.request(
                 message.model_dump_json(),
                 exchange=self.topology.commands,
                 routing_key=message.routing_key,
                 timeout=timeout,
+                expiration=timeout,
                 message_id=message.id,
                 message_type=message.type,
                 content_type="application/json",
@@ -86,33 +128,114 @@ class Publisher:
         except AMQPError as exc:
             raise RetryableError(f"broker refused {message.type}: {exc}") from exc
 
-    async def dead_letter(self, body: bytes, *, reason: str, source_queue: str) -> None:
-        """Send a message that can never succeed to the dead-letter queue, with the reason."""
+    async def dead_letter(
+        self,
+        body: bytes,
+        *,
+        reason: str,
+        source_queue: str,
+        kind: str = PERMANENT,
+        original: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Send a message that can never succeed to the dead-letter queue, with the reason, and count it.
+
+        `original` holds the delivery's properties (`message_id`, `type`, `content_type`,
+        `correlation_id`, `headers`, `delivery_count`): the dead letter keeps them, so it is found by
+        the id it was published with.
+        """
+        props = dict(original or {})
+        headers = {
+            **(props.get("headers") or {}),
+            "x-connect-reason": reason[:REASON_LIMIT],
+            "x-connect-queue": source_queue,
+            "x-connect-dead-letter": kind,
+            "x-connect-delivery-count": int(props.get("delivery_count") or 0),
+        }
         await self.broker.publish(
             body,
             exchange=self.topology.dead_letters_exchange,
             persist=True,
-            headers={"x-connect-reason": reason[:1000], "x-connect-queue": source_queue},
+            headers=headers,
+            message_id=props.get("message_id"),
+            message_type=props.get("type"),
+            content_type=props.get("content_type"),
+            correlation_id=props.get("correlation_id"),
         )
+        self.count_dead_letter(kind)
+
+
+def delivery_count(raw: Any) -> int:
+    """How often the broker delivered this message before (quorum queues' `x-delivery-count`)."""
+    headers = getattr(raw, "headers", None) or {}
+    try:
+        return int(headers.get("x-delivery-count") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def delivery_properties(raw: Any) -> dict[str, Any]:
+    """What a dead letter keeps of the delivery it replaces (see `Publisher.dead_letter`)."""
+    headers = {k: v for k, v in (getattr(raw, "headers", None) or {}).items() if not k.startswith("x-")}
+    return {
+        "message_id": getattr(raw, "message_id", None),
+        "type": getattr(raw, "type", None) or getattr(raw, "message_type", None),  # aio-pika, pamqp
+        "content_type": getattr(raw, "content_type", None),
+        "correlation_id": getattr(raw, "correlation_id", None),
+        "headers": headers,
+        "delivery_count": delivery_count(raw),
+    }
 
 
 def permanent_error_middleware(publisher: Publisher) -> type[BaseMiddleware[Any, Any]]:
-    """Middleware class that dead-letters messages failing with a permanent error, with the reason.
+    """Middleware class that dead-letters every message that can never succeed, with the reason.
 
-    A message that cannot be decoded or whose work can never succeed goes to the dead-letter queue at
-    once (acknowledged here), instead of being redelivered until the delivery limit.
+    The body is decoded before the handler runs: a body that is not JSON (or binary) goes to the
+    dead-letter queue at its first delivery, as does JSON that does not fit the handler's model and
+    work that fails with a permanent error (acknowledged here), instead of being redelivered until the
+    delivery limit. Any other error is raised (nack, requeue) until the delivery that the broker would
+    dead-letter on failure: that one is dead-lettered here, with the reason.
     """
+    last_delivery = publisher.topology.delivery_limit
 
     class PermanentErrorMiddleware(BaseMiddleware[Any, Any]):
         async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
             try:
+                decoded = await msg.decode()
+            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+                return await self._dead_letter(msg, exc, UNDECODABLE)
+            if not isinstance(decoded, dict):  # every Connect message is a JSON object
+                not_json = isinstance(decoded, bytes | str)
+                error = PermanentError(
+                    f"the body is not {'JSON' if not_json else 'a JSON object'} "
+                    f"({len(msg.body)} bytes, content type {msg.content_type or 'unset'})"
+                )
+                return await self._dead_letter(msg, error, UNDECODABLE if not_json else INVALID)
+            try:
                 return await call_next(msg)
             except (PermanentError, ValidationError) as exc:
-                raw = msg.raw_message
-                queue = getattr(raw, "routing_key", "") or ""
-                reason = f"{type(exc).__name__}: {exc}"
-                logger.error("dead-lettering a message", extra={"reason": reason[:500], "queue": queue})
-                await publisher.dead_letter(msg.body, reason=reason, source_queue=queue)
-                return None
+                return await self._dead_letter(msg, exc, dead_letter_reason(exc))
+            except IgnoredException:
+                raise  # a handler's own ack/nack/reject decision, or a stop: not a failure
+            except Exception as exc:
+                if delivery_count(msg.raw_message) < last_delivery:
+                    raise  # nack and requeue: the next delivery may succeed
+                return await self._dead_letter(msg, exc, DELIVERY_LIMIT)
+
+        async def _dead_letter(self, msg: StreamMessage[Any], exc: Exception, kind: str) -> None:
+            raw = msg.raw_message
+            queue = self._queue_name() or getattr(raw, "routing_key", "") or ""
+            reason = limit_reason(exc, delivery_count(raw)) if kind == DELIVERY_LIMIT else describe(exc)
+            logger.error(
+                "dead-lettering a message",
+                extra={"reason": reason[:500], "queue": queue, "kind": kind, "message_id": msg.message_id},
+            )
+            await publisher.dead_letter(
+                msg.body, reason=reason, source_queue=queue, kind=kind, original=delivery_properties(raw)
+            )
+
+        def _queue_name(self) -> str | None:
+            subscriber = self.context.get_local("handler_")
+            queue = getattr(subscriber, "queue", None)
+            return getattr(queue, "name", None)
 
     return PermanentErrorMiddleware

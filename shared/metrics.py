@@ -15,6 +15,8 @@ DURATION_BUCKETS = (0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 1440
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 BATCH_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# Why a service dead-lettered a message (the bounded `reason` label of connect_dead_letters_total).
+DEAD_LETTER_REASONS = ("undecodable", "invalid", "permanent", "delivery_limit")
 
 
 def package_version() -> str:
@@ -39,6 +41,10 @@ class Metrics:
     logsink_batch_seconds: Histogram
     logsink_duplicates_total: Counter
     event_loop_lag_seconds: Histogram
+    dead_letters_total: Counter
+
+    def dead_lettered(self, service: str, reason: str) -> None:
+        self.dead_letters_total.labels(service, reason).inc()
 
 
 def create_metrics(service: str) -> Metrics:
@@ -55,6 +61,15 @@ def create_metrics(service: str) -> Metrics:
         registry=r,
     )
     loop_lag.labels(service)  # exported from the start, zero until the monitor observes
+    dead_letters = Counter(
+        "connect_dead_letters_total",
+        "Messages this service sent to the dead-letter queue, by reason "
+        "(undecodable, invalid, permanent, delivery_limit)",
+        ["service", "reason"],
+        registry=r,
+    )
+    for reason in DEAD_LETTER_REASONS:
+        dead_letters.labels(service, reason)  # zero from the start, so increase() sees the first one
     return Metrics(
         registry=r,
         runs_total=Counter(
@@ -101,4 +116,5 @@ def create_metrics(service: str) -> Metrics:
             registry=r,
         ),
         event_loop_lag_seconds=loop_lag,
+        dead_letters_total=dead_letters,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
+import importlib.util
 import socket
 import subprocess
 import sys
@@ -37,16 +37,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# An open transaction whose client died (SIGKILL) holds its documents until the server reaps it:
+# connection close does not abort it. mongod's `transactionLifetimeLimitSeconds` (60 s) would stall
+# every writer of those documents for a minute; our transactions are short and never idle, so the
+# embedded server reaps after 5 s idle (docs/guarantees.md, "Scheduler replica killed at a slot").
+EMBEDDED_TRANSACTION_LIFETIME_SECONDS = 5.0
+
+# The daemon's command line has no option for it: run its entry point with the lifetime bound in.
+_LAUNCH_EMBEDDED = (
+    "import functools, sys; import secantus.cli as cli; "
+    "cli.SecantusDBServer = functools.partial("
+    "cli.SecantusDBServer, transaction_lifetime_seconds=float(sys.argv.pop(1))); "
+    "sys.exit(cli.main())"
+)
+
+
 class EmbeddedMongo:
     """The embedded MongoDB-compatible server (SecantusDB) as a separate process on a loopback port.
 
     Used whenever `MONGO_URL` is unset: a real server over the wire protocol, never an in-process fake.
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None, log_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        log_file: Path | None = None,
+        transaction_lifetime: float = EMBEDDED_TRANSACTION_LIFETIME_SECONDS,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.log_file = log_file or data_dir.parent / f"{data_dir.name}.log"
+        self.transaction_lifetime = transaction_lifetime
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,15 +76,15 @@ class EmbeddedMongo:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
     def start(self, timeout: float = 30.0) -> str:
-        executable = shutil.which("secantusd-py") or str(Path(sys.executable).parent / "secantusd-py")
-        if not Path(executable).exists():
+        if importlib.util.find_spec("secantus") is None:
             raise RetryableError(
                 "the embedded database is not installed: pip install 'audience-connect[embedded]'"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(
-                [executable, "--host", "127.0.0.1", "--port", str(self.port),
+                [sys.executable, "-c", _LAUNCH_EMBEDDED, str(self.transaction_lifetime),
+                 "--host", "127.0.0.1", "--port", str(self.port),
                  "--storage-path", str(self.data_dir), "--log-level", "WARNING"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip

@@ -58,7 +58,9 @@ class ServiceRuntime:
             graceful_timeout=settings.graceful_timeout,
         )
         topology = Topology(prefix=settings.amqp_prefix)
-        publisher = Publisher(broker, topology)
+        publisher = Publisher(
+            broker, topology, count_dead_letter=lambda reason: metrics.dead_lettered(service, reason)
+        )
         broker.add_middleware(permanent_error_middleware(publisher))
         return cls(
             service=service,

@@ -19,8 +19,16 @@ class Claim:
 
 
 class LeaseStore(Protocol):
-    async def claim(self, request: RunRequested, owner: str) -> Claim | None:
-        """Take the run unless another live executor holds it or it is finished."""
+    async def claim(self, request: RunRequested, owner: str) -> bool:
+        """Take the run (to wait for a slot) unless another live executor holds it or it is finished."""
+        ...
+
+    async def start(self, run_id: str, owner: str) -> Claim | None:
+        """The claimed run got a slot: a new attempt; None when another executor took it meanwhile."""
+        ...
+
+    async def steal_waiting(self, owner: str, limit: int) -> list[RunRequested]:
+        """Take over runs that other executors claimed but hold waiting for a slot."""
         ...
 
     async def renew(self, run_id: str, owner: str) -> bool: ...

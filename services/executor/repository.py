@@ -17,6 +17,7 @@ from shared.errors import NotFound, RetryableError
 from shared.mongo import MongoClient
 
 RUNNING, FINISHED = "running", "finished"
+WAITING, ATTEMPTING = "waiting", "attempting"  # phases of a running lease: for a slot, at work
 
 
 def _now() -> datetime:
@@ -38,34 +39,74 @@ class MongoLeaseStore:
     async def ensure_indexes(self) -> None:
         await self.leases.create_index([("status", 1), ("expires_at", 1)])
         await self.leases.create_index([("status", 1), ("reported", 1), ("finished_at", 1)])
+        await self.leases.create_index([("status", 1), ("phase", 1), ("claimed_at", 1)])
 
-    async def claim(self, request: RunRequested, owner: str) -> Claim | None:
+    async def claim(self, request: RunRequested, owner: str) -> bool:
+        """Take the run (new, or its holder stopped renewing) into this executor's wait for a slot.
+
+        Durable at once, so the delivery can be acknowledged: the run waits inside the executor, never
+        as an unacknowledged message. Not an attempt yet (`start` counts it); False when a live
+        executor holds it or it is finished.
+        """
+        now = _now()
+        try:
+            await self.leases.update_one(
+                {"_id": request.data.run_id, "status": RUNNING, "expires_at": {"$lt": now}},
+                {
+                    "$set": {
+                        "owner": owner,
+                        "expires_at": now + self.lease,
+                        "claimed_at": now,
+                        "phase": WAITING,
+                    },
+                    "$setOnInsert": {"request": request.model_dump_json(), "log_seq": 0, "attempt": 0},
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False  # held by a live executor, or finished
+        except PyMongoError as exc:
+            raise RetryableError(f"database error while claiming run {request.data.run_id}: {exc}") from exc
+        return True
+
+    async def start(self, run_id: str, owner: str) -> Claim | None:
+        """A slot is free: the claimed run becomes an attempt; None when another executor took it meanwhile."""
         now = _now()
         try:
             doc = await self.leases.find_one_and_update(
-                {"_id": request.data.run_id, "status": RUNNING, "expires_at": {"$lt": now}},
-                {
-                    "$set": {"owner": owner, "expires_at": now + self.lease, "claimed_at": now},
-                    "$inc": {"attempt": 1},
-                    "$setOnInsert": {"request": request.model_dump_json(), "log_seq": 0, "started_at": now},
-                },
-                upsert=True,
+                {"_id": run_id, "owner": owner, "status": RUNNING, "phase": WAITING},
+                {"$set": {"phase": ATTEMPTING, "expires_at": now + self.lease}, "$inc": {"attempt": 1}},
                 return_document=ReturnDocument.AFTER,
             )
-        except DuplicateKeyError:
-            return None  # held by a live executor, or finished
+            if doc is not None and doc.get("started_at") is None:
+                await self.leases.update_one({"_id": run_id}, {"$set": {"started_at": now}})
         except PyMongoError as exc:
-            raise RetryableError(f"database error while claiming run {request.data.run_id}: {exc}") from exc
-        assert doc is not None
+            raise RetryableError(f"database error while starting run {run_id}: {exc}") from exc
+        if doc is None:
+            return None
         started_at = doc.get("started_at") or now  # the first attempt's start, kept across take-overs
         if started_at.tzinfo is None:
             started_at = started_at.replace(tzinfo=UTC)
         return Claim(
-            run_id=request.data.run_id,
+            run_id=run_id,
             attempt=int(doc["attempt"]),
             started_at=started_at,
             checkpoint=doc.get("checkpoint"),
         )
+
+    async def steal_waiting(self, owner: str, limit: int) -> list[RunRequested]:
+        """Runs another live executor claimed but has no slot for, oldest first, taken over by `owner`."""
+        stolen: list[RunRequested] = []
+        query = {"status": RUNNING, "phase": WAITING, "owner": {"$ne": owner}}
+        async for doc in self.leases.find(query).sort("claimed_at", 1).limit(limit):
+            now = _now()
+            taken = await self.leases.update_one(
+                {"_id": doc["_id"], "owner": doc["owner"], "status": RUNNING, "phase": WAITING},
+                {"$set": {"owner": owner, "expires_at": now + self.lease, "claimed_at": now}},
+            )
+            if taken.modified_count == 1:
+                stolen.append(RunRequested.model_validate_json(doc["request"]))
+        return stolen
 
     async def save_checkpoint(self, run_id: str, owner: str, checkpoint: dict[str, Any]) -> None:
         """Progress of the data work that a take-over resumes from (only by the lease holder)."""

@@ -1,12 +1,18 @@
 """Executor use cases: claim a requested run, execute it once, report it exactly once.
 
-Long runs and RabbitMQ's consumer timeout: the delivery of `RunRequested` is acknowledged as soon as
-the claim (a lease in MongoDB) is durable, and the run continues in a task that renews the lease
-(heartbeat every third of the lease). If the executor dies, the lease expires and the reaper of any
-executor takes the run over; a redelivered or duplicate `RunRequested` finds the lease held or
-finished and does nothing. So a run of any length never holds an unacknowledged delivery, and the
-30-minute consumer timeout never applies. A take-over resumes an import after its last checkpoint
-(stored with the lease) and keeps the first attempt's start time.
+RabbitMQ's consumer timeout: the delivery of `RunRequested` is acknowledged as soon as the claim (a
+lease in MongoDB) is durable — before the run has a slot. A claimed run waits for one of this
+executor's `concurrency` slots inside the executor, its lease renewed (heartbeat every third of the
+lease) like a running one; an executor with a free slot takes waiting runs over from a busy one
+(`steal_waiting`). If the executor dies, the lease expires and the reaper of any executor takes the run
+over; SIGTERM hands waiting runs over at once. A redelivered or duplicate `RunRequested` finds the lease
+held or finished and does nothing. So neither a long run nor a long wait holds an unacknowledged
+delivery, and the consumer timeout never applies. The attempt count rises only when a run gets a slot
+(`LeaseStore.start`); a take-over resumes an import after its last checkpoint (stored with the lease)
+and keeps the first attempt's start time.
+
+Losing the broker is not a run's failure: events go through `EventBuffer`, which holds them (bounded,
+in order) until the broker is back, while the run goes on and its lease (MongoDB) is renewed.
 
 Imports into one table take turns: before its first write a run holds the table's writer lock
 (`TableWriters`), waiting while another run holds it; the hold is renewed with the lease and released
@@ -19,14 +25,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+from services.executor.active import (
+    LEASE_LOST,
+    STOP_REQUESTED,
+    TABLE_LOST,
+    TABLE_LOST_MESSAGE,
+    ActiveRun,
+    ExecutionSettings,
+    wait_for_slot,
+)
 from services.executor.audience import MongoAudienceStore
 from services.executor.errors import RunStopped
-from services.executor.exporters.run import ExportRun, ExportSettings
+from services.executor.event_buffer import EventBuffer
+from services.executor.exporters.run import ExportRun
 from services.executor.importers.pipeline import Checkpoint
-from services.executor.importers.run import ImportContext, ImportRun, ImportSettings
+from services.executor.importers.run import ImportContext, ImportRun
 from services.executor.ports import CatalogReader, Claim, EventPublisher, LeaseStore, TableWriters
 from services.executor.reporting import RunReporter
 from services.executor.repository import MongoRejectStore, MongoWatermarks
@@ -37,44 +53,8 @@ from shared.logging import current_job_id, current_run_id
 from shared.metrics import Metrics
 from shared.secrets import SecretBox
 
+__all__ = ["ExecutionSettings", "ExecutorService"]  # the settings live in `active`; callers import them here
 logger = logging.getLogger(__name__)
-STOP_REQUESTED, LEASE_LOST, TABLE_LOST = "stop requested", "lease lost", "table lost"
-TABLE_LOST_MESSAGE = (
-    "lost the table's writer lock (this executor did not renew it for a lease period); "
-    "the next attempt waits for the table and loads the file from the start"
-)
-
-
-@dataclass(frozen=True)
-class ExecutionSettings:
-    executor_id: str
-    concurrency: int
-    lease_seconds: float
-    progress_interval: float
-    max_attempts: int
-    retry_backoff: float
-    imports: ImportSettings
-    exports: ExportSettings = field(default_factory=ExportSettings)
-    table_poll_seconds: float = 1.0  # longest pause between two tries of a busy table's writer lock
-
-
-@dataclass
-class ActiveRun:
-    request: RunRequested
-    task: asyncio.Task[None] | None = None
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    tables: set[str] = field(default_factory=set)  # collections whose writer lock the run holds
-    halted_for: set[str] = field(default_factory=set)  # why `stop` is set
-
-    def halt(self, reason: str) -> None:
-        self.halted_for.add(reason)
-        self.stop.set()
-
-    def resume_after_table_lost(self) -> None:
-        """Only the lost hold stopped the attempt: the next one may run (and takes the table again)."""
-        self.halted_for.clear()
-        self.stop.clear()
-        self.tables.clear()
 
 
 class ExecutorService:
@@ -102,25 +82,26 @@ class ExecutorService:
         self.publisher = publisher
         self.secrets = secrets
         self.metrics = metrics
+        self.events = EventBuffer(publisher)
         self.slots = asyncio.Semaphore(settings.concurrency)
-        self.active: dict[str, ActiveRun] = {}
+        self.active: dict[str, ActiveRun] = {}  # claimed here: running or waiting for a slot
 
     async def accept(self, request: RunRequested) -> bool:
-        """Claim and start a run; False when it is already claimed or finished (a duplicate)."""
-        await self.slots.acquire()
-        try:
-            claim = await self.leases.claim(request, self.settings.executor_id)
-        except BaseException:
-            self.slots.release()
-            raise
-        if claim is None:
-            self.slots.release()
-            logger.info("run already claimed or finished; ignoring", extra={"run_id": request.data.run_id})
+        """Claim a run and queue it for a slot here; False when it is already claimed or finished.
+
+        Returns once the claim is durable, whether or not a slot is free: the delivery is acknowledged
+        then, and the run waits inside the executor, never as an unacknowledged message."""
+        run_id = request.data.run_id
+        if run_id in self.active or not await self.leases.claim(request, self.settings.executor_id):
+            logger.info("run already claimed or finished; ignoring", extra={"run_id": run_id})
             return False
-        active = ActiveRun(request)
-        self.active[claim.run_id] = active
-        active.task = asyncio.create_task(self._execute(active, claim), name=f"run-{claim.run_id}")
+        self._queue(request)
         return True
+
+    def _queue(self, request: RunRequested) -> None:
+        active = ActiveRun(request)
+        self.active[request.data.run_id] = active
+        active.task = asyncio.create_task(self._run(active), name=f"run-{request.data.run_id}")
 
     def request_stop(self, run_id: str) -> bool:
         active = self.active.get(run_id)
@@ -130,31 +111,71 @@ class ExecutorService:
         return True
 
     async def take_over_expired(self) -> int:
-        """Claim runs whose executor stopped renewing its lease (crashed), and finish them."""
+        """With free slots: claim runs whose executor stopped renewing its lease (crashed), then runs
+        that a busy executor holds waiting for a slot; re-publish stored but unreported results."""
         taken = 0
-        for request in await self.leases.expired(limit=self.settings.concurrency):
-            if self.slots.locked():
-                break
-            taken += await self.accept(request)
+        if (free := self.settings.concurrency - len(self.active)) > 0:
+            for request in await self.leases.expired(limit=free):
+                taken += await self.accept(request)
+        if (free := self.settings.concurrency - len(self.active)) > 0:
+            for request in await self.leases.steal_waiting(self.settings.executor_id, limit=free):
+                logger.info(
+                    "taking over a run waiting for a slot elsewhere", extra={"run_id": request.data.run_id}
+                )
+                self._queue(request)
+                taken += 1
         await self._resend_unreported()
         return taken
 
     async def shutdown(self, grace: float) -> None:
-        """Let in-flight runs finish within `grace`; the rest are left to expire and be taken over."""
-        tasks = [a.task for a in self.active.values() if a.task is not None]
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=grace)
-        for task in pending:
+        """Hand waiting runs over at once; let running ones finish within `grace` (the rest are handed
+        over too); publish what the event buffer still holds."""
+        waiting = [a.task for a in self.active.values() if a.task is not None and not a.started]
+        for task in waiting:
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.gather(*waiting, return_exceptions=True)
+        tasks = [a.task for a in self.active.values() if a.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.events.drain(timeout=grace)
+        await self.events.close()
+
+    async def _run(self, active: ActiveRun) -> None:
+        """A claimed run: wait for a slot (lease renewed meanwhile), then execute it."""
+        run_id, owner = active.request.data.run_id, self.settings.executor_id
+        current_run_id.set(run_id)
+        current_job_id.set(active.request.data.job.job_id)
+        heartbeat = asyncio.create_task(self._heartbeat(active, run_id))
+        try:
+            if self.slots.locked():
+                logger.info("all %d slots busy; the run waits for one", self.settings.concurrency)
+            if not await wait_for_slot(self.slots, active):
+                return
+            claim = await self.leases.start(run_id, owner)
+            if claim is None:
+                logger.info("run taken over by another executor while it waited for a slot")
+                return
+            await self._execute(active, claim)
+        except asyncio.CancelledError:
+            logger.warning("run interrupted by shutdown; another executor will take it over")
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._hand_over(run_id))
+            raise
+        except Exception:
+            logger.exception("run could not be reported; the reaper will retry")
+            with contextlib.suppress(Exception):
+                await self.writers.hand_over(run_id, owner)
+        finally:
+            heartbeat.cancel()
+            self.active.pop(run_id, None)
+            if active.has_slot:
+                self.slots.release()
 
     async def _execute(self, active: ActiveRun, claim: Claim) -> None:
         request = active.request
-        current_run_id.set(claim.run_id)
-        current_job_id.set(request.data.job.job_id)
-        heartbeat = asyncio.create_task(self._heartbeat(active, claim.run_id))
         if self.metrics:
             self.metrics.runs_in_progress.inc()
         try:
@@ -162,21 +183,9 @@ class ExecutorService:
             await self._release_tables(active, claim.run_id)
             if await self._report(finished):
                 self._count_finished(request, finished)
-        except asyncio.CancelledError:
-            logger.warning("run interrupted by shutdown; another executor will take it over")
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._hand_over(claim.run_id))
-            raise
-        except Exception:
-            logger.exception("run could not be reported; the reaper will retry")
-            with contextlib.suppress(Exception):
-                await self.writers.hand_over(claim.run_id, self.settings.executor_id)
         finally:
-            heartbeat.cancel()
             if self.metrics:
                 self.metrics.runs_in_progress.dec()
-            self.active.pop(claim.run_id, None)
-            self.slots.release()
 
     async def _hand_over(self, run_id: str) -> None:
         await self.leases.release(run_id, self.settings.executor_id)
@@ -307,20 +316,24 @@ class ExecutorService:
         # Stored before it is published: a crash in between is repaired by `_resend_unreported`.
         # A copy that lost its lease (another executor took the run over) reports nothing: the run
         # ends with the owner's one `RunFinished`.
+        # Published through the event buffer after the run's log lines; marked reported once it is out.
         run_id = finished.data.run_id
         if not await self.leases.finish(run_id, self.settings.executor_id, finished.model_dump_json()):
             logger.warning("lease held by another executor; this copy's result is dropped")
             return False
-        await self.publisher.publish(finished)
-        await self.leases.mark_reported(run_id)
+        await self.events.publish(finished, on_published=partial(self.leases.mark_reported, run_id))
         logger.info("run finished", extra={"status": finished.data.status.value})
         return True
 
     async def _resend_unreported(self) -> None:
+        """Results stored by an executor that died before publishing them (not those still buffered here)."""
         for message in await self.leases.unreported(older_than_seconds=self.settings.lease_seconds):
             finished = RunFinished.model_validate_json(message)
-            await self.publisher.publish(finished)
-            await self.leases.mark_reported(finished.data.run_id)
+            if self.events.holds(finished.id):
+                continue
+            await self.events.publish(
+                finished, on_published=partial(self.leases.mark_reported, finished.data.run_id)
+            )
 
     async def _heartbeat(self, active: ActiveRun, run_id: str) -> None:
         while True:
@@ -346,7 +359,7 @@ class ExecutorService:
             request,
             executor_id=self.settings.executor_id,
             attempt=claim.attempt,
-            publisher=self.publisher,
+            publisher=self.events,
             leases=self.leases,
             progress_interval=self.settings.progress_interval,
             started_at=claim.started_at,

@@ -11,12 +11,14 @@ from shared.runtime import ServiceRuntime
 
 def register_subscribers(runtime: ServiceRuntime, service: ExecutorService, executor_id: str) -> None:
     broker, topology = runtime.broker, runtime.topology
-    # Prefetch matches the number of runs this executor may hold at once.
+    # The handler returns as soon as the claim is durable (free slot or not), so a delivery is never
+    # held while a run waits for capacity; the prefetch only bounds claims in flight at once.
     runs_channel = Channel(prefetch_count=service.settings.concurrency)
 
     @broker.subscriber(topology.executor_runs, channel=runs_channel, title="executor.runs")
     async def on_run_requested(request: RunRequested) -> None:
-        """Acknowledged once the run's lease is claimed; the run goes on in the background."""
+        """Acknowledged once the run's lease is claimed; the run waits for a slot and goes on in the
+        background."""
         await service.accept(request)
 
     @broker.subscriber(

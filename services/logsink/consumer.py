@@ -7,10 +7,12 @@ ingest batch; nothing is awaited per message. A message is acknowledged only aft
 it is durably written: the batch's messages are marked settled, and the longest settled run of the
 channel's deliveries (in delivery order) is acknowledged with one `multiple` ack on its highest tag.
 
-- A message that can never be recorded (malformed, or an event type the logsink does not record) is
-  published to the dead-letter exchange with the reason, then acknowledged (as the rest of Connect does).
+- A message that can never be recorded (not JSON, malformed, or an event type the logsink does not
+  record) is published to the dead-letter exchange with the reason and its original message id at its
+  first delivery, then acknowledged (as the rest of Connect does).
 - A batch that cannot be written after its retries is nacked with requeue; the quorum queue's delivery
-  limit bounds the redeliveries.
+  limit bounds the redeliveries: a message at its last delivery is dead-lettered here instead, with the
+  reason (`delivery_limit`).
 - A lost connection is reopened; what the old channel held unacknowledged is redelivered by the broker
   (a batch written meanwhile is written again: applied event ids make that a no-op, and a log line is
   read back once however its redelivery was grouped).
@@ -38,12 +40,23 @@ from services.logsink import domain
 from services.logsink.ports import DeliveryMetrics
 from services.logsink.service import LogsinkService
 from shared.errors import PermanentError, RetryableError
+from shared.messaging import (
+    DELIVERY_LIMIT,
+    dead_letter_reason,
+    delivery_count,
+    delivery_properties,
+    describe,
+    limit_reason,
+)
+from shared.topology import DELIVERY_LIMIT as QUEUE_DELIVERY_LIMIT
 
 logger = logging.getLogger(__name__)
 
-DeadLetter = Callable[[bytes, str], Awaitable[None]]
-# A message's receipt: the channel window it came on, its delivery tag, and its metric label.
-Receipt = tuple["AckWindow", int, str]
+# body, reason, metric label (`dead_letter_reason`), the delivery's properties (`delivery_properties`)
+DeadLetter = Callable[[bytes, str, str, dict[str, Any]], Awaitable[None]]
+# A message's receipt: the channel window it came on, its delivery tag, its metric label, and the
+# message itself at its last delivery before the queue's limit (dead-lettered here if its batch fails).
+Receipt = tuple["AckWindow", int, str, DeliveredMessage | None]
 
 DEAD_LETTER_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 10.0
@@ -114,8 +127,10 @@ class EventConsumer:
         prefetch: int,
         dead_letter: DeadLetter,
         metrics: DeliveryMetrics,
+        delivery_limit: int = QUEUE_DELIVERY_LIMIT,
     ) -> None:
         self.amqp_url = amqp_url
+        self.delivery_limit = delivery_limit
         self.queue = queue
         self.service = service
         self.prefetch = prefetch
@@ -164,42 +179,70 @@ class EventConsumer:
             return
         window.received(tag)
         handler = f"{message.exchange or 'default'}.{message.routing_key}"
+        last = message if delivery_count(message.header.properties) >= self.delivery_limit else None
         try:
             planned = domain.plan_json(message.body)
-            self.service.accept(planned, (window, tag, handler))
+            self.service.accept(planned, (window, tag, handler, last))
         except (ValidationError, PermanentError) as exc:
-            self._spawn(self._dead_letter(window, tag, handler, message.body, exc))
+            self._spawn(self._dead_letter(window, tag, handler, message, exc))
         except RetryableError:  # shutting down: the batcher is closed
             self._spawn(self._requeue(window, tag, handler))
-        except Exception:  # a bug: requeue; the delivery limit dead-letters a message that keeps failing
+        except Exception as exc:  # a bug: requeue, and dead-letter a message that keeps failing
             logger.exception("could not plan an event", extra={"queue": self.queue})
-            self._spawn(self._requeue(window, tag, handler))
+            self._spawn(self._retry_or_give_up(window, tag, handler, last, exc))
 
     # --- after each batch ---------------------------------------------------------------------------
 
     async def _settle(self, receipts: list[Receipt], error: Exception | None) -> None:
         windows: set[AckWindow] = set()
         handlers: Counter[str] = Counter()
-        for window, tag, handler in receipts:
-            handlers[handler] += 1
+        for window, tag, handler, last in receipts:
             windows.add(window)
             if error is None:
                 window.written(tag)
+            elif last is not None:  # its last delivery: dead-letter it with the reason (counted there)
+                self._spawn(self._dead_letter(window, tag, handler, last, error, DELIVERY_LIMIT))
+                continue
             else:
                 await window.requeue(tag)
+            handlers[handler] += 1
         for window in windows:
             await window.acknowledge()
         status = "acked" if error is None else "nacked"
         for handler, count in handlers.items():
             self.metrics.consumed(handler, count, status)
 
-    async def _dead_letter(
-        self, window: AckWindow, tag: int, handler: str, body: bytes, exc: Exception
+    async def _retry_or_give_up(
+        self, window: AckWindow, tag: int, handler: str, last: DeliveredMessage | None, exc: Exception
     ) -> None:
-        reason = f"{type(exc).__name__}: {exc}"
-        logger.error("dead-lettering a message", extra={"reason": reason[:500], "queue": self.queue})
+        if last is None:
+            await self._requeue(window, tag, handler)
+        else:
+            await self._dead_letter(window, tag, handler, last, exc, DELIVERY_LIMIT)
+
+    async def _dead_letter(
+        self,
+        window: AckWindow,
+        tag: int,
+        handler: str,
+        message: DeliveredMessage,
+        exc: Exception,
+        kind: str | None = None,
+    ) -> None:
+        properties = delivery_properties(message.header.properties)
+        if kind == DELIVERY_LIMIT:
+            reason = limit_reason(exc, properties["delivery_count"])
+        else:
+            reason, kind = describe(exc), dead_letter_reason(exc)
+        logger.error(
+            "dead-lettering a message",
+            extra={"reason": reason[:500], "queue": self.queue, "kind": kind,
+                   "message_id": properties["message_id"]},
+        )  # fmt: skip
         try:
-            await asyncio.wait_for(self.dead_letter(body, reason), DEAD_LETTER_TIMEOUT)
+            await asyncio.wait_for(
+                self.dead_letter(message.body, reason, kind, properties), DEAD_LETTER_TIMEOUT
+            )
         except Exception as publish_error:  # not confirmed: keep the message, try again later
             logger.warning(
                 "dead-lettering failed; requeued", extra={"queue": self.queue, "reason": str(publish_error)}

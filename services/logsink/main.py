@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
 from services.logsink.config import LogsinkSettings
@@ -30,8 +32,10 @@ def build_app(common: CommonSettings | None = None, settings: LogsinkSettings | 
     )
     queue = runtime.topology.logsink_events.name
 
-    async def dead_letter(body: bytes, reason: str) -> None:
-        await runtime.publisher.dead_letter(body, reason=reason, source_queue=queue)
+    async def dead_letter(body: bytes, reason: str, kind: str, original: dict[str, Any]) -> None:
+        await runtime.publisher.dead_letter(
+            body, reason=reason, source_queue=queue, kind=kind, original=original
+        )
 
     consumer = EventConsumer(
         common.amqp_url,
@@ -40,6 +44,7 @@ def build_app(common: CommonSettings | None = None, settings: LogsinkSettings | 
         prefetch=settings.prefetch,
         dead_letter=dead_letter,
         metrics=metrics,
+        delivery_limit=runtime.topology.delivery_limit,
     )
     register_subscribers(runtime)  # for the AsyncAPI document; `consumer` consumes the queue
 

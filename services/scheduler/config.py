@@ -24,6 +24,19 @@ class SchedulerSettings(ServiceSettings):
     catch_up_max_age_seconds: float = Field(
         default=0, ge=0, description="Missed slots older than this never fire (0: no age limit)."
     )
+    catch_up_grace_seconds: float = Field(
+        default=90.0,
+        ge=0,
+        description=(
+            "Slots due this recently always fire: the longest a replica's death can delay a slot "
+            "(partition lease + the database's transaction lifetime, 60 s on mongod)."
+        ),
+    )
+    transaction_wait_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a fire waits on a conflicting transaction before the next pass.",
+    )
     expire_resend_seconds: float = Field(default=60.0, gt=0)
     # Test-only: the schedule clock runs `clock_scale` times faster than real time from `clock_origin`.
     clock_origin: AwareDatetime | None = None

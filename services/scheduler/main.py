@@ -26,6 +26,7 @@ def build_app(common: CommonSettings | None = None, settings: SchedulerSettings 
     repo = MongoSchedulerRepository(
         runtime.mongo, runtime.db_name, partitions=settings.partitions,
         lease_seconds=settings.partition_lease_seconds,
+        transaction_wait_seconds=settings.transaction_wait_seconds,
     )  # fmt: skip
     clock = scaled_clock(settings.clock_origin, settings.clock_scale)
     service = SchedulerService(repo, runtime.publisher, clock, wall=utc_now, metrics=runtime.metrics)
@@ -36,7 +37,11 @@ def build_app(common: CommonSettings | None = None, settings: SchedulerSettings 
     ticker = Ticker(
         service,
         instance=settings.instance_id,
-        catch_up=CatchUp(settings.catch_up_slots, timedelta(seconds=max_age) if max_age else None),
+        catch_up=CatchUp(
+            settings.catch_up_slots,
+            timedelta(seconds=max_age) if max_age else None,
+            grace=timedelta(seconds=settings.catch_up_grace_seconds),
+        ),
         batch=settings.fire_batch,
         concurrency=settings.fire_concurrency,
         lease_seconds=settings.partition_lease_seconds,

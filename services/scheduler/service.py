@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from services.scheduler.clock import Clock, utc_now
 from services.scheduler.domain import Outcome, build_run_requested, trigger_slot
+from services.scheduler.domain.deadlines import expired_reply, past_deadline
 from services.scheduler.ports import EventPublisher
 from services.scheduler.store import FireResult, MongoSchedulerRepository
 from services.scheduler.store.base import decode_outbox
@@ -55,6 +56,8 @@ class SchedulerService:
 
         The job's schedule is not touched: Run now never moves the next scheduled run.
         """
+        if past_deadline(command, self.wall()):
+            return self.not_carried_out(command)
         now = self.clock()
         job = command.data.job
         try:
@@ -70,6 +73,8 @@ class SchedulerService:
 
     async def run_group(self, command: RunGroup) -> RunJobReply:
         """Start a group run (`GroupID.RunID`); refuse while it runs, or when unknown or expired."""
+        if past_deadline(command, self.wall()):
+            return self.not_carried_out(command)
         try:
             group_run_id, entry, messages = await self.repo.run_group(
                 request_id=command.id, group_id=command.data.group_id, requested_by=command.data.requested_by,
@@ -81,6 +86,15 @@ class SchedulerService:
             await self.publish(FireResult(outbox_id=entry, messages=messages))
         logger.info("group run started", extra={"run_id": group_run_id})
         return RunJobReply(accepted=True, run_id=group_run_id)
+
+    def not_carried_out(self, command: RunJob | RunGroup) -> RunJobReply:
+        """The caller gave up waiting (it answered 503 "nothing was started"), so nothing starts now."""
+        late = (self.wall() - command.deadline).total_seconds() if command.deadline else 0.0
+        logger.warning(
+            "command past its deadline: not carried out",
+            extra={"id": command.id, "type": command.type, "subject": command.subject, "late_seconds": late},
+        )
+        return expired_reply(command)
 
     async def stop_group_run(self, command: StopGroupRun) -> RunJobReply:
         group_run_id = command.data.group_run_id

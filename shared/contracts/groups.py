@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from shared.contracts.envelope import Envelope, Frozen
-from shared.contracts.runs import RUN_ID_PATTERN, RunStatus, Trigger
+from shared.contracts.runs import RUN_ID_PATTERN, RequestCommand, RunStatus, Trigger
 
 
 class RunGroupData(Frozen):
@@ -17,7 +17,7 @@ class RunGroupData(Frozen):
     requested_by: str
 
 
-class RunGroup(Envelope):
+class RunGroup(RequestCommand):
     """Command to the scheduler (request/reply, answered with `RunJobReply` carrying `GroupID.RunID`)."""
 
     routing_key: ClassVar[str] = "scheduler.run-group"

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from shared.contracts.envelope import Envelope, Frozen
 from shared.contracts.jobs import JobSnapshot, JobType
@@ -57,7 +57,17 @@ class RunJobData(Frozen):
     requested_by: str
 
 
-class RunJob(Envelope):
+class RequestCommand(Envelope):
+    """A command whose caller waits for the answer: it carries the instant the caller gives up."""
+
+    deadline: AwareDatetime | None = Field(
+        default=None,
+        description="When the caller stops waiting (UTC, its clock); a command received later is not "
+        "carried out. Absent: no deadline.",
+    )
+
+
+class RunJob(RequestCommand):
     """Command to the scheduler: allocate a run of this job now (request/reply)."""
 
     routing_key: ClassVar[str] = "scheduler.run-job"
@@ -72,6 +82,7 @@ class RunJobReply(Frozen):
     accepted: bool
     run_id: str | None = Field(default=None, pattern=RUN_ID_PATTERN)
     reason: str | None = None
+    expired: bool = Field(default=False, description="Not carried out: it arrived past its deadline.")
 
 
 class StopRunData(Frozen):

@@ -67,6 +67,9 @@ def test_required_alerts(rules: dict[str, dict[str, Any]]) -> None:
     assert re.search(r'rabbitmq_queue_messages\{queue="connect\.dead-letters"\}\).*> 0', joined), (
         "DLQ not empty"
     )
+    assert re.search(
+        r"sum by \(service, reason\) \(increase\(connect_dead_letters_total\[\w+\]\)\) > 0", joined
+    ), "dead letters counted by the services"
     assert re.search(r'rabbitmq_queue_consumers\{queue="executor\.runs"\}\) == 0', joined), (
         "no executor consuming"
     )

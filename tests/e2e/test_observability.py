@@ -36,6 +36,7 @@ METRICS = {
     "connect_logsink_events_total": "counter",
     "connect_logsink_batch_seconds": "histogram",
     "connect_build_info": "gauge",
+    "connect_dead_letters_total": "counter",
 }
 
 
@@ -111,6 +112,7 @@ async def test_every_service_exposes_the_metrics_with_the_run_counted(
         text = await _text(processes, service)
         for name, kind in METRICS.items():
             assert f"# TYPE {name} {kind}" in text, f"{service} does not expose {name}"
+        assert total(samples, "connect_dead_letters_total") == 0, f"{service} dead-lettered in a clean run"
 
     executor = by_service["executor"]
     labels = {"job_type": "import", "status": "succeeded", "trigger": "scheduled"}

@@ -84,7 +84,8 @@ async def test_permanent_failure_is_dead_lettered_with_its_reason(
     settings: CommonSettings, topology: Topology
 ) -> None:
     broker = broker_for(settings)
-    publisher = Publisher(broker, topology)
+    counted: list[str] = []
+    publisher = Publisher(broker, topology, count_dead_letter=counted.append)
     broker.add_middleware(permanent_error_middleware(publisher))
     calls: list[str] = []
 
@@ -97,16 +98,37 @@ async def test_permanent_failure_is_dead_lettered_with_its_reason(
         await broker.connect()
         await declare_topology(broker, topology)
         await broker.start()
-        await publisher.publish(run_requested("7.2"))
+        message = run_requested("7.2")
+        await publisher.publish(message)
         dead = await get_message(settings.amqp_url, topology.dead_letters.name)
     assert calls == ["7.2"]  # not redelivered: permanent errors do not loop
     assert dead.headers["x-connect-reason"] == "PermanentError: the file can never be read"
+    assert dead.headers["x-connect-queue"] == topology.executor_runs.name
     assert json.loads(dead.body)["data"]["run_id"] == "7.2"
+    assert dead.message_id == message.id and dead.type == message.type  # the original, not a new one
+    assert counted == ["permanent"]
 
 
-async def test_undecodable_message_is_dead_lettered(settings: CommonSettings, topology: Topology) -> None:
+@pytest.mark.parametrize(
+    ("body", "content_type", "kind", "reason"),
+    [
+        (b'{"type": "connect.run.requested.v1"}', "application/json", "invalid", "ValidationError"),
+        (b"not JSON at all {", "application/json", "undecodable", "JSONDecodeError"),
+        (bytes(range(256)), None, "undecodable", "the body is not JSON (256 bytes"),
+        (b"[1, 2]", "application/json", "invalid", "the body is not a JSON object"),
+    ],
+)
+async def test_undecodable_message_is_dead_lettered_at_its_first_delivery(
+    settings: CommonSettings,
+    topology: Topology,
+    body: bytes,
+    content_type: str | None,
+    kind: str,
+    reason: str,
+) -> None:
     broker = broker_for(settings)
-    publisher = Publisher(broker, topology)
+    counted: list[str] = []
+    publisher = Publisher(broker, topology, count_dead_letter=counted.append)
     broker.add_middleware(permanent_error_middleware(publisher))
 
     @broker.subscriber(topology.executor_runs)
@@ -118,17 +140,24 @@ async def test_undecodable_message_is_dead_lettered(settings: CommonSettings, to
         await declare_topology(broker, topology)
         await broker.start()
         await broker.publish(
-            b'{"type": "connect.run.requested.v1"}', exchange=topology.events, routing_key="run.requested"
-        )
+            body, exchange=topology.events, routing_key="run.requested", message_id="poison-1",
+            content_type=content_type,
+        )  # fmt: skip
         dead = await get_message(settings.amqp_url, topology.dead_letters.name)
-    assert "ValidationError" in dead.headers["x-connect-reason"]
+    assert reason in str(dead.headers["x-connect-reason"])
+    assert dead.headers["x-connect-dead-letter"] == kind
+    assert dead.headers["x-connect-delivery-count"] == 0  # its first delivery: no redelivery loop
+    assert "x-death" not in dead.headers  # not dead-lettered by the queue's delivery limit
+    assert dead.message_id == "poison-1" and dead.body == body
+    assert counted == [kind]
 
 
 async def test_retryable_failure_is_retried_then_dead_lettered_at_the_delivery_limit(
     settings: CommonSettings, topology: Topology
 ) -> None:
     broker = broker_for(settings)
-    publisher = Publisher(broker, topology)
+    counted: list[str] = []
+    publisher = Publisher(broker, topology, count_dead_letter=counted.append)
     broker.add_middleware(permanent_error_middleware(publisher))
     attempts: list[int] = []
 
@@ -146,4 +175,10 @@ async def test_retryable_failure_is_retried_then_dead_lettered_at_the_delivery_l
         await asyncio.sleep(0.5)
     assert len(attempts) == topology.delivery_limit + 1  # first delivery + the limit of redeliveries
     assert json.loads(dead.body)["data"]["run_id"] == "7.3"
+    # The last delivery is dead-lettered by Connect, with the reason, not silently by the queue.
+    assert dead.headers["x-connect-reason"] == (
+        "delivery limit reached after 6 deliveries: RetryableError: database unreachable"
+    )
+    assert dead.headers["x-connect-dead-letter"] == "delivery_limit" and "x-death" not in dead.headers
+    assert counted == ["delivery_limit"]
     assert await queue_depth(settings.amqp_url, topology.executor_runs.name) == 0

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from services.logsink.consumer import AckWindow
+import asyncio
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+from pamqp.commands import Basic
+
+from services.logsink.consumer import AckWindow, EventConsumer
+from shared.contracts import RunLog
+from shared.contracts.runs import RunLogData
+from shared.errors import RetryableError
 
 
 class FakeChannel:
@@ -84,3 +94,57 @@ async def test_a_closed_channel_acknowledges_nothing() -> None:
     await window.acknowledge()
     await window.requeue(3)
     assert channel.frames == []
+
+
+class HeldBatches:
+    """The logsink service as the consumer sees it: holds each accepted receipt until told to settle."""
+
+    def __init__(self) -> None:
+        self.settle: Any = None
+        self.receipts: list[Any] = []
+
+    def accept(self, planned: object, receipt: object) -> None:
+        self.receipts.append(receipt)
+
+
+class NoDeliveryMetrics:
+    def consumed(self, handler: str, count: int, status: str) -> None:
+        return None
+
+
+def delivery(tag: int, deliveries_before: int, message_id: str) -> Any:
+    headers = {"x-delivery-count": deliveries_before} if deliveries_before else {}
+    properties = Basic.Properties(headers=headers, message_id=message_id, message_type="connect.run.log.v1")
+    body = RunLog(
+        source="t", data=RunLogData(run_id="7.1", seq=tag, message="line", at=datetime.now(UTC))
+    ).model_dump_json()
+    return SimpleNamespace(
+        delivery_tag=tag, exchange="events", routing_key="run.log", body=body.encode(),
+        header=SimpleNamespace(properties=properties),
+    )  # fmt: skip
+
+
+async def test_a_failed_batch_dead_letters_its_messages_at_their_last_delivery_and_requeues_the_rest() -> (
+    None
+):
+    dead: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def dead_letter(body: bytes, reason: str, kind: str, original: dict[str, Any]) -> None:
+        dead.append((reason, kind, original))
+
+    service, channel = HeldBatches(), FakeChannel()
+    consumer = EventConsumer(
+        "amqp://unused", "logsink.events", service, prefetch=10, dead_letter=dead_letter,  # type: ignore[arg-type]
+        metrics=NoDeliveryMetrics(), delivery_limit=5,
+    )  # fmt: skip
+    window = AckWindow(channel)  # type: ignore[arg-type]
+    await consumer._on_message(window, delivery(1, 4, "m-early"))  # one more redelivery is allowed
+    await consumer._on_message(window, delivery(2, 5, "m-last"))  # the queue would dead-letter it next
+    await consumer._settle(service.receipts, RetryableError("database unreachable"))
+    await asyncio.gather(*consumer._tasks)
+
+    assert [(reason, kind, original["message_id"]) for reason, kind, original in dead] == [
+        ("delivery limit reached after 6 deliveries: RetryableError: database unreachable", "delivery_limit",
+         "m-last"),
+    ]  # fmt: skip
+    assert channel.frames == [("nack", 1, False), ("ack", 2, True)]  # requeued; dead-lettered, then acked

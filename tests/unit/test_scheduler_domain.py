@@ -81,6 +81,27 @@ def test_slots_covered_by_a_recorded_range_or_entry_are_not_fired_again() -> Non
     assert unrecorded((), recorded) == ()
 
 
+def test_a_slot_delayed_by_a_take_over_still_fires() -> None:
+    # Issue 13: every-minute slot 10:00 could not be fired before 10:01:05 (the replica holding it
+    # died and its open transaction held the schedule for a minute). Without the grace the default
+    # catch-up (one slot) recorded 10:00 `missed`; inside the grace both fire (subject to overlap).
+    minute = RecurringSchedule(rule=EveryRule(minutes=1))
+    late = T0 + timedelta(minutes=1, seconds=5)
+    assert plan_slots(minute, T0, late).missed == (T0,)
+    plan = plan_slots(minute, T0, late, CatchUp(grace=timedelta(seconds=90)))
+    assert plan.candidates == (T0, T0 + timedelta(minutes=1)) and plan.missed == ()
+
+
+def test_the_catch_up_window_counts_from_the_end_of_the_grace() -> None:
+    # Down 5 h 30 min: the slot 30 min ago is inside a 1 h grace; the window's one slot is the
+    # latest before the grace (4 h 30 min ago); the older ones are missed, as without a grace.
+    plan = plan_slots(HOURLY, T0, T0 + hours(5.5), CatchUp(slots=1, grace=hours(1)))
+    assert plan.candidates == (T0 + hours(4), T0 + hours(5))
+    assert plan.missed == tuple(T0 + hours(i) for i in range(4))
+    plan = plan_slots(HOURLY, T0, T0 + hours(5.5), CatchUp(slots=1, max_age=hours(1), grace=hours(1)))
+    assert plan.candidates == (T0 + hours(5),)  # the age limit still applies
+
+
 def test_catch_up_zero_fires_nothing_missed() -> None:
     plan = plan_slots(HOURLY, T0, T0 + hours(2.5), CatchUp(slots=0))
     assert plan.candidates == () and len(plan.missed) == 3

@@ -67,7 +67,10 @@ async def delete_group(group_id: GroupId, groups: Groups, _: Operator, confirm: 
 
 @router.post("/{group_id}/run", status_code=202)
 async def run_group(group_id: GroupId, groups: Groups, by: Operator) -> GroupRunAccepted:
-    """Run now: returns `GroupID.RunID`; members run in order."""
+    """Run now: returns `GroupID.RunID`; members run in order.
+
+    503 when the scheduler does not answer in time: then nothing was started, nor will it be later.
+    """
     return GroupRunAccepted(group_run_id=await groups.run_now(group_id, by.name))
 
 

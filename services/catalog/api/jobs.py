@@ -102,7 +102,10 @@ async def patch_job(job_id: JobId, body: JobPatch, raw: Raw, jobs: Jobs, by: Ope
 
 @router.post("/{job_id}/run", status_code=202)
 async def run_job(job_id: JobId, jobs: Jobs, by: Operator) -> RunAccepted:
-    """Run now: returns the new `JobID.RunID`; scheduled runs are not moved. Not for partner-feed jobs."""
+    """Run now: returns the new `JobID.RunID`; scheduled runs are not moved. Not for partner-feed jobs.
+
+    503 when the scheduler does not answer in time: then nothing was started, nor will it be later.
+    """
     return RunAccepted(run_id=await jobs.run_now(job_id, by.name))
 
 

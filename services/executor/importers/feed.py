@@ -165,11 +165,12 @@ class _HitLines:
         lines = ("".join(self._tail) + text).split("\n")
         last = lines.pop()
         self._tail, self._tail_length = [last], len(last)
-        for line in lines:
-            self._check(len(line))
+        numbered = list(enumerate(lines, start=self.count + 1))
+        for number, line in numbered:
+            self._check(len(line), number)
+        self.count += len(lines)
         self._check(self._tail_length)
-        first, self.count = self.count + 1, self.count + len(lines)
-        return list(enumerate(lines, start=first))
+        return numbered
 
     def finish(self) -> list[tuple[int, str]]:
         last = "".join(self._tail) + self._decoder.decode(b"", final=True)
@@ -179,10 +180,10 @@ class _HitLines:
         self.count += 1
         return [(self.count, last)]
 
-    def _check(self, length: int) -> None:
+    def _check(self, length: int, number: int | None = None) -> None:
         if length > self.max_length:
             raise BadFile(
-                f"line {self.count + 1} of {self.name} is longer than {self.max_length:,} characters"
+                f"line {number or self.count + 1} of {self.name} is longer than {self.max_length:,} characters"
             )
 
 
@@ -252,6 +253,7 @@ class _HitSplitter:
         self.lines = _HitLines(name, max_length)
         self.max_length = max_length
         self._pending: list[str] = []
+        self._pending_length = 0
         self._start = 1
 
     def feed(self, data: bytes) -> list[CsvRecord]:
@@ -271,13 +273,14 @@ class _HitSplitter:
                 self._start = number
             if record_continues(line):
                 self._pending.append(line)
-                if sum(map(len, self._pending)) > self.max_length:
+                self._pending_length += len(line) + 1
+                if self._pending_length > self.max_length:
                     raise BadFile(
                         f"the record at line {self._start} is longer than {self.max_length:,} characters"
                     )
                 continue
             records.append(CsvRecord(self._start, split_hit_line("\n".join([*self._pending, line]))))
-            self._pending = []
+            self._pending, self._pending_length = [], 0
         return records
 
 

@@ -31,10 +31,17 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class CatchUp:
-    """After downtime: the `slots` most recent missed slots still fire (if not older than `max_age`)."""
+    """After downtime: the `slots` most recent missed slots still fire (if not older than `max_age`).
+
+    `grace`: how long a live scheduler can take to fire a slot when a replica dies (its partition
+    lease running out, then the server reaping the dead replica's open transaction). Slots that
+    came due within `grace` are not downtime: they always fire, so a replica's death never pushes
+    a slot out of the window. The window of `slots` is counted from `now - grace`.
+    """
 
     slots: int = 1
     max_age: timedelta | None = None
+    grace: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,9 @@ def plan_slots(
         slot = next_fire(schedule, slot)
     if slot is not None and slot <= now:  # an enormous backlog: this part is all missed
         return SlotPlan(missed=tuple(due), next_slot=slot)
-    keep = due[len(due) - catch_up.slots :] if catch_up.slots else []
+    late = [s for s in due if now - s <= catch_up.grace]  # delayed by a take-over, not by downtime
+    before = due[: len(due) - len(late)]
+    keep = (before[len(before) - catch_up.slots :] if catch_up.slots else []) + late
     if catch_up.max_age is not None:
         keep = [s for s in keep if now - s <= catch_up.max_age]
     missed = [s for s in due if s not in keep]

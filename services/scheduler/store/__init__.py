@@ -13,10 +13,17 @@ from shared.mongo import MongoClient
 
 class MongoSchedulerRepository(RunStore, CatalogStore, LeaseStore):
     def __init__(
-        self, client: MongoClient, db_name: str, *, partitions: int = 16, lease_seconds: float = 10.0
+        self,
+        client: MongoClient,
+        db_name: str,
+        *,
+        partitions: int = 16,
+        lease_seconds: float = 10.0,
+        transaction_wait_seconds: float = 10.0,
     ) -> None:
         super().__init__(client, db_name, partitions=partitions)
         self.lease = timedelta(seconds=lease_seconds)
+        self.transaction_wait = timedelta(seconds=transaction_wait_seconds)
 
 
 __all__ = ["FireResult", "MongoSchedulerRepository", "Work"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import pymongo
 from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
@@ -32,6 +34,8 @@ T = TypeVar("T")
 
 MESSAGE_TYPES: dict[str, type[Envelope]] = {m.model_fields["type"].default: m for m in ALL_MESSAGES}
 RELAY_CLAIM = timedelta(seconds=30)
+# How long a transaction retries on conflicts before giving up for this pass (SCHEDULER_TRANSACTION_WAIT_SECONDS).
+TRANSACTION_WAIT = timedelta(seconds=10)
 
 
 def outbox_doc(messages: Sequence[Envelope], now: datetime, request_id: str | None = None) -> Doc:
@@ -62,6 +66,7 @@ class StoreBase:
         self.client = client
         self.db = client[db_name]
         self.partitions = partitions
+        self.transaction_wait = TRANSACTION_WAIT
         self.schedules = self.db[SCHEDULES]
         self.ledger = self.db[LEDGER]
         self.outbox = self.db[OUTBOX]
@@ -88,14 +93,34 @@ class StoreBase:
                 logger.debug("partition documents already created")
 
     async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
-        """Run `work` in a transaction (retried on transient conflicts); translate database errors."""
+        """Run `work` in a transaction, retried on transient conflicts for at most `transaction_wait`.
+
+        A conflict usually means another transaction holds the same documents: a replica's that
+        is still running, or a killed one's that the server has not reaped yet. The wait is
+        bounded (the slot stays due and the next pass fires it) and logged, never silent.
+        """
+        attempts, started = 0, time.monotonic()
+
+        async def attempt(session: AsyncClientSession) -> T:
+            nonlocal attempts
+            attempts += 1
+            return await work(session)
+
         try:
-            async with self.client.start_session() as session:
-                return await session.with_transaction(work)
+            with pymongo.timeout(self.transaction_wait.total_seconds()):
+                async with self.client.start_session() as session:
+                    return await session.with_transaction(attempt)
         except DuplicateKeyError:
             raise
         except (ConnectionFailure, OperationFailure) as exc:
             raise RetryableError(f"database error in the scheduler: {exc}") from exc
+        finally:
+            if attempts > 1:
+                waited = round(time.monotonic() - started, 3)
+                logger.warning(
+                    "waited on a conflicting transaction",
+                    extra={"attempts": attempts, "waited_seconds": waited},
+                )
 
     # --- outbox ------------------------------------------------------------------------------------
     async def mark_published(self, entry_id: str) -> None:

@@ -1,0 +1,69 @@
+"""The executor's settings and its in-memory view of the runs it holds (running or waiting for a slot)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+from services.executor.exporters.run import ExportSettings
+from services.executor.importers.run import ImportSettings
+from shared.contracts import RunRequested
+
+STOP_REQUESTED, LEASE_LOST, TABLE_LOST = "stop requested", "lease lost", "table lost"
+TABLE_LOST_MESSAGE = (
+    "lost the table's writer lock (this executor did not renew it for a lease period); "
+    "the next attempt waits for the table and loads the file from the start"
+)
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    executor_id: str
+    concurrency: int
+    lease_seconds: float
+    progress_interval: float
+    max_attempts: int
+    retry_backoff: float
+    imports: ImportSettings
+    exports: ExportSettings = field(default_factory=ExportSettings)
+    table_poll_seconds: float = 1.0  # longest pause between two tries of a busy table's writer lock
+
+
+@dataclass
+class ActiveRun:
+    request: RunRequested
+    task: asyncio.Task[None] | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    started: bool = False  # past its wait for a slot
+    has_slot: bool = False
+    tables: set[str] = field(default_factory=set)  # collections whose writer lock the run holds
+    halted_for: set[str] = field(default_factory=set)  # why `stop` is set
+
+    def halt(self, reason: str) -> None:
+        self.halted_for.add(reason)
+        self.stop.set()
+
+    def resume_after_table_lost(self) -> None:
+        """Only the lost hold stopped the attempt: the next one may run (and takes the table again)."""
+        self.halted_for.clear()
+        self.stop.clear()
+        self.tables.clear()
+
+
+async def wait_for_slot(slots: asyncio.Semaphore, active: ActiveRun) -> bool:
+    """Wait for one of the executor's slots. True once the run has one, or was asked to stop (it then
+    ends at once as stopped); False when its lease was lost meanwhile (another executor has it)."""
+    acquire = asyncio.ensure_future(slots.acquire())
+    halted = asyncio.ensure_future(active.stop.wait())
+    try:
+        await asyncio.wait({acquire, halted}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        halted.cancel()
+        if not acquire.done():
+            acquire.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await acquire
+    active.has_slot = acquire.done() and not acquire.cancelled()
+    active.started = active.has_slot or LEASE_LOST not in active.halted_for
+    return active.started
