@@ -17,8 +17,7 @@ def register_subscribers(runtime: ServiceRuntime, service: ExecutorService, exec
 
     @broker.subscriber(topology.executor_runs, channel=runs_channel, title="executor.runs")
     async def on_run_requested(request: RunRequested) -> None:
-        """Acknowledged once the run's lease is claimed; the run waits for a slot and goes on in the
-        background."""
+        """Acknowledged once the run's lease is claimed; the run waits for a slot in the executor."""
         await service.accept(request)
 
     @broker.subscriber(

@@ -26,7 +26,7 @@ from services.dev.processes import SystemProcesses
 from shared.mongo import MongoClient, create_client
 from shared.settings import CommonSettings
 from shared.topology import Topology
-from tests.conftest import TEST_SECRET_KEY
+from tests.conftest import DEEP, TEST_SECRET_KEY
 from tests.e2e.test_executor_crash_and_stop import big_file, count_rows, job
 from tests.support.api import wait_for_run
 from tests.support.broker import queue_depth
@@ -37,6 +37,9 @@ pytestmark = pytest.mark.e2e
 CONSUMER_TIMEOUT_S = 3
 LONG_ROWS = 60_000
 OUTAGE_S = 10.0
+OUTAGE_TRIALS = (
+    4 if DEEP else 1
+)  # the suite runs one (graceful stop); the deep run alternates stop and kill -9
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +146,7 @@ async def test_runs_waiting_for_a_slot_hold_no_delivery_past_the_consumer_timeou
         assert lease is not None and lease["attempt"] == 1, lease
     assert await queue_depth(node.amqp_url, topology.dead_letters.name) == 0
     first_waiting = finished[1]
-    waited = datetime.fromisoformat(first_waiting["started_at"]) - datetime.fromisoformat(
+    waited = datetime.fromisoformat(first_waiting["start_time"]) - datetime.fromisoformat(
         first_waiting["requested_at"]
     )
     assert waited.total_seconds() > 2 * CONSUMER_TIMEOUT_S, (
@@ -154,15 +157,20 @@ async def test_runs_waiting_for_a_slot_hold_no_delivery_past_the_consumer_timeou
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("trial", range(OUTAGE_TRIALS))
 async def test_a_broker_outage_mid_run_neither_fails_nor_repeats_the_run(
     api: httpx.AsyncClient, node: RabbitNode, node_settings: CommonSettings, sshd: Sshd,
-    mongo: MongoClient, unique: str,
+    mongo: MongoClient, unique: str, trial: int,
 ) -> None:  # fmt: skip
+    """Odd trials (CONNECT_DEEP) kill -9 the node instead of stopping it."""
     big_file(sshd, f"{unique}/big.csv", LONG_ROWS)
     job_id = await job(api, sshd, unique, f"{unique}/big.csv", "append")
     run_id = await run_now(api, job_id)
     await wait_for_rows(mongo, node_settings, unique, LONG_ROWS // 10)
-    node.stop()
+    if trial % 2:
+        node.kill()
+    else:
+        node.stop()
     before = await count_rows(mongo, node_settings, unique)
     await asyncio.sleep(OUTAGE_S)  # the length of the outage (the experiment), not a wait for an event
     during = await count_rows(mongo, node_settings, unique) - before
@@ -173,6 +181,7 @@ async def test_a_broker_outage_mid_run_neither_fails_nor_repeats_the_run(
     assert run["status"] == "succeeded", run
     assert run["counts"] == {"read": LONG_ROWS, "inserted": LONG_ROWS, "updated": 0, "rejected": 0,
                              "unchanged": 0, "skipped": 0}  # fmt: skip
+    assert await count_rows(mongo, node_settings, unique) == LONG_ROWS  # appended once: none lost, none twice
     lease = await mongo[node_settings.database("executor")]["run_leases"].find_one({"_id": run_id})
     assert lease is not None and lease["attempt"] == 1 and lease["status"] == "finished", lease
     logs = (await api.get(f"/runs/{run_id}/logs")).json()

@@ -26,7 +26,7 @@ from services.executor.service import ExecutorService
 from shared.contracts.jobs import CsvFormat, ExportSpec, RestDestination, SftpDestination
 from shared.contracts.runs import RunFinished, RunStatus
 from shared.mongo import free_port
-from tests.conftest import examples
+from tests.conftest import DEEP, examples
 from tests.integration.test_executor_harness import Harness, harness_fixture  # noqa: F401
 from tests.integration.test_export_model_cases import (
     Case,
@@ -38,6 +38,7 @@ from tests.integration.test_export_model_cases import (
 from tests.model.export_model import ModelTable, csv_file, expected, rest_batches
 
 _job_ids = itertools.count(5000)
+pytestmark = pytest.mark.timeout(7200 if DEEP else 180)  # the deep run draws 20x the examples
 TOKEN = "model-token"
 
 
@@ -145,7 +146,7 @@ async def check_file(executor: Executor, case: Case, spec: ExportSpec, job_id: i
     return finished
 
 
-@settings(max_examples=examples(45))
+@settings(max_examples=examples(80))
 @given(case=list_cases())
 async def test_list_exports_to_sftp_match_the_model(harness: Harness, case: Case) -> None:
     executor = _executor(harness)
@@ -159,7 +160,7 @@ async def test_list_exports_to_sftp_match_the_model(harness: Harness, case: Case
     await check_file(executor, case, spec, job_id, 1, None)
 
 
-@settings(max_examples=examples(30))
+@settings(max_examples=examples(50))
 @given(case=table_cases())
 async def test_table_exports_to_sftp_match_the_model(harness: Harness, case: Case) -> None:
     executor = _executor(harness)
@@ -171,7 +172,7 @@ async def test_table_exports_to_sftp_match_the_model(harness: Harness, case: Cas
     await check_file(executor, case, spec, job_id, 1, None)
 
 
-@settings(max_examples=examples(20))
+@settings(max_examples=examples(35))
 @given(case=list_cases(incremental=True) | table_cases(incremental=True), data=st.data())
 async def test_incremental_exports_send_what_changed_since_the_last_success(
     harness: Harness, case: Case, data: st.DataObject
@@ -201,7 +202,7 @@ async def test_incremental_exports_send_what_changed_since_the_last_success(
     await check_file(executor, changes.after, spec, job_id, run, watermark)
 
 
-@settings(max_examples=examples(30))
+@settings(max_examples=examples(50))
 @given(case=rest_cases())
 async def test_rest_exports_send_the_model_batches(
     harness: Harness, receiver: tuple[Receiver, str], case: Case

@@ -179,7 +179,7 @@ def list_cases(draw: st.DrawFn, *, incremental: bool = False) -> Case:
     fields = draw(st.just([]) | _subset(columns))
     source: dict[str, Any] = {"kind": "list", "table": people.name, "extension_fields": extension_fields,
                               "incremental": incremental}  # fmt: skip
-    if draw(st.booleans()):
+    if draw(st.sampled_from([True, True, False])):
         conditions = draw(st.lists(condition(tables, people.name), min_size=1, max_size=3))
         source["filter"] = {"match": draw(st.sampled_from(["all", "any"])), "conditions": conditions}
     fmt, sftp = draw(csv_options())

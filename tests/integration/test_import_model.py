@@ -8,23 +8,15 @@ written to `test-artifacts/import-model-examples.json`; `CONNECT_DEEP=1` runs ma
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from hypothesis import given, settings
 
 from tests.conftest import DEEP, examples
 from tests.integration.test_executor_harness import Harness, harness_fixture  # noqa: F401
-from tests.integration.test_import_model_support import Runner, check, save_counts
+from tests.integration.test_import_model_support import Runner, check
 from tests.model.import_scenarios import Scenario, custom_scenarios, extension_scenarios, list_scenarios
 
 pytestmark = pytest.mark.timeout(0 if DEEP else 170)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _example_counts() -> Iterator[None]:
-    yield
-    save_counts()
 
 
 @pytest.fixture(name="runner")
@@ -32,31 +24,31 @@ def runner_fixture(harness: Harness) -> Runner:
     return Runner(harness)
 
 
-@settings(max_examples=examples(30))
+@settings(max_examples=examples(60))
 @given(scenario=list_scenarios())
 async def test_list_imports_follow_the_model(runner: Runner, scenario: Scenario) -> None:
     await check(runner, scenario)
 
 
-@settings(max_examples=examples(25))
+@settings(max_examples=examples(50))
 @given(scenario=extension_scenarios())
 async def test_profile_extension_imports_follow_the_model(runner: Runner, scenario: Scenario) -> None:
     await check(runner, scenario)
 
 
-@settings(max_examples=examples(20))
+@settings(max_examples=examples(40))
 @given(scenario=custom_scenarios("merge"))
 async def test_custom_merge_imports_follow_the_model(runner: Runner, scenario: Scenario) -> None:
     await check(runner, scenario)
 
 
-@settings(max_examples=examples(20))
+@settings(max_examples=examples(40))
 @given(scenario=custom_scenarios("append"))
 async def test_custom_append_imports_follow_the_model(runner: Runner, scenario: Scenario) -> None:
     await check(runner, scenario)
 
 
-@settings(max_examples=examples(20))
+@settings(max_examples=examples(40))
 @given(scenario=custom_scenarios("overwrite"))
 async def test_custom_overwrite_imports_follow_the_model(runner: Runner, scenario: Scenario) -> None:
     await check(runner, scenario)

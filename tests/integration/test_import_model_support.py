@@ -144,6 +144,7 @@ async def check(r: Runner, s: Scenario) -> None:
     OUTCOMES[f"{s.mode} {expected.status}"] += 1
     OUTCOMES.update(f"{s.mode} reject: {reject.reason}" for reject in expected.rejects)
     OUTCOMES.update(f"{s.mode} {name}" for name, count in expected.counts.items() if count and name != "read")
+    save_counts()  # after each example, so an interrupted deep run still reports what it ran
 
 
 async def _seed(r: Runner, name: str, table: Table, seed: tuple[dict[str, str], ...], target: dict[str, Any],

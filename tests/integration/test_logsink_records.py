@@ -141,7 +141,7 @@ async def test_redelivered_lines_in_other_batches_are_read_back_once_in_order(
     await record_all(service, lines(1, 2, 3, 4, 5, 6), one_batch=True)  # chunk 1 taken: 4-6 written
     await record_all(service, lines(5, 6, 7, 8, 9, 10), one_batch=True)  # overlaps, starts at 5
     await record_all(service, lines(12), one_batch=True)
-    read = MongoRunsReadModel(mongo, settings.database("logsink"))
+    read = MongoRunsReadModel(mongo, settings.database("logsink"), settings.database("executor"))
 
     pages, after = [], 0
     while page := await read.logs("7.1", after=after, limit=3):

@@ -11,8 +11,9 @@ the bodies of the REST batches. Where the rules are silent the model says what a
   without `.0`; a missing value is an empty cell. CSV cells starting with `= + - @` get a leading `'`
   (after rendering, so `-3` becomes `'-3`); a cell holding the delimiter, the quote, CR or LF is quoted with
   the quote doubled inside; a record whose only cell is empty is written `""` so that it is not a blank line.
-* Filters: a condition's value is read as the field's type; strings compare case-insensitively; a record
-  without a value for the field matches `ne` (it is not equal) and no other condition; `exists` is "has a value" (with `false`: "has none").
+* Filters: a condition's value is read as the field's type (booleans also as the words an import reads);
+  strings compare and order case-insensitively; a record without a value for the field matches `ne` (it is
+  not equal) and no other condition; `exists` is "has a value" (with `"value": false`: "has none").
 * Incremental: a record is sent when its row, or its row in an extension table the export reads (joined or
   filtered on), was written (`_cx_at`) at or after the watermark (the start of the job's last successful
   run); without a watermark (first run) every record is sent.
