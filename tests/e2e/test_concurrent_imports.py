@@ -6,25 +6,18 @@ Each executor could hold both runs (concurrency 2), so wherever they land, only 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from services.catalog.domain import Role
-from services.catalog.repository import MongoCatalogRepository
-from services.catalog.service import issue_token
 from services.dev.processes import SystemProcesses
-from shared.mongo import MongoClient, create_client
+from shared.mongo import MongoClient
 from shared.settings import CommonSettings
-from shared.topology import Topology
-from tests.conftest import TEST_SECRET_KEY
 from tests.support.api import contacts_table, wait_for_run
-from tests.support.broker import delete_topology
 from tests.support.servers import Sshd
+from tests.support.system import admin_api, isolated_settings, service_env, start_services, started_system
 
 pytestmark = pytest.mark.e2e
 ROWS = 3000  # per file, in batches of 50: long enough for the second run to find the table held
@@ -32,48 +25,25 @@ ROWS = 3000  # per file, in batches of 50: long enough for the second run to fin
 
 @pytest.fixture(scope="module")
 def lock_settings(amqp_url: str, mongo_url: str) -> CommonSettings:
-    prefix = "w" + uuid.uuid4().hex[:12]  # unique on the shared broker, whatever ran before
-    return CommonSettings.model_validate(
-        {"AMQP_URL": amqp_url, "MONGO_URL": mongo_url, "CONNECT_DB_PREFIX": prefix,
-         "CONNECT_AMQP_PREFIX": f"{prefix}.", "CONNECT_SECRET_KEY": TEST_SECRET_KEY}
-    )  # fmt: skip
+    return isolated_settings(amqp_url, mongo_url, "w")
+
+
+def _catalog_and_two_executors(system: SystemProcesses) -> None:
+    start_services("catalog", "scheduler", "logsink")(system)
+    for instance in ("a", "b"):
+        system.start("executor", instance=instance, extra_env={"EXECUTOR_EXECUTOR_ID": f"exec-{instance}"})
 
 
 @pytest.fixture(scope="module")
 def processes(lock_settings: CommonSettings) -> Iterator[SystemProcesses]:
-    s = lock_settings
-    env = {
-        "AMQP_URL": s.amqp_url, "MONGO_URL": s.mongo_url or "", "CONNECT_DB_PREFIX": s.db_prefix,
-        "CONNECT_AMQP_PREFIX": s.amqp_prefix, "CONNECT_SECRET_KEY": TEST_SECRET_KEY,
-        "EXECUTOR_BATCH_SIZE": "50", "EXECUTOR_WRITES_IN_FLIGHT": "1",
-    }  # fmt: skip
-    system = SystemProcesses(env=env, log_dir=Path("test-artifacts") / "e2e-logs" / s.db_prefix)
-    try:
-        for name in ("catalog", "scheduler", "logsink"):
-            system.start(name)
-        for instance in ("a", "b"):
-            system.start(
-                "executor", instance=instance, extra_env={"EXECUTOR_EXECUTOR_ID": f"exec-{instance}"}
-            )
-        system.wait_ready()
+    env = service_env(lock_settings, EXECUTOR_BATCH_SIZE="50", EXECUTOR_WRITES_IN_FLIGHT="1")
+    with started_system(lock_settings, env, _catalog_and_two_executors) as system:
         yield system
-    finally:
-        system.stop()
-        asyncio.run(delete_topology(s.amqp_url, Topology(prefix=s.amqp_prefix)))
 
 
 @pytest.fixture(scope="module")
 async def api(processes: SystemProcesses, lock_settings: CommonSettings) -> AsyncIterator[httpx.AsyncClient]:
-    client = create_client(lock_settings.mongo_url or "")
-    try:
-        repo = MongoCatalogRepository(client, lock_settings.database("catalog"))
-        token = await issue_token(repo, "e2e", Role.ADMIN)
-    finally:
-        await client.close()
-    url = f"{processes.processes['catalog'].url}/api/v1"
-    async with httpx.AsyncClient(
-        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as http:
+    async with admin_api(processes, lock_settings) as http:
         yield http
 
 

@@ -11,27 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 import pytest
 
-from services.catalog.domain import Role
-from services.catalog.repository import MongoCatalogRepository
-from services.catalog.service import issue_token
 from services.dev.processes import SystemProcesses
-from shared.mongo import MongoClient, create_client
+from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 from shared.topology import Topology
-from tests.conftest import DEEP, TEST_SECRET_KEY
+from tests.conftest import DEEP
 from tests.e2e.test_executor_crash_and_stop import big_file, count_rows, job
 from tests.support.api import wait_for_run
 from tests.support.broker import queue_depth
 from tests.support.rabbit_node import RabbitNode, rabbit_node
 from tests.support.servers import Sshd
+from tests.support.system import admin_api, isolated_settings, service_env, start_services, started_system
 
 pytestmark = pytest.mark.e2e
 CONSUMER_TIMEOUT_S = 3
@@ -51,45 +47,28 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitNode]:
 
 @pytest.fixture(scope="module")
 def node_settings(node: RabbitNode, mongo_url: str) -> CommonSettings:
-    prefix = "b" + uuid.uuid4().hex[:12]
-    return CommonSettings.model_validate(
-        {"AMQP_URL": node.amqp_url, "MONGO_URL": mongo_url, "CONNECT_DB_PREFIX": prefix,
-         "CONNECT_AMQP_PREFIX": f"{prefix}.", "CONNECT_SECRET_KEY": TEST_SECRET_KEY}
-    )  # fmt: skip
+    return isolated_settings(node.amqp_url, mongo_url, "b")
+
+
+def _services_and_one_executor(system: SystemProcesses) -> None:
+    start_services("catalog", "scheduler", "logsink")(system)
+    system.start("executor", extra_env={"EXECUTOR_EXECUTOR_ID": "exec-broker"})
 
 
 @pytest.fixture(scope="module")
 def processes(node_settings: CommonSettings) -> Iterator[SystemProcesses]:
-    s = node_settings
-    env = {
-        "AMQP_URL": s.amqp_url, "MONGO_URL": s.mongo_url or "", "CONNECT_DB_PREFIX": s.db_prefix,
-        "CONNECT_AMQP_PREFIX": s.amqp_prefix, "CONNECT_SECRET_KEY": TEST_SECRET_KEY,
-        "CONNECT_GRACEFUL_TIMEOUT": "5", "EXECUTOR_PROGRESS_INTERVAL": "0.5", "EXECUTOR_CONCURRENCY": "1",
-        "EXECUTOR_LEASE_SECONDS": "6", "EXECUTOR_REAPER_INTERVAL": "1", "EXECUTOR_BATCH_SIZE": "500",
-    }  # fmt: skip
-    system = SystemProcesses(env=env, log_dir=Path("test-artifacts") / "e2e-logs" / s.db_prefix)
-    try:
-        for name in ("catalog", "scheduler", "logsink"):
-            system.start(name)
-        system.start("executor", extra_env={"EXECUTOR_EXECUTOR_ID": "exec-broker"})
-        system.wait_ready()
+    env = service_env(
+        node_settings, CONNECT_GRACEFUL_TIMEOUT="5", EXECUTOR_PROGRESS_INTERVAL="0.5", EXECUTOR_CONCURRENCY="1",
+        EXECUTOR_LEASE_SECONDS="6", EXECUTOR_REAPER_INTERVAL="1", EXECUTOR_BATCH_SIZE="500",
+    )  # fmt: skip
+    # The private node goes away with its data: nothing to remove from it.
+    with started_system(node_settings, env, _services_and_one_executor, remove_topology=False) as system:
         yield system
-    finally:
-        system.stop()
 
 
 @pytest.fixture(scope="module")
 async def api(processes: SystemProcesses, node_settings: CommonSettings) -> AsyncIterator[httpx.AsyncClient]:
-    client = create_client(node_settings.mongo_url or "")
-    try:
-        repo = MongoCatalogRepository(client, node_settings.database("catalog"))
-        token = await issue_token(repo, "e2e", Role.ADMIN)
-    finally:
-        await client.close()
-    url = f"{processes.processes['catalog'].url}/api/v1"
-    async with httpx.AsyncClient(
-        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as http:
+    async with admin_api(processes, node_settings) as http:
         yield http
 
 

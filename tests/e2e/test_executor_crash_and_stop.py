@@ -7,73 +7,47 @@ import asyncio
 import itertools
 import signal
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 import pytest
 
-from services.catalog.domain import Role
-from services.catalog.repository import MongoCatalogRepository
-from services.catalog.service import issue_token
 from services.dev.processes import SystemProcesses
-from shared.mongo import MongoClient, create_client
+from shared.mongo import MongoClient
 from shared.settings import CommonSettings
-from shared.topology import Topology
-from tests.conftest import DEEP, TEST_SECRET_KEY
+from tests.conftest import DEEP
 from tests.support.api import wait_for_run
-from tests.support.broker import delete_topology
 from tests.support.servers import Sshd
+from tests.support.system import admin_api, isolated_settings, service_env, start_services, started_system
 
 pytestmark = pytest.mark.e2e
 ROWS = 100_000
 
 
 @pytest.fixture(scope="module")
-def crash_settings(amqp_url: str, mongo_url: str, tmp_path_factory: pytest.TempPathFactory) -> CommonSettings:
-    prefix = "x" + uuid.uuid4().hex[:12]  # unique on the shared broker, whatever ran before
-    return CommonSettings.model_validate(
-        {"AMQP_URL": amqp_url, "MONGO_URL": mongo_url, "CONNECT_DB_PREFIX": prefix,
-         "CONNECT_AMQP_PREFIX": f"{prefix}.", "CONNECT_SECRET_KEY": TEST_SECRET_KEY}
-    )  # fmt: skip
+def crash_settings(amqp_url: str, mongo_url: str) -> CommonSettings:
+    return isolated_settings(amqp_url, mongo_url, "x")
+
+
+def _services_and_one_executor(system: SystemProcesses) -> None:
+    start_services("catalog", "scheduler", "logsink")(system)
+    system.start("executor", instance="a", extra_env={"EXECUTOR_EXECUTOR_ID": "exec-a"})
 
 
 @pytest.fixture(scope="module")
 def processes(crash_settings: CommonSettings) -> Iterator[SystemProcesses]:
-    s = crash_settings
-    env = {
-        "AMQP_URL": s.amqp_url, "MONGO_URL": s.mongo_url or "", "CONNECT_DB_PREFIX": s.db_prefix,
-        "CONNECT_AMQP_PREFIX": s.amqp_prefix, "CONNECT_SECRET_KEY": TEST_SECRET_KEY,
-        "CONNECT_GRACEFUL_TIMEOUT": "5", "EXECUTOR_PROGRESS_INTERVAL": "0.5",
-        "EXECUTOR_LEASE_SECONDS": "4", "EXECUTOR_REAPER_INTERVAL": "1",
-    }  # fmt: skip
-    system = SystemProcesses(env=env, log_dir=Path("test-artifacts") / "e2e-logs" / s.db_prefix)
-    try:
-        for name in ("catalog", "scheduler", "logsink"):
-            system.start(name)
-        system.start("executor", instance="a", extra_env={"EXECUTOR_EXECUTOR_ID": "exec-a"})
-        system.wait_ready()
+    env = service_env(
+        crash_settings, CONNECT_GRACEFUL_TIMEOUT="5", EXECUTOR_PROGRESS_INTERVAL="0.5",
+        EXECUTOR_LEASE_SECONDS="4", EXECUTOR_REAPER_INTERVAL="1",
+    )  # fmt: skip
+    with started_system(crash_settings, env, _services_and_one_executor) as system:
         yield system
-    finally:
-        system.stop()
-        asyncio.run(delete_topology(s.amqp_url, Topology(prefix=s.amqp_prefix)))
 
 
 @pytest.fixture(scope="module")
 async def api(processes: SystemProcesses, crash_settings: CommonSettings) -> AsyncIterator[httpx.AsyncClient]:
-    client = create_client(crash_settings.mongo_url or "")
-    try:
-        token = await issue_token(
-            MongoCatalogRepository(client, crash_settings.database("catalog")), "e2e", Role.ADMIN
-        )
-    finally:
-        await client.close()
-    url = f"{processes.processes['catalog'].url}/api/v1"
-    async with httpx.AsyncClient(
-        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as http:
+    async with admin_api(processes, crash_settings) as http:
         yield http
 
 

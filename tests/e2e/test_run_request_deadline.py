@@ -6,27 +6,22 @@ normally. The services run as separate processes."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from services.catalog.domain import Role
-from services.catalog.repository import MongoCatalogRepository
-from services.catalog.service import issue_token
 from services.dev.processes import SystemProcesses
 from services.scheduler.store.documents import OUTBOX, SCHEDULES
-from shared.mongo import MongoClient, create_client
+from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 from shared.topology import Topology
-from tests.conftest import TEST_SECRET_KEY
 from tests.e2e.test_import_run import write_csv
 from tests.support.api import contacts_table, import_job, wait_for_run
-from tests.support.broker import delete_topology, get_message, queue_depth
+from tests.support.broker import get_message, queue_depth
 from tests.support.servers import Sshd
+from tests.support.system import admin_api, isolated_settings, service_env, start_services, started_system
 
 pytestmark = pytest.mark.e2e
 WAIT_SECONDS = 8  # the catalog's run-request timeout here: how long a caller waits for the scheduler
@@ -34,46 +29,24 @@ WAIT_SECONDS = 8  # the catalog's run-request timeout here: how long a caller wa
 
 @pytest.fixture(scope="module")
 def deadline_settings(amqp_url: str, mongo_url: str) -> CommonSettings:
-    prefix = "d" + uuid.uuid4().hex[:12]  # unique on the shared broker, whatever ran before
-    return CommonSettings.model_validate(
-        {"AMQP_URL": amqp_url, "MONGO_URL": mongo_url, "CONNECT_DB_PREFIX": prefix,
-         "CONNECT_AMQP_PREFIX": f"{prefix}.", "CONNECT_SECRET_KEY": TEST_SECRET_KEY}
-    )  # fmt: skip
+    return isolated_settings(amqp_url, mongo_url, "d")
 
 
 @pytest.fixture(scope="module")
 def processes(deadline_settings: CommonSettings) -> Iterator[SystemProcesses]:
     """Catalog, logsink and executor running; the scheduler is left to the test to start."""
-    s = deadline_settings
-    env = {
-        "AMQP_URL": s.amqp_url, "MONGO_URL": s.mongo_url or "", "CONNECT_DB_PREFIX": s.db_prefix,
-        "CONNECT_AMQP_PREFIX": s.amqp_prefix, "CONNECT_SECRET_KEY": TEST_SECRET_KEY,
-        "CONNECT_GRACEFUL_TIMEOUT": "5", "CATALOG_RUN_REQUEST_TIMEOUT": str(WAIT_SECONDS),
-    }  # fmt: skip
-    system = SystemProcesses(env=env, log_dir=Path("test-artifacts") / "e2e-logs" / s.db_prefix)
-    try:
-        for name in ("catalog", "logsink", "executor"):
-            system.start(name)
-        system.wait_ready()
+    env = service_env(
+        deadline_settings, CONNECT_GRACEFUL_TIMEOUT="5", CATALOG_RUN_REQUEST_TIMEOUT=str(WAIT_SECONDS)
+    )
+    with started_system(deadline_settings, env, start_services("catalog", "logsink", "executor")) as system:
         yield system
-    finally:
-        system.stop()
-        asyncio.run(delete_topology(s.amqp_url, Topology(prefix=s.amqp_prefix)))
 
 
 @pytest.fixture(scope="module")
 async def api(
     processes: SystemProcesses, deadline_settings: CommonSettings
 ) -> AsyncIterator[httpx.AsyncClient]:
-    client = create_client(deadline_settings.mongo_url or "")
-    try:
-        repo = MongoCatalogRepository(client, deadline_settings.database("catalog"))
-        token = await issue_token(repo, "e2e", Role.ADMIN)
-    finally:
-        await client.close()
-    url = f"{processes.processes['catalog'].url}/api/v1"
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+    async with admin_api(processes, deadline_settings) as http:
         yield http
 
 
