@@ -247,7 +247,7 @@ class ExecutorService:
                 outcome = await work.run()
             except RunStopped:
                 if active.halted_for != {TABLE_LOST}:
-                    await reporter.log("stopped on request", LogLevel.WARNING)
+                    await reporter.log(_why_stopped(active), LogLevel.WARNING)
                     return reporter.finished(RunStatus.STOPPED, work.tally)
                 active.resume_after_table_lost()
                 failure = RetryableError(TABLE_LOST_MESSAGE)
@@ -403,3 +403,9 @@ class ExecutorService:
     def _count_records(self, outcome: str, count: int) -> None:
         if self.metrics and count:
             self.metrics.records_processed_total.labels("import", outcome).inc(count)
+
+
+def _why_stopped(active: ActiveRun) -> str:
+    if LEASE_LOST in active.halted_for:  # its result is dropped: the new owner reports the run
+        return "another executor took this run over; this copy stops"
+    return "stopped on request"

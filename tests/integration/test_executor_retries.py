@@ -94,5 +94,7 @@ async def test_a_copy_that_lost_its_lease_publishes_no_result(harness: Harness) 
     async with asyncio.timeout(30):
         await task
     assert h.events.of(run_id, RunFinished) == []
+    assert "another executor took this run over; this copy stops" in h.events.logs(run_id)
+    assert "stopped on request" not in h.events.logs(run_id)
     lease = await leases.find_one({"_id": run_id})
     assert lease is not None and lease["owner"] == "executor-that-took-over" and "finished" not in lease

@@ -152,6 +152,7 @@ async def custom_rows(h: Harness) -> dict[str, dict[str, Any]]:
         ("merge", "append"),
         ("append", "append"),
         ("merge", "overwrite"),
+        ("append", "overwrite"),
         ("overwrite", "overwrite"),
         ("merge", "append", "merge"),
     ],
