@@ -63,6 +63,8 @@ class EventBuffer:
         """Hand the event over for publishing; waits only while the buffer is full."""
         run_id = message.subject or ""
         if isinstance(message, RunProgress) and (waiting := self._progress.get(run_id)) is not None:
+            self._ids.discard(waiting.message.id)
+            self._ids.add(message.id)
             waiting.message = message  # coalesced: only the latest progress matters
             return
         while len(self._held) >= self.capacity:
@@ -110,13 +112,14 @@ class EventBuffer:
                 del self._progress[held.message.subject or ""]  # a newer one queues behind this
             await self._publish_until_sent(held.message)
             self._held.popleft()
-            self._ids.discard(held.message.id)
             self._room.set()
             if held.on_published is not None:
                 try:
                     await held.on_published()
                 except Exception:
                     logger.warning("after publishing %s", held.message.type, exc_info=True)
+            # Held until marked reported: the reaper must not republish a result still in flight here.
+            self._ids.discard(held.message.id)
 
     async def _publish_until_sent(self, message: Envelope) -> None:
         delay, failures = 0.2, 0

@@ -143,17 +143,11 @@ class MongoLeaseStore:
 
     async def finish(self, run_id: str, owner: str, finished_message: str) -> bool:
         """Store the run's result; False when `owner` no longer holds the lease (nothing stored)."""
-        result = await self.leases.update_one(
-            {"_id": run_id, "owner": owner},
-            {
-                "$set": {
-                    "status": FINISHED,
-                    "finished": finished_message,
-                    "reported": False,
-                    "finished_at": _now(),
-                }
-            },
-        )
+        done = {"status": FINISHED, "finished": finished_message, "reported": False, "finished_at": _now()}
+        try:
+            result = await self.leases.update_one({"_id": run_id, "owner": owner}, {"$set": done})
+        except PyMongoError as exc:
+            raise RetryableError(f"database error while storing the result of run {run_id}: {exc}") from exc
         return result.matched_count == 1
 
     async def mark_reported(self, run_id: str) -> None:

@@ -241,6 +241,9 @@ class ExecutorService:
         )
         for attempt in range(1, self.settings.max_attempts + 1):
             work = await self._work(active, claim, reporter, attempt)
+            if active.stop.is_set() and active.halted_for != {TABLE_LOST}:  # while it waited for a slot
+                await reporter.log(_why_stopped(active), LogLevel.WARNING)
+                return reporter.finished(RunStatus.STOPPED, work.tally)
             ticker = asyncio.create_task(self._progress_loop(reporter, work))
             failure: RetryableError | None = None
             try:
@@ -312,13 +315,23 @@ class ExecutorService:
             with contextlib.suppress(Exception):
                 await reporter.progress(work.tally, getattr(work, "bytes_total", None), force=True)
 
+    async def _store_result(self, run_id: str, message: str) -> bool:
+        """A short database blip here must not make the reaper run a finished run again: retry a little."""
+        for delay in (0.5, 1.0, 2.0):
+            try:
+                return await self.leases.finish(run_id, self.settings.executor_id, message)
+            except RetryableError as exc:
+                logger.warning("storing the run's result failed; trying again in %gs: %s", delay, exc.message)
+                await asyncio.sleep(delay)
+        return await self.leases.finish(run_id, self.settings.executor_id, message)
+
     async def _report(self, finished: RunFinished) -> bool:
         # Stored before it is published: a crash in between is repaired by `_resend_unreported`.
         # A copy that lost its lease (another executor took the run over) reports nothing: the run
         # ends with the owner's one `RunFinished`.
         # Published through the event buffer after the run's log lines; marked reported once it is out.
         run_id = finished.data.run_id
-        if not await self.leases.finish(run_id, self.settings.executor_id, finished.model_dump_json()):
+        if not await self._store_result(run_id, finished.model_dump_json()):
             logger.warning("lease held by another executor; this copy's result is dropped")
             return False
         await self.events.publish(finished, on_published=partial(self.leases.mark_reported, run_id))

@@ -11,3 +11,7 @@ class JobExpired(Conflict):
 
 class GroupRefused(Conflict):
     """A group run cannot start or stop (unknown, running, expired, not running)."""
+
+
+class CommandExpired(Conflict):
+    """The caller stopped waiting while the command was being carried out: the transaction is aborted."""

@@ -10,6 +10,7 @@ from datetime import timedelta
 from services.scheduler.clock import Clock, utc_now
 from services.scheduler.domain import Outcome, build_run_requested, trigger_slot
 from services.scheduler.domain.deadlines import expired_reply, past_deadline
+from services.scheduler.errors import CommandExpired
 from services.scheduler.ports import EventPublisher
 from services.scheduler.store import FireResult, MongoSchedulerRepository
 from services.scheduler.store.base import decode_outbox
@@ -64,7 +65,10 @@ class SchedulerService:
             message, entry = await self.repo.allocate_run(
                 request_id=command.id, job_id=job.job_id, now=now, wall=self.wall(),
                 build=lambda run_id: build_run_requested(command, run_id, now), expires_at=job.expires_at,
+                still_wanted=lambda: not past_deadline(command, self.wall()),
             )  # fmt: skip
+        except CommandExpired:
+            return self.not_carried_out(command)
         except Conflict as refused:
             return RunJobReply(accepted=False, reason=refused.message)
         await self.publish(FireResult(outbox_id=entry, messages=[message]))
@@ -79,7 +83,10 @@ class SchedulerService:
             group_run_id, entry, messages = await self.repo.run_group(
                 request_id=command.id, group_id=command.data.group_id, requested_by=command.data.requested_by,
                 trigger=command.data.trigger, now=self.clock(), wall=self.wall(),
+                still_wanted=lambda: not past_deadline(command, self.wall()),
             )  # fmt: skip
+        except CommandExpired:
+            return self.not_carried_out(command)
         except Conflict as refused:
             return RunJobReply(accepted=False, reason=refused.message)
         if messages:

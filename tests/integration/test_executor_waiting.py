@@ -121,5 +121,9 @@ async def test_a_run_stopped_while_it_waits_ends_stopped_without_waiting(harness
 
     stopped = await asyncio.wait_for(h.finished(short_run.data.run_id), timeout=30)
     assert stopped.data.status == RunStatus.STOPPED
+    # It never had a slot, so it did no work: no connection, no table taken.
+    logs = h.events.logs(short_run.data.run_id)
+    assert "stopped on request" in logs
+    assert not any(line.startswith(("connected to", "waiting for run")) for line in logs), logs
     assert not h.events.of(long_run.data.run_id, RunFinished)
     await let_the_long_run_end(h)

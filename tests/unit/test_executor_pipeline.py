@@ -70,9 +70,10 @@ async def test_a_key_in_a_slow_earlier_batch_still_ends_with_its_last_value() ->
     assert target.most_in_flight <= 2
     assert rejected == [Rejection(10, "k", "empty", 0)]
     final = checkpoints[-1]
-    # One duplicate inside a batch; the others are across batches (the database target counts those).
-    assert (final.file, final.line) == (0, 9) and final.duplicates == 1 and final.inserted == 7
-    assert final.updated == 1  # the folded occurrence counts as an update of the record it created
+    # Two duplicates folded inside a batch (a folded row counts towards the batch size); the others are
+    # across batches (the database target counts those; this fake counts every batch item as an insert).
+    assert (final.file, final.line) == (0, 9) and final.duplicates == 2 and final.inserted == 6
+    assert final.updated == 2  # each folded occurrence counts as an update of the record it created
     assert [c.line for c in checkpoints] == sorted(c.line for c in checkpoints)
 
 
@@ -133,3 +134,12 @@ async def test_a_row_sharing_one_match_value_with_a_batch_in_flight_waits_for_it
         await pipeline.add(Item(0, line, {"e": e, "m": m}))
     await pipeline.finish()
     assert target.overlaps == []
+
+
+async def test_a_key_repeated_without_end_still_fills_batches_of_the_batch_size() -> None:
+    """Folded occurrences count towards the batch: memory stays bounded and checkpoints advance."""
+    target, checkpoints, _ = await run([{"k": "same", "v": n} for n in range(200)])
+    assert target.table == {"same": 199}
+    assert target.calls == 100  # batch size 2: each batch is one row and one folded occurrence
+    final = checkpoints[-1]
+    assert final.inserted + final.updated == 200 and final.duplicates == 100

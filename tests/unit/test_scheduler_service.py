@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from services.scheduler.domain import next_run_id
-from services.scheduler.errors import JobAlreadyRunning
+from services.scheduler.errors import CommandExpired, JobAlreadyRunning
 from services.scheduler.ports import EventPublisher
 from services.scheduler.service import SchedulerService
 from services.scheduler.store import FireResult
@@ -40,10 +40,11 @@ class InMemorySchedulerRepository:
         self.running: dict[int, str | None] = {}
         self.outbox: dict[str, OutboxEntry] = {}  # by run id (the entry id here)
         self.allocations = 0
+        self.before_commit: Callable[[], None] = lambda: None  # e.g. time spent waiting on a conflict
 
     async def allocate_run(
         self, *, request_id: str, job_id: int, build: Callable[[RunId], RunRequested], now: datetime,
-        wall: datetime, expires_at: datetime | None = None,
+        wall: datetime, expires_at: datetime | None = None, still_wanted: Callable[[], bool] = lambda: True,
     ) -> tuple[RunRequested, str]:  # fmt: skip
         for entry in self.outbox.values():
             if entry.request_id == request_id:
@@ -52,6 +53,9 @@ class InMemorySchedulerRepository:
             raise JobAlreadyRunning(f"job {job_id} is running (run {running})")
         run_id = next_run_id(job_id, self.counters.get(job_id, 0))
         message = build(run_id)
+        self.before_commit()
+        if not still_wanted():
+            raise CommandExpired(f"the request to run job {job_id} passed its deadline")
         self.counters[job_id] = run_id.number
         self.running[job_id] = message.data.run_id
         self.outbox[message.data.run_id] = OutboxEntry(request_id, message, created_at=wall)
@@ -267,3 +271,12 @@ async def test_published_run_requested_carries_trigger_and_job_snapshot(schedule
     assert message.time == T0
     assert message.source == "connect/scheduler"
     assert message.id == "run-requested-7.1"
+
+
+async def test_a_deadline_that_passes_while_the_run_is_allocated_aborts_it(scheduler: Scheduler) -> None:
+    """The caller gave up while the allocation waited (a conflicting transaction): nothing is committed."""
+    command = run_job(7).model_copy(update={"deadline": scheduler.clock.now + timedelta(seconds=10)})
+    scheduler.repo.before_commit = lambda: scheduler.clock.advance(20)
+    reply = await scheduler.service.run_now(command)
+    assert reply.expired and not reply.accepted
+    assert scheduler.repo.allocations == 0 and scheduler.repo.outbox == {}

@@ -75,6 +75,7 @@ class WritePipeline:
         self.checkpoint_interval = checkpoint_interval
         self._batch: dict[Any, Item] = {}
         self._unkeyed: list[Item] = []
+        self._folded = 0  # earlier occurrences folded into `_batch` items
         self._flights: deque[_Flight] = deque()
         self._done = WriteOutcome()  # of the completed prefix, for checkpoints
         if resume:
@@ -94,12 +95,13 @@ class WritePipeline:
             return
         if self.target.dedupe:
             if key in self._batch:  # folded into the later occurrence, which is re-inserted in file order
+                self._folded += 1  # still a row of the batch: a key repeated without end must not grow it
                 earlier = self._batch.pop(key)
                 item = replace(item, earlier=(*earlier.earlier, replace(earlier, earlier=())))
             self._batch[key] = item
         else:
             self._unkeyed.append(item)
-        if len(self._batch) + len(self._unkeyed) >= self.batch_size:
+        if len(self._batch) + self._folded + len(self._unkeyed) >= self.batch_size:
             await self._dispatch()
 
     async def finish(self) -> None:
@@ -116,7 +118,7 @@ class WritePipeline:
 
     async def _dispatch(self) -> None:
         items = [*self._batch.values(), *self._unkeyed] if self.target.dedupe else self._unkeyed
-        self._batch, self._unkeyed = {}, []
+        self._batch, self._unkeyed, self._folded = {}, [], 0
         if not items:
             return
         if self.stop_requested():

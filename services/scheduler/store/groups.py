@@ -27,7 +27,7 @@ from services.scheduler.domain import (
 )
 from services.scheduler.domain.groups import member_refused
 from services.scheduler.domain.runs import SOURCE, next_run_id
-from services.scheduler.errors import GroupRefused
+from services.scheduler.errors import CommandExpired, GroupRefused
 from services.scheduler.store.base import decode_outbox, outbox_doc
 from services.scheduler.store.documents import Doc, ScheduleDoc, display_next_run, epoch_seconds
 from services.scheduler.store.fires import FireResult, FireStore, ledger_entry, missed_entries
@@ -41,9 +41,10 @@ Planner = Callable[[ScheduleDoc], SlotPlan]
 class GroupStore(FireStore):
     async def run_group(
         self, *, request_id: str, group_id: int, requested_by: str, trigger: Trigger, now: datetime,
-        wall: datetime,
+        wall: datetime, still_wanted: Callable[[], bool] = lambda: True,
     ) -> tuple[str, str | None, list[Envelope]]:  # fmt: skip
-        """RunGroup: start a group run now (idempotent per command); raises GroupRefused."""
+        """RunGroup: start a group run now (idempotent per command); raises GroupRefused, or
+        CommandExpired when `still_wanted()` turns false before the commit (the caller gave up)."""
 
         async def work(session: AsyncClientSession) -> tuple[str, str | None, list[Envelope]]:
             earlier = await self.outbox.find_one({"request_id": request_id}, session=session)
@@ -63,6 +64,8 @@ class GroupStore(FireStore):
                 session, doc, trigger=trigger, requested_by=requested_by, now=now
             )
             assert group_run_id is not None
+            if not still_wanted():
+                raise CommandExpired(f"the request to run group {group_id} passed its deadline")
             entry = outbox_doc(messages, wall, request_id=request_id)
             await self.outbox.insert_one(entry, session=session)
             return group_run_id, entry["_id"], messages

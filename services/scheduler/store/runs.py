@@ -11,7 +11,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.scheduler.domain import Outcome, decide, ledger_key, owner_key, scheduled_run_requested
 from services.scheduler.domain.runs import next_run_id
-from services.scheduler.errors import JobAlreadyRunning, JobExpired
+from services.scheduler.errors import CommandExpired, JobAlreadyRunning, JobExpired
 from services.scheduler.store.base import decode_outbox, outbox_doc
 from services.scheduler.store.documents import Doc, ScheduleDoc, new_schedule_doc
 from services.scheduler.store.fires import FireResult, ledger_entry
@@ -28,11 +28,13 @@ Build = Callable[[RunId], RunRequested]
 class RunStore(GroupStore):
     async def allocate_run(
         self, *, request_id: str, job_id: int, build: Build, now: datetime, wall: datetime,
-        expires_at: datetime | None = None,
+        expires_at: datetime | None = None, still_wanted: Callable[[], bool] = lambda: True,
     ) -> tuple[RunRequested, str]:  # fmt: skip
         """Run now: refuse overlap and expired jobs, allocate `JobID.RunID`, store the outbox entry.
 
-        The same command delivered again gets the same answer. The schedule is not touched.
+        The same command delivered again gets the same answer. The schedule is not touched. Checked
+        last before the commit, `still_wanted()` false (the caller gave up while a conflicting
+        transaction held us) aborts it: CommandExpired.
         """
 
         async def work(session: AsyncClientSession) -> tuple[RunRequested, str]:
@@ -49,6 +51,8 @@ class RunStore(GroupStore):
             if is_expired(expires_at or doc.expires_at, now):
                 raise JobExpired(f"job {job_id} has expired")
             message = build(next_run_id(job_id, doc.last_run))
+            if not still_wanted():
+                raise CommandExpired(f"the request to run job {job_id} passed its deadline")
             await self._take(session, doc, raw is None, message.data.run_id)
             entry = outbox_doc([message], wall, request_id=request_id)
             await self.outbox.insert_one(entry, session=session)

@@ -799,6 +799,10 @@ const toLocalInput = (iso) => {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 };
 const fromLocalInput = (value) => (value ? new Date(value).toISOString() : null);
+// The input shows minutes only: an instant left as it was is sent back exactly, so an edit of a job
+// whose one-time instant has passed is not refused as "in the past".
+const readInstant = (input, original) =>
+  original && input.value === toLocalInput(original) ? original : fromLocalInput(input.value);
 
 function clearErrors(form) {
   for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
@@ -858,7 +862,7 @@ function scheduleFieldset(schedule = { type: "on_demand" }) {
   const element = h("fieldset", { "data-field": "schedule" }, h("legend", {}, "Schedule"), field("Schedule type", type, { name: "schedule.type" }), Object.values(parts));
   const read = () => {
     if (type.value === "on_demand") return { type: "on_demand" };
-    if (type.value === "one_time") return { type: "one_time", at: fromLocalInput(at.value) };
+    if (type.value === "one_time") return { type: "one_time", at: readInstant(at, schedule.at) };
     if (type.value === "on_event") return { type: "on_event", trigger: trigger.value.trim() };
     const r = { kind: kind.value };
     if (kind.value === "every") r.minutes = Number(minutes.value);
@@ -1011,7 +1015,7 @@ async function jobForm(jobId, newType = "import") {
 
   const preview = h("pre", { class: "spec", id: "spec-preview", "aria-live": "off" });
   const body = () => {
-    const b = { name: name.value.trim(), spec: readSpec(), schedule: schedule.read(), expires_at: fromLocalInput(expires.value) };
+    const b = { name: name.value.trim(), spec: readSpec(), schedule: schedule.read(), expires_at: readInstant(expires, job?.expiration_date) };
     if (job) b.version = job.version; else b.active = active.checked;
     return b;
   };
@@ -1082,7 +1086,7 @@ async function groupForm(groupId) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearErrors(form);
-    const body = { name: name.value.trim(), job_ids: members.map((m) => m.id), schedule: schedule.read(), expires_at: fromLocalInput(expires.value), continue_on_failure: cont.checked };
+    const body = { name: name.value.trim(), job_ids: members.map((m) => m.id), schedule: schedule.read(), expires_at: readInstant(expires, group?.expiration_date), continue_on_failure: cont.checked };
     try {
       if (group) await api("PUT", `/groups/${group.id}`, { ...body, version: group.version });
       else await api("POST", "/groups", body);
