@@ -119,6 +119,8 @@ class ExecutorService:
                 taken += await self.accept(request)
         if (free := self.settings.concurrency - len(self.active)) > 0:
             for request in await self.leases.steal_waiting(self.settings.executor_id, limit=free):
+                if request.data.run_id in self.active:  # ours still (stolen back and forth): one copy
+                    continue
                 logger.info(
                     "taking over a run waiting for a slot elsewhere", extra={"run_id": request.data.run_id}
                 )
@@ -170,7 +172,8 @@ class ExecutorService:
                 await self.writers.hand_over(run_id, owner)
         finally:
             heartbeat.cancel()
-            self.active.pop(run_id, None)
+            if self.active.get(run_id) is active:  # a newer copy of the run may have replaced it
+                del self.active[run_id]
             if active.has_slot:
                 self.slots.release()
 
@@ -270,8 +273,10 @@ class ExecutorService:
             if attempt == self.settings.max_attempts:
                 return await self._failed(reporter, work, failure)
             if not await self._pause(active, reporter, attempt, failure):
-                await reporter.log("stopped on request", LogLevel.WARNING)
-                return reporter.finished(RunStatus.STOPPED, work.tally)
+                if active.halted_for != {TABLE_LOST}:
+                    await reporter.log(_why_stopped(active), LogLevel.WARNING)
+                    return reporter.finished(RunStatus.STOPPED, work.tally)
+                active.resume_after_table_lost()  # lost during the backoff: the next attempt waits for it
         raise AssertionError("unreachable: the last attempt returns")
 
     async def _pause(self, active: ActiveRun, reporter: RunReporter, attempt: int, exc: ConnectError) -> bool:
