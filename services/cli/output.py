@@ -116,12 +116,12 @@ GROUP_COLUMNS: list[Column] = [
     ("Expiration date", lambda g: when(g.get("expiration_date"))),
     ("Jobs (in order)", lambda g: " → ".join(str(m["name"]) for m in g.get("jobs", []))),
 ]
-REJECT_COLUMNS: list[Column] = [  # file contents: "[…]" in them is text, not rich markup
+REJECT_COLUMNS: list[Column] = [
     ("File", lambda r: r["file"]),
     ("Line", lambda r: r["line"]),
-    ("Field", lambda r: escape(r["field"])),
-    ("Reason", lambda r: escape(r["reason"])),
-    ("Record", lambda r: escape(r["record"])),
+    ("Field", lambda r: r["field"]),
+    ("Reason", lambda r: r["reason"]),
+    ("Record", lambda r: r["record"]),
 ]
 GROUP_RUN_COLUMNS: list[Column] = [
     ("Group ID.Run ID", lambda r: r["group_run_id"]),
@@ -143,7 +143,8 @@ def table(items: Sequence[dict[str, Any]], columns: list[Column], *, title: str 
     for name, _ in columns:
         grid.add_column(name, overflow="fold")
     for item in items:
-        grid.add_row(*(str(get(item)) for _, get in columns))
+        # Values are users' text (names, records): "[…]" in them is text, not rich markup.
+        grid.add_row(*(escape(str(get(item))) for _, get in columns))
     console.print(grid)
     if total is not None and total > len(items):
         console.print(f"[dim]{len(items)} of {total}; use --offset/--limit for more[/dim]")
@@ -168,5 +169,5 @@ def details(data: dict[str, Any]) -> None:
     grid.add_column()
     for key, value in data.items():
         text = json.dumps(value, indent=2, default=str) if isinstance(value, (dict, list)) else str(value)
-        grid.add_row(key, "" if value is None else text)
+        grid.add_row(key, "" if value is None else escape(text))
     console.print(grid)

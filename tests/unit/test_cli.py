@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from services.cli import app, config, runs
+from services.cli import app, config, output, runs
 from services.cli.client import ApiError, Client, error_from, parse_sse
 from services.cli.output import run_status
 
@@ -158,3 +158,12 @@ def test_transport_failures_are_api_errors() -> None:
     client = Client(config.Login(API, "t"), transport=httpx.MockTransport(refuse))
     with pytest.raises(ApiError, match="cannot reach the API"):
         client.get("/jobs")
+
+
+def test_tables_and_details_show_bracketed_text_as_text() -> None:
+    """Names and records are users' text: "[/b]" in them is shown, not read as rich markup (it crashed)."""
+    with output.console.capture() as captured:
+        output.table([{"name": "sale [/b] [red]now"}], [("Name", lambda j: j["name"])])
+        output.details({"name": "[/x] job"})
+    text = captured.get()
+    assert "sale [/b] [red]now" in text and "[/x] job" in text
