@@ -197,6 +197,8 @@ class ImportRun:
         if not continued and self.context.resume is not None:
             # Another run wrote the table since this run's checkpoint: only a full load keeps a serial order.
             self.context.resume = None
+            if self.context.save_checkpoint is not None:  # nor may a later take-over resume from the old one
+                await self.context.save_checkpoint(Checkpoint())
             await self.reporter.log(
                 f"table {table.name} was written by another run since the checkpoint: loading from the start"
             )
