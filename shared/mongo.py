@@ -14,6 +14,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
+from shared.children import end_with_parent
 from shared.errors import RetryableError
 
 MongoClient = AsyncMongoClient[dict[str, Any]]
@@ -42,6 +43,13 @@ def free_port() -> int:
 # every writer of those documents for a minute; our transactions are short and never idle, so the
 # embedded server reaps after 5 s idle (docs/guarantees.md, "Scheduler replica killed at a slot").
 EMBEDDED_TRANSACTION_LIFETIME_SECONDS = 5.0
+
+# EMBEDDED_RETRYABLE_WRITES_NOTE: the embedded server keeps a record of every retryable write and scans
+# all of them (up to 10,000) on each write, so its cost per write grew with recent writes (17-21 % of its
+# CPU under load). The records live in its memory only, so they protect just a dropped loopback
+# connection to a live server - a server that dies forgets them. Connect's writes are idempotent on
+# their own (keyed ids, guarded updates, upserts) and retried by its own loops, so the embedded URL
+# turns the driver's retryable writes off (docs/guarantees.md, "Retryable writes on the embedded server").
 
 # The daemon's command line has no option for it: run its entry point with the lifetime bound in.
 _LAUNCH_EMBEDDED = (
@@ -73,7 +81,8 @@ class EmbeddedMongo:
 
     @property
     def url(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+        # retryWrites=false: see EMBEDDED_RETRYABLE_WRITES_NOTE.
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true&retryWrites=false"
 
     def start(self, timeout: float = 30.0) -> str:
         if importlib.util.find_spec("secantus") is None:
@@ -87,6 +96,7 @@ class EmbeddedMongo:
                  "--host", "127.0.0.1", "--port", str(self.port),
                  "--storage-path", str(self.data_dir), "--log-level", "WARNING"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=end_with_parent,
             )  # fmt: skip
         self._wait_until_listening(timeout)
         return self.url

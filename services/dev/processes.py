@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from shared.children import end_with_parent
 from shared.mongo import free_port
 
 SERVICES = ("catalog", "scheduler", "executor", "logsink")
@@ -50,6 +51,7 @@ class SystemProcesses:
             process = subprocess.Popen(
                 [str(Path(sys.executable).parent / "connect"), "serve", name],
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=end_with_parent,
             )  # fmt: skip
         self.processes[key] = ServiceProcess(name, port, process, log_path)
         return self.processes[key]
@@ -58,7 +60,7 @@ class SystemProcesses:
         for name in SERVICES:
             self.start(name)
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         for key, service in self.processes.items():
             while True:

@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from shared.children import end_with_parent
 from shared.mongo import free_port
 
 RABBIT_SBIN = Path("/usr/lib/rabbitmq/bin")  # the scripts themselves, not /usr/sbin's `su rabbitmq` wrappers
@@ -105,6 +106,7 @@ class RabbitNode:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: kill() reaches the VM and its helpers
+            preexec_fn=end_with_parent,
         )
         out.close()
         self._wait_for_amqp(timeout)

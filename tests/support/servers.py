@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from shared.children import end_with_parent
 from shared.mongo import EmbeddedMongo, free_port
 
 SSHD = "/usr/sbin/sshd"
@@ -95,7 +96,12 @@ def sshd_server(workdir: Path) -> Iterator[Sshd]:
     )
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation directory
     log = (workdir / "sshd.log").open("wb")
-    process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=end_with_parent,
+    )
     try:
         _wait_for_port(port, process)
         yield Sshd(
