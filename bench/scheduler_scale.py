@@ -114,7 +114,7 @@ async def load(settings: CommonSettings, count: int, rule: str, slot: datetime) 
     docs = []
     for job_id in range(1, count + 1):
         job = template.model_copy(update={"job_id": job_id, "name": f"bench-{job_id}"})
-        doc = new_schedule_doc("job", job_id, repo.partitions) | {
+        doc = new_schedule_doc("job", job_id, repo.db.partitions) | {
             "_id": f"job:{job_id}", "known": True, "active": True, "schedule": encoded,
             "snapshot": job.model_dump_json(), "snapshot_name": job.name, "version": 1,
             "next_slot": slot, "due": epoch_seconds(slot), "next_run": slot,
@@ -180,6 +180,37 @@ async def collect(amqp_url: str, queue_name: str, count: int, timeout: float) ->
     return arrivals
 
 
+async def opcounters(mongo_url: str) -> dict[str, int]:
+    """The server's operation counters (insert, query, update, delete, getmore, command)."""
+    client = create_client(mongo_url)
+    try:
+        status = await client.admin.command("serverStatus")
+    finally:
+        await client.close()
+    return {k: int(v) for k, v in status["opcounters"].items() if isinstance(v, int | float)}
+
+
+async def opcounters_at(mongo_url: str, moment: datetime) -> dict[str, int]:
+    """The counters at `moment` (the slot), so the idle ticks before it are not counted."""
+    await asyncio.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+    return await opcounters(mongo_url)
+
+
+def ops_diff(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    # The bench's own serverStatus read counts one command; subtract it.
+    diff = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    diff["command"] = diff.get("command", 0) - 1
+    return diff
+
+
+def print_ops(ops: dict[str, int], fires: int) -> None:
+    """Database operations from the slot until all were published, in all and per fire."""
+    total = sum(ops.values())
+    per = f"{total / fires:.2f}" if fires else "n/a"
+    kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(ops.items()) if v)
+    print(f"database operations: {total:,} ({kinds}); per fire {per}")
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -223,8 +254,10 @@ async def main() -> int:
         if left < 10:
             print("WARNING: the slot came before the scheduler was ready; raise --load-ms", flush=True)
         cpu_before = cpu_seconds(process.pid)
+        ops_at_slot = asyncio.create_task(opcounters_at(mongo_url, slot))
         arrivals = await collect(settings.amqp_url, topology.executor_runs.name, args.schedules, args.timeout)
         cpu = cpu_seconds(process.pid) - cpu_before
+        ops = ops_diff(await ops_at_slot, await opcounters(mongo_url))
         rss = peak_rss_mb(process.pid)
     finally:
         if process is not None:
@@ -238,8 +271,11 @@ async def main() -> int:
     # its lag still counts from the first slot.)
     lags = [arrived - slot.timestamp() for arrived, _ in arrivals]
     late = sum(1 for _, fired in arrivals if fired != slot)
-    all_done = max(lags) if lags else float("nan")
+    # Not all published before the timeout: there is no "all published" time to compare.
+    all_done = max(lags) if lags and len(arrivals) == args.schedules else float("nan")
     report(args, arrivals, lags, all_done, cpu, rss, (base, sequential))
+    print_ops(ops, len(arrivals))
+    print(f"load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if late:
         print(f"{late:,} schedules were reached after their next slot came due (fired as catch-up)")
     return 0 if len(arrivals) == args.schedules else 1

@@ -36,6 +36,7 @@ def build_app(common: CommonSettings | None = None, settings: SchedulerSettings 
     max_age = settings.catch_up_max_age_seconds
     ticker = Ticker(
         service,
+        repo,
         instance=settings.instance_id,
         catch_up=CatchUp(
             settings.catch_up_slots,

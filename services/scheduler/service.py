@@ -11,9 +11,9 @@ from services.scheduler.clock import Clock, utc_now
 from services.scheduler.domain import Outcome, build_run_requested, trigger_slot
 from services.scheduler.domain.deadlines import expired_reply, past_deadline
 from services.scheduler.errors import CommandExpired
-from services.scheduler.ports import EventPublisher
-from services.scheduler.store import FireResult, MongoSchedulerRepository
+from services.scheduler.ports import EventPublisher, SchedulerStore
 from services.scheduler.store.base import decode_outbox
+from services.scheduler.store.fires import FireResult
 from shared.contracts import (
     Envelope,
     GroupChanged,
@@ -38,7 +38,7 @@ PUBLISH_CONCURRENCY = 200
 class SchedulerService:
     def __init__(
         self,
-        repo: MongoSchedulerRepository,
+        repo: SchedulerStore,
         publisher: EventPublisher,
         clock: Clock = utc_now,
         *,

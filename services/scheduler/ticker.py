@@ -10,14 +10,17 @@ import socket
 from datetime import datetime, timedelta
 
 from services.scheduler.domain import CatchUp, SlotPlan, plan_slots
+from services.scheduler.domain.fires import kind_of
+from services.scheduler.ports import TickerStore
 from services.scheduler.service import SchedulerService
-from services.scheduler.store import FireResult, MongoSchedulerRepository, Work
 from services.scheduler.store.documents import ScheduleDoc
+from services.scheduler.store.fires import FireResult
 from shared.contracts import Expire
 from shared.contracts.catalog import ExpireData
 from shared.errors import RetryableError
 
 logger = logging.getLogger(__name__)
+MIN_BATCH = 10
 
 
 def default_instance_id() -> str:
@@ -28,6 +31,7 @@ class Ticker:
     def __init__(
         self,
         service: SchedulerService,
+        store: TickerStore,
         *,
         instance: str,
         catch_up: CatchUp,
@@ -38,7 +42,7 @@ class Ticker:
     ) -> None:
         self.concurrency = concurrency
         self.service = service
-        self.repo: MongoSchedulerRepository = service.repo
+        self.repo = store
         self.instance = instance or default_instance_id()
         self.catch_up = catch_up
         self.batch = batch
@@ -46,6 +50,9 @@ class Ticker:
         self.expire_resend = expire_resend
         self.partitions: list[int] = []
         self._renewed: datetime | None = None
+        # Per partition: schedules per transaction, halved when one ran out of time (a loaded server
+        # takes longer than a transaction may last), doubled back up to `batch` after each success.
+        self.batch_of: dict[int, int] = {}
 
     async def tick(self) -> int:
         """One pass: returns how many slots were handled."""
@@ -58,14 +65,20 @@ class Ticker:
                     handled = await self.fire_partition(part)
                     await self.expire_partition(part)
                 except RetryableError as exc:  # e.g. a bounded wait ran out: the next pass retries
+                    self.batch_of[part] = max(MIN_BATCH, self.batch_size(part) // 2)
                     logger.warning(
-                        "partition not fired this pass", extra={"partition": part, "error": str(exc)}
+                        "partition not fired this pass",
+                        extra={"partition": part, "error": str(exc), "next_batch": self.batch_of[part]},
                     )
                     return 0
+                self.batch_of[part] = min(self.batch, self.batch_size(part) * 2)
                 return handled
 
         # Partitions in parallel: one's transaction overlaps another's publishing.
         return sum(await asyncio.gather(*(one(p) for p in self.partitions)))
+
+    def batch_size(self, part: int) -> int:
+        return self.batch_of.get(part, self.batch)
 
     async def hold(self) -> None:
         wall = self.service.wall()
@@ -90,25 +103,18 @@ class Ticker:
         handled = 0
         cutoff = math.floor(self.service.clock().timestamp())
         while True:
-            now = self.service.clock()
-            docs = await self.repo.due(part, cutoff, self.batch)
-            if not docs:
-                return handled
-            jobs = [Work(d, self.plan(d)) for d in docs if d.kind == "job"]
-            result = await self.repo.fire_jobs(jobs, now, self.service.wall())
-            done = {key for key, _, _ in result.outcomes} | {w.doc.id for w in jobs if not w.plan.all_due}
-            await self._finish(result)
-            for doc in docs:  # groups, and jobs whose batch hit a conflict: one by one
-                if doc.id in done:
-                    continue
-                if doc.kind == "group":
-                    single = await self.repo.fire_group(doc.id, self.plan, now, self.service.wall())
-                else:
-                    single = await self.repo.fire_one(doc.id, self.plan, now, self.service.wall())
+            now, wall = self.service.clock(), self.service.wall()
+            limit = self.batch_size(part)
+            batch = await self.repo.fire_due(part, cutoff, limit, self.plan, now, wall)
+            await self._finish(batch.result)
+            outcomes = len(batch.result.outcomes)
+            for key in batch.singles:  # groups, and the schedules of a batch that was refused
+                fire = self.repo.fire_group if kind_of(key) == "group" else self.repo.fire_one
+                single = await fire(key, self.plan, now, self.service.wall())
                 await self._finish(single)
-                result.extend(single)
-            handled += len(result.outcomes)
-            if len(docs) < self.batch or not result.outcomes:
+                outcomes += len(single.outcomes)
+            handled += outcomes
+            if batch.seen < limit or not outcomes:
                 return handled
 
     async def _finish(self, result: FireResult) -> None:

@@ -6,13 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import pymongo
 import pytest
 
 from services.scheduler.domain import CatchUp, SlotPlan, build_run_requested, plan_slots
 from services.scheduler.errors import JobAlreadyRunning
 from services.scheduler.store import MongoSchedulerRepository
 from services.scheduler.store.base import decode_outbox
-from services.scheduler.store.documents import ScheduleDoc
+from services.scheduler.store.documents import ScheduleDoc, partition_of
 from shared.contracts import RunJob, RunRequested
 from shared.contracts.jobs import EveryRule, RecurringSchedule
 from shared.contracts.runs import RunJobData, RunStatus
@@ -119,3 +120,65 @@ async def test_a_late_schedule_records_its_missed_minutes_as_one_entry_and_fires
     assert sum(len(r.outcomes) for r in results) == 10  # nine missed slots counted, one fire
     again = await repo.fire_one("job:41", planner, late, late)
     assert again.outcomes == [] and len(await repo.ledger_entries("job:41")) == 2
+
+
+async def test_a_redelivered_command_after_its_run_finished_gets_the_same_run(
+    repo: MongoSchedulerRepository,
+) -> None:
+    command = command_for(13)
+    first = await allocate(repo, command)
+    await repo.run_finished(13, first.data.run_id, RunStatus.SUCCEEDED, NOW, NOW)
+    again = await allocate(repo, command)  # the job is free again: the outbox's request id answers
+    assert again == first
+    doc = await repo.schedules.find_one({"_id": "job:13"})
+    assert doc is not None and doc["last_run"] == 1 and doc["running"] is None
+
+
+async def test_a_change_committed_after_the_fire_read_the_schedule_is_not_overwritten(
+    repo: MongoSchedulerRepository, settings: CommonSettings
+) -> None:
+    """A run-now that commits between the fire's read and its write: the fire sees it, never a second 52.1."""
+    every_minute = RecurringSchedule(rule=EveryRule(minutes=1))
+    await repo.apply_job(snapshot(52, every_minute), True, NOW)
+    at = NOW + timedelta(minutes=1, seconds=5)
+    meanwhile: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(settings.mongo_url)
+    calls = 0
+
+    def planner(doc: ScheduleDoc) -> SlotPlan:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # another process allocates run 52.1 after this transaction read the schedule
+            meanwhile[settings.database("scheduler")]["schedule_state"].update_one(
+                {"_id": "job:52"}, {"$set": {"running": "52.1", "last_run": 1}}
+            )
+        return plan_slots(doc.schedule, doc.next_slot, at, CatchUp())
+
+    try:
+        batch = await repo.fire_due(doc_part(52, repo), epoch(at), 100, planner, at, at)
+    finally:
+        meanwhile.close()
+    assert calls >= 2  # the write conflicted and the batch was planned again on the fresh document
+    assert batch.result.messages == []
+    assert [(e["outcome"], e.get("run_id")) for e in await repo.ledger_entries("job:52")] == [
+        ("overlap", None)
+    ]
+    doc = await repo.schedules.find_one({"_id": "job:52"})
+    assert doc is not None and (doc["running"], doc["last_run"]) == ("52.1", 1)
+
+
+async def test_the_ledger_of_an_earlier_release_keeps_only_its_unique_id(
+    repo: MongoSchedulerRepository,
+) -> None:
+    """Every fire paid for the old unique (owner, slot) index; `_id` ("owner|slot") is the same key."""
+    await repo.db.ledger.create_index([("owner", 1), ("slot", 1)], unique=True)
+    await repo.ensure_indexes()
+    names = {index["name"] async for index in await repo.db.ledger.list_indexes()}
+    assert names == {"_id_"}
+
+
+def doc_part(job_id: int, repo: MongoSchedulerRepository) -> int:
+    return partition_of(f"job:{job_id}", repo.db.partitions)
+
+
+def epoch(moment: datetime) -> int:
+    return int(moment.timestamp())

@@ -9,13 +9,16 @@ from typing import Any
 
 import pytest
 
-from services.scheduler.domain import next_run_id
-from services.scheduler.errors import CommandExpired, JobAlreadyRunning
-from services.scheduler.ports import EventPublisher
+from services.scheduler.domain import SlotPlan, next_run_id
+from services.scheduler.domain.fires import OwnerKind
+from services.scheduler.errors import CommandExpired, GroupRefused, JobAlreadyRunning
+from services.scheduler.ports import EventPublisher, SchedulerStore
 from services.scheduler.service import SchedulerService
 from services.scheduler.store import FireResult
 from services.scheduler.store.base import outbox_doc
-from shared.contracts import RunRequested
+from services.scheduler.store.documents import ScheduleDoc
+from shared.contracts import Envelope, JobSnapshot, RunRequested
+from shared.contracts.catalog import GroupChangedData
 from shared.contracts.runs import RunStatus, Trigger
 from shared.errors import RetryableError
 from shared.runid import RunId
@@ -33,7 +36,10 @@ class OutboxEntry:
 
 
 class InMemorySchedulerRepository:
-    """The run-now part of the scheduler's repository in memory: counters, running jobs, outbox."""
+    """The scheduler's store port in memory: run counters, running jobs, the outbox, followed jobs.
+
+    Groups and trigger events are out of these tests' scope: groups are refused, no job follows a trigger.
+    """
 
     def __init__(self) -> None:
         self.counters: dict[int, int] = {}
@@ -41,6 +47,7 @@ class InMemorySchedulerRepository:
         self.outbox: dict[str, OutboxEntry] = {}  # by run id (the entry id here)
         self.allocations = 0
         self.before_commit: Callable[[], None] = lambda: None  # e.g. time spent waiting on a conflict
+        self.followed: dict[int, bool] = {}  # job id: active, as the catalog announced
 
     async def allocate_run(
         self, *, request_id: str, job_id: int, build: Callable[[RunId], RunRequested], now: datetime,
@@ -79,6 +86,45 @@ class InMemorySchedulerRepository:
             self.running[job_id] = None
         return FireResult()
 
+    async def trigger_owners(self, name: str) -> list[ScheduleDoc]:
+        return []
+
+    async def fire_trigger(
+        self, key: str, slot: str, params: dict[str, str], now: datetime, wall: datetime
+    ) -> FireResult:
+        return FireResult()
+
+    async def run_group(
+        self, *, request_id: str, group_id: int, requested_by: str, trigger: Trigger, now: datetime,
+        wall: datetime, still_wanted: Callable[[], bool] = lambda: True,
+    ) -> tuple[str, str | None, list[Envelope]]:  # fmt: skip
+        raise GroupRefused(f"group {group_id} is not known to the scheduler")
+
+    async def stop_group_run(
+        self, group_run_id: str, requested_by: str, now: datetime, wall: datetime
+    ) -> FireResult:
+        raise GroupRefused(f"group run {group_run_id} does not exist")
+
+    async def fire_group(
+        self, key: str, planner: Callable[[ScheduleDoc], SlotPlan], now: datetime, wall: datetime
+    ) -> FireResult:
+        return FireResult()
+
+    async def apply_job(self, job: JobSnapshot, active: bool, now: datetime) -> None:
+        self.followed[job.job_id] = active
+
+    async def apply_group(self, group: GroupChangedData, now: datetime) -> None:
+        return None
+
+    async def delete(self, kind: OwnerKind, owner_id: int) -> None:
+        self.followed.pop(owner_id, None)
+
+    async def expired(self, part: int, now_s: int) -> list[ScheduleDoc]:
+        return []
+
+    async def expire_sent(self, key: str, wall: datetime) -> None:
+        return None
+
 
 class RecordingPublisher:
     def __init__(self) -> None:
@@ -114,7 +160,8 @@ class Scheduler:
 def scheduler() -> Scheduler:
     repo, publisher, clock = InMemorySchedulerRepository(), RecordingPublisher(), Clock()
     typed_publisher: EventPublisher = publisher
-    service = SchedulerService(repo, typed_publisher, clock, wall=clock)  # type: ignore[arg-type]
+    store: SchedulerStore = repo
+    service = SchedulerService(store, typed_publisher, clock, wall=clock)
     return Scheduler(service, repo, publisher, clock)
 
 

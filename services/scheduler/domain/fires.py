@@ -120,6 +120,11 @@ def owner_key(kind: OwnerKind, owner_id: int) -> str:
     return f"{kind}:{owner_id}"
 
 
+def kind_of(key: str) -> OwnerKind:
+    """The kind of owner a key ("job:12", "group:3") names."""
+    return "group" if key.startswith("group:") else "job"
+
+
 def trigger_slot(name: str, idempotency_key: str) -> str:
     """A trigger event's "slot": one fire per owner, trigger and idempotency key."""
     return f"trigger:{name}:{idempotency_key}"

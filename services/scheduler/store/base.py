@@ -1,7 +1,8 @@
-"""Collections, indexes, transactions and the outbox of the scheduler's database."""
+"""The scheduler's database: collections, indexes, transactions, and the outbox every part writes to."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -36,6 +37,8 @@ MESSAGE_TYPES: dict[str, type[Envelope]] = {m.model_fields["type"].default: m fo
 RELAY_CLAIM = timedelta(seconds=30)
 # How long a transaction retries on conflicts before giving up for this pass (SCHEDULER_TRANSACTION_WAIT_SECONDS).
 TRANSACTION_WAIT = timedelta(seconds=10)
+# Indexes of earlier releases that every write paid for and no query needs any more (docs/guarantees.md).
+RETIRED_INDEXES = ((LEDGER, "owner_1_slot_1"), (SCHEDULES, "part_1_expires_s_1"))
 
 
 def outbox_doc(messages: Sequence[Envelope], now: datetime, request_id: str | None = None) -> Doc:
@@ -61,12 +64,16 @@ def decode_outbox(doc: Doc) -> list[Envelope]:
     ]
 
 
-class StoreBase:
-    def __init__(self, client: MongoClient, db_name: str, *, partitions: int = 16) -> None:
+class SchedulerDb:
+    """The collections and the transaction helper every part of the store shares."""
+
+    def __init__(
+        self, client: MongoClient, db_name: str, *, partitions: int = 16, transaction_wait: timedelta = TRANSACTION_WAIT
+    ) -> None:  # fmt: skip
         self.client = client
         self.db = client[db_name]
         self.partitions = partitions
-        self.transaction_wait = TRANSACTION_WAIT
+        self.transaction_wait = transaction_wait
         self.schedules = self.db[SCHEDULES]
         self.ledger = self.db[LEDGER]
         self.outbox = self.db[OUTBOX]
@@ -75,9 +82,12 @@ class StoreBase:
         self.instances = self.db[INSTANCES]
 
     async def ensure_indexes(self) -> None:
-        await self.ledger.create_index([("owner", ASCENDING), ("slot", ASCENDING)], unique=True)
+        # Every secondary index of `schedule_state` and `fire_ledger` is rewritten by every fire's
+        # write, so there are as few as the queries need: the ledger's `_id` ("owner|slot") is its
+        # unique key, and `expires_s` / `trigger` are sparse (written only when set).
+        await self._drop_retired_indexes()
         await self.schedules.create_index([("part", ASCENDING), ("due", ASCENDING)])
-        await self.schedules.create_index([("part", ASCENDING), ("expires_s", ASCENDING)])
+        await self.schedules.create_index("expires_s", sparse=True)
         await self.schedules.create_index("trigger", sparse=True)
         await self.outbox.create_index("request_id", unique=True, sparse=True)
         await self.outbox.create_index([("published", ASCENDING), ("created_s", ASCENDING)])
@@ -91,6 +101,12 @@ class StoreBase:
                 await self.partition_leases.insert_many(missing, ordered=False)
             except PyMongoError:  # another replica created them at the same moment
                 logger.debug("partition documents already created")
+
+    async def _drop_retired_indexes(self) -> None:
+        for collection, name in RETIRED_INDEXES:
+            # Not there: never created here, or another replica dropped it first.
+            with contextlib.suppress(OperationFailure):
+                await self.db[collection].drop_index(name)
 
     async def transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """Run `work` in a transaction, retried on transient conflicts for at most `transaction_wait`.
@@ -122,7 +138,23 @@ class StoreBase:
                     extra={"attempts": attempts, "waited_seconds": waited},
                 )
 
-    # --- outbox ------------------------------------------------------------------------------------
+    async def add_outbox(
+        self, session: AsyncClientSession, messages: Sequence[Envelope], wall: datetime, request_id: str | None = None
+    ) -> str | None:  # fmt: skip
+        """Store the messages a transaction must publish (one entry); its id, None when there are none."""
+        if not messages:
+            return None
+        entry = outbox_doc(messages, wall, request_id=request_id)
+        await self.outbox.insert_one(entry, session=session)
+        return str(entry["_id"])
+
+
+class OutboxStore:
+    """What was committed but maybe not yet published: marked after the confirms, relayed otherwise."""
+
+    def __init__(self, db: SchedulerDb) -> None:
+        self.outbox = db.outbox
+
     async def mark_published(self, entry_id: str) -> None:
         try:
             await self.outbox.update_one({"_id": entry_id}, {"$set": {"published": True}})

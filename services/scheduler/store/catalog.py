@@ -8,13 +8,14 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from services.scheduler.domain.fires import OwnerKind, owner_key
-from services.scheduler.store.base import StoreBase
+from services.scheduler.store.base import SchedulerDb
 from services.scheduler.store.documents import (
     Doc,
     ScheduleDoc,
     display_next_run,
     epoch_seconds,
     new_schedule_doc,
+    split_sparse,
     trigger_of,
 )
 from shared.contracts import JobSnapshot
@@ -37,7 +38,13 @@ def first_slot(schedule: Schedule, now: datetime) -> datetime | None:
     return next_fire(schedule, now)
 
 
-class CatalogStore(StoreBase):
+class CatalogStore:
+    """Follows the catalog's announcements into `schedule_state`."""
+
+    def __init__(self, db: SchedulerDb) -> None:
+        self.schedules = db.schedules
+        self.partitions = db.partitions
+
     async def apply_job(self, job: JobSnapshot, active: bool, now: datetime) -> None:
         fields: Doc = {
             "snapshot": job.model_dump_json(),
@@ -59,16 +66,16 @@ class CatalogStore(StoreBase):
     async def delete(self, kind: OwnerKind, owner_id: int) -> None:
         base = new_schedule_doc(kind, owner_id, self.partitions)
         gone: Doc = {"deleted": True, "active": False, "next_slot": None, "due": None, "next_run": None}
-        gone |= {"trigger": None, "expires_s": None}
+        unset = {"trigger": "", "expires_s": ""}
         await self.schedules.update_one(
             {"_id": owner_key(kind, owner_id)},
-            {"$set": gone, "$setOnInsert": {k: v for k, v in base.items() if k not in gone}},
+            {"$set": gone, "$unset": unset, "$setOnInsert": {k: v for k, v in base.items() if k not in gone}},
             upsert=True,
         )
 
     async def expired(self, part: int, now_s: int) -> list[ScheduleDoc]:
         docs = await self.schedules.find(
-            {"part": part, "expires_s": {"$lte": now_s}, "deleted": False, "known": True}
+            {"expires_s": {"$lte": now_s}, "part": part, "deleted": False, "known": True}
         ).to_list(None)
         return [ScheduleDoc(d) for d in docs]
 
@@ -93,7 +100,9 @@ class CatalogStore(StoreBase):
                 current.get("deleted") or (version is not None and current.get("version", 0) > version)
             ):
                 return  # deleted, or an older announcement arriving late
-            update = _schedule_fields(current, schedule, expires_at, active, now) | fields
+            update, unset = split_sparse(
+                _schedule_fields(current, schedule, expires_at, active, now) | fields
+            )
             if current is None:
                 try:
                     await self.schedules.insert_one(
@@ -103,7 +112,8 @@ class CatalogStore(StoreBase):
                 except DuplicateKeyError:
                     continue
             guard = {"_id": key, "next_slot": current.get("next_slot"), "version": current.get("version")}
-            if (await self.schedules.update_one(guard, {"$set": update})).matched_count:
+            change: Doc = {"$set": update} | ({"$unset": unset} if unset else {})
+            if (await self.schedules.update_one(guard, change)).matched_count:
                 return
         raise RetryableError(f"{key} kept changing while applying a catalog event")
 

@@ -58,10 +58,18 @@ def new_schedule_doc(kind: OwnerKind, owner_id: int, partitions: int) -> Doc:
         "next_run": None,
         "previous_run": None,
         "expires_at": None,
-        "expires_s": None,
         "expire_sent_at": None,
-        "trigger": None,
-    }
+    }  # no `expires_s` / `trigger`: sparse indexes, written only when set (SPARSE_FIELDS)
+
+
+# Indexed sparsely: a document without an expiration or a trigger costs those indexes nothing.
+SPARSE_FIELDS = ("expires_s", "trigger")
+
+
+def split_sparse(fields: Doc) -> tuple[Doc, Doc]:
+    """(`$set`, `$unset`) for `fields`: a sparse field that is None is removed, not stored as null."""
+    unset = {k: "" for k in SPARSE_FIELDS if k in fields and fields[k] is None}
+    return {k: v for k, v in fields.items() if k not in unset}, unset
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """Firing due slots: ledger entries, run allocation, schedule advance and outbox in one transaction.
 
-Exactly once: a slot's ledger entry (unique on owner and slot) and the schedule's advance past it
-commit together with the outbox entry holding the `RunRequested`. Each schedule document is updated
-only if it is still what the planner read (`next_slot`, `last_run`, `version`, `active`), so a replica that lost its partition to another one commits nothing twice.
+Exactly once: a slot's ledger entry (its `_id` is "owner|slot", unique) and the schedule's advance
+past it commit together with the outbox entry holding the `RunRequested`. The due schedules are read
+*inside* that transaction: a write another transaction or replica commits to one of them after the
+read makes this transaction's update of it a write conflict, so it is retried on fresh documents
+(`SchedulerDb.transaction`). That carries what a four-field guard on every update used to; each
+update keeps a one-field guard (`next_slot`, the cursor) and the batch is refused if one misses.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from pymongo import InsertOne, UpdateOne
+from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from services.scheduler.domain import (
@@ -25,13 +30,9 @@ from services.scheduler.domain import (
     unrecorded,
 )
 from services.scheduler.domain.runs import next_run_id
-from services.scheduler.store.base import StoreBase, outbox_doc
+from services.scheduler.store.base import SchedulerDb
 from services.scheduler.store.documents import Doc, ScheduleDoc, display_next_run, epoch_seconds
 from shared.contracts import Envelope, RunRequested
-
-# `running` is not guarded (a null match is slow on the embedded server): `last_run` changes with
-# every run allocation, and `running` is only written when this transaction allocates a run.
-GUARDED = ("next_slot", "last_run", "version", "active")
 
 
 class ClaimLost(Exception):
@@ -55,37 +56,72 @@ class FireResult:
         self.messages += other.messages
 
 
+@dataclass
+class FireBatch:
+    """One transaction's worth of a partition's due schedules."""
+
+    result: FireResult
+    seen: int  # due schedules read
+    singles: list[str] = field(default_factory=list)  # to fire one at a time: groups, or a refused batch
+
+
 Planner = Callable[[ScheduleDoc], SlotPlan]
 
 
-class FireStore(StoreBase):
+async def recorded(
+    ledger: AsyncCollection[Doc], session: AsyncClientSession, owner: str, due: tuple[datetime, ...]
+) -> list[tuple[datetime, datetime]]:
+    """(slot, until) of the owner's ledger entries that may cover any of the `due` slots.
+
+    The owner's entries are the `_id` range "owner|" … "owner}" ('}' follows '|'): no index besides `_id`.
+    """
+    if not due:
+        return []
+    query = {
+        "_id": {"$gte": f"{owner}|", "$lt": f"{owner}}}"},
+        "slot": {"$lte": due[-1]},
+        "$or": [{"slot": {"$gte": due[0]}}, {"until": {"$gte": due[0]}}],
+    }
+    docs = await ledger.find(query, {"slot": 1, "until": 1}, session=session).to_list(None)
+    return [(d["slot"], d.get("until") or d["slot"]) for d in docs]
+
+
+class FireStore:
+    def __init__(self, db: SchedulerDb) -> None:
+        self.db = db
+        self.schedules = db.schedules
+        self.ledger = db.ledger
+
     async def due(self, part: int, now_s: int, limit: int) -> list[ScheduleDoc]:
         # Oldest first: when a pass runs late, schedules not yet fired go before those due again.
         query = self.schedules.find({"part": part, "due": {"$lte": now_s}}).sort("due", 1)
         return [ScheduleDoc(d) for d in await query.to_list(limit)]
 
-    async def recorded(
-        self, session: AsyncClientSession, owner: str, due: tuple[datetime, ...]
-    ) -> list[tuple[datetime, datetime]]:
-        """(slot, until) of the owner's ledger entries that may cover any of the `due` slots."""
-        if not due:
-            return []
-        query = {
-            "owner": owner,
-            "slot": {"$lte": due[-1]},
-            "$or": [{"slot": {"$gte": due[0]}}, {"until": {"$gte": due[0]}}],
-        }
-        docs = await self.ledger.find(query, {"slot": 1, "until": 1}, session=session).to_list(None)
-        return [(d["slot"], d.get("until") or d["slot"]) for d in docs]
+    async def fire_due(
+        self, part: int, cutoff: int, limit: int, planner: Planner, now: datetime, wall: datetime
+    ) -> FireBatch:
+        """Read up to `limit` due schedules of `part` and fire the jobs among them, in one transaction.
 
-    async def fire_jobs(self, works: Sequence[Work], now: datetime, wall: datetime) -> FireResult:
-        """Commit the plans of job schedules in one transaction; on a conflict, one by one."""
-        if not works:
-            return FireResult()
+        Groups, and every schedule of a batch refused (a slot already in the ledger, a schedule
+        changed under a one-field guard), are left to the caller to fire one at a time.
+        """
+
+        due = {"part": part, "due": {"$lte": cutoff}}
+
+        async def work(session: AsyncClientSession) -> FireBatch:
+            query = self.schedules.find(due, session=session)
+            docs = [ScheduleDoc(d) for d in await query.sort("due", 1).to_list(limit)]
+            jobs = [Work(d, planner(d)) for d in docs if d.kind == "job"]
+            result = await self._fire(session, jobs, now, wall)
+            return FireBatch(result, len(docs), [d.id for d in docs if d.kind == "group"])
+
+        if await self.schedules.find_one(due, {"_id": 1}) is None:
+            return FireBatch(FireResult(), 0)  # an idle pass opens no transaction
         try:
-            return await self.transaction(lambda s: self._fire(s, works, now, wall))
+            return await self.db.transaction(work)
         except (ClaimLost, DuplicateKeyError):
-            return FireResult()  # the caller retries these one at a time with fresh documents
+            docs = await self.due(part, cutoff, limit)
+            return FireBatch(FireResult(), len(docs), [d.id for d in docs])
 
     async def fire_one(self, key: str, planner: Planner, now: datetime, wall: datetime) -> FireResult:
         """Re-read one schedule inside the transaction, re-plan it and fire what is still unfired."""
@@ -96,7 +132,7 @@ class FireStore(StoreBase):
                 return FireResult()
             doc = ScheduleDoc(raw)
             plan = planner(doc)
-            fired = unrecorded(plan.all_due, await self.recorded(session, doc.id, plan.all_due))
+            fired = unrecorded(plan.all_due, await recorded(self.ledger, session, doc.id, plan.all_due))
             plan = SlotPlan(
                 candidates=tuple(s for s in plan.candidates if s in fired),
                 missed=tuple(s for s in plan.missed if s in fired),
@@ -105,33 +141,30 @@ class FireStore(StoreBase):
             return await self._fire(session, [Work(doc, plan)], now, wall)
 
         try:
-            return await self.transaction(work)
+            return await self.db.transaction(work)
         except ClaimLost:
             return FireResult()
 
     async def _fire(
         self, session: AsyncClientSession, works: Sequence[Work], now: datetime, wall: datetime
     ) -> FireResult:
+        """One bulk ledger insert, one bulk of cursor-guarded updates, one outbox entry."""
         result = FireResult()
-        ledger: list[InsertOne[Doc]] = []
+        ledger: list[Doc] = []
         updates: list[UpdateOne] = []
-        messages: list[Envelope] = []
         for work in works:
             entries, update, message = _fire_job(work, now, wall, result)
-            ledger += [InsertOne(e) for e in entries]
+            ledger += entries
             updates.append(update)
             if message is not None:
-                messages.append(message)
+                result.messages.append(message)
         if ledger:
-            await self.ledger.bulk_write(ledger, ordered=True, session=session)
-        written = await self.schedules.bulk_write(updates, ordered=False, session=session)
-        if written.matched_count != len(updates):
-            raise ClaimLost(f"{len(updates) - written.matched_count} schedules changed meanwhile")
-        if messages:
-            entry = outbox_doc(messages, wall)
-            await self.outbox.insert_one(entry, session=session)
-            result.outbox_id = entry["_id"]
-        result.messages = messages
+            await self.ledger.insert_many(ledger, ordered=True, session=session)
+        if updates:
+            written = await self.schedules.bulk_write(updates, ordered=False, session=session)
+            if written.matched_count != len(updates):
+                raise ClaimLost(f"{len(updates) - written.matched_count} schedules changed meanwhile")
+        result.outbox_id = await self.db.add_outbox(session, result.messages, wall)
         return result
 
 
@@ -155,8 +188,8 @@ def _fire_job(
             run_id, running, last_run, previous = str(rid), str(rid), rid.number, slot
         entries.append(_entry(doc.id, slot, outcome, wall, run_id))
         result.outcomes.append((doc.id, slot, outcome))
-    guard = {"_id": doc.id} | {k: doc.raw.get(k) for k in GUARDED}
-    changes = {
+    guard = {"_id": doc.id, "next_slot": doc.next_slot}
+    changes: dict[str, Any] = {
         "next_slot": plan.next_slot,
         "due": epoch_seconds(plan.next_slot),
         "next_run": display_next_run(doc.schedule, plan.next_slot, doc.active),

@@ -28,9 +28,9 @@ from services.scheduler.domain import (
 from services.scheduler.domain.groups import member_refused
 from services.scheduler.domain.runs import SOURCE, next_run_id
 from services.scheduler.errors import CommandExpired, GroupRefused
-from services.scheduler.store.base import decode_outbox, outbox_doc
+from services.scheduler.store.base import SchedulerDb, decode_outbox
 from services.scheduler.store.documents import Doc, ScheduleDoc, display_next_run, epoch_seconds
-from services.scheduler.store.fires import FireResult, FireStore, ledger_entry, missed_entries
+from services.scheduler.store.fires import FireResult, ledger_entry, missed_entries, recorded
 from shared.contracts import Envelope, GroupRunStarted, StopRun
 from shared.contracts.jobs import is_expired
 from shared.contracts.runs import RunStatus, StopRunData, Trigger
@@ -38,7 +38,14 @@ from shared.contracts.runs import RunStatus, StopRunData, Trigger
 Planner = Callable[[ScheduleDoc], SlotPlan]
 
 
-class GroupStore(FireStore):
+class GroupStore:
+    def __init__(self, db: SchedulerDb) -> None:
+        self.db = db
+        self.schedules = db.schedules
+        self.group_runs = db.group_runs
+        self.ledger = db.ledger
+        self.outbox = db.outbox
+
     async def run_group(
         self, *, request_id: str, group_id: int, requested_by: str, trigger: Trigger, now: datetime,
         wall: datetime, still_wanted: Callable[[], bool] = lambda: True,
@@ -66,11 +73,10 @@ class GroupStore(FireStore):
             assert group_run_id is not None
             if not still_wanted():
                 raise CommandExpired(f"the request to run group {group_id} passed its deadline")
-            entry = outbox_doc(messages, wall, request_id=request_id)
-            await self.outbox.insert_one(entry, session=session)
-            return group_run_id, entry["_id"], messages
+            entry = await self.db.add_outbox(session, messages, wall, request_id=request_id)
+            return group_run_id, entry, messages
 
-        return await self.transaction(work)
+        return await self.db.transaction(work)
 
     async def start_group_run(
         self, session: AsyncClientSession, doc: ScheduleDoc, *, trigger: Trigger, requested_by: str,
@@ -208,13 +214,9 @@ class GroupStore(FireStore):
             else:
                 messages += self._finish(grun, StepResult(None, RunStatus.STOPPED, (), "stopped"), now)
             await self._save(session, grun, current)
-            result = FireResult(messages=messages)
-            entry = outbox_doc(messages, wall)
-            await self.outbox.insert_one(entry, session=session)
-            result.outbox_id = entry["_id"]
-            return result
+            return FireResult(messages=messages, outbox_id=await self.db.add_outbox(session, messages, wall))
 
-        return await self.transaction(work)
+        return await self.db.transaction(work)
 
     async def fire_group(self, key: str, planner: Planner, now: datetime, wall: datetime) -> FireResult:
         """A group schedule's due slots: start a group run (or skip) for each, in one transaction."""
@@ -227,7 +229,7 @@ class GroupStore(FireStore):
             doc = ScheduleDoc(raw)
             plan = planner(doc)
             running, previous = doc.running, raw.get("previous_run")
-            fresh = unrecorded(plan.all_due, await self.recorded(session, key, plan.all_due))
+            fresh = unrecorded(plan.all_due, await recorded(self.ledger, session, key, plan.all_due))
             missed = [s for s in plan.missed if s in fresh]
             if missed:  # one entry for the whole skipped range
                 await self.ledger.insert_many(missed_entries(key, missed, wall), session=session)
@@ -248,13 +250,10 @@ class GroupStore(FireStore):
                 "next_run": display_next_run(doc.schedule, plan.next_slot, doc.active),
             }  # fmt: skip
             await self.schedules.update_one({"_id": key}, {"$set": changes}, session=session)
-            if result.messages:
-                entry = outbox_doc(result.messages, wall)
-                await self.outbox.insert_one(entry, session=session)
-                result.outbox_id = entry["_id"]
+            result.outbox_id = await self.db.add_outbox(session, result.messages, wall)
             return result
 
-        return await self.transaction(work)
+        return await self.db.transaction(work)
 
     async def group_run(self, group_run_id: str) -> Doc | None:
         return await self.group_runs.find_one({"_id": group_run_id})

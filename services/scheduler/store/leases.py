@@ -11,17 +11,21 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from services.scheduler.store.base import StoreBase
+from services.scheduler.store.base import SchedulerDb
 from services.scheduler.store.documents import EPOCH
 
 
-class LeaseStore(StoreBase):
+class LeaseStore:
+    def __init__(self, db: SchedulerDb, lease: timedelta = timedelta(seconds=10)) -> None:
+        self.instances = db.instances
+        self.partition_leases = db.partition_leases
+        self.partitions = db.partitions
+        self.lease = lease
+
     async def heartbeat(self, instance: str, wall: datetime) -> int:
         """Record this replica as alive; the number of live replicas."""
         await self.instances.update_one({"_id": instance}, {"$set": {"seen": wall}}, upsert=True)
         return await self.instances.count_documents({"seen": {"$gt": wall - self.lease}})
-
-    lease = timedelta(seconds=10)
 
     async def hold_partitions(self, instance: str, wall: datetime, live: int) -> list[int]:
         """Renew this replica's partitions, take free ones up to its share, release extras."""

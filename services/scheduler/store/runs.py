@@ -12,7 +12,7 @@ from pymongo.errors import DuplicateKeyError
 from services.scheduler.domain import Outcome, decide, ledger_key, owner_key, scheduled_run_requested
 from services.scheduler.domain.runs import next_run_id
 from services.scheduler.errors import CommandExpired, JobAlreadyRunning, JobExpired
-from services.scheduler.store.base import decode_outbox, outbox_doc
+from services.scheduler.store.base import SchedulerDb, decode_outbox
 from services.scheduler.store.documents import Doc, ScheduleDoc, new_schedule_doc
 from services.scheduler.store.fires import FireResult, ledger_entry
 from services.scheduler.store.groups import GroupStore
@@ -25,7 +25,17 @@ from shared.runid import RunId
 Build = Callable[[RunId], RunRequested]
 
 
-class RunStore(GroupStore):
+class RunStore:
+    """Runs born outside the schedule's slots: run now, trigger events; and runs ending."""
+
+    def __init__(self, db: SchedulerDb, groups: GroupStore) -> None:
+        self.db = db
+        self.groups = groups
+        self.schedules = db.schedules
+        self.ledger = db.ledger
+        self.outbox = db.outbox
+        self.partitions = db.partitions
+
     async def allocate_run(
         self, *, request_id: str, job_id: int, build: Build, now: datetime, wall: datetime,
         expires_at: datetime | None = None, still_wanted: Callable[[], bool] = lambda: True,
@@ -38,11 +48,6 @@ class RunStore(GroupStore):
         """
 
         async def work(session: AsyncClientSession) -> tuple[RunRequested, str]:
-            earlier = await self.outbox.find_one({"request_id": request_id}, session=session)
-            if earlier is not None:
-                message = decode_outbox(earlier)[0]
-                assert isinstance(message, RunRequested)
-                return message, earlier["_id"]
             key = owner_key("job", job_id)
             raw = await self.schedules.find_one({"_id": key}, session=session)
             doc = ScheduleDoc(raw or {"_id": key, **new_schedule_doc("job", job_id, self.partitions)})
@@ -54,16 +59,31 @@ class RunStore(GroupStore):
             if not still_wanted():
                 raise CommandExpired(f"the request to run job {job_id} passed its deadline")
             await self._take(session, doc, raw is None, message.data.run_id)
-            entry = outbox_doc([message], wall, request_id=request_id)
-            await self.outbox.insert_one(entry, session=session)
-            return message, entry["_id"]
+            # `request_id` is unique: the same command delivered again collides here (and is answered below).
+            entry = await self.db.add_outbox(session, [message], wall, request_id=request_id)
+            assert entry is not None
+            return message, entry
 
         for _ in range(3):  # two first runs of a job new to the scheduler race to create its document
             try:
-                return await self.transaction(work)
-            except DuplicateKeyError:
-                continue
+                return await self.db.transaction(work)
+            except (DuplicateKeyError, JobAlreadyRunning, JobExpired) as refused:
+                # A redelivered command gets the answer it got the first time, even though its job
+                # now runs that very run; looked up only when refused, not on every allocation.
+                earlier = await self._allocated(request_id)
+                if earlier is not None:
+                    return earlier
+                if not isinstance(refused, DuplicateKeyError):
+                    raise
         raise RetryableError(f"could not allocate a run of job {job_id}")
+
+    async def _allocated(self, request_id: str) -> tuple[RunRequested, str] | None:
+        earlier = await self.outbox.find_one({"request_id": request_id})
+        if earlier is None:
+            return None
+        message = decode_outbox(earlier)[0]
+        assert isinstance(message, RunRequested)
+        return message, str(earlier["_id"])
 
     async def _take(self, session: AsyncClientSession, doc: ScheduleDoc, new: bool, run_id: str) -> None:
         number = RunId.parse(run_id).number
@@ -86,10 +106,10 @@ class RunStore(GroupStore):
                 {"_id": owner_key("job", job_id), "running": run_id}, {"$set": {"running": None}},
                 session=session,
             )  # fmt: skip
-            messages = await self.advance_group(session, run_id, status, now)
+            messages = await self.groups.advance_group(session, run_id, status, now)
             return await self._with_outbox(session, messages, wall)
 
-        return await self.transaction(work)
+        return await self.db.transaction(work)
 
     async def trigger_owners(self, name: str) -> list[ScheduleDoc]:
         docs = await self.schedules.find({"trigger": name, "deleted": False}).to_list(None)
@@ -119,7 +139,7 @@ class RunStore(GroupStore):
             result.outcomes.append((key, now, outcome))
             return result
 
-        return await self.transaction(work)
+        return await self.db.transaction(work)
 
     async def _start(
         self, session: AsyncClientSession, doc: ScheduleDoc, trigger: Trigger, params: dict[str, str],
@@ -127,7 +147,7 @@ class RunStore(GroupStore):
     ) -> tuple[str | None, list[Envelope]]:  # fmt: skip
         """Start a job run or a group run for a schedule document (already checked: free, active)."""
         if doc.kind == "group":
-            return await self.start_group_run(
+            return await self.groups.start_group_run(
                 session, doc, trigger=trigger, requested_by=_by(trigger), now=now, slot=slot, params=params
             )
         snapshot = doc.snapshot
@@ -141,12 +161,7 @@ class RunStore(GroupStore):
     async def _with_outbox(
         self, session: AsyncClientSession, messages: list[Envelope], wall: datetime
     ) -> FireResult:
-        result = FireResult(messages=messages)
-        if messages:
-            entry = outbox_doc(messages, wall)
-            await self.outbox.insert_one(entry, session=session)
-            result.outbox_id = entry["_id"]
-        return result
+        return FireResult(messages=messages, outbox_id=await self.db.add_outbox(session, messages, wall))
 
     async def ledger_entries(self, owner: str | None = None) -> list[Doc]:
         query: dict[str, Any] = {} if owner is None else {"owner": owner}
