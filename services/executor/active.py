@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from services.executor.exporters.run import ExportSettings
 from services.executor.importers.run import ImportSettings
+from services.executor.ports import Claim
+from services.executor.reporting import RunReporter
 from shared.contracts import RunRequested
 
 STOP_REQUESTED, LEASE_LOST, TABLE_LOST = "stop requested", "lease lost", "table lost"
@@ -28,12 +30,15 @@ class ExecutionSettings:
     imports: ImportSettings
     exports: ExportSettings = field(default_factory=ExportSettings)
     table_poll_seconds: float = 1.0  # longest pause between two tries of a busy table's writer lock
+    log_flush_seconds: float = 1.0  # how long log lines wait for one write recording their numbers
 
 
 @dataclass
 class ActiveRun:
     request: RunRequested
     task: asyncio.Task[None] | None = None
+    claim: Claim | None = None  # its attempt, once it has a slot
+    reporter: RunReporter | None = None  # its events, once started
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     started: bool = False  # past its wait for a slot
     has_slot: bool = False

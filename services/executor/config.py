@@ -20,6 +20,12 @@ class ExecutorSettings(ServiceSettings):
     lease_seconds: float = Field(default=30.0, ge=2)
     reaper_interval: float = Field(default=5.0, gt=0)
     progress_interval: float = Field(default=2.0, gt=0)
+    log_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=10,
+        description="How long a run's log lines wait for the one write that lets them out.",
+    )
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     read_chunk_bytes: int = Field(default=256 * 1024, ge=1024)
     writes_in_flight: int = Field(default=2, ge=1, le=16, description="Batches written at once per run.")

@@ -64,6 +64,7 @@ def _execution_settings(settings: ExecutorSettings) -> ExecutionSettings:
         progress_interval=settings.progress_interval,
         max_attempts=settings.max_attempts,
         retry_backoff=settings.retry_backoff,
+        log_flush_seconds=settings.log_flush_seconds,
         imports=ImportSettings(
             batch_size=settings.batch_size,
             read_chunk_bytes=settings.read_chunk_bytes,

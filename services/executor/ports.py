@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -16,11 +17,16 @@ class Claim:
     attempt: int
     started_at: datetime  # the first attempt's start: a taken-over run keeps it
     checkpoint: dict[str, Any] | None = None
+    log_seq: int = 0  # the last log number handed out before this attempt: it numbers after it
 
 
 class LeaseStore(Protocol):
     async def claim(self, request: RunRequested, owner: str) -> bool:
         """Take the run (to wait for a slot) unless another live executor holds it or it is finished."""
+        ...
+
+    async def claim_and_start(self, request: RunRequested, owner: str) -> Claim | None:
+        """`claim` and `start` in one write (a slot is free); None where `claim` is False."""
         ...
 
     async def start(self, run_id: str, owner: str) -> Claim | None:
@@ -33,9 +39,13 @@ class LeaseStore(Protocol):
 
     async def renew(self, run_id: str, owner: str) -> bool: ...
 
-    async def release(self, run_id: str, owner: str) -> None: ...
+    async def release(self, run_id: str, owner: str, log_seq: int) -> bool:
+        """Let another executor take the run over now, numbering its log after `log_seq`."""
+        ...
 
-    async def next_log_seq(self, run_id: str) -> int: ...
+    async def record_log_seq(self, run_id: str, owner: str, log_seq: int) -> bool:
+        """Log lines up to `log_seq` may be sent; False when `owner` lost the lease."""
+        ...
 
     async def finish(self, run_id: str, owner: str, finished_message: str) -> bool: ...
 
@@ -43,7 +53,7 @@ class LeaseStore(Protocol):
 
     async def load_checkpoint(self, run_id: str) -> dict[str, Any] | None: ...
 
-    async def mark_reported(self, run_id: str) -> None: ...
+    async def mark_reported(self, run_ids: Sequence[str]) -> None: ...
 
     async def expired(self, limit: int) -> list[RunRequested]: ...
 

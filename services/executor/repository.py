@@ -24,8 +24,37 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# What `claim_and_start` and `start` read back: all but the stored request (it may be large).
+_CLAIM_FIELDS = {"attempt": 1, "started_at": 1, "checkpoint": 1, "log_seq": 1}
+
+
+def _claimable(run_id: str, now: datetime) -> dict[str, Any]:
+    """A new run (the upsert inserts it) or a running one whose holder stopped renewing."""
+    return {"_id": run_id, "status": RUNNING, "expires_at": {"$lt": now}}
+
+
+def _new_lease(request: RunRequested, **fields: int) -> dict[str, Any]:
+    return {"request": request.model_dump_json(), "log_seq": 0, **fields}
+
+
+def _new_attempt(now: datetime) -> dict[str, Any]:
+    # `$min` sets `started_at` once, in the attempt's own write: a take-over keeps the first start.
+    return {"$inc": {"attempt": 1}, "$min": {"started_at": now}}
+
+
+def _as_claim(doc: dict[str, Any]) -> Claim:
+    started_at: datetime = doc["started_at"]
+    return Claim(
+        run_id=doc["_id"],
+        attempt=int(doc["attempt"]),
+        started_at=started_at if started_at.tzinfo else started_at.replace(tzinfo=UTC),
+        checkpoint=doc.get("checkpoint"),
+        log_seq=int(doc.get("log_seq", 0)),
+    )
+
+
 class MongoLeaseStore:
-    """One document per run: who holds it until when, its log counter and its final message.
+    """One document per run: who holds it until when, the log numbers it handed out, its final message.
 
     The lease makes the work exactly-once across redeliveries and crashes: a claim succeeds only
     for a new run or one whose holder stopped renewing; the final `RunFinished` is stored with the
@@ -49,25 +78,33 @@ class MongoLeaseStore:
         executor holds it or it is finished.
         """
         now = _now()
+        waiting = {"$set": self._holder(owner, now, WAITING), "$setOnInsert": _new_lease(request, attempt=0)}
         try:
-            await self.leases.update_one(
-                {"_id": request.data.run_id, "status": RUNNING, "expires_at": {"$lt": now}},
-                {
-                    "$set": {
-                        "owner": owner,
-                        "expires_at": now + self.lease,
-                        "claimed_at": now,
-                        "phase": WAITING,
-                    },
-                    "$setOnInsert": {"request": request.model_dump_json(), "log_seq": 0, "attempt": 0},
-                },
-                upsert=True,
-            )
+            await self.leases.update_one(_claimable(request.data.run_id, now), waiting, upsert=True)
         except DuplicateKeyError:
             return False  # held by a live executor, or finished
         except PyMongoError as exc:
             raise RetryableError(f"database error while claiming run {request.data.run_id}: {exc}") from exc
         return True
+
+    async def claim_and_start(self, request: RunRequested, owner: str) -> Claim | None:
+        """`claim` and `start` in one write, for an executor with a free slot; None where `claim` is False."""
+        now = _now()
+        attempting = {
+            "$set": self._holder(owner, now, ATTEMPTING),
+            "$setOnInsert": _new_lease(request),
+            **_new_attempt(now),
+        }
+        try:
+            doc = await self.leases.find_one_and_update(
+                _claimable(request.data.run_id, now), attempting, _CLAIM_FIELDS,
+                upsert=True, return_document=ReturnDocument.AFTER,
+            )  # fmt: skip
+        except DuplicateKeyError:
+            return None  # held by a live executor, or finished
+        except PyMongoError as exc:
+            raise RetryableError(f"database error while claiming run {request.data.run_id}: {exc}") from exc
+        return None if doc is None else _as_claim(doc)  # an upsert returns its document
 
     async def start(self, run_id: str, owner: str) -> Claim | None:
         """A slot is free: the claimed run becomes an attempt; None when another executor took it meanwhile."""
@@ -75,24 +112,16 @@ class MongoLeaseStore:
         try:
             doc = await self.leases.find_one_and_update(
                 {"_id": run_id, "owner": owner, "status": RUNNING, "phase": WAITING},
-                {"$set": {"phase": ATTEMPTING, "expires_at": now + self.lease}, "$inc": {"attempt": 1}},
+                {"$set": {"phase": ATTEMPTING, "expires_at": now + self.lease}, **_new_attempt(now)},
+                _CLAIM_FIELDS,
                 return_document=ReturnDocument.AFTER,
             )
-            if doc is not None and doc.get("started_at") is None:
-                await self.leases.update_one({"_id": run_id}, {"$set": {"started_at": now}})
         except PyMongoError as exc:
             raise RetryableError(f"database error while starting run {run_id}: {exc}") from exc
-        if doc is None:
-            return None
-        started_at = doc.get("started_at") or now  # the first attempt's start, kept across take-overs
-        if started_at.tzinfo is None:
-            started_at = started_at.replace(tzinfo=UTC)
-        return Claim(
-            run_id=run_id,
-            attempt=int(doc["attempt"]),
-            started_at=started_at,
-            checkpoint=doc.get("checkpoint"),
-        )
+        return None if doc is None else _as_claim(doc)
+
+    def _holder(self, owner: str, now: datetime, phase: str) -> dict[str, Any]:
+        return {"owner": owner, "expires_at": now + self.lease, "claimed_at": now, "phase": phase}
 
     async def steal_waiting(self, owner: str, limit: int) -> list[RunRequested]:
         """Runs another live executor claimed but has no slot for, oldest first, taken over by `owner`."""
@@ -127,19 +156,28 @@ class MongoLeaseStore:
         )
         return result.matched_count == 1
 
-    async def release(self, run_id: str, owner: str) -> None:
-        """Give a run up (shutdown past the grace period): another executor may take it over at once."""
-        await self.leases.update_one(
-            {"_id": run_id, "owner": owner, "status": RUNNING}, {"$set": {"expires_at": _now()}}
-        )
+    async def release(self, run_id: str, owner: str, log_seq: int) -> bool:
+        """Give a run up (shutdown past the grace period): another executor may take it over at once.
 
-    async def next_log_seq(self, run_id: str) -> int:
-        doc = await self.leases.find_one_and_update(
-            {"_id": run_id}, {"$inc": {"log_seq": 1}}, return_document=ReturnDocument.AFTER
+        Records the last log number handed out, so the take-over numbers after it; False (nothing
+        recorded) when `owner` no longer holds the run."""
+        result = await self.leases.update_one(
+            {"_id": run_id, "owner": owner, "status": RUNNING},
+            {"$set": {"expires_at": _now()}, "$max": {"log_seq": log_seq}},
         )
-        if doc is None:
-            raise NotFound(f"no lease for run {run_id}")
-        return int(doc["log_seq"])
+        return result.matched_count == 1
+
+    async def record_log_seq(self, run_id: str, owner: str, log_seq: int) -> bool:
+        """Lines up to `log_seq` may now be sent: a take-over numbers after them. False: the lease is lost."""
+        try:
+            result = await self.leases.update_one(
+                {"_id": run_id, "owner": owner, "status": RUNNING}, {"$max": {"log_seq": log_seq}}
+            )
+        except PyMongoError as exc:
+            raise RetryableError(
+                f"database error while recording the log numbers of {run_id}: {exc}"
+            ) from exc
+        return result.matched_count == 1
 
     async def finish(self, run_id: str, owner: str, finished_message: str) -> bool:
         """Store the run's result; False when `owner` no longer holds the lease (nothing stored)."""
@@ -150,8 +188,9 @@ class MongoLeaseStore:
             raise RetryableError(f"database error while storing the result of run {run_id}: {exc}") from exc
         return result.matched_count == 1
 
-    async def mark_reported(self, run_id: str) -> None:
-        await self.leases.update_one({"_id": run_id}, {"$set": {"reported": True}})
+    async def mark_reported(self, run_ids: Sequence[str]) -> None:
+        """Results out on the broker: the reaper no longer republishes them (one write for many runs)."""
+        await self.leases.update_many({"_id": {"$in": list(run_ids)}}, {"$set": {"reported": True}})
 
     async def expired(self, limit: int) -> list[RunRequested]:
         cursor = self.leases.find({"status": RUNNING, "expires_at": {"$lt": _now()}}).limit(limit)

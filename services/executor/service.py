@@ -8,8 +8,9 @@ lease) like a running one; an executor with a free slot takes waiting runs over 
 over; SIGTERM hands waiting runs over at once. A redelivered or duplicate `RunRequested` finds the lease
 held or finished and does nothing. So neither a long run nor a long wait holds an unacknowledged
 delivery, and the consumer timeout never applies. The attempt count rises only when a run gets a slot
-(`LeaseStore.start`); a take-over resumes an import after its last checkpoint (stored with the lease)
-and keeps the first attempt's start time.
+(`LeaseStore.start`, or `claim_and_start` when a slot is free at once: claim and attempt in one write);
+a take-over resumes an import after its last checkpoint (stored with the lease) and keeps the first
+attempt's start time.
 
 Losing the broker is not a run's failure: events go through `EventBuffer`, which holds them (bounded,
 in order) until the broker is back, while the run goes on and its lease (MongoDB) is renewed.
@@ -44,7 +45,7 @@ from services.executor.exporters.run import ExportRun
 from services.executor.importers.pipeline import Checkpoint
 from services.executor.importers.run import ImportContext, ImportRun
 from services.executor.ports import CatalogReader, Claim, EventPublisher, LeaseStore, TableWriters
-from services.executor.reporting import RunReporter
+from services.executor.reporting import ReportedMarks, RunReporter
 from services.executor.repository import MongoRejectStore, MongoWatermarks
 from shared.contracts import ExportSpec, ImportSpec, RunFinished, RunRequested, RunStatus
 from shared.contracts.runs import LogLevel
@@ -83,6 +84,7 @@ class ExecutorService:
         self.secrets = secrets
         self.metrics = metrics
         self.events = EventBuffer(publisher)
+        self.reported = ReportedMarks(leases.mark_reported)
         self.slots = asyncio.Semaphore(settings.concurrency)
         self.active: dict[str, ActiveRun] = {}  # claimed here: running or waiting for a slot
 
@@ -92,14 +94,33 @@ class ExecutorService:
         Returns once the claim is durable, whether or not a slot is free: the delivery is acknowledged
         then, and the run waits inside the executor, never as an unacknowledged message."""
         run_id = request.data.run_id
-        if run_id in self.active or not await self.leases.claim(request, self.settings.executor_id):
-            logger.info("run already claimed or finished; ignoring", extra={"run_id": run_id})
+        if run_id not in self.active:
+            if not self.slots.locked():  # a free slot: claimed and started in one write
+                return await self._claim_and_start(request)
+            if await self.leases.claim(request, self.settings.executor_id):
+                self._queue(request)
+                return True
+        logger.info("run already claimed or finished; ignoring", extra={"run_id": run_id})
+        return False
+
+    async def _claim_and_start(self, request: RunRequested) -> bool:
+        await self.slots.acquire()  # free: returns at once
+        try:
+            claim = await self.leases.claim_and_start(request, self.settings.executor_id)
+        except BaseException:
+            self.slots.release()
+            raise
+        if claim is None:
+            self.slots.release()
+            logger.info("run already claimed or finished; ignoring", extra={"run_id": request.data.run_id})
             return False
-        self._queue(request)
+        self._queue(request, claim)
         return True
 
-    def _queue(self, request: RunRequested) -> None:
-        active = ActiveRun(request)
+    def _queue(self, request: RunRequested, claim: Claim | None = None) -> None:
+        """Run it here: `claim` when it has a slot already, else it waits for one."""
+        started = claim is not None
+        active = ActiveRun(request, claim=claim, started=started, has_slot=started)
         self.active[request.data.run_id] = active
         active.task = asyncio.create_task(self._run(active), name=f"run-{request.data.run_id}")
 
@@ -144,6 +165,7 @@ class ExecutorService:
             await asyncio.gather(*pending, return_exceptions=True)
         await self.events.drain(timeout=grace)
         await self.events.close()
+        await self.reported.close()
 
     async def _run(self, active: ActiveRun) -> None:
         """A claimed run: wait for a slot (lease renewed meanwhile), then execute it."""
@@ -152,19 +174,14 @@ class ExecutorService:
         current_job_id.set(active.request.data.job.job_id)
         heartbeat = asyncio.create_task(self._heartbeat(active, run_id))
         try:
-            if self.slots.locked():
-                logger.info("all %d slots busy; the run waits for one", self.settings.concurrency)
-            if not await wait_for_slot(self.slots, active):
-                return
-            claim = await self.leases.start(run_id, owner)
+            claim = active.claim or await self._wait_and_start(active)
             if claim is None:
-                logger.info("run taken over by another executor while it waited for a slot")
                 return
             await self._execute(active, claim)
         except asyncio.CancelledError:
             logger.warning("run interrupted by shutdown; another executor will take it over")
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._hand_over(run_id))
+                await asyncio.shield(self._hand_over(active))
             raise
         except Exception:
             logger.exception("run could not be reported; the reaper will retry")
@@ -177,6 +194,17 @@ class ExecutorService:
             if active.has_slot:
                 self.slots.release()
 
+    async def _wait_and_start(self, active: ActiveRun) -> Claim | None:
+        """Wait for a slot, then start the attempt; None when the run went elsewhere meanwhile."""
+        if self.slots.locked():
+            logger.info("all %d slots busy; the run waits for one", self.settings.concurrency)
+        if not await wait_for_slot(self.slots, active):
+            return None
+        active.claim = await self.leases.start(active.request.data.run_id, self.settings.executor_id)
+        if active.claim is None:
+            logger.info("run taken over by another executor while it waited for a slot")
+        return active.claim
+
     async def _execute(self, active: ActiveRun, claim: Claim) -> None:
         request = active.request
         if self.metrics:
@@ -184,15 +212,19 @@ class ExecutorService:
         try:
             finished = await self._attempts(active, claim)
             await self._release_tables(active, claim.run_id)
-            if await self._report(finished):
+            assert active.reporter is not None  # made by the first attempt
+            if await self._report(finished, active.reporter):
                 self._count_finished(request, finished)
         finally:
             if self.metrics:
                 self.metrics.runs_in_progress.dec()
 
-    async def _hand_over(self, run_id: str) -> None:
-        await self.leases.release(run_id, self.settings.executor_id)
-        await self.writers.hand_over(run_id, self.settings.executor_id)
+    async def _hand_over(self, active: ActiveRun) -> None:
+        run_id, owner, reporter = active.request.data.run_id, self.settings.executor_id, active.reporter
+        held = await self.leases.release(run_id, owner, reporter.last_seq if reporter else 0)
+        if reporter is not None:
+            await reporter.close_log(recorded=held)  # the lines held still go out within the grace
+        await self.writers.hand_over(run_id, owner)
 
     async def _hold_table(self, active: ActiveRun, reporter: RunReporter, collection: str, name: str) -> bool:
         """Wait until the run may write `collection`; True when it held it already (its checkpoint holds)."""
@@ -236,7 +268,7 @@ class ExecutorService:
         self.metrics.run_duration_seconds.labels(job_type).observe(max(duration, 0.0))
 
     async def _attempts(self, active: ActiveRun, claim: Claim) -> RunFinished:
-        reporter = self._reporter(active.request, claim)
+        reporter = active.reporter = self._reporter(active.request, claim)
         await reporter.started()
         await reporter.log(
             f"run {claim.run_id} started on {self.settings.executor_id} (attempt {claim.attempt})",
@@ -330,16 +362,19 @@ class ExecutorService:
                 await asyncio.sleep(delay)
         return await self.leases.finish(run_id, self.settings.executor_id, message)
 
-    async def _report(self, finished: RunFinished) -> bool:
+    async def _report(self, finished: RunFinished, reporter: RunReporter) -> bool:
         # Stored before it is published: a crash in between is repaired by `_resend_unreported`.
         # A copy that lost its lease (another executor took the run over) reports nothing: the run
-        # ends with the owner's one `RunFinished`.
-        # Published through the event buffer after the run's log lines; marked reported once it is out.
+        # ends with the owner's one `RunFinished`, and its unsent log lines are dropped.
+        # The stored result ends the numbering: the lines still held go out, then the result, which is
+        # marked reported once it is out.
         run_id = finished.data.run_id
-        if not await self._store_result(run_id, finished.model_dump_json()):
+        stored = await self._store_result(run_id, finished.model_dump_json())
+        await reporter.close_log(recorded=stored)
+        if not stored:
             logger.warning("lease held by another executor; this copy's result is dropped")
             return False
-        await self.events.publish(finished, on_published=partial(self.leases.mark_reported, run_id))
+        await self.events.publish(finished, on_published=partial(self.reported.add, run_id))
         logger.info("run finished", extra={"status": finished.data.status.value})
         return True
 
@@ -347,11 +382,9 @@ class ExecutorService:
         """Results stored by an executor that died before publishing them (not those still buffered here)."""
         for message in await self.leases.unreported(older_than_seconds=self.settings.lease_seconds):
             finished = RunFinished.model_validate_json(message)
-            if self.events.holds(finished.id):
+            if self.events.holds(finished.id) or self.reported.holds(finished.data.run_id):
                 continue
-            await self.events.publish(
-                finished, on_published=partial(self.leases.mark_reported, finished.data.run_id)
-            )
+            await self.events.publish(finished, on_published=partial(self.reported.add, finished.data.run_id))
 
     async def _heartbeat(self, active: ActiveRun, run_id: str) -> None:
         while True:
@@ -381,6 +414,8 @@ class ExecutorService:
             leases=self.leases,
             progress_interval=self.settings.progress_interval,
             started_at=claim.started_at,
+            log_seq=claim.log_seq,
+            log_flush_seconds=self.settings.log_flush_seconds,
         )
 
     async def _work(self, active: ActiveRun, claim: Claim, reporter: RunReporter, attempt: int) -> Any:
@@ -403,7 +438,10 @@ class ExecutorService:
         context = ImportContext(
             run_id=run_id,
             tag=f"{run_id}#{claim.attempt}.{attempt}",
-            resume=Checkpoint.from_doc(await self.leases.load_checkpoint(run_id)),
+            # The claim read the checkpoint; a later attempt of this claim may have saved a newer one.
+            resume=Checkpoint.from_doc(
+                claim.checkpoint if attempt == 1 else await self.leases.load_checkpoint(run_id)
+            ),
             save_checkpoint=save,
             hold_table=hold_table,
             on_bytes=self._count_bytes,

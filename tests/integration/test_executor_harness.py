@@ -78,7 +78,8 @@ class Harness:
 
     def service(self, *, batch_size: int = 1000, in_flight: int = 2, executor_id: str = "test-executor",
                 lease_seconds: float = 30.0, progress: float = 0.5, max_attempts: int = 2,
-                rest_backoff: float = 0.05, concurrency: int = 4) -> ExecutorService:  # fmt: skip
+                rest_backoff: float = 0.05, concurrency: int = 4,
+                log_flush: float = 0.05) -> ExecutorService:  # fmt: skip
         s, mongo = self.settings, self.mongo
         service = ExecutorService(
             ExecutionSettings(
@@ -86,7 +87,7 @@ class Harness:
                 max_attempts=max_attempts, retry_backoff=0.05,
                 imports=ImportSettings(batch_size=batch_size, read_chunk_bytes=64 * 1024, max_in_flight=in_flight),
                 exports=ExportSettings(batch_size=batch_size, rest_max_attempts=4, rest_backoff=rest_backoff),
-                table_poll_seconds=0.2,
+                table_poll_seconds=0.2, log_flush_seconds=log_flush,  # lines seen at once, as tests watch them
             ),
             leases=MongoLeaseStore(mongo, s.database("executor"), lease_seconds),
             writers=MongoTableWriters(mongo, s.database("executor"), lease_seconds),

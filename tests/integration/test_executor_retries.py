@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
+
 from shared.contracts import RunFinished
-from shared.contracts.runs import RunStatus
+from shared.contracts.runs import RunLog, RunStatus
 from shared.mongo import free_port
 from tests.integration.test_executor_harness import (
     CONTACT_FIELDS,
@@ -71,9 +73,12 @@ async def test_a_transient_failure_is_retried_and_the_run_then_succeeds(harness:
     assert finished.data.counts.inserted == 1
 
 
-async def test_a_copy_that_lost_its_lease_publishes_no_result(harness: Harness) -> None:
+async def test_a_copy_that_lost_its_lease_publishes_no_result(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     """Another executor took the run over (the lease changed hands): the copy that lost it stops and
-    reports nothing, so the run ends with the new owner's one `RunFinished`."""
+    reports nothing, so the run ends with the new owner's one `RunFinished`. Nor does it send log lines
+    it numbered after its last recorded number: those numbers are the new owner's now."""
     h = harness
     await h.connection()
     await h.table("contacts", CONTACT_FIELDS, primary_key=("customer_id",))
@@ -94,7 +99,10 @@ async def test_a_copy_that_lost_its_lease_publishes_no_result(harness: Harness) 
     async with asyncio.timeout(30):
         await task
     assert h.events.of(run_id, RunFinished) == []
-    assert "another executor took this run over; this copy stops" in h.events.logs(run_id)
+    assert "another executor took this run over; this copy stops" not in h.events.logs(run_id)
     assert "stopped on request" not in h.events.logs(run_id)
+    assert "lease lost; stopping this copy of the run" in caplog.text  # said in the executor's own log
+    lease_seq = (await leases.find_one({"_id": run_id}))["log_seq"]
+    assert max(m.data.seq for m in h.events.of(run_id, RunLog)) <= lease_seq  # none the new owner may use
     lease = await leases.find_one({"_id": run_id})
     assert lease is not None and lease["owner"] == "executor-that-took-over" and "finished" not in lease
