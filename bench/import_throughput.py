@@ -1,15 +1,22 @@
-"""Import throughput: a hand-written loop versus a Connect merge import of the same file into a list.
+"""Import throughput: Connect imports against a hand-written upsert loop on the same server, interleaved.
 
-    .venv/bin/python bench/import_throughput.py [--rows N] [--mongo-url URL]
+    .venv/bin/python bench/import_throughput.py [--rows N] [--rounds R] [--memory] [--mongo-url URL]
 
-Generates a CSV of N rows x 10 columns, puts it on a test sshd (OpenSSH, key auth), then on the same
-MongoDB server measures
-  (a) the baseline a user would hand-write: SFTP download, `csv.reader`, PyMongo `bulk_write` of
-      unordered upserts (by e-mail) in batches of 1,000, sequential;
-  (b) a Connect merge import of the same file into an equivalent list (match on EMAIL_ADDRESS_,
-      insert on no match, RIID_ assignment, validation, rejects, progress), via the executor's code.
-Each measurement runs in its own process, so its peak RSS is its own. Connect is also run at 5xN
-to show that its memory stays flat. The database is the embedded server unless --mongo-url is given.
+Generates a CSV of N rows x 10 columns (default 10,000; `--rows 50000` is the daily list synchronisation
+of issue #14) and a second file with the same keys where every tenth row has changed. On a test sshd
+(OpenSSH, key auth) and one MongoDB server, each round measures four cases, each against
+  the baseline a user would hand-write: SFTP download, `csv.reader`, PyMongo `bulk_write` of unordered
+  `UpdateOne(..., upsert=True)` by the key, in batches of 1,000 (Connect's batch size), sequential;
+and Connect (the executor's code: validation, RIID_ assignment, rejects, progress, run records):
+  list-first     the first load into an empty list (match on EMAIL_ADDRESS_, insert on no match);
+  list-reimport  the changed file into that list: every key exists, 10 % of the rows differ;
+  custom-first   the first merge into an empty custom table (primary key CUSTOMER_ID);
+  custom-reimport the changed file merged into that table.
+Every measurement is its own process (its peak RSS is its own); within a round the baseline and Connect
+alternate which goes first. Printed per case: rows/s of each, the ratio Connect/baseline, and database
+operations per 1,000 rows (the server's `serverStatus.opcounters`, diffed around the measurement). The
+load average is printed before and after. `--memory` also loads 5 x N to show that memory stays flat.
+The database is the embedded server unless --mongo-url is given.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import csv
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,21 +47,36 @@ USER_FIELDS = [
     {"name": "SCORE", "type": "integer"}, {"name": "BIRTHDAY", "type": "date"},
     {"name": "SUBSCRIBED", "type": "boolean"},
 ]  # fmt: skip
-MAPPING = [("email", "EMAIL_ADDRESS_"), ("customer_id", "CUSTOMER_ID_"), ("first_name", "FIRST_NAME"),
-           ("last_name", "LAST_NAME"), ("city", "CITY"), ("country", "COUNTRY"), ("mobile", "MOBILE_NUMBER_"),
-           ("score", "SCORE"), ("birthday", "BIRTHDAY"), ("subscribed", "SUBSCRIBED")]  # fmt: skip
+LIST_MAPPING = [("email", "EMAIL_ADDRESS_"), ("customer_id", "CUSTOMER_ID_"), ("first_name", "FIRST_NAME"),
+                ("last_name", "LAST_NAME"), ("city", "CITY"), ("country", "COUNTRY"),
+                ("mobile", "MOBILE_NUMBER_"), ("score", "SCORE"), ("birthday", "BIRTHDAY"),
+                ("subscribed", "SUBSCRIBED")]  # fmt: skip
+CUSTOM_FIELDS = [{"name": "CUSTOMER_ID", "type": "string"}, {"name": "EMAIL", "type": "email"},
+                 {"name": "MOBILE", "type": "phone"}, *USER_FIELDS]  # fmt: skip
+CUSTOM_MAPPING = [(c, {"email": "EMAIL", "customer_id": "CUSTOMER_ID", "mobile": "MOBILE"}.get(c, f))
+                  for c, f in LIST_MAPPING]  # fmt: skip
+CASES = {  # case: (file, table kind, Connect run number, the key the baseline upserts by)
+    "list-first": ("people.csv", "list", 1, "EMAIL_ADDRESS_"),
+    "list-reimport": ("people-changed.csv", "list", 2, "EMAIL_ADDRESS_"),
+    "custom-first": ("people.csv", "custom", 1, "CUSTOMER_ID"),
+    "custom-reimport": ("people-changed.csv", "custom", 2, "CUSTOMER_ID"),
+}
 CITIES = ["Zürich", "Genève", "Basel", "Bern", "Lausanne", "Lugano", "Chur", "Sion"]
+BATCH = 1000
+OPS = ("insert", "query", "update", "delete", "getmore", "command")
 
 
-def generate(path: Path, rows: int, offset: int = 0) -> None:
+def generate(path: Path, rows: int, *, changed_every: int = 0) -> None:
+    """`changed_every` k > 0: every k-th row gets another city and score (its key stays)."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
-        for n in range(offset, offset + rows):
+        for n in range(rows):
+            changed = changed_every and n % changed_every == 0
             writer.writerow([
-                f"user{n}@example.com", f"C{n:09d}", f"First{n % 997}", f"Last{n % 1013}", CITIES[n % 8], "CH",
-                f"+4179{n:07d}", n % 10_000, f"19{50 + n % 50}-{1 + n % 12:02d}-{1 + n % 28:02d}",
-                "yes" if n % 3 else "no",
+                f"user{n}@example.com", f"C{n:09d}", f"First{n % 997}", f"Last{n % 1013}",
+                CITIES[(n + changed) % 8], "CH", f"+4179{n:07d}", (n + 7 * changed) % 10_000,
+                f"19{50 + n % 50}-{1 + n % 12:02d}-{1 + n % 28:02d}", "yes" if n % 3 else "no",
             ])  # fmt: skip
 
 
@@ -61,48 +84,61 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-# --- (a) the hand-written baseline ------------------------------------------------------------------
+async def opcounters(mongo: Any) -> dict[str, int]:
+    status = await mongo.admin.command("serverStatus")
+    return {name: int(status["opcounters"].get(name, 0)) for name in OPS}
+
+
+def ops_between(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before[name] for name in OPS}
+
+
+# --- the hand-written baseline ----------------------------------------------------------------------
 
 
 def baseline(args: argparse.Namespace) -> dict[str, Any]:
+    return asyncio.run(_baseline(args))
+
+
+async def _baseline(args: argparse.Namespace) -> dict[str, Any]:
     import asyncssh
-    from pymongo import MongoClient, UpdateOne
+    from pymongo import AsyncMongoClient, UpdateOne
 
+    remote, kind, _run, key = CASES[args.case]
+    mapping = LIST_MAPPING if kind == "list" else CUSTOM_MAPPING
     local = Path(tempfile.mkdtemp()) / "download.csv"
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(args.mongo_url)
+    collection = client[args.database][f"baseline_{kind}_{args.label}"]
+    before = await opcounters(client)
     started = time.perf_counter()
-
-    async def download() -> None:
-        async with asyncssh.connect(
-            "127.0.0.1", port=args.sshd_port, username=args.sshd_user, client_keys=[args.sshd_key],
-            known_hosts=None, agent_path=None, config=None,
-        ) as ssh, ssh.start_sftp_client() as sftp:  # fmt: skip
-            await sftp.get(f"{args.sshd_root}/{args.remote}", str(local))
-
-    asyncio.run(download())
-    client: MongoClient[dict[str, Any]] = MongoClient(args.mongo_url)
-    collection = client[args.database]["baseline"]
-    collection.create_index("EMAIL_ADDRESS_", unique=True)
+    async with asyncssh.connect(
+        "127.0.0.1", port=args.sshd_port, username=args.sshd_user, client_keys=[args.sshd_key],
+        known_hosts=None, agent_path=None, config=None,
+    ) as ssh, ssh.start_sftp_client() as sftp:  # fmt: skip
+        await sftp.get(f"{args.sshd_root}/{remote}", str(local))
+    await collection.create_index(key, unique=True)
     batch: list[UpdateOne] = []
     count = 0
     with local.open(newline="") as handle:
         reader = csv.reader(handle)
         next(reader)
         for row in reader:
-            doc = dict(zip([f for _, f in MAPPING], row, strict=True))
-            batch.append(UpdateOne({"EMAIL_ADDRESS_": doc["EMAIL_ADDRESS_"]}, {"$set": doc}, upsert=True))
+            doc = dict(zip([f for _, f in mapping], row, strict=True))
+            batch.append(UpdateOne({key: doc[key]}, {"$set": doc}, upsert=True))
             count += 1
-            if len(batch) == 1000:
-                collection.bulk_write(batch, ordered=False)
+            if len(batch) == BATCH:
+                await collection.bulk_write(batch, ordered=False)
                 batch = []
     if batch:
-        collection.bulk_write(batch, ordered=False)
+        await collection.bulk_write(batch, ordered=False)
     elapsed = time.perf_counter() - started
-    assert collection.count_documents({}) == count
-    client.close()
-    return {"rows": count, "seconds": elapsed, "peak_rss_mib": peak_rss_mib()}
+    ops = ops_between(before, await opcounters(client))
+    assert await collection.count_documents({}) == count
+    await client.close()
+    return {"rows": count, "seconds": elapsed, "ops": ops, "peak_rss_mib": peak_rss_mib()}
 
 
-# --- (b) Connect ------------------------------------------------------------------------------------
+# --- Connect ----------------------------------------------------------------------------------------
 
 
 def connect(args: argparse.Namespace) -> dict[str, Any]:
@@ -120,28 +156,16 @@ async def _connect(args: argparse.Namespace) -> dict[str, Any]:
     )
     from services.executor.service import ExecutionSettings, ExecutorService
     from services.executor.table_writers import MongoTableWriters
-    from shared.catalog_records import LIST_SYSTEM_FIELDS
-    from shared.contracts import RunFinished, RunRequested
-    from shared.contracts.jobs import JobSnapshot
-    from shared.contracts.runs import RunRequestedData, Trigger
+    from shared.contracts import RunFinished
     from shared.mongo import create_client
     from shared.secrets import SecretBox
 
+    remote, kind, run, _key = CASES[args.case]
     box = SecretBox("bench-secret-key-0123456789")
-    private_key = Path(args.sshd_key).read_text()  # noqa: ASYNC240 (once, before the measurement)
     mongo = create_client(args.mongo_url)
     prefix = f"{args.database}_{args.label}"
     catalog, executor, audience = f"{prefix}_catalog", f"{prefix}_executor", f"{prefix}_audience"
-    now = datetime.now(UTC)
-    await mongo[catalog]["connections"].insert_one({
-        "_id": 1, "kind": "sftp", "name": "bench", "host": "127.0.0.1", "port": args.sshd_port,
-        "username": args.sshd_user, "private_key_encrypted": box.encrypt(private_key),
-        "host_key": args.sshd_host_key, "base_dir": args.sshd_root, "created_at": now, "created_by": "bench",
-    })  # fmt: skip
-    fields = [f.model_dump() for f in LIST_SYSTEM_FIELDS] + USER_FIELDS
-    await mongo[catalog]["tables"].insert_one(
-        {"name": "people", "kind": "list", "fields": fields, "created_at": now, "created_by": "bench"}
-    )
+    await _define(mongo[catalog], args, box)
     finished: list[RunFinished] = []
     done = asyncio.Event()
 
@@ -154,45 +178,90 @@ async def _connect(args: argparse.Namespace) -> dict[str, Any]:
     service = ExecutorService(
         ExecutionSettings(
             executor_id="bench", concurrency=1, lease_seconds=30, progress_interval=2, max_attempts=1,
-            retry_backoff=1, imports=ImportSettings(batch_size=1000, read_chunk_bytes=256 * 1024,
+            retry_backoff=1, imports=ImportSettings(batch_size=BATCH, read_chunk_bytes=256 * 1024,
                                                      max_in_flight=args.in_flight),
         ),
-        leases=MongoLeaseStore(mongo, executor, 30), writers=MongoTableWriters(mongo, executor, 30), catalog=MongoCatalogReader(mongo, catalog),
-        store=MongoAudienceStore(mongo, audience), rejects=MongoRejectStore(mongo, executor),
-        watermarks=MongoWatermarks(mongo, executor), publisher=Publisher(), secrets=box,
+        leases=MongoLeaseStore(mongo, executor, 30), writers=MongoTableWriters(mongo, executor, 30),
+        catalog=MongoCatalogReader(mongo, catalog), store=MongoAudienceStore(mongo, audience),
+        rejects=MongoRejectStore(mongo, executor), watermarks=MongoWatermarks(mongo, executor),
+        publisher=Publisher(), secrets=box,
     )  # fmt: skip
-    spec = {
-        "kind": "import",
-        "source": {"kind": "sftp", "connection_id": 1, "path": Path(args.remote).name},
-        "mapping": [{"column": c, "field": f} for c, f in MAPPING],
-        "target": {"kind": "list", "table": "people", "match_columns": ["EMAIL_ADDRESS_"]},
-    }
-    job = JobSnapshot.model_validate({"job_id": 1, "name": "bench", "job_type": "import", "spec": spec})
-    request = RunRequested(source="bench", data=RunRequestedData(
-        run_id="1.1", job=job, trigger=Trigger.ON_DEMAND, requested_by="bench", requested_at=now))  # fmt: skip
+    before = await opcounters(mongo)
     started = time.perf_counter()
-    await service.accept(request)
+    await service.accept(_request(kind, remote, run))
     await done.wait()
     elapsed = time.perf_counter() - started
+    ops = ops_between(before, await opcounters(mongo))
     data = finished[0].data
     assert data.status.value == "succeeded", data
-    assert await mongo[audience]["table_people"].count_documents({}) == data.counts.inserted
+    collection = "table_people" if kind == "list" else "table_accounts"
+    assert await mongo[audience][collection].count_documents({}) == args.rows
     await mongo.close()
-    return {"rows": data.counts.read, "inserted": data.counts.inserted, "seconds": elapsed,
+    counts = data.counts
+    return {"rows": counts.read, "inserted": counts.inserted, "updated": counts.updated,
+            "unchanged": counts.unchanged, "seconds": elapsed, "ops": ops,
             "peak_rss_mib": peak_rss_mib()}  # fmt: skip
+
+
+async def _define(catalog: Any, args: argparse.Namespace, box: Any) -> None:
+    """The connection and both tables in the catalog (the first child of a label writes them)."""
+    from shared.catalog_records import LIST_SYSTEM_FIELDS
+
+    now = datetime.now(UTC)
+    private_key = Path(args.sshd_key).read_text()  # noqa: ASYNC240 (once, before the measurement)
+    connection = {
+        "kind": "sftp", "name": "bench", "host": "127.0.0.1", "port": args.sshd_port,
+        "username": args.sshd_user, "private_key_encrypted": box.encrypt(private_key),
+        "host_key": args.sshd_host_key, "base_dir": args.sshd_root, "created_at": now, "created_by": "bench",
+    }  # fmt: skip
+    await catalog["connections"].replace_one({"_id": 1}, connection, upsert=True)
+    tables = [
+        {
+            "name": "people",
+            "kind": "list",
+            "fields": [f.model_dump() for f in LIST_SYSTEM_FIELDS] + USER_FIELDS,
+        },
+        {"name": "accounts", "kind": "custom", "primary_key": ["CUSTOMER_ID"], "fields": CUSTOM_FIELDS},
+    ]
+    for table in tables:
+        await catalog["tables"].replace_one(
+            {"name": table["name"]}, {**table, "created_at": now, "created_by": "bench"}, upsert=True
+        )
+
+
+def _request(kind: str, remote: str, run: int) -> Any:
+    from shared.contracts import RunRequested
+    from shared.contracts.jobs import JobSnapshot
+    from shared.contracts.runs import RunRequestedData, Trigger
+
+    if kind == "list":
+        target: dict[str, Any] = {"kind": "list", "table": "people", "match_columns": ["EMAIL_ADDRESS_"]}
+        mapping, job_id = LIST_MAPPING, 1
+    else:
+        target, mapping, job_id = {"kind": "custom", "table": "accounts", "mode": "merge"}, CUSTOM_MAPPING, 2
+    spec = {
+        "kind": "import",
+        "source": {"kind": "sftp", "connection_id": 1, "path": remote},
+        "mapping": [{"column": c, "field": f} for c, f in mapping],
+        "target": target,
+    }
+    job = JobSnapshot.model_validate({"job_id": job_id, "name": kind, "job_type": "import", "spec": spec})
+    return RunRequested(source="bench", data=RunRequestedData(
+        run_id=f"{job_id}.{run}", job=job, trigger=Trigger.ON_DEMAND, requested_by="bench",
+        requested_at=datetime.now(UTC)))  # fmt: skip
 
 
 # --- orchestration ----------------------------------------------------------------------------------
 
 
-def child(mode: str, args: argparse.Namespace, remote: str, label: str) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", mode, "--remote", remote, "--label", label]
+def child(mode: str, args: argparse.Namespace, case: str, label: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", mode, "--case", case, "--label", label]
     for key in ("mongo_url", "sshd_port", "sshd_user", "sshd_key", "sshd_host_key", "sshd_root", "database",
-                "in_flight"):  # fmt: skip
+                "in_flight", "rows"):  # fmt: skip
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     out = subprocess.run(command, check=False, capture_output=True, text=True, cwd=ROOT)
     if out.returncode:
-        raise SystemExit(f"{mode} failed:\n{out.stderr[-3000:]}")
+        raise SystemExit(f"{mode} {case} failed:\n{out.stderr[-3000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -200,12 +269,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of the cases")
     parser.add_argument("--mongo-url", default=os.environ.get("MONGO_URL"))
     parser.add_argument("--in-flight", type=int, default=2, help="Connect's batches written at once")
-    parser.add_argument("--skip-5x", action="store_true")
-    for hidden in ("child", "remote", "label", "sshd-port", "sshd-user", "sshd-key", "sshd-host-key", "sshd-root",
-                   "database"):  # fmt: skip
+    parser.add_argument("--memory", action="store_true", help="also load 5 x N: peak RSS stays flat")
+    for hidden in ("child", "case", "label", "sshd-port", "sshd-user", "sshd-key", "sshd-host-key",
+                   "sshd-root", "database"):  # fmt: skip
         parser.add_argument(f"--{hidden}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -232,29 +303,75 @@ def run_bench(args: argparse.Namespace) -> None:
             args.sshd_port, args.sshd_user, args.sshd_key = sshd.port, sshd.username, str(key)
             args.sshd_host_key, args.sshd_root = sshd.host_key, str(sshd.root)
             args.database = f"bench{os.getpid()}"
-            n = args.rows
-            generate(sshd.root / "people.csv", n)
+            generate(sshd.root / "people.csv", args.rows)
+            generate(sshd.root / "people-changed.csv", args.rows, changed_every=10)
             size = (sshd.root / "people.csv").stat().st_size
-            print(f"file: {n} rows x {len(COLUMNS)} columns, {size / 1e6:.1f} MB; database {args.mongo_url}")
-            base = child("baseline", args, "people.csv", "base")
-            print(f"baseline  (csv.reader + bulk_write upserts x1000, sequential): {base['rows'] / base['seconds']:,.0f} rows/s"
-                  f"  ({base['seconds']:.1f} s, peak RSS {base['peak_rss_mib']:.0f} MiB)")  # fmt: skip
-            small = child("connect", args, "people.csv", "n")
-            print(f"Connect   (merge into a list, N = {n}): {small['rows'] / small['seconds']:,.0f} rows/s"
-                  f"  ({small['seconds']:.1f} s, peak RSS {small['peak_rss_mib']:.0f} MiB)")  # fmt: skip
-            ratio = (small["rows"] / small["seconds"]) / (base["rows"] / base["seconds"])
-            print(f"ratio Connect/baseline: {ratio:.2f}")
-            if not args.skip_5x:
-                generate(sshd.root / "people5.csv", 5 * n)
-                large = child("connect", args, "people5.csv", "n5")
-                growth = 100 * (large["peak_rss_mib"] / small["peak_rss_mib"] - 1)
-                print(f"Connect   (N x 5 = {5 * n}): {large['rows'] / large['seconds']:,.0f} rows/s"
-                      f"  ({large['seconds']:.1f} s, peak RSS {large['peak_rss_mib']:.0f} MiB)")  # fmt: skip
-                print(f"peak RSS at N: {small['peak_rss_mib']:.0f} MiB; at 5xN: {large['peak_rss_mib']:.0f} MiB "
-                      f"({growth:+.1f} %)")  # fmt: skip
+            print(f"file: {args.rows} rows x {len(COLUMNS)} columns, {size / 1e6:.1f} MB; the re-import file "
+                  f"changes every 10th row; database {args.mongo_url}")  # fmt: skip
+            print(f"load average before: {_load()}")
+            measure_rounds(args, [c for c in args.cases.split(",") if c])
+            if args.memory:
+                memory_check(args, sshd.root)
+            print(f"load average after: {_load()}")
     finally:
         if database:
             database.stop()
+
+
+def measure_rounds(args: argparse.Namespace, cases: list[str]) -> None:
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {c: {"baseline": [], "connect": []} for c in cases}
+    for round_no in range(args.rounds):
+        label = f"r{round_no}"
+        for case in cases:  # in order: a re-import finds the table its first load filled
+            order = ("baseline", "connect") if round_no % 2 == 0 else ("connect", "baseline")
+            for mode in order:
+                results[case][mode].append(child(mode, args, case, label))
+            base, ours = results[case]["baseline"][-1], results[case]["connect"][-1]
+            print(f"round {round_no + 1} {case:16} baseline {_rate(base):>7,.0f} rows/s  Connect "
+                  f"{_rate(ours):>7,.0f} rows/s  ratio {_rate(ours) / _rate(base):.2f}  "
+                  f"({_counts(ours)}; load {_load()})")  # fmt: skip
+    print(
+        "\ncase             baseline rows/s  Connect rows/s  ratio (median)  db ops per 1,000 rows: "
+        "baseline | Connect"
+    )
+    for case in cases:
+        bases, ourses = results[case]["baseline"], results[case]["connect"]
+        ratio = statistics.median(_rate(o) / _rate(b) for o, b in zip(ourses, bases, strict=True))
+        print(f"{case:16} {statistics.median(map(_rate, bases)):>15,.0f} "
+              f"{statistics.median(map(_rate, ourses)):>15,.0f} {ratio:>15.2f}   "
+              f"{_per_thousand(bases[-1])} | {_per_thousand(ourses[-1])}")  # fmt: skip
+
+
+def memory_check(args: argparse.Namespace, root: Path) -> None:
+    small = child("connect", args, "list-first", "mem1")
+    rows = args.rows
+    generate(root / "people.csv", 5 * rows)
+    args.rows = 5 * rows
+    large = child("connect", args, "list-first", "mem5")
+    args.rows = rows
+    growth = 100 * (large["peak_rss_mib"] / small["peak_rss_mib"] - 1)
+    print(f"peak RSS of a first load: {small['peak_rss_mib']:.0f} MiB at N, {large['peak_rss_mib']:.0f} MiB at "
+          f"5 x N ({growth:+.1f} %); 5 x N at {_rate(large):,.0f} rows/s")  # fmt: skip
+
+
+def _rate(result: dict[str, Any]) -> float:
+    return float(result["rows"]) / float(result["seconds"])
+
+
+def _counts(result: dict[str, Any]) -> str:
+    return f"inserted {result['inserted']}, updated {result['updated']}, unchanged {result['unchanged']}"
+
+
+def _per_thousand(result: dict[str, Any]) -> str:
+    scale = 1000 / max(1, int(result["rows"]))
+    ops = result["ops"]
+    total = sum(ops.values()) * scale
+    detail = " ".join(f"{name[:3]} {ops[name] * scale:.1f}" for name in OPS if ops[name])
+    return f"{total:,.1f} ({detail})"
+
+
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+# Hypothesis imports its optimiser lazily, deep inside a test's stack; on CPython 3.11.7 compiling a module
+# that deep can fail ("AST constructor recursion depth mismatch"), so it is imported here, at the top.
+from hypothesis.internal.conjecture import optimiser as _hypothesis_optimiser  # noqa: F401
+
 from shared.mongo import MongoClient, create_client
 from shared.settings import CommonSettings
 from tests.support.servers import Sshd, mongo_server, require_broker, sshd_server

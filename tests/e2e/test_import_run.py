@@ -93,9 +93,9 @@ async def test_import_run_end_to_end(
     assert rerun["counts"] == {
         "read": 250,
         "inserted": 0,
-        "updated": 250,
+        "updated": 0,
         "rejected": 0,
-        "unchanged": 0,
+        "unchanged": 250,  # the same file again: every record holds its row's values, none is rewritten
         "skipped": 0,
     }
     assert await table_rows(mongo, system, table) == expected  # merged, not duplicated

@@ -146,7 +146,7 @@ async def check_file(executor: Executor, case: Case, spec: ExportSpec, job_id: i
     return finished
 
 
-@settings(max_examples=examples(80))
+@settings(max_examples=examples(50))
 @given(case=list_cases())
 async def test_list_exports_to_sftp_match_the_model(harness: Harness, case: Case) -> None:
     executor = _executor(harness)
@@ -160,7 +160,7 @@ async def test_list_exports_to_sftp_match_the_model(harness: Harness, case: Case
     await check_file(executor, case, spec, job_id, 1, None)
 
 
-@settings(max_examples=examples(50))
+@settings(max_examples=examples(30))
 @given(case=table_cases())
 async def test_table_exports_to_sftp_match_the_model(harness: Harness, case: Case) -> None:
     executor = _executor(harness)
@@ -172,7 +172,7 @@ async def test_table_exports_to_sftp_match_the_model(harness: Harness, case: Cas
     await check_file(executor, case, spec, job_id, 1, None)
 
 
-@settings(max_examples=examples(35))
+@settings(max_examples=examples(25))
 @given(case=list_cases(incremental=True) | table_cases(incremental=True), data=st.data())
 async def test_incremental_exports_send_what_changed_since_the_last_success(
     harness: Harness, case: Case, data: st.DataObject
@@ -202,7 +202,7 @@ async def test_incremental_exports_send_what_changed_since_the_last_success(
     await check_file(executor, changes.after, spec, job_id, run, watermark)
 
 
-@settings(max_examples=examples(50))
+@settings(max_examples=examples(30))
 @given(case=rest_cases())
 async def test_rest_exports_send_the_model_batches(
     harness: Harness, receiver: tuple[Receiver, str], case: Case

@@ -54,7 +54,7 @@ class Load:
                     rejected += 1
             elif self.mode == "append":
                 rejected += 1
-            else:
+            elif {**after[key], **row} != after[key]:  # a row that changes nothing is unchanged (#14)
                 after[key], updated = {**after[key], **row}, updated + 1
         return after, (inserted, updated, rejected)
 

@@ -223,11 +223,11 @@ async def test_two_merges_racing_on_one_table_both_succeed_with_exact_counts(har
 async def test_merge_ends_with_the_last_occurrence_whatever_the_batches(harness: Harness) -> None:
     h = harness
     await contacts(h)
-    await h.audience["table_contacts"].insert_one({"customer_id": "C0", "email": "old@x.io", "points": 9})
     rows = [HEADER, ["C1", "a@x.io", "5"], ["C0", "z@x.io", ""], ["C1", "b@x.io", ""]]
     h.write("a.csv", csv_text(rows))
     for batch_size in (1000, 1):  # C1's occurrences in one batch, then in two
-        await h.audience["table_contacts"].delete_one({"customer_id": "C1"})
+        await h.audience["table_contacts"].delete_many({})
+        await h.audience["table_contacts"].insert_one({"customer_id": "C0", "email": "old@x.io", "points": 9})
         run = await h.run(spec("a.csv", "merge"), service=h.service(batch_size=batch_size))
         assert run.data.counts == RunCounts(read=3, inserted=1, updated=2), batch_size
         # A mapped field the row leaves empty is cleared, as the row says (an unmapped field would stay).

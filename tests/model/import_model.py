@@ -6,6 +6,8 @@ Written from DESIGN §4, docs/executor.md ("Imports") and the counting rules of 
   rejected` for every completed run.
 * Records are taken in file order; a key repeated in the file: the last occurrence wins, the first new
   one counts `inserted`, each later one `updated` (also under `no_update`: the record is the run's own).
+* A row that matches a record the run has not written, and whose values the record holds already, counts
+  `unchanged` (issue #14: it is not rewritten); once the run wrote a record, each later row is `updated`.
 * Every row not written is a reject naming a field (`columns` for a wrong column count).
 * Guards fail a run before anything a user can see changes; a failed run reports no writes.
 
@@ -84,6 +86,7 @@ class _Load:
 
     records: list[Record]
     created: set[int] = field(default_factory=set)  # ids of records this run inserted
+    changed: set[int] = field(default_factory=set)  # ids of records this run inserted or updated
     counts: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(("inserted", "updated", "unchanged", "rejected"), 0)
     )
@@ -92,10 +95,19 @@ class _Load:
     def insert(self, record: Record) -> None:
         self.records.append(record)
         self.created.add(id(record))
+        self.changed.add(id(record))
         self.counts["inserted"] += 1
 
     def update(self, record: Record, values: Record) -> None:
+        """A record that existed before the run and already holds the values is left alone (unchanged);
+        one this run wrote counts every later row as updated."""
+        after = dict(record)
+        replace(after, values)
+        if after == record and id(record) not in self.changed:
+            self.counts["unchanged"] += 1
+            return
         replace(record, values)
+        self.changed.add(id(record))
         self.counts["updated"] += 1
 
 

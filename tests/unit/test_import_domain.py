@@ -369,7 +369,8 @@ def folded(*lines: int) -> Item:
 )
 def test_every_occurrence_of_a_key_is_counted_once(kind: str, expected: dict[str, int]) -> None:
     outcome = WriteOutcome()
-    outcome.count(folded(2, 5, 9), kind)
+    later = "unchanged" if kind == "unchanged" else "duplicate"
+    outcome.tally((kind, later, later))  # three occurrences of one key (`changes.plan_item`)
     assert {k: getattr(outcome, k) for k in expected} == expected
 
 

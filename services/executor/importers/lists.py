@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from pymongo import InsertOne, UpdateOne
 
 from services.executor.audience import CHANGED_AT, RUN_TAG, MongoAudienceStore
+from services.executor.importers.changes import Mark, Position, leaves_as_is, plan_item
 from services.executor.importers.targets import (
     RACE_ROUNDS,
     Item,
-    Position,
     WriteOutcome,
     birth_id,
-    classify,
     from_the_start,
     now_utc,
 )
@@ -77,44 +77,47 @@ class ListTarget:
     async def _round(self, items: list[Item], outcome: WriteOutcome) -> list[Item]:
         """One lookup and one bulk write; returns the items whose insert lost a race (to do again)."""
         keys = [self.key(i.row) or () for i in items]
-        existing = await self.store.find_by(
-            self.table.collection, self.match_columns, keys, [*self.match_columns, "RIID_", RUN_TAG]
-        )
+        compared = {name for item in items for name in item.row}.union(self.cleared)
+        projection = ["RIID_", RUN_TAG, *compared]
+        existing = await self.store.find_by(self.table.collection, self.match_columns, keys, projection)
         now = now_utc()
         ops, planned, new = self._plan(items, [existing.get(k) for k in keys], outcome, now)
         if new:
             first = await self.store.reserve_riids(self.table.name, len(new))
             for offset, item in enumerate(new):
-                values = {**self._values(item), "RIID_": first + offset, **self._stamp(now)}
+                mark = Mark(self.tag, item.start).text()
+                values = {**self._values(item.row), "RIID_": first + offset, **self._stamp(now, mark)}
                 ops.append(InsertOne({"_id": birth_id(self.tag, item), **values}))
-                planned.append((item, "insert"))
+                planned.append((item, ("insert", *("duplicate" for _ in item.earlier))))
         result = await self.store.bulk(self.table.collection, ops)
         failed = dict(result.duplicates)
         collided: list[tuple[Item, dict[str, Any]]] = []
-        for index, (item, kind) in enumerate(planned):
+        for index, (item, kinds) in enumerate(planned):
             pattern = failed.get(index)
             if pattern is None:
-                outcome.count(item, kind)
+                outcome.tally(kinds)
             else:
                 collided.append((item, pattern))
         return await self._sort_out(collided, outcome)
 
     def _plan(
         self, items: list[Item], docs: list[dict[str, Any] | None], outcome: WriteOutcome, now: datetime
-    ) -> tuple[list[Any], list[tuple[Item, str]], list[Item]]:
-        """Updates of matched records (with how each counts), rejects, and the rows to insert."""
+    ) -> tuple[list[Any], list[tuple[Item, tuple[str, ...]]], list[Item]]:
+        """Updates of matched records that change them (with how each occurrence counts), rejects, and
+        the rows to insert; matched records that hold a row's values already are not written."""
         ops: list[Any] = []
-        planned: list[tuple[Item, str]] = []
+        planned: list[tuple[Item, tuple[str, ...]]] = []
         new: list[Item] = []
         redo_after = self.redo_after()
         for item, doc in zip(items, docs, strict=True):
             if doc is not None:
-                kind = classify(doc, self.tag, update_existing=self.replace_all, redo_after=redo_after)
-                if kind == "unchanged":
-                    outcome.count(item, kind)
+                plan = plan_item(doc, item, self.tag, update_existing=self.replace_all, redo_after=redo_after,
+                                 same=partial(self._leaves_as_is, doc))  # fmt: skip
+                if not plan.write:
+                    outcome.tally(plan.kinds)
                 else:
-                    ops.append(UpdateOne({"RIID_": doc["RIID_"]}, self._update(item, now)))
-                    planned.append((item, kind))
+                    ops.append(UpdateOne({"RIID_": doc["RIID_"]}, self._update(item, now, plan.mark)))
+                    planned.append((item, plan.kinds))
             elif "RIID_" in self.match_columns:
                 outcome.reject(
                     item, "RIID_", f"no record with RIID_ {item.row['RIID_']} (Connect assigns RIID_)"
@@ -159,15 +162,18 @@ class ListTarget:
             shown = ", ".join(repr(v) for v in value)
             outcome.reject(item, column, f"{column} {shown} already belongs to {whose}")
 
-    def _values(self, item: Item) -> dict[str, Any]:
-        return {k: v for k, v in item.row.items() if k != "RIID_"}
+    def _leaves_as_is(self, doc: dict[str, Any], row: dict[str, Any]) -> bool:
+        return leaves_as_is(doc, self._values(row), self.cleared)
 
-    def _stamp(self, now: datetime) -> dict[str, Any]:
-        return {RUN_TAG: self.tag, CHANGED_AT: now}
+    def _values(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if k != "RIID_"}
 
-    def _update(self, item: Item, now: datetime) -> dict[str, Any]:
-        values = self._values(item)
-        update: dict[str, Any] = {"$set": {**values, **self._stamp(now)}}
+    def _stamp(self, now: datetime, mark: str) -> dict[str, Any]:
+        return {RUN_TAG: mark, CHANGED_AT: now}
+
+    def _update(self, item: Item, now: datetime, mark: str) -> dict[str, Any]:
+        values = self._values(item.row)
+        update: dict[str, Any] = {"$set": {**values, **self._stamp(now, mark)}}
         cleared = {f: "" for f in self.cleared if f not in values}
         if cleared:
             update["$unset"] = cleared

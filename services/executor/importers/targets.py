@@ -2,10 +2,11 @@
 lists are in `lists.py`.
 
 Every target writes a batch with one key lookup and one unordered bulk write. The lookup tells new
-records (plain inserts, much cheaper than upserts) from existing ones, and — through `_cx_run`, the
+records (plain inserts, much cheaper than upserts) from existing ones, existing ones that already hold
+the row's values (unchanged: not written at all) from those it changes, and — through `_cx_run`, the
 run attempt that last wrote a row — a key repeated inside the file (the later occurrence wins; it is
-counted as updated) from a record that existed before. An insert that loses a race with another
-writer (duplicate key) is looked up and written again, as an update of the record that won.
+counted as updated) from a record that existed before (`changes.py`). An insert that loses a race with
+another writer (duplicate key) is looked up and written again, as an update of the record that won.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 from pymongo import InsertOne, UpdateOne
 
 from services.executor.audience import CHANGED_AT, RUN_TAG, MongoAudienceStore
 from services.executor.domain import Rejection
+from services.executor.importers.changes import Position, leaves_as_is, plan_item, run_of
 from shared.catalog_records import TableRecord
 from shared.errors import RetryableError
 
@@ -32,8 +35,10 @@ class Item:
     earlier: tuple[Item, ...] = ()  # earlier occurrences of the key in the same batch, folded into this
 
     @property
-    def occurrences(self) -> int:
-        return 1 + len(self.earlier)
+    def start(self) -> Position:
+        """Where the key's first occurrence in the batch is."""
+        first = self.earlier[0] if self.earlier else self
+        return (first.file, first.line)
 
 
 @dataclass
@@ -51,20 +56,21 @@ class WriteOutcome:
         self.unchanged += other.unchanged
         self.rejections += other.rejections
 
-    def count(self, item: Item, kind: str) -> None:
-        """Count a written item and the earlier occurrences folded into it (each one is a row read).
+    def tally(self, kinds: tuple[str, ...]) -> None:
+        """Count the occurrences of one key (`changes.plan_item`), each one a row read.
 
-        `insert`: the first occurrence created the record, the later ones updated it; `update`: the record
-        existed before the run; `duplicate`: an earlier batch of this run wrote the key; `unchanged`: the
-        record existed and was left as it was (no_update).
+        `insert`: the row created the record; `update`: it changed a record that existed before the run;
+        `duplicate`: a later occurrence of a key this run wrote already (counted updated); `unchanged`: the
+        record existed and was left as it was (no_update, or it held the row's values already).
         """
-        if kind == "unchanged":
-            self.unchanged += item.occurrences
-            return
-        first_inserted = kind == "insert"
-        self.inserted += first_inserted
-        self.updated += item.occurrences - first_inserted
-        self.duplicates += len(item.earlier) + (kind == "duplicate")
+        for kind in kinds:
+            if kind == "unchanged":
+                self.unchanged += 1
+            elif kind == "insert":
+                self.inserted += 1
+            else:
+                self.updated += 1
+                self.duplicates += kind == "duplicate"
 
     def reject(self, item: Item, field_name: str, reason: str) -> None:
         """Reject an item and the earlier occurrences of its key folded into it (the same reason holds)."""
@@ -84,7 +90,6 @@ class Target(Protocol):
 
 
 RACE_ROUNDS = 4  # a batch's rows that lost a race are looked up and written again, this many times at most
-Position = tuple[int, int]  # (file, line) in the source
 
 
 def from_the_start() -> Position:
@@ -97,7 +102,8 @@ def now_utc() -> datetime:
 
 
 class KeyedWriter:
-    """Insert new keys, update existing ones (`duplicate` when this attempt wrote them already).
+    """Insert new keys, update existing ones (`duplicate` when this attempt wrote them already), leave
+    alone the records that hold a row's values already (`unchanged`, not written).
 
     An update sets the row's values and clears the `mapped` fields the row left empty: the record then
     holds the row's values whatever batch an earlier occurrence of its key was in (the last one wins).
@@ -111,6 +117,7 @@ class KeyedWriter:
         tag: str,
         mapped: tuple[str, ...] = (),
         redo_after: Callable[[], Position] = from_the_start,
+        shape: Callable[[dict[str, Any]], dict[str, Any]] = dict,
     ):
         self.store = store
         self.collection = collection
@@ -118,6 +125,7 @@ class KeyedWriter:
         self.tag = tag
         self.cleared = tuple(f for f in mapped if f not in key_fields)
         self.redo_after = redo_after  # the checkpoint this attempt resumed after
+        self.shape = shape  # a row's own values, as written (an extension leaves its match column out)
 
     async def write(
         self, entries: list[tuple[Item, tuple[Any, ...], dict[str, Any]]], *, update_existing: bool = True
@@ -137,34 +145,39 @@ class KeyedWriter:
         outcome: WriteOutcome,
         update_existing: bool,
     ) -> list[tuple[Item, tuple[Any, ...], dict[str, Any]]]:
-        """One lookup and one bulk write; returns the entries whose insert lost a race (to do again)."""
-        existing = await self.store.find_by(
-            self.collection, self.key_fields, [k for _, k, _ in entries], [*self.key_fields, RUN_TAG]
-        )
+        """One lookup and one bulk write of the rows that change something; returns the entries whose
+        insert lost a race (to do again)."""
+        compared = {name for _, _, values in entries for name in values}.union(self.cleared)
+        keys = [k for _, k, _ in entries]
+        existing = await self.store.find_by(self.collection, self.key_fields, keys, [RUN_TAG, *compared])
         now, redo_after = now_utc(), self.redo_after()
         ops: list[Any] = []
-        planned: list[tuple[int, str]] = []  # (entry index, kind) per operation
+        planned: list[tuple[int, tuple[str, ...]]] = []  # (entry index, kinds) per operation
         for index, (item, key, values) in enumerate(entries):
             doc = existing.get(key)
-            kind = classify(doc, self.tag, update_existing=update_existing, redo_after=redo_after)
-            if kind == "unchanged":
-                outcome.count(item, kind)
+            plan = plan_item(doc, item, self.tag, update_existing=update_existing, redo_after=redo_after,
+                             same=partial(self._leaves_as_is, doc))  # fmt: skip
+            if not plan.write:
+                outcome.tally(plan.kinds)
                 continue
-            stamped = {**values, RUN_TAG: self.tag, CHANGED_AT: now}  # never `$set` an `_id`
+            stamped = {**values, RUN_TAG: plan.mark, CHANGED_AT: now}  # never `$set` an `_id`
             if doc is None:
                 ops.append(InsertOne({"_id": birth_id(self.tag, item), **stamped}))
             else:
                 ops.append(UpdateOne(self._filter(key), self._update(stamped)))
-            planned.append((index, kind))
+            planned.append((index, plan.kinds))
         result = await self.store.bulk(self.collection, ops)
         failed = {index for index, _ in result.duplicates}
         lost = []
-        for op_index, (index, kind) in enumerate(planned):
+        for op_index, (index, kinds) in enumerate(planned):
             if op_index in failed:
                 lost.append(entries[index])
             else:
-                outcome.count(entries[index][0], kind)
+                outcome.tally(kinds)
         return lost
+
+    def _leaves_as_is(self, doc: dict[str, Any] | None, row: dict[str, Any]) -> bool:
+        return doc is not None and leaves_as_is(doc, self.shape(row), self.cleared)
 
     def _filter(self, key: tuple[Any, ...]) -> dict[str, Any]:
         return dict(zip(self.key_fields, key, strict=True))
@@ -174,32 +187,9 @@ class KeyedWriter:
         return {"$set": stamped, "$unset": cleared} if cleared else {"$set": stamped}
 
 
-def classify(doc: dict[str, Any] | None, tag: str, *, update_existing: bool, redo_after: Position) -> str:
-    """How a row counts that found `doc` by its key (see `WriteOutcome.count`)."""
-    if doc is None:
-        return "insert"
-    if doc.get(RUN_TAG) == tag:
-        return "duplicate"
-    born = _born_in(doc.get("_id"), tag)
-    if born is not None:  # inserted by an earlier attempt of this run (taken over, or retried)
-        # Before the checkpoint it was counted, so this is a later occurrence; after it, the attempt that
-        # wrote it ended uncounted: this is that insert again (the counts of an uninterrupted run).
-        return "insert" if born > redo_after else "duplicate"
-    return "update" if update_existing else "unchanged"
-
-
 def birth_id(tag: str, item: Item) -> str:
     """`_id` of a record a run inserts, `<run id>:<file>:<line>`: a take-over tells its rows from others."""
-    return f"{tag.partition('#')[0]}:{item.file}:{item.line}"
-
-
-def _born_in(doc_id: Any, tag: str) -> Position | None:
-    """Where this run inserted the record (file, line), if it did."""
-    prefix = f"{tag.partition('#')[0]}:"
-    if not isinstance(doc_id, str) or not doc_id.startswith(prefix):
-        return None
-    file, _, line = doc_id[len(prefix) :].partition(":")
-    return (int(file), int(line)) if file.isdigit() and line.isdigit() else None
+    return f"{run_of(tag)}:{item.file}:{item.line}"
 
 
 class CustomMergeTarget:
@@ -300,7 +290,9 @@ class ProfileExtensionTarget:
         self.match_column = match_column
         self.keep_match_column = table.field(match_column) is not None
         own = tuple(f for f in mapped if f != match_column or self.keep_match_column)
-        self.writer = KeyedWriter(store, table.collection, ("RIID_",), tag, own, redo_after)
+        self.writer = KeyedWriter(
+            store, table.collection, ("RIID_",), tag, own, redo_after, shape=self._own_values
+        )
 
     def key(self, row: dict[str, Any]) -> tuple[Any, ...] | None:
         value = row.get(self.match_column)
@@ -323,8 +315,10 @@ class ProfileExtensionTarget:
                     f"no record in list {self.parent.name} with {self.match_column} {key[0]!r}",
                 )
                 continue
-            values = {k: v for k, v in item.row.items() if k != self.match_column or self.keep_match_column}
-            values["RIID_"] = record["RIID_"]
+            values = {**self._own_values(item.row), "RIID_": record["RIID_"]}
             entries.append((item, (record["RIID_"],), values))
         outcome.add(await self.writer.write(entries))
         return outcome
+
+    def _own_values(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if k != self.match_column or self.keep_match_column}
