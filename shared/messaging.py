@@ -11,15 +11,21 @@ counted (`connect_dead_letters_total{service,reason}`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import AMQPError, DeliveryError
 from faststream import AckPolicy, BaseMiddleware, StreamMessage
 from faststream.exceptions import IgnoredException
+from faststream.message import decode_message
 from faststream.rabbit import Channel, RabbitBroker, RabbitExchange
+from faststream.rabbit.parser import AioPikaParser
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from faststream.rabbit.schemas import RABBIT_REPLY
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
@@ -45,6 +51,7 @@ def create_broker(
     )
 
 
+_REPLY_PARSER = AioPikaParser()
 UNDECODABLE, INVALID, PERMANENT, DELIVERY_LIMIT = "undecodable", "invalid", "permanent", "delivery_limit"
 REASON_LIMIT = 1000  # characters of `x-connect-reason` (a decode error may quote a whole body)
 # Errors that mean a body is not JSON at all, as pydantic reports them.
@@ -71,6 +78,77 @@ def limit_reason(exc: BaseException, previous_deliveries: int) -> str:
     ]
 
 
+class Requester:
+    """Request/reply with many calls in flight over one direct reply-to consumer.
+
+    FastStream's `broker.request` holds a lock for each whole round trip, so concurrent requests are
+    answered one after another. Here the process consumes RabbitMQ's direct reply-to pseudo-queue once
+    (no-ack) on the broker's default channel, the one `broker.publish` uses, as direct reply-to
+    requires; each request carries a fresh correlation id and waits on its own future. A reply nobody
+    waits for (its caller timed out) is dropped. After a reconnect the broker's robust channel
+    re-consumes; a request whose reply was lost with the old channel times out (RetryableError).
+    """
+
+    def __init__(self, broker: RabbitBroker, topology: Topology) -> None:
+        self.broker = broker
+        self.topology = topology
+        self.waiting: dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
+        self._consumed: AbstractQueue | None = None
+        self._consuming = asyncio.Lock()
+
+    async def request(self, message: Envelope, *, timeout: float) -> Any:
+        await self._consume_replies()
+        correlation_id = uuid.uuid4().hex
+        answer = asyncio.get_running_loop().create_future()
+        self.waiting[correlation_id] = answer
+        try:
+            async with asyncio.timeout(timeout):
+                await self._publish(message, correlation_id, timeout)
+                reply = await answer
+        except TimeoutError as exc:
+            raise RetryableError(f"no answer to {message.type} within {timeout:.0f}s") from exc
+        except DeliveryError as exc:
+            raise RetryableError(f"{message.type} could not be routed") from exc
+        finally:
+            self.waiting.pop(correlation_id, None)
+        return decode_message(await _REPLY_PARSER.parse_message(reply))  # type: ignore[arg-type]
+
+    async def _publish(self, message: Envelope, correlation_id: str, timeout: float) -> None:
+        await self.broker.publish(
+            message.model_dump_json(),
+            exchange=self.topology.commands,
+            routing_key=message.routing_key,
+            reply_to=RABBIT_REPLY.name,
+            correlation_id=correlation_id,
+            expiration=timeout,
+            message_id=message.id,
+            message_type=message.type,
+            content_type="application/json",
+        )
+
+    async def _consume_replies(self) -> None:
+        """Consume the reply pseudo-queue once per broker connection (the declarer caches the queue)."""
+        async with self._consuming:
+            queue = await self.broker.declare_queue(RABBIT_REPLY)
+            if queue is not self._consumed:  # first request, or the broker connected anew
+                await queue.consume(self._deliver, no_ack=True)
+                self._consumed = queue
+
+    async def close(self) -> None:
+        """Fail the requests still waiting: the broker closes, their answers can no longer arrive."""
+        for answer in self.waiting.values():
+            if not answer.done():
+                answer.set_exception(RetryableError("the service is stopping"))
+        self._consumed = None
+
+    async def _deliver(self, reply: AbstractIncomingMessage) -> None:
+        answer = self.waiting.get(reply.correlation_id or "")
+        if answer is None or answer.done():
+            logger.debug("dropping a reply nobody waits for", extra={"correlation_id": reply.correlation_id})
+            return
+        answer.set_result(reply)
+
+
 class Publisher:
     """Publishes envelopes to the right exchange with Connect's delivery guarantees."""
 
@@ -84,6 +162,7 @@ class Publisher:
         self.broker = broker
         self.topology = topology
         self.count_dead_letter = count_dead_letter
+        self.requester = Requester(broker, topology)
 
     async def publish(self, message: Envelope) -> None:
         """Publish on the exchange of the message's kind (events, commands or control)."""
@@ -93,23 +172,12 @@ class Publisher:
         """Request/reply over the commands exchange; returns the decoded reply body.
 
         The command expires unconsumed when the caller stops waiting: nobody is left to hear its answer.
+        Many requests are in flight at once (see `Requester`).
         """
-        try:
-            reply = await self.broker.request(
-                message.model_dump_json(),
-                exchange=self.topology.commands,
-                routing_key=message.routing_key,
-                timeout=timeout,
-                expiration=timeout,
-                message_id=message.id,
-                message_type=message.type,
-                content_type="application/json",
-            )
-        except TimeoutError as exc:
-            raise RetryableError(f"no answer to {message.type} within {timeout:.0f}s") from exc
-        except DeliveryError as exc:
-            raise RetryableError(f"{message.type} could not be routed") from exc
-        return await reply.decode()
+        return await self.requester.request(message, timeout=timeout)
+
+    async def close(self) -> None:
+        await self.requester.close()
 
     async def _publish(self, message: Envelope, exchange: RabbitExchange, routing_key: str) -> None:
         try:

@@ -105,6 +105,7 @@ class ServiceRuntime:
             await subscriber.stop()  # no new deliveries; waits for handlers in progress
         for hook in self.on_drain:
             await hook()
+        await self.publisher.close()  # requests still waiting fail now instead of at their timeout
         await self.broker.stop()
         for hook in reversed(self.on_stop):
             await hook()

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime
 
 import pytest
-from faststream.rabbit import RabbitBroker
+from faststream.rabbit import RabbitBroker, RabbitResponse
 
 from shared.contracts import RunRequested
 from shared.contracts.jobs import JobSnapshot
-from shared.contracts.runs import RunRequestedData, Trigger
+from shared.contracts.runs import RunJob, RunJobData, RunRequestedData, Trigger
 from shared.errors import PermanentError, RetryableError
 from shared.messaging import Publisher, create_broker, permanent_error_middleware
 from shared.metrics import create_metrics
 from shared.settings import CommonSettings
 from shared.topology import Topology, declare_topology
-from tests.support.broker import get_message, queue_depth
+from tests.support.broker import delete_topology, get_message, queue_depth
 
 REQUESTED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -182,3 +183,128 @@ async def test_retryable_failure_is_retried_then_dead_lettered_at_the_delivery_l
     assert dead.headers["x-connect-dead-letter"] == "delivery_limit" and "x-death" not in dead.headers
     assert counted == ["delivery_limit"]
     assert await queue_depth(settings.amqp_url, topology.executor_runs.name) == 0
+
+
+# --- request/reply with many calls in flight ------------------------------------------------------
+
+ANSWER_DELAY = 0.2
+SLOW = "slow-caller"  # the responder answers this caller's requests late
+
+
+def run_job(requested_by: str = "test") -> RunJob:
+    snapshot = run_requested().data.job
+    return RunJob(source="test", data=RunJobData(job=snapshot, requested_by=requested_by))
+
+
+def responder_for(settings: CommonSettings, topology: Topology, slow_delay: float = 1.0) -> RabbitBroker:
+    """A scheduler stand-in answering like the scheduler does (FastStream reply), 64 commands at once."""
+    responder = create_broker(
+        settings.amqp_url, service="responder", registry=create_metrics("responder").registry,
+        prefetch=64, graceful_timeout=5,
+    )  # fmt: skip
+
+    @responder.subscriber(topology.scheduler_commands)
+    async def answer(command: RunJob) -> RabbitResponse:
+        await asyncio.sleep(slow_delay if command.data.requested_by == SLOW else ANSWER_DELAY)
+        return RabbitResponse(
+            json.dumps({"echo": command.id}), mandatory=False, content_type="application/json"
+        )
+
+    return responder
+
+
+async def echoed(publisher: Publisher, command: RunJob, timeout: float = 10) -> str:
+    answer = await publisher.request(command, timeout=timeout)
+    return str(answer["echo"])
+
+
+async def test_concurrent_requests_are_answered_together_each_to_its_caller(
+    settings: CommonSettings, topology: Topology
+) -> None:
+    caller, responder = broker_for(settings), responder_for(settings, topology)
+    async with caller, responder:
+        await caller.connect()
+        await declare_topology(caller, topology)
+        await responder.start()
+        publisher = Publisher(caller, topology)
+        commands = [run_job() for _ in range(50)]
+
+        started = time.perf_counter()
+        for command in commands:
+            assert await echoed(publisher, command) == command.id
+        sequential = time.perf_counter() - started
+
+        started = time.perf_counter()
+        answers = await asyncio.gather(*(echoed(publisher, command) for command in commands))
+        concurrent = time.perf_counter() - started
+
+    assert answers == [command.id for command in commands]  # each reply reached its own caller
+    assert concurrent < 0.5 * sequential, f"concurrent {concurrent:.2f}s vs sequential {sequential:.2f}s"
+    assert not publisher.requester.waiting  # nobody left waiting
+
+
+async def test_a_timed_out_request_raises_and_its_late_answer_is_dropped(
+    settings: CommonSettings, topology: Topology
+) -> None:
+    caller, responder = broker_for(settings), responder_for(settings, topology, slow_delay=1.0)
+    async with caller, responder:
+        await caller.connect()
+        await declare_topology(caller, topology)
+        await responder.start()
+        publisher = Publisher(caller, topology)
+        with pytest.raises(RetryableError, match=r"no answer to connect\.run\.job\.v1"):
+            await publisher.request(run_job(SLOW), timeout=0.3)
+        assert not publisher.requester.waiting
+        in_flight = run_job(SLOW)  # still waiting when the late answer to the first request arrives
+        assert await echoed(publisher, in_flight) == in_flight.id
+        after = run_job()
+        assert await echoed(publisher, after) == after.id
+
+
+async def test_requests_work_again_after_the_broker_connects_anew(
+    settings: CommonSettings, topology: Topology
+) -> None:
+    caller, responder = broker_for(settings), responder_for(settings, topology)
+    publisher = Publisher(caller, topology)
+    async with responder:
+        async with caller:
+            await caller.connect()
+            await declare_topology(caller, topology)
+            await responder.start()
+            first = run_job()
+            assert await echoed(publisher, first) == first.id
+        async with caller:  # a new connection and channel: the replies are consumed there again
+            await caller.connect()
+            second = run_job()
+            assert await echoed(publisher, second) == second.id
+
+
+async def test_closing_fails_the_requests_still_waiting(settings: CommonSettings, topology: Topology) -> None:
+    caller, responder = broker_for(settings), responder_for(settings, topology, slow_delay=5.0)
+    async with caller, responder:
+        await caller.connect()
+        await declare_topology(caller, topology)
+        await responder.start()
+        publisher = Publisher(caller, topology)
+        waiting = asyncio.create_task(publisher.request(run_job(SLOW), timeout=30))
+        while not publisher.requester.waiting:
+            await asyncio.sleep(0.01)
+        await publisher.close()
+        with pytest.raises(RetryableError, match="stopping"):
+            await waiting
+        assert not publisher.requester.waiting
+
+
+async def test_unroutable_request_raises(settings: CommonSettings) -> None:
+    unbound = Topology(prefix=f"{settings.amqp_prefix}-unbound")  # its exchange has no queue bound
+    caller = broker_for(settings)
+    try:
+        async with caller:
+            await caller.connect()
+            await caller.declare_exchange(unbound.commands)
+            publisher = Publisher(caller, unbound)
+            with pytest.raises(RetryableError, match="could not be routed"):
+                await publisher.request(run_job(), timeout=2)
+            assert not publisher.requester.waiting
+    finally:
+        await delete_topology(settings.amqp_url, unbound)
