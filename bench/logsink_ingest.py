@@ -14,7 +14,10 @@ as possible (publisher confirms on) and measures:
     event inserted as a document of its own with unordered `insert_many` from one process, batch by
     batch; and the database doing the logsink's own writes of the same batches with no broker (how
     much the broker path costs). The 1,000 runs' records exist (as RunRequested and RunStarted left
-    them) in every case, so progress updates running runs.
+    them) in every case, so progress updates running runs;
+  - the database operations (the server's `serverStatus().opcounters`, diffed) the logsink's writes
+    cost for one short run (RunRequested, RunStarted, 3 RunLog, RunProgress, RunFinished): all in one
+    batch, and each event in a batch of its own; and the load average at the start and the end.
 
     python bench/logsink_ingest.py [--events 200000] [--runs 1000] [--mode backlog|live]
         [--batch-size 5000] [--prefetch 15000]
@@ -33,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +48,7 @@ from faststream.rabbit import RabbitBroker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.logsink.domain import Planned, plan
+from services.logsink.domain import Planned, plan, run_writes
 from services.logsink.repository import MongoRunRecords
 from services.logsink.service import LogsinkService
 from shared.contracts import RunLog, RunProgress
@@ -53,7 +57,9 @@ from shared.mongo import EmbeddedMongo, create_client, free_port
 from shared.topology import Topology, declare_topology
 from tests.support.broker import delete_topology
 from tests.support.runlogs import stored_lines
-from tests.unit.factories import run_requested, run_started
+from tests.unit.factories import run_finished, run_log, run_progress, run_requested, run_started
+
+OP_KINDS = ("insert", "query", "update", "delete", "getmore", "command")
 
 
 def events(total: int, runs: int, progress_every: int) -> list[bytes]:
@@ -178,7 +184,7 @@ def one_document_per_event(bodies: list[bytes]) -> list[dict[str, Any]]:
     documents: list[dict[str, Any]] = []
     for body in bodies:
         planned = plan(json.loads(body))
-        doc = planned.log if planned.log is not None else planned.progress
+        doc = planned.log if planned.log is not None else planned.run and planned.run.sets["progress"]
         documents.append(dict(doc or {}, _id=f"c:{len(documents)}"))
     return documents
 
@@ -209,12 +215,44 @@ async def seed_runs(client: Any, db_name: str, runs: int) -> None:
         for job in range(1, runs + 1)
         for e in (run_requested(f"{job}.1"), run_started(f"{job}.1"))
     ]
-    await records.write(
-        logs=[],
-        runs=[u for p in planned for u in p.runs],
-        group_runs=[],
-        applied_ids=[p.event_id for p in planned],
-        progress=[],
+    await records.write(logs=[], runs=run_writes(planned), group_runs=[])
+
+
+def short_run(run_id: str) -> list[Planned]:
+    events = [run_requested(run_id), run_started(run_id), *(run_log(run_id, seq) for seq in (1, 2, 3))]
+    events += [run_progress(run_id), run_finished(run_id)]
+    return [plan(event.model_dump(mode="json")) for event in events]
+
+
+async def opcounters(client: Any) -> Counter[str]:
+    status = await client.admin.command("serverStatus")
+    return Counter({kind: int(status["opcounters"].get(kind, 0)) for kind in OP_KINDS})
+
+
+async def short_run_operations(client: Any, db_name: str) -> dict[str, Counter[str]]:
+    """The server's operations for the logsink's writes of one short run, by how its events were batched."""
+    records = MongoRunRecords(client, db_name)
+    await records.ensure_indexes()
+    service = LogsinkService(records, NoMetrics())
+    # A batch's commands go out at once: open the connections first (a handshake counts as a command).
+    await asyncio.gather(*(client.admin.command("ping") for _ in range(3)))
+    groupings = {
+        "one batch": lambda events: [events],
+        "a batch per event": lambda events: [[e] for e in events],
+    }
+    counted: dict[str, Counter[str]] = {}
+    for number, (name, grouping) in enumerate(groupings.items(), start=1):
+        before = await opcounters(client)
+        for batch in grouping(short_run(f"{number}.1")):
+            await service.write_batch(batch)
+        counted[name] = await opcounters(client) - before
+        counted[name]["command"] -= 1  # the second serverStatus itself
+    return counted
+
+
+def load_average() -> str:
+    return (
+        "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg()) + f" ({os.cpu_count()} CPUs)"
     )
 
 
@@ -274,10 +312,17 @@ async def main() -> None:
     topology = Topology(prefix=prefix)
     workdir = Path(tempfile.mkdtemp(prefix="logsink-bench-"))
     external_url = os.environ.get("MONGO_URL")
+    load_at_start = load_average()
     bodies = events(args.events, args.runs, args.progress_every)
     # The ceilings first (each on a fresh server of its own when embedded), then the ingest. Only the
     # writes are timed: the documents and write plans are made before.
-    ceiling_db, own_db = f"{db_prefix}_ceiling", f"{db_prefix}_own"
+    ceiling_db, own_db, ops_db = f"{db_prefix}_ceiling", f"{db_prefix}_own", f"{db_prefix}_ops"
+    short_run_ops: dict[str, Counter[str]] = {}
+
+    async def count_short_run(client: Any) -> None:
+        short_run_ops.update(await short_run_operations(client, ops_db))
+
+    await timed_writes(external_url, workdir, ops_db, count_short_run)
     documents = one_document_per_event(bodies)
     ceiling_seconds, ceiling_cpu = await timed_writes(
         external_url, workdir, ceiling_db, lambda c: insert_each(c, ceiling_db, documents, args.batch_size)
@@ -386,6 +431,10 @@ async def main() -> None:
         print(f"ratio logsink / ceiling    {rate / ceiling:>10.2f}  (steady state {steady / ceiling:.2f})")
         print(f"ratio logsink / its writes {rate / own:>10.2f}  (steady state {steady / own:.2f})")
         print("goal: ≥ 20,000 events/s, or the database's own ceiling")
+        for name, counts in short_run_ops.items():
+            kinds = ", ".join(f"{kind} {counts[kind]}" for kind in OP_KINDS if counts[kind])
+            print(f"ops, one short run, {name:<18}{sum(counts.values()):>3}  ({kinds})")
+        print(f"{load_at_start} at the start, {load_average()} at the end")
     finally:
         if logsink is not None:
             logsink.send_signal(signal.SIGTERM)

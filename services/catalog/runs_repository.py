@@ -8,7 +8,6 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 
 from services.catalog.rejects import RejectCursor
-from services.catalog.runs import TERMINAL
 from shared.mongo import MongoClient
 from shared.runlogs import LinePage, chunk_id, lookback_start
 
@@ -23,7 +22,6 @@ class MongoRunsReadModel:
         self.runs = db["runs"]
         self.group_runs = db["group_runs"]
         self.log_chunks = db["run_logs"]
-        self.progress = db["run_progress"]
         self.rejects_of_runs = client[executor_db]["run_rejects"]  # indexed on (run, file, line)
 
     async def page(
@@ -31,24 +29,13 @@ class MongoRunsReadModel:
     ) -> tuple[list[Document], int]:
         cursor = self.runs.find(filter_).sort(sort)
         items = [doc async for doc in cursor.skip(offset).limit(limit)]
-        return await self._with_progress(items), await self.runs.count_documents(filter_)
+        return items, await self.runs.count_documents(filter_)
 
     async def get(self, run_id: str) -> Document | None:
-        doc = await self.runs.find_one({"_id": run_id})
-        return None if doc is None else (await self._with_progress([doc]))[0]
+        return await self.runs.find_one({"_id": run_id})  # progress is in the record (shown while running)
 
     async def of_group_run(self, group_run_id: str) -> list[Document]:
-        return await self._with_progress(
-            [doc async for doc in self.runs.find({"group_run_id": group_run_id})]
-        )
-
-    async def _with_progress(self, runs: list[Document]) -> list[Document]:
-        """Runs not yet terminal get their latest progress snapshot (kept apart by the logsink)."""
-        ids = [run["_id"] for run in runs if run.get("status") not in TERMINAL]
-        if not ids:
-            return runs
-        found = {doc.pop("_id"): doc async for doc in self.progress.find({"_id": {"$in": ids}})}
-        return [run | {"progress": found[run["_id"]]} if run["_id"] in found else run for run in runs]
+        return [doc async for doc in self.runs.find({"group_run_id": group_run_id})]
 
     async def logs(self, run_id: str, *, after: int, limit: int) -> list[Document]:
         """The first `limit` lines after `after`, read from the run's chunks (one `_id` range)."""

@@ -16,4 +16,3 @@ class LogsinkSettings(ServiceSettings):
     batch_size: int = Field(default=5000, ge=1, le=10000)
     flush_interval: float = Field(default=0.2, gt=0, le=10, description="Seconds a batch waits at most.")
     log_retention_days: float = Field(default=30, gt=0, description="Run log lines expire after this.")
-    event_ids_retention_days: float = Field(default=14, gt=0, description="How long applied ids are kept.")

@@ -14,7 +14,7 @@ channel's deliveries (in delivery order) is acknowledged with one `multiple` ack
   limit bounds the redeliveries: a message at its last delivery is dead-lettered here instead, with the
   reason (`delivery_limit`).
 - A lost connection is reopened; what the old channel held unacknowledged is redelivered by the broker
-  (a batch written meanwhile is written again: applied event ids make that a no-op, and a log line is
+  (a batch written meanwhile is written again: each record refuses a change it holds already, and a log line is
   read back once however its redelivery was grouped).
 
 The broker's FastStream subscriber of `logsink.events` exists for the AsyncAPI document only and never

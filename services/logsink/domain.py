@@ -1,14 +1,19 @@
 """How each event changes the run records, group-run records and run logs: pure write plans.
 
-Order-tolerant and idempotent by construction: a terminal record's status and results never change
-again (a late `RunStarted` only fills in who ran it and when it started; progress is kept apart and
-shown only while a run is not terminal), and `RunRequested` only fills in what is missing. On top of
-that, lifecycle and group events are applied once by event id (the repository remembers applied ids),
-log lines once by (run, seq).
+A run record takes each event's change only in the state that change expects (its guard), and each
+change makes its own guard false: `RunRequested` fills in a record not requested yet, `RunStarted` an
+attempt later than the stored one of a run not terminal, `RunFinished` a record not terminal yet. So
+an event applied once is refused when it comes again, in any order, without a record of applied event
+ids; `RunProgress` replaces an older snapshot of a run not terminal. The changes one batch brings to
+one run are folded into one statement; a record that refuses them together takes them one by one (a
+late `RunStarted` still fills in who ran the run and when it started). Group-run changes are
+order-tolerant by construction; log lines are stored once by (run, seq).
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import datetime
@@ -29,9 +34,44 @@ from shared.contracts import (
 from shared.contracts.runs import TERMINAL_STATUSES, RunStatus
 
 Update = tuple[dict[str, Any], dict[str, Any], bool]  # filter, update, upsert
+Keyed = tuple[str, Update]  # an update and the kind of event it comes from (the metric label)
 
 _TERMINAL = [status.value for status in TERMINAL_STATUSES]
 NOT_TERMINAL = {"status": {"$nin": _TERMINAL}}
+NOT_REQUESTED = {"requested_at": {"$exists": False}}
+# The order a run's changes of one batch are folded in, whatever order they arrived in.
+FOLD_ORDER = {
+    RunRequested.routing_key: 0,
+    RunStarted.routing_key: 1,
+    RunProgress.routing_key: 2,
+    RunFinished.routing_key: 3,
+}
+
+
+@dataclass(frozen=True)
+class RunChange:
+    """What one event changes in its run's record, and the state the record must be in (`guard`)."""
+
+    run_id: str
+    guard: dict[str, Any]
+    sets: dict[str, Any]
+    on_insert: dict[str, Any] = dataclass_field(default_factory=dict)
+    minimum: dict[str, Any] = dataclass_field(default_factory=dict)
+    upsert: bool = True
+    # The change written on its own when the record refuses it together with others; empty: the
+    # change as one statement.
+    alone: tuple[Update, ...] = ()
+
+    def statement(self) -> Update:
+        update: dict[str, Any] = {"$set": self.sets}
+        if self.on_insert:
+            update["$setOnInsert"] = self.on_insert
+        if self.minimum:
+            update["$min"] = self.minimum
+        return {"_id": self.run_id, **self.guard}, update, self.upsert
+
+    def statements(self) -> tuple[Update, ...]:
+        return self.alone or (self.statement(),)
 
 
 @dataclass(frozen=True)
@@ -40,13 +80,21 @@ class Planned:
 
     event_id: str
     kind: str
-    runs: tuple[Update, ...] = ()
+    run: RunChange | None = None
     group_runs: tuple[Update, ...] = ()
     log: dict[str, Any] | None = None
-    # Lifecycle and group events are remembered by id, so a redelivery is not applied again.
+    # Lifecycle and group events: the same id twice in one batch is applied once.
     once_by_id: bool = True
-    # A progress snapshot (`_id` is the run id): only the newest one per run in a batch is written.
-    progress: dict[str, Any] | None = dataclass_field(default=None)
+
+
+@dataclass(frozen=True)
+class RunWrites:
+    """One run's changes of a batch: `together` in one statement (None when two events of one kind
+    cannot be folded), and each on its own, with its kind, for a record that refuses them together."""
+
+    run_id: str
+    together: Update | None
+    alone: tuple[Keyed, ...]
 
 
 RecordedEvent = Annotated[
@@ -80,19 +128,19 @@ def plan_event(event: RecordedEvent) -> Planned:
     if isinstance(event, RunLog):
         return Planned(event.id, RunLog.routing_key, log=log_line(event), once_by_id=False)
     if isinstance(event, RunProgress):
-        return Planned(event.id, RunProgress.routing_key, once_by_id=False, progress=progress_snapshot(event))
+        return Planned(event.id, RunProgress.routing_key, run=on_progress(event), once_by_id=False)
     if isinstance(event, RunRequested):
         membership = on_member_requested(event)
         return Planned(
             event.id,
             RunRequested.routing_key,
-            runs=(on_requested(event),),
+            run=on_requested(event),
             group_runs=(membership,) if membership else (),
         )
     if isinstance(event, RunStarted):
-        return Planned(event.id, RunStarted.routing_key, runs=tuple(on_started(event)))
+        return Planned(event.id, RunStarted.routing_key, run=on_started(event))
     if isinstance(event, RunFinished):
-        return Planned(event.id, RunFinished.routing_key, runs=(on_finished(event),))
+        return Planned(event.id, RunFinished.routing_key, run=on_finished(event))
     if isinstance(event, GroupRunStarted):
         return Planned(event.id, GroupRunStarted.routing_key, group_runs=(on_group_started(event),))
     return Planned(event.id, GroupRunFinished.routing_key, group_runs=(on_group_finished(event),))
@@ -114,7 +162,8 @@ def job_fields(run_id: str, job_id: int, name: str, job_type: str, trigger: str)
     return {"run_id": run_id, "job_id": job_id, "job_name": name, "job_type": job_type, "trigger": trigger}
 
 
-def on_requested(event: RunRequested) -> Update:
+def on_requested(event: RunRequested) -> RunChange:
+    """Fills in a record not requested yet; the status only on insert (a later event got further)."""
     data = event.data
     fields = job_fields(data.run_id, data.job.job_id, data.job.name, data.job.job_type.value, data.trigger)
     fields.update(
@@ -124,48 +173,52 @@ def on_requested(event: RunRequested) -> Update:
         fields["slot"] = data.slot
     if data.group_run_id is not None:
         fields.update(group_run_id=data.group_run_id, group_id=data.group_id, group_name=data.group_name)
-    return {"_id": data.run_id}, {"$setOnInsert": {"status": RunStatus.QUEUED.value}, "$set": fields}, True
+    return RunChange(data.run_id, NOT_REQUESTED, fields, on_insert={"status": RunStatus.QUEUED.value})
 
 
-def on_started(event: RunStarted) -> list[Update]:
-    """Three writes that must be applied in this order (the repository keeps the order)."""
+def on_started(event: RunStarted) -> RunChange:
+    """A later attempt of a run not terminal: who runs it, running, the first start time.
+
+    A record that refuses it (terminal, or at this attempt or a later one already) takes it as three
+    writes in this order (the repository keeps the order): a later attempt still says who ran it,
+    the first start time stays, and only a queued run becomes running.
+    """
     data = event.data
     fields = job_fields(data.run_id, data.job_id, data.job_name, data.job_type.value, data.trigger)
     fields["run_number"] = _number(data.run_id)
     taken_by = {"executor": data.executor, "attempt": data.attempt}
-    return [
-        # Who runs it: only a later attempt (a take-over) replaces an earlier one's executor.
+    later_attempt = {"attempt": {"$not": {"$gte": data.attempt}}}
+    first_start = {"started_at": data.started_at}
+    running = RunStatus.RUNNING.value
+    alone: tuple[Update, ...] = (
         (
-            {"_id": data.run_id, "attempt": {"$not": {"$gte": data.attempt}}},
-            {"$set": {**fields, **taken_by}, "$setOnInsert": {"status": RunStatus.RUNNING.value}},
+            {"_id": data.run_id, **later_attempt},
+            {"$set": {**fields, **taken_by}, "$setOnInsert": {"status": running}},
             True,
         ),
-        # The first start time stays.
-        ({"_id": data.run_id}, {"$min": {"started_at": data.started_at}}, False),
-        # Queued becomes running; a terminal status never goes back.
-        (
-            {"_id": data.run_id, "status": RunStatus.QUEUED.value},
-            {"$set": {"status": RunStatus.RUNNING.value}},
-            False,
-        ),
-    ]
+        ({"_id": data.run_id}, {"$min": first_start}, False),
+        ({"_id": data.run_id, "status": RunStatus.QUEUED.value}, {"$set": {"status": running}}, False),
+    )
+    return RunChange(
+        data.run_id,
+        {**later_attempt, **NOT_TERMINAL},
+        {**fields, **taken_by, "status": running},
+        minimum=first_start,
+        alone=alone,
+    )
 
 
-def progress_snapshot(event: RunProgress) -> dict[str, Any]:
-    """A run's latest progress, kept beside its record: one small document per run, replaced by a
-    newer snapshot. Rewriting the run record (and its indexes) for every snapshot cost the database
-    several times more; readers show progress only while the run is not terminal."""
+def on_progress(event: RunProgress) -> RunChange:
+    """A run's latest progress, in its record: only a newer snapshot replaces it, and none once the run
+    is terminal (readers show progress only while it is not). A snapshot never creates a record."""
     data = event.data
-    return {"_id": data.run_id, **data.model_dump(mode="python", exclude={"run_id"})}
+    snapshot = data.model_dump(mode="python", exclude={"run_id"})
+    newer = {"progress.at": {"$not": {"$gte": data.at}}}
+    return RunChange(data.run_id, {**NOT_TERMINAL, **newer}, {"progress": snapshot}, upsert=False)
 
 
-def newer_than_stored(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """The filter a snapshot replaces the stored one with: only an older one (an upsert that finds a
-    newer or the same snapshot hits the duplicate `_id`, which is skipped)."""
-    return {"_id": snapshot["_id"], "at": {"$lt": snapshot["at"]}}
-
-
-def on_finished(event: RunFinished) -> Update:
+def on_finished(event: RunFinished) -> RunChange:
+    """The outcome of a record not terminal yet; a terminal record never changes again."""
     data = event.data
     duration = max((data.finished_at - data.started_at).total_seconds(), 0.0)
     finished = {
@@ -181,11 +234,43 @@ def on_finished(event: RunFinished) -> Update:
         "last_log_seq": data.last_log_seq,
         "finished_event_id": event.id,
     }
-    return (
-        {"_id": data.run_id, **NOT_TERMINAL},
-        {"$set": finished, "$min": {"started_at": data.started_at}},
-        True,
-    )
+    return RunChange(data.run_id, NOT_TERMINAL, finished, minimum={"started_at": data.started_at})
+
+
+def fold(changes: Sequence[RunChange]) -> Update:
+    """One statement with every change of one run (given in `FOLD_ORDER`, one of each kind): all their
+    guards at once, later values winning, a status set on insert only if none is set."""
+    guard: dict[str, Any] = {}
+    sets: dict[str, Any] = {}
+    on_insert: dict[str, Any] = {}
+    minimum: dict[str, Any] = {}
+    for change in changes:
+        guard |= change.guard
+        sets |= change.sets
+        on_insert |= change.on_insert
+        for name, value in change.minimum.items():
+            minimum[name] = min(minimum.get(name, value), value)
+    on_insert = {name: value for name, value in on_insert.items() if name not in sets}
+    upsert = any(change.upsert for change in changes)
+    return RunChange(changes[0].run_id, guard, sets, on_insert, minimum, upsert).statement()
+
+
+def run_writes(batch: Sequence[Planned]) -> list[RunWrites]:
+    """Each run's writes for the lifecycle events of a batch, in the order the runs first appear."""
+    by_run: dict[str, list[tuple[str, RunChange]]] = {}
+    for planned in batch:
+        if planned.run is not None:
+            by_run.setdefault(planned.run.run_id, []).append((planned.kind, planned.run))
+    return [_writes_of_run(run_id, changes) for run_id, changes in by_run.items()]
+
+
+def _writes_of_run(run_id: str, changes: list[tuple[str, RunChange]]) -> RunWrites:
+    changes.sort(key=lambda kind_change: FOLD_ORDER[kind_change[0]])
+    alone = tuple((kind, update) for kind, change in changes for update in change.statements())
+    kinds = [kind for kind, _ in changes]
+    if len(set(kinds)) < len(kinds):  # two starts (a take-over) or two ends: each against the other's result
+        return RunWrites(run_id, None, alone)
+    return RunWrites(run_id, fold([change for _, change in changes]), alone)
 
 
 # --- group-run records -----------------------------------------------------------------------------
@@ -265,14 +350,39 @@ def log_line(event: RunLog) -> dict[str, Any]:
     }
 
 
-def superseded_progress(batch: list[Planned]) -> set[int]:
+def fresh_events(batch: Sequence[Planned]) -> tuple[list[Planned], Counter[str]]:
+    """The events of a batch worth writing, and the repeats dropped (by kind).
+
+    A lifecycle or group event's id seen earlier in the batch is a repeat; a progress snapshot is not
+    written when a newer one of its run is in the batch, nor when its run finishes in the batch (a
+    terminal record shows no progress).
+    """
+    superseded = superseded_progress(batch)
+    finishing = {p.run.run_id for p in batch if p.run is not None and p.kind == RunFinished.routing_key}
+    seen: set[str] = set()
+    fresh: list[Planned] = []
+    repeats: Counter[str] = Counter()
+    for index, planned in enumerate(batch):
+        if planned.once_by_id and planned.event_id in seen:
+            repeats[planned.kind] += 1
+            continue
+        seen.add(planned.event_id)
+        change = planned.run
+        ended = planned.kind == RunProgress.routing_key and change is not None and change.run_id in finishing
+        if index in superseded or ended:
+            continue
+        fresh.append(planned)
+    return fresh, repeats
+
+
+def superseded_progress(batch: Sequence[Planned]) -> set[int]:
     """Indexes of the progress events of a batch that are superseded by a newer one of the same run."""
     newest: dict[str, tuple[datetime, int]] = {}
     superseded: set[int] = set()
     for index, planned in enumerate(batch):
-        if planned.progress is None:
+        if planned.kind != RunProgress.routing_key or planned.run is None:
             continue
-        run_id, at = planned.progress["_id"], planned.progress["at"]
+        run_id, at = planned.run.run_id, planned.run.sets["progress"]["at"]
         current = newest.get(run_id)
         if current is None or at >= current[0]:
             if current is not None:

@@ -20,12 +20,7 @@ def build_app(common: CommonSettings | None = None, settings: LogsinkSettings | 
     common = common or CommonSettings()
     settings = settings or LogsinkSettings()
     runtime = ServiceRuntime.create("logsink", common, prefetch=settings.prefetch)
-    records = MongoRunRecords(
-        runtime.mongo,
-        runtime.db_name,
-        log_retention_days=settings.log_retention_days,
-        event_ids_retention_days=settings.event_ids_retention_days,
-    )
+    records = MongoRunRecords(runtime.mongo, runtime.db_name, log_retention_days=settings.log_retention_days)
     metrics = PrometheusIngestMetrics(runtime.metrics)
     service = LogsinkService(
         records, metrics, batch_size=settings.batch_size, flush_interval=settings.flush_interval

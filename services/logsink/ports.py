@@ -1,24 +1,30 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from services.logsink.domain import Update
+from services.logsink.domain import Keyed, RunWrites
+
+
+@dataclass
+class Written:
+    """What a written batch held already: log lines stored before, and events (by kind) whose change
+    the records refused (a redelivery, or a late event a later record no longer takes)."""
+
+    duplicate_lines: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
 
 
 class RunRecords(Protocol):
-    async def already_applied(self, event_ids: Sequence[str]) -> set[str]: ...
-
     async def write(
         self,
         *,
         logs: list[dict[str, Any]],
-        runs: list[Update],
-        group_runs: list[Update],
-        applied_ids: list[str],
-        progress: list[dict[str, Any]],
-    ) -> int:
-        """Write a batch durably; returns how many of the `logs` lines were stored already."""
+        runs: list[RunWrites],
+        group_runs: list[Keyed],
+    ) -> Written:
+        """Write a batch durably."""
         ...
 
 

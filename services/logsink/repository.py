@@ -1,19 +1,23 @@
-"""MongoDB adapter of the logsink: run records, their progress, group-run records, run logs and applied
-event ids."""
+"""MongoDB adapter of the logsink: run records (with their progress), group-run records and run logs.
+
+Per batch: one command for the run records (one statement per run), one for the log chunks and one
+for the group-run records, each only when the batch has any; more only when a record refuses a run's
+changes together (a redelivery, a late event) or a chunk was stored before.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections import Counter
 from typing import Any
 
-from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
-from services.logsink.domain import Update, newer_than_stored
+from services.logsink.domain import Keyed, RunWrites
+from services.logsink.ports import Written
 from shared.errors import RetryableError
 from shared.mongo import MongoClient
 from shared.runlogs import chunk_id, chunk_lines, chunk_rest
@@ -35,17 +39,13 @@ class MongoRunRecords:
         db_name: str,
         *,
         log_retention_days: float = 30,
-        event_ids_retention_days: float = 14,
     ) -> None:
         db = client[db_name]
         self.runs = db.get_collection("runs", write_concern=DURABLE)
         self.group_runs = db.get_collection("group_runs", write_concern=DURABLE)
         self.logs = db.get_collection("run_logs", write_concern=DURABLE)
-        self.progress = db.get_collection("run_progress", write_concern=DURABLE)
-        self.applied = db.get_collection("applied_events", write_concern=DURABLE)
         self.db = db
         self.log_retention_seconds = int(log_retention_days * 86400)
-        self.event_ids_retention_seconds = int(event_ids_retention_days * 86400)
 
     async def ensure_indexes(self) -> None:
         await self.runs.create_index([("job_id", 1), ("run_number", -1)])
@@ -56,7 +56,6 @@ class MongoRunRecords:
         await self.group_runs.create_index([("started_at", -1)])
         # Log chunks are read by `_id` range (`run:first`); they expire, run records are kept.
         await self._ttl_index(self.logs, "at", self.log_retention_seconds)
-        await self._ttl_index(self.applied, "at", self.event_ids_retention_seconds)
 
     async def _ttl_index(self, collection: AsyncCollection[Document], key: str, seconds: int) -> None:
         try:
@@ -69,50 +68,45 @@ class MongoRunRecords:
                 "collMod", collection.name, index={"keyPattern": {key: 1}, "expireAfterSeconds": seconds}
             )
 
-    async def already_applied(self, event_ids: Sequence[str]) -> set[str]:
-        if not event_ids:
-            return set()
-        try:
-            cursor = self.applied.find({"_id": {"$in": list(event_ids)}}, {"_id": 1})
-            return {doc["_id"] async for doc in cursor}
-        except PyMongoError as exc:
-            raise RetryableError(f"database error while reading applied events: {exc}") from exc
-
     async def write(
         self,
         *,
         logs: list[Document],
-        runs: list[Update],
-        group_runs: list[Update],
-        applied_ids: list[str],
-        progress: list[Document],
-    ) -> int:
-        """Write a batch; returns how many of the `logs` lines were stored already (duplicates).
+        runs: list[RunWrites],
+        group_runs: list[Keyed],
+    ) -> Written:
+        """Write a batch; says which of its lines and changes were there already.
 
-        Updates of runs and group runs keep their order (each event's writes are order-tolerant across
-        events, but `RunStarted`'s three writes rely on their order); a stale upsert against a
-        terminal record fails with a duplicate key and is skipped. Event ids are recorded last, so a
-        crash in between only means an idempotent re-application.
+        Run records, group-run records and chunks are independent of one another, so their commands
+        go out at once; a batch is acknowledged only when all of them are on disk.
         """
         try:
-            duplicates, *_ = await asyncio.gather(
-                self._insert_logs(logs),
-                _ordered_updates(self.runs, runs),
-                _ordered_updates(self.group_runs, group_runs),
-                self._replace_progress(progress),
+            duplicates, refused_runs, refused_groups = await asyncio.gather(
+                self._insert_logs(logs), self._write_runs(runs), self._write_group_runs(group_runs)
             )
-            if applied_ids:
-                now = datetime.now(UTC)
-                inserts = [InsertOne({"_id": event_id, "at": now}) for event_id in applied_ids]
-                await _bulk_ignoring_duplicates(self.applied, inserts)
         except PyMongoError as exc:
             raise RetryableError(f"database error while writing a batch: {exc}") from exc
-        return duplicates
+        return Written(duplicates, refused_runs + refused_groups)
 
-    async def _replace_progress(self, snapshots: list[Document]) -> None:
-        # A duplicate `_id` means the stored snapshot is newer (or the same): skipped.
-        replaces = [ReplaceOne(newer_than_stored(s), s, upsert=True) for s in snapshots]
-        await _bulk_ignoring_duplicates(self.progress, replaces)
+    async def _write_runs(self, runs: list[RunWrites]) -> Counter[str]:
+        """Each run's changes in one statement, one unordered command for the batch. A run whose
+        record refuses them together (its upsert met a record its guards exclude, or one inserted
+        meanwhile by another logsink) takes them one by one, in order."""
+        folded = [(w.together, w) for w in runs if w.together is not None]
+        refused = await _bulk_ignoring_duplicates(
+            self.runs, [UpdateOne(f, u, upsert=up) for (f, u, up), _ in folded]
+        )
+        one_by_one = [update for i, (_, w) in enumerate(folded) if i in refused for update in w.alone]
+        one_by_one += [update for w in runs if w.together is None for update in w.alone]
+        return await _ordered_updates(self.runs, one_by_one)
+
+    async def _write_group_runs(self, updates: list[Keyed]) -> Counter[str]:
+        """Order-tolerant updates in one unordered command; a refused upsert is looked at once more
+        (the record may have been inserted meanwhile by another logsink)."""
+        refused = await _bulk_ignoring_duplicates(
+            self.group_runs, [UpdateOne(f, u, upsert=up) for _, (f, u, up) in updates]
+        )
+        return await _ordered_updates(self.group_runs, [updates[i] for i in sorted(refused)])
 
     async def _insert_logs(self, lines: list[Document]) -> int:
         """Store lines in chunks; returns how many were stored already.
@@ -139,9 +133,11 @@ class MongoRunRecords:
 
 
 async def _bulk_ignoring_duplicates(
-    collection: AsyncCollection[Document], writes: list[InsertOne[Document]] | list[ReplaceOne[Document]]
+    collection: AsyncCollection[Document],
+    writes: list[InsertOne[Document]] | list[UpdateOne],
 ) -> set[int]:
-    """Unordered writes; returns the indexes of those that hit a duplicate `_id` (already stored)."""
+    """Unordered writes; returns the indexes of those that hit a duplicate `_id` (already stored, or
+    an upsert whose filter excluded the record that exists)."""
     if not writes:
         return set()
     try:
@@ -154,15 +150,22 @@ async def _bulk_ignoring_duplicates(
     return set()
 
 
-async def _ordered_updates(collection: AsyncCollection[Document], updates: list[Update]) -> None:
-    remaining = [UpdateOne(filter_, update, upsert=upsert) for filter_, update, upsert in updates]
+async def _ordered_updates(collection: AsyncCollection[Document], updates: list[Keyed]) -> Counter[str]:
+    """Updates in order; returns the kinds of the upserts refused (a duplicate key: the record exists
+    and their filter excludes it, so they change nothing), which are skipped."""
+    refused: Counter[str] = Counter()
+    remaining = updates
     while remaining:
         try:
-            await collection.bulk_write(remaining, ordered=True)
-            return
+            await collection.bulk_write(
+                [UpdateOne(f, u, upsert=up) for _, (f, u, up) in remaining], ordered=True
+            )
+            break
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if not errors or errors[0]["code"] != DUPLICATE_KEY or exc.details.get("writeConcernErrors"):
                 raise
-            # The upsert's filter excluded a terminal record that exists: stale, skip it, go on.
-            remaining = remaining[int(errors[0]["index"]) + 1 :]
+            index = int(errors[0]["index"])
+            refused[remaining[index][0]] += 1
+            remaining = remaining[index + 1 :]
+    return refused

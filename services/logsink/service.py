@@ -63,33 +63,17 @@ class LogsinkService:
             await self.settle([receipt for _, receipt in entries if receipt is not None], error)
 
     async def write_batch(self, batch: list[Planned]) -> None:
-        once = [p.event_id for p in batch if p.once_by_id]
-        applied = await self.records.already_applied(once)
-        superseded = domain.superseded_progress(batch)
-        seen: set[str] = set()
-        fresh: list[Planned] = []
-        duplicates: Counter[str] = Counter()
-        for index, planned in enumerate(batch):
-            if planned.once_by_id and (planned.event_id in applied or planned.event_id in seen):
-                duplicates[planned.kind] += 1
-                continue
-            seen.add(planned.event_id)
-            if index not in superseded:
-                fresh.append(planned)
-        logs = [p.log for p in fresh if p.log is not None]
-        duplicate_lines = await self.records.write(
-            logs=logs,
-            runs=[update for p in fresh for update in p.runs],
-            group_runs=[update for p in fresh for update in p.group_runs],
-            applied_ids=[p.event_id for p in fresh if p.once_by_id],
-            progress=[p.progress for p in fresh if p.progress is not None],
+        fresh, duplicates = domain.fresh_events(batch)
+        written = await self.records.write(
+            logs=[p.log for p in fresh if p.log is not None],
+            runs=domain.run_writes(fresh),
+            group_runs=[(p.kind, update) for p in fresh for update in p.group_runs],
         )
+        duplicates.update(written.refused)
+        if written.duplicate_lines:
+            duplicates[RunLog.routing_key] += written.duplicate_lines
         recorded = Counter(p.kind for p in batch)  # superseded progress counts: it was received and read
-        for kind, count in duplicates.items():
-            recorded[kind] -= count
-        if duplicate_lines:
-            recorded[RunLog.routing_key] -= duplicate_lines
-            duplicates[RunLog.routing_key] += duplicate_lines
+        recorded.subtract(duplicates)
         for kind, count in recorded.items():
             self.metrics.recorded(kind, count)
         for kind, count in duplicates.items():

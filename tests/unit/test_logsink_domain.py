@@ -1,11 +1,13 @@
 """How run lifecycle events change a run record: the (filter, update) pairs of the logsink.
 
-A small in-memory evaluator applies the pairs the way an upsert would, so event orders can be
-replayed without a database.
+A small in-memory evaluator applies the pairs the way an upsert would, and a run's writes of a batch
+the way the repository does (together, or one by one when the record refuses them together), so event
+orders and groupings into batches can be replayed without a database.
 """
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from typing import Any
 
@@ -13,15 +15,18 @@ import pytest
 from pydantic import ValidationError
 
 from services.logsink.domain import (
+    Planned,
+    RunWrites,
+    fresh_events,
     log_line,
-    newer_than_stored,
     on_finished,
     on_group_finished,
     on_group_started,
+    on_progress,
     on_requested,
     on_started,
     plan,
-    progress_snapshot,
+    run_writes,
     superseded_progress,
 )
 from services.logsink.errors import UnknownEvent
@@ -69,6 +74,9 @@ def condition_holds(value: Any, condition: Any) -> bool:
         elif operator == "$not":
             if condition_holds(value, operand):
                 return False
+        elif operator == "$exists":
+            if (value is not MISSING) != operand:
+                return False
         else:
             raise AssertionError(f"operator {operator} not supported by this evaluator")
     return True
@@ -88,6 +96,24 @@ class Runs:
         """Apply each triple in turn; True if any of them changed the store."""
         results = [self._apply_one(*update) for update in updates]
         return any(results)
+
+    def write(self, writes: RunWrites) -> list[str]:
+        """A run's writes of one batch as the repository makes them; returns the kinds refused."""
+        if writes.together is not None and not self.refuses(*writes.together):
+            self.apply(writes.together)
+            return []
+        refused = []
+        for kind, update in writes.alone:
+            if self.refuses(*update):
+                refused.append(kind)
+            else:
+                self.apply(update)
+        return refused
+
+    def refuses(self, filter_: dict[str, Any], update: dict[str, Any], upsert: bool) -> bool:
+        """An upsert whose filter excludes the record that exists: a duplicate key, skipped."""
+        existing = self.docs.get(filter_["_id"])
+        return upsert and existing is not None and not matches(existing, filter_)
 
     def _apply_one(self, filter_: dict[str, Any], update: dict[str, Any], upsert: bool) -> bool:
         existing = self.docs.get(filter_["_id"])
@@ -124,9 +150,9 @@ def terminal_record(status: RunStatus) -> dict[str, Any]:
 
 
 def test_on_requested_only_sets_the_status_on_insert() -> None:
-    filter_, update, upsert = on_requested(run_requested("7.3"))
+    filter_, update, upsert = on_requested(run_requested("7.3")).statement()
 
-    assert filter_ == {"_id": "7.3"}
+    assert filter_ == {"_id": "7.3", "requested_at": {"$exists": False}}  # not requested yet
     assert upsert
     assert update["$setOnInsert"] == {"status": "queued"}
     assert "status" not in update["$set"]
@@ -139,17 +165,24 @@ def test_on_requested_only_sets_the_status_on_insert() -> None:
 def test_requested_creates_a_queued_record() -> None:
     runs = Runs()
 
-    runs.apply(on_requested(run_requested("7.1")))
+    runs.apply(on_requested(run_requested("7.1")).statement())
 
     assert runs["7.1"]["status"] == "queued"
     assert runs["7.1"]["requested_at"] == T0
 
 
+def test_a_redelivered_request_is_refused() -> None:
+    runs = Runs()
+    runs.apply(on_requested(run_requested("7.1")).statement())
+
+    assert runs.refuses(*on_requested(run_requested("7.1")).statement())
+
+
 def test_late_run_requested_does_not_move_the_status_back() -> None:
     runs = Runs()
-    runs.apply(*on_started(run_started("7.1")))
+    runs.apply(*on_started(run_started("7.1")).statements())
 
-    runs.apply(on_requested(run_requested("7.1")))
+    runs.apply(on_requested(run_requested("7.1")).statement())
 
     assert runs["7.1"]["status"] == "running"
     assert runs["7.1"]["requested_by"] == "scheduler"
@@ -159,7 +192,7 @@ def test_late_run_requested_does_not_move_the_status_back() -> None:
 
 
 def test_on_started_keeps_the_first_start_time_with_min() -> None:
-    updates = on_started(run_started("7.1"))
+    updates = on_started(run_started("7.1")).statements()
 
     mins = [update["$min"] for _, update, _ in updates if "$min" in update]
     assert mins == [{"started_at": T0}]
@@ -170,7 +203,7 @@ def test_on_started_keeps_the_first_start_time_with_min() -> None:
 
 @pytest.mark.parametrize("status", sorted(TERMINAL_STATUSES))
 def test_on_started_never_sets_the_status_of_a_terminal_record(status: RunStatus) -> None:
-    for filter_, update, upsert in on_started(run_started("7.1", attempt=2)):
+    for filter_, update, upsert in on_started(run_started("7.1", attempt=2)).statements():
         sets_status = "status" in update.get("$set", {})
         if sets_status:
             assert not matches(terminal_record(status), filter_)
@@ -180,9 +213,9 @@ def test_on_started_never_sets_the_status_of_a_terminal_record(status: RunStatus
 
 def test_started_moves_queued_to_running() -> None:
     runs = Runs()
-    runs.apply(on_requested(run_requested("7.1")))
+    runs.apply(on_requested(run_requested("7.1")).statement())
 
-    runs.apply(*on_started(run_started("7.1", executor="ex-1")))
+    runs.apply(*on_started(run_started("7.1", executor="ex-1")).statements())
 
     assert runs["7.1"]["status"] == "running"
     assert runs["7.1"]["started_at"] == T0
@@ -191,10 +224,12 @@ def test_started_moves_queued_to_running() -> None:
 
 def test_take_over_changes_executor_and_attempt_but_not_the_start_time() -> None:
     runs = Runs()
-    runs.apply(on_requested(run_requested("7.1")))
-    runs.apply(*on_started(run_started("7.1", at=T0, executor="ex-1", attempt=1)))
+    runs.apply(on_requested(run_requested("7.1")).statement())
+    runs.apply(*on_started(run_started("7.1", at=T0, executor="ex-1", attempt=1)).statements())
 
-    runs.apply(*on_started(run_started("7.1", at=T0 + timedelta(minutes=5), executor="ex-2", attempt=2)))
+    runs.apply(
+        *on_started(run_started("7.1", at=T0 + timedelta(minutes=5), executor="ex-2", attempt=2)).statements()
+    )
 
     assert runs["7.1"]["started_at"] == T0
     assert (runs["7.1"]["executor"], runs["7.1"]["attempt"]) == ("ex-2", 2)
@@ -203,9 +238,11 @@ def test_take_over_changes_executor_and_attempt_but_not_the_start_time() -> None
 
 def test_late_start_of_an_earlier_attempt_keeps_the_later_executor() -> None:
     runs = Runs()
-    runs.apply(*on_started(run_started("7.1", at=T0 + timedelta(minutes=5), executor="ex-2", attempt=2)))
+    runs.apply(
+        *on_started(run_started("7.1", at=T0 + timedelta(minutes=5), executor="ex-2", attempt=2)).statements()
+    )
 
-    runs.apply(*on_started(run_started("7.1", at=T0, executor="ex-1", attempt=1)))
+    runs.apply(*on_started(run_started("7.1", at=T0, executor="ex-1", attempt=1)).statements())
 
     assert (runs["7.1"]["executor"], runs["7.1"]["attempt"]) == ("ex-2", 2)
     assert runs["7.1"]["started_at"] == T0
@@ -213,33 +250,39 @@ def test_late_start_of_an_earlier_attempt_keeps_the_later_executor() -> None:
 
 def test_redelivered_start_changes_nothing() -> None:
     runs = Runs()
-    runs.apply(*on_started(run_started("7.1")))
+    runs.apply(*on_started(run_started("7.1")).statements())
     before = dict(runs["7.1"])
 
-    assert not runs.apply(*on_started(run_started("7.1")))
+    assert not runs.apply(*on_started(run_started("7.1")).statements())
     assert runs["7.1"] == before
 
 
 # --- progress ------------------------------------------------------------------------------------
 
 
-def test_a_progress_snapshot_is_kept_per_run_without_touching_the_record() -> None:
-    snapshot = progress_snapshot(run_progress("7.1", at=T0))
+def test_progress_is_kept_in_the_record_of_a_running_run_and_never_creates_one() -> None:
+    filter_, update, upsert = on_progress(run_progress("7.1", at=T0)).statement()
 
-    assert snapshot["_id"] == "7.1" and snapshot["at"] == T0
-    assert "run_id" not in snapshot
-    assert plan(run_progress("7.1").model_dump(mode="json")).runs == ()
+    assert not upsert  # a snapshot alone never creates a record
+    assert update == {"$set": {"progress": {**run_progress().data.model_dump(exclude={"run_id"}), "at": T0}}}
+    runs = Runs()
+    runs.apply(on_requested(run_requested("7.1")).statement(), *on_started(run_started("7.1")).statements())
+    assert runs.apply((filter_, update, upsert))
+    assert runs["7.1"]["progress"]["at"] == T0
 
 
-def test_only_a_newer_snapshot_replaces_the_stored_one() -> None:
-    stored = progress_snapshot(run_progress("7.1", at=T0 + timedelta(seconds=10)))
+def test_only_a_newer_snapshot_of_a_run_not_terminal_replaces_the_stored_one() -> None:
+    runs = Runs()
+    runs.apply(*on_started(run_started("7.1")).statements())
+    runs.apply(on_progress(run_progress("7.1", at=T0 + timedelta(seconds=10))).statement())
 
-    older = progress_snapshot(run_progress("7.1", at=T0 + timedelta(seconds=5)))
-    newer = progress_snapshot(run_progress("7.1", at=T0 + timedelta(seconds=11)))
-
-    assert not matches(stored, newer_than_stored(older))
-    assert not matches(stored, newer_than_stored(stored))  # a redelivery
-    assert matches(stored, newer_than_stored(newer))
+    assert not runs.apply(on_progress(run_progress("7.1", at=T0 + timedelta(seconds=5))).statement())
+    assert not runs.apply(on_progress(run_progress("7.1", at=T0 + timedelta(seconds=10))).statement())
+    assert runs.apply(on_progress(run_progress("7.1", at=T0 + timedelta(seconds=11))).statement())
+    runs.apply(on_finished(run_finished("7.1")).statement())
+    final = dict(runs["7.1"])
+    assert not runs.apply(on_progress(run_progress("7.1", at=T0 + timedelta(hours=1))).statement())
+    assert runs["7.1"] == final  # a late snapshot after the end changes nothing
 
 
 # --- on_finished -----------------------------------------------------------------------------------
@@ -248,7 +291,7 @@ def test_only_a_newer_snapshot_replaces_the_stored_one() -> None:
 def test_on_finished_records_outcome_and_duration() -> None:
     event = run_finished("7.4", status=RunStatus.PARTIAL, finished_at=T0 + timedelta(minutes=2, seconds=3))
 
-    filter_, update, upsert = on_finished(event)
+    filter_, update, upsert = on_finished(event).statement()
 
     assert filter_["_id"] == "7.4"
     assert sorted(filter_["status"]["$nin"]) == TERMINAL
@@ -266,7 +309,7 @@ def test_on_finished_records_outcome_and_duration() -> None:
 
 @pytest.mark.parametrize("status", sorted(TERMINAL_STATUSES))
 def test_on_finished_does_not_match_a_terminal_record(status: RunStatus) -> None:
-    filter_, _, _ = on_finished(run_finished("7.1", status=RunStatus.FAILED))
+    filter_, _, _ = on_finished(run_finished("7.1", status=RunStatus.FAILED)).statement()
 
     assert not matches(terminal_record(status), filter_)
     assert matches({"_id": "7.1", "status": "running"}, filter_)
@@ -276,21 +319,21 @@ def test_on_finished_does_not_match_a_terminal_record(status: RunStatus) -> None
 def test_duration_is_never_negative() -> None:
     event = run_finished(started_at=T0, finished_at=T0 - timedelta(seconds=3))
 
-    assert on_finished(event)[1]["$set"]["duration_seconds"] == 0.0
+    assert on_finished(event).statement()[1]["$set"]["duration_seconds"] == 0.0
 
 
 def test_a_late_or_redelivered_event_cannot_change_the_outcome_of_a_terminal_record() -> None:
     runs = Runs()
-    runs.apply(on_requested(run_requested("7.1")))
-    runs.apply(*on_started(run_started("7.1")))
+    runs.apply(on_requested(run_requested("7.1")).statement())
+    runs.apply(*on_started(run_started("7.1")).statements())
     first = run_finished("7.1", status=RunStatus.SUCCEEDED)
-    runs.apply(on_finished(first))
+    runs.apply(on_finished(first).statement())
     final = dict(runs["7.1"])
 
-    assert not runs.apply(on_finished(first))
-    assert not runs.apply(on_finished(run_finished("7.1", status=RunStatus.FAILED)))
-    runs.apply(on_requested(run_requested("7.1")))
-    runs.apply(*on_started(run_started("7.1", at=T0 + timedelta(seconds=1))))
+    assert not runs.apply(on_finished(first).statement())
+    assert not runs.apply(on_finished(run_finished("7.1", status=RunStatus.FAILED)).statement())
+    runs.apply(on_requested(run_requested("7.1")).statement())
+    runs.apply(*on_started(run_started("7.1", at=T0 + timedelta(seconds=1))).statements())
 
     record = runs["7.1"]
     for name in ("status", "counts", "finished_at", "duration_seconds", "finished_event_id", "started_at"):
@@ -301,10 +344,10 @@ def test_a_late_or_redelivered_event_cannot_change_the_outcome_of_a_terminal_rec
 
 def test_finished_before_started_keeps_the_terminal_status() -> None:
     runs = Runs()
-    runs.apply(on_finished(run_finished("7.1", status=RunStatus.FAILED)))
+    runs.apply(on_finished(run_finished("7.1", status=RunStatus.FAILED)).statement())
 
-    runs.apply(on_requested(run_requested("7.1")))
-    runs.apply(*on_started(run_started("7.1", executor="ex-1")))
+    runs.apply(on_requested(run_requested("7.1")).statement())
+    runs.apply(*on_started(run_started("7.1", executor="ex-1")).statements())
 
     assert runs["7.1"]["status"] == "failed"
     assert runs["7.1"]["started_at"] == T0
@@ -332,18 +375,16 @@ def test_log_line_carries_the_line() -> None:
 
 def test_plan_routes_every_event_to_its_writes() -> None:
     log = plan(run_log("7.1", 2).model_dump(mode="json"))
-    assert (log.kind, log.once_by_id, log.runs) == ("run.log", False, ())
+    assert (log.kind, log.once_by_id, log.run) == ("run.log", False, None)
     assert log.log is not None and (log.log["run_id"], log.log["seq"]) == ("7.1", 2)
 
     progress = plan(run_progress("7.1").model_dump(mode="json"))
-    assert (progress.kind, progress.once_by_id, progress.runs) == ("run.progress", False, ())
-    assert progress.progress is not None and (progress.progress["_id"], progress.progress["at"]) == (
-        "7.1",
-        T0,
-    )
+    assert (progress.kind, progress.once_by_id) == ("run.progress", False)
+    assert progress.run is not None and progress.run.sets["progress"]["at"] == T0
 
     started = plan(run_started("7.1").model_dump(mode="json"))
-    assert started.kind == "run.started" and started.once_by_id and len(started.runs) == 3
+    assert started.kind == "run.started" and started.once_by_id and started.run is not None
+    assert len(started.run.statements()) == 3
 
     finished = plan(run_finished("7.1").model_dump(mode="json"))
     assert finished.kind == "run.finished" and finished.event_id and finished.once_by_id
@@ -376,6 +417,111 @@ def test_only_the_newest_progress_of_a_run_in_a_batch_is_written() -> None:
     assert superseded_progress(batch) == {0, 3}
 
 
+def test_a_repeat_in_a_batch_and_the_progress_of_a_run_that_ends_in_it_are_not_written() -> None:
+    finished = _plan(run_finished("7.1"))
+    batch = [
+        _plan(run_started("7.1")),
+        _plan(run_progress("7.1")),
+        _plan(run_progress("8.1")),
+        finished,
+        finished,
+        _plan(run_log("7.1")),
+    ]
+
+    fresh, repeats = fresh_events(batch)
+
+    assert [p.kind for p in fresh] == ["run.started", "run.progress", "run.finished", "run.log"]
+    assert fresh[1].run is not None and fresh[1].run.run_id == "8.1"
+    assert repeats == {"run.finished": 1}
+
+
+# --- a run's writes of one batch ------------------------------------------------------------------
+
+
+def _plan(event: Any) -> Planned:
+    return plan(event.model_dump(mode="json"))
+
+
+def a_short_run(run_id: str = "7.1") -> list[Planned]:
+    return [
+        _plan(run_requested(run_id)),
+        _plan(run_started(run_id)),
+        _plan(run_progress(run_id, at=T0 + timedelta(seconds=1))),
+        _plan(run_finished(run_id)),
+    ]
+
+
+def one_by_one(events: list[Planned]) -> dict[str, Any]:
+    runs = Runs()
+    for planned in events:
+        assert planned.run is not None
+        runs.apply(*planned.run.statements())
+    return shown(runs["7.1"])
+
+
+def shown(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as readers see it: a terminal one without progress."""
+    if record.get("status") in TERMINAL:
+        return {name: value for name, value in record.items() if name != "progress"}
+    return record
+
+
+def test_a_short_run_in_one_batch_is_one_statement() -> None:
+    events = a_short_run()
+    (writes,) = run_writes(fresh_events(events)[0])
+    assert writes.together is not None
+
+    runs = Runs()
+    assert runs.write(writes) == []
+    assert runs["7.1"] == one_by_one(events)
+    assert "progress" not in runs["7.1"]  # it ended in the same batch
+    assert runs["7.1"]["status"] == "succeeded" and runs["7.1"]["executor"] == "ex-1"
+
+
+def test_any_order_and_grouping_into_batches_gives_the_record_of_one_by_one_and_refuses_repeats() -> None:
+    """Every order of a run's events, cut into batches at every place: the same record as applying
+    them one by one in the order of the run's life; delivered again (in one batch), each is refused."""
+    events = a_short_run()
+    expected = one_by_one(events)
+    take_over = _plan(run_started("7.1", executor="ex-2", attempt=2, at=T0 + timedelta(seconds=2)))
+    for order in itertools.permutations([*events, take_over]):
+        for cuts in itertools.product((False, True), repeat=len(order) - 1):
+            runs = Runs()
+            for batch in _batches(list(order), cuts):
+                for writes in run_writes(fresh_events(batch)[0]):
+                    runs.write(writes)
+            record = runs["7.1"]
+            assert shown(record) == expected | {"executor": "ex-2", "attempt": 2}, (order, cuts)
+            (again,) = run_writes(fresh_events(list(order))[0])
+            assert sorted(runs.write(again)) == [
+                "run.finished",
+                "run.requested",
+                "run.started",
+                "run.started",
+            ]
+            assert runs["7.1"] == record
+
+
+def _batches(events: list[Planned], cuts: tuple[bool, ...]) -> list[list[Planned]]:
+    batches = [[events[0]]]
+    for planned, cut in zip(events[1:], cuts, strict=True):
+        if cut:
+            batches.append([])
+        batches[-1].append(planned)
+    return batches
+
+
+def test_two_starts_of_one_run_in_a_batch_are_written_one_by_one() -> None:
+    batch = [_plan(run_started("7.1", attempt=2, executor="ex-2")), _plan(run_started("7.1"))]
+
+    (writes,) = run_writes(batch)
+
+    assert writes.together is None and [kind for kind, _ in writes.alone] == ["run.started"] * 6
+    runs = Runs()
+    runs.write(writes)
+    assert (runs["7.1"]["executor"], runs["7.1"]["attempt"]) == ("ex-2", 2)
+
+
 # --- group runs ------------------------------------------------------------------------------------
 
 
@@ -395,7 +541,8 @@ def member_requested(run_id: str, group_run_id: str = "2.5") -> RunRequested:
 def test_a_member_run_records_its_group_and_joins_the_group_run() -> None:
     planned = plan(member_requested("7.3").model_dump(mode="json"))
 
-    (_, run_update, _) = planned.runs[0]
+    assert planned.run is not None
+    (_, run_update, _) = planned.run.statement()
     assert run_update["$set"]["group_run_id"] == "2.5"
     assert run_update["$set"]["group_id"] == 2
     assert run_update["$set"]["group_name"] == "morning"

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from services.logsink.batching import Batcher
-from services.logsink.domain import Update
+from services.logsink.domain import Keyed, RunWrites
+from services.logsink.ports import Written
 from services.logsink.service import LogsinkService
 from shared.errors import RetryableError
 from tests.unit.factories import T0, run_finished, run_log, run_progress, run_started
@@ -121,32 +122,29 @@ async def test_stop_writes_what_is_pending() -> None:
 
 
 class FakeRecords:
-    def __init__(self) -> None:
-        self.applied: set[str] = set()
-        self.logs: dict[tuple[str, int], dict[str, Any]] = {}
-        self.runs: list[Update] = []
-        self.group_runs: list[Update] = []
-        self.progress: list[dict[str, Any]] = []
+    """Keeps what it is given; a run whose id is in `refuse` refuses every change (a redelivery)."""
 
-    async def already_applied(self, event_ids: Sequence[str]) -> set[str]:
-        return self.applied & set(event_ids)
+    def __init__(self) -> None:
+        self.logs: dict[tuple[str, int], dict[str, Any]] = {}
+        self.runs: list[RunWrites] = []
+        self.group_runs: list[Keyed] = []
+        self.refuse: set[str] = set()
 
     async def write(
         self,
         *,
         logs: list[dict[str, Any]],
-        runs: list[Update],
-        group_runs: list[Update],
-        applied_ids: list[str],
-        progress: list[dict[str, Any]],
-    ) -> int:
+        runs: list[RunWrites],
+        group_runs: list[Keyed],
+    ) -> Written:
         stored = len(self.logs)
         self.logs.update({(line["run_id"], line["seq"]): line for line in logs})
         self.runs += runs
         self.group_runs += group_runs
-        self.applied |= set(applied_ids)
-        self.progress += progress
-        return len(logs) - (len(self.logs) - stored)
+        refused = Counter(
+            kind for w in runs if w.run_id in self.refuse for kind, (_, _, upsert) in w.alone if upsert
+        )
+        return Written(len(logs) - (len(self.logs) - stored), refused)
 
 
 class FakeMetrics:
@@ -165,20 +163,18 @@ class FakeMetrics:
         self.batches.append(seconds)
 
 
-async def test_each_lifecycle_event_is_applied_once_by_id() -> None:
+async def test_a_repeat_in_a_batch_is_dropped_and_refused_changes_are_counted_as_duplicates() -> None:
     records, metrics = FakeRecords(), FakeMetrics()
     service = LogsinkService(records, metrics, batch_size=10, flush_interval=0.01)
     finished = run_finished("7.1")
-    started = run_started("7.1")
-    body = finished.model_dump(mode="json")
-    await service.write_batch([*map(_plan, [started, finished, finished])])
-    await service.write_batch([_plan(finished)])  # redelivered after its batch was written
+    await service.write_batch([*map(_plan, [run_started("7.1"), finished, finished])])
+    (writes,) = records.runs
+    assert writes.together is not None  # both changes of the run in one statement
+    records.refuse.add("7.1")
+    await service.write_batch([_plan(finished)])  # redelivered after its batch was written: refused
 
-    assert records.runs.count(records.runs[-1]) == 1  # RunFinished's update written once
-    assert len(records.runs) == 3 + 1
     assert metrics.events == {"run.started": 1, "run.finished": 1}
     assert metrics.dups == {"run.finished": 2}
-    assert body["id"] in records.applied
 
 
 async def test_log_lines_are_stored_once_and_duplicates_counted() -> None:
@@ -198,7 +194,9 @@ async def test_only_the_newest_progress_per_run_is_written() -> None:
     events = [run_progress("7.1", at=T0 + timedelta(seconds=s)) for s in (1, 3, 2)]
     await service.write_batch([_plan(e) for e in events])
 
-    assert [snapshot["at"] for snapshot in records.progress] == [T0 + timedelta(seconds=3)]
+    (writes,) = records.runs
+    assert writes.together is not None
+    assert writes.together[1]["$set"]["progress"]["at"] == T0 + timedelta(seconds=3)
     assert metrics.events == {"run.progress": 3}
 
 
