@@ -111,7 +111,7 @@ def create_metrics(service: str) -> Metrics:
         ),
         logsink_duplicates_total=Counter(
             "connect_logsink_duplicates_total",
-            "Events the logsink had already recorded (redeliveries, duplicates), by type",
+            "Events the logsink did not apply: already recorded (redeliveries, duplicates) or refused as late (an older attempt's start, a second end), by type",
             ["type"],
             registry=r,
         ),

@@ -8,7 +8,7 @@ adapter (`services.scheduler.store.MongoSchedulerRepository`) implements both by
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from services.scheduler.domain import SlotPlan
     from services.scheduler.domain.fires import OwnerKind
     from services.scheduler.store.documents import Doc, ScheduleDoc
-    from services.scheduler.store.fires import FireBatch, FireResult
+    from services.scheduler.store.fires import FireBatch, FireResult, PartitionWork
 
     Planner = Callable[[ScheduleDoc], SlotPlan]
 
@@ -71,7 +71,7 @@ class CatalogFollower(Protocol):
 
     async def delete(self, kind: OwnerKind, owner_id: int) -> None: ...
 
-    async def expired(self, part: int, now_s: int) -> list[ScheduleDoc]: ...
+    async def expired(self, parts: Sequence[int], now_s: int) -> list[ScheduleDoc]: ...
 
     async def expire_sent(self, key: str, wall: datetime) -> None: ...
 
@@ -85,6 +85,8 @@ class Outbox(Protocol):
 
 
 class SlotFiring(Protocol):
+    async def partition_work(self, parts: Sequence[int], now_s: int, limit: int) -> PartitionWork: ...
+
     async def fire_due(
         self, part: int, cutoff: int, limit: int, planner: Planner, now: datetime, wall: datetime
     ) -> FireBatch: ...

@@ -21,6 +21,8 @@ from shared.errors import RetryableError
 
 logger = logging.getLogger(__name__)
 MIN_BATCH = 10
+# Schedules one idle-pass probe reads at most; past it every held partition is fired as before.
+PROBE_LIMIT = 256
 
 
 def default_instance_id() -> str:
@@ -55,15 +57,26 @@ class Ticker:
         self.batch_of: dict[int, int] = {}
 
     async def tick(self) -> int:
-        """One pass: returns how many slots were handled."""
+        """One pass: returns how many slots were handled.
+
+        One probe over every held partition says which have a slot due, and one query what has
+        expired, so an idle pass costs two queries however many partitions this replica holds; only
+        partitions with a slot due are fired. A probe that hit its limit fires all of them.
+        """
         await self.hold()
+        now_s = math.floor(self.service.clock().timestamp())
+        work = await self.repo.partition_work(self.partitions, now_s, PROBE_LIMIT)
+        handled = await self.fire_partitions(sorted(work.due) if work.complete else self.partitions)
+        await self.expire(await self.repo.expired(self.partitions, now_s))
+        return handled
+
+    async def fire_partitions(self, parts: list[int]) -> int:
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(part: int) -> int:
             async with gate:
                 try:
                     handled = await self.fire_partition(part)
-                    await self.expire_partition(part)
                 except RetryableError as exc:  # e.g. a bounded wait ran out: the next pass retries
                     self.batch_of[part] = max(MIN_BATCH, self.batch_size(part) // 2)
                     logger.warning(
@@ -75,7 +88,7 @@ class Ticker:
                 return handled
 
         # Partitions in parallel: one's transaction overlaps another's publishing.
-        return sum(await asyncio.gather(*(one(p) for p in self.partitions)))
+        return sum(await asyncio.gather(*(one(p) for p in parts)))
 
     def batch_size(self, part: int) -> int:
         return self.batch_of.get(part, self.batch)
@@ -121,10 +134,10 @@ class Ticker:
         self.service.count(result)
         await self.service.publish(result)
 
-    async def expire_partition(self, part: int) -> None:
+    async def expire(self, expired: list[ScheduleDoc]) -> None:
         """Ask the catalog to delete expired jobs and groups once no run of theirs is in flight."""
-        now, wall = self.service.clock(), self.service.wall()
-        for doc in await self.repo.expired(part, math.floor(now.timestamp())):
+        wall = self.service.wall()
+        for doc in expired:
             if doc.running:
                 continue  # a run in progress finishes first
             sent = doc.raw.get("expire_sent_at")
@@ -135,8 +148,8 @@ class Ticker:
             )
             try:
                 await self.service.publisher.publish(command)
-            except RetryableError:
+                await self.repo.expire_sent(doc.id, wall)
+            except RetryableError:  # the next pass asks again
                 logger.warning("could not ask the catalog to expire", extra={"owner": doc.id})
                 continue
-            await self.repo.expire_sent(doc.id, wall)
             logger.info("expired", extra={"owner": doc.id})

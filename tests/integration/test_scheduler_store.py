@@ -11,10 +11,12 @@ import pytest
 
 from services.scheduler.domain import CatchUp, SlotPlan, build_run_requested, plan_slots
 from services.scheduler.errors import JobAlreadyRunning
+from services.scheduler.service import SchedulerService
 from services.scheduler.store import MongoSchedulerRepository
 from services.scheduler.store.base import decode_outbox
 from services.scheduler.store.documents import ScheduleDoc, partition_of
-from shared.contracts import RunJob, RunRequested
+from services.scheduler.ticker import Ticker
+from shared.contracts import Envelope, Expire, RunJob, RunRequested
 from shared.contracts.jobs import EveryRule, RecurringSchedule
 from shared.contracts.runs import RunJobData, RunStatus
 from shared.mongo import MongoClient
@@ -182,3 +184,56 @@ def doc_part(job_id: int, repo: MongoSchedulerRepository) -> int:
 
 def epoch(moment: datetime) -> int:
     return int(moment.timestamp())
+
+
+class Recorded:
+    def __init__(self) -> None:
+        self.messages: list[Envelope] = []
+
+    async def publish(self, message: Envelope) -> None:
+        self.messages.append(message)
+
+
+async def queries(mongo: MongoClient) -> int:
+    status = await mongo.admin.command("serverStatus")
+    return int(status["opcounters"].get("query", 0))
+
+
+def idle_ticker(repo: MongoSchedulerRepository, publisher: Recorded) -> Ticker:
+    service = SchedulerService(repo, publisher, lambda: NOW, wall=lambda: NOW)
+    return Ticker(service, repo, instance="idle", catch_up=CatchUp(grace=timedelta(seconds=90)))
+
+
+async def test_an_idle_tick_costs_two_queries_whatever_the_partitions_held(
+    repo: MongoSchedulerRepository, mongo: MongoClient
+) -> None:
+    hourly = RecurringSchedule(rule=EveryRule(minutes=60))
+    for job_id in range(1, 101):  # none due before NOW + 1 h
+        await repo.apply_job(snapshot(job_id, hourly), True, NOW)
+    ticker = idle_ticker(repo, Recorded())
+    await ticker.tick()  # takes the partitions (the lease is renewed every few seconds, not every tick)
+    assert len(ticker.partitions) == 16
+
+    before = await queries(mongo)
+    handled = [await ticker.tick() for _ in range(5)]
+    spent = await queries(mongo) - before
+
+    print(f"\nqueries over 5 idle ticks holding 16 partitions: {spent}")
+    assert handled == [0] * 5
+    assert spent == 10  # the due probe and the expiry query, not two per partition (32)
+
+
+async def test_an_expired_job_is_sent_to_the_catalog_once_per_resend_window(
+    repo: MongoSchedulerRepository, mongo: MongoClient
+) -> None:
+    hourly = RecurringSchedule(rule=EveryRule(minutes=60))
+    for job_id in range(1, 11):
+        await repo.apply_job(snapshot(job_id, hourly), True, NOW)
+    await repo.apply_job(snapshot(11, hourly, expires_at=NOW - timedelta(seconds=1)), True, NOW)
+    publisher = Recorded()
+    ticker = idle_ticker(repo, publisher)
+
+    for _ in range(3):
+        await ticker.tick()
+
+    assert [(m.data.kind, m.data.id) for m in publisher.messages if isinstance(m, Expire)] == [("job", 11)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -119,7 +119,7 @@ class InMemorySchedulerRepository:
     async def delete(self, kind: OwnerKind, owner_id: int) -> None:
         self.followed.pop(owner_id, None)
 
-    async def expired(self, part: int, now_s: int) -> list[ScheduleDoc]:
+    async def expired(self, parts: Sequence[int], now_s: int) -> list[ScheduleDoc]:
         return []
 
     async def expire_sent(self, key: str, wall: datetime) -> None:

@@ -3,7 +3,7 @@ in smaller transactions until they fit, and goes back to full batches once they 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from services.scheduler.domain import CatchUp, Outcome, SlotPlan
@@ -12,6 +12,7 @@ from services.scheduler.ports import TickerStore
 from services.scheduler.service import SchedulerService
 from services.scheduler.store import FireBatch, FireResult
 from services.scheduler.store.documents import ScheduleDoc
+from services.scheduler.store.fires import PartitionWork
 from services.scheduler.ticker import MIN_BATCH, Ticker
 from shared.contracts import Envelope, JobSnapshot
 from shared.contracts.catalog import GroupChangedData
@@ -29,6 +30,11 @@ class SlowServerStore:
     def __init__(self, due: int, fits: int) -> None:
         self.due, self.fits = due, fits
         self.limits: list[int] = []  # the batch size of every fire transaction attempted
+        self.probes = 0
+
+    async def partition_work(self, parts: Sequence[int], now_s: int, limit: int) -> PartitionWork:
+        self.probes += 1
+        return PartitionWork(due={0} if self.due else set())
 
     async def fire_due(
         self, part: int, cutoff: int, limit: int, planner: Planner, now: datetime, wall: datetime
@@ -67,7 +73,7 @@ class SlowServerStore:
     async def delete(self, kind: OwnerKind, owner_id: int) -> None:
         return None
 
-    async def expired(self, part: int, now_s: int) -> list[ScheduleDoc]:
+    async def expired(self, parts: Sequence[int], now_s: int) -> list[ScheduleDoc]:
         return []
 
     async def expire_sent(self, key: str, wall: datetime) -> None:
@@ -102,7 +108,10 @@ async def test_a_partition_too_slow_for_full_batches_is_fired_in_smaller_ones() 
 
     assert passes == [0, 0, 1000, 0]  # 500 and 250 ran out of time; 125 fits, eight times over
     assert store.limits[:3] == [500, 250, 125] and store.due == 0
-    assert ticker.batch_size(0) == 500  # doubled back after each pass that succeeded
+    assert ticker.batch_size(0) == 250  # doubled after the pass that succeeded; an idle pass fires nothing
+    store.due = 10
+    await ticker.tick()
+    assert ticker.batch_size(0) == 500  # and doubled back up after the next pass with work
 
 
 async def test_the_batch_never_shrinks_below_the_minimum() -> None:
@@ -111,3 +120,10 @@ async def test_the_batch_never_shrinks_below_the_minimum() -> None:
     for _ in range(6):
         await ticker.tick()
     assert min(store.limits) == MIN_BATCH
+
+
+async def test_a_pass_with_nothing_due_opens_no_fire_transaction() -> None:
+    store = SlowServerStore(due=0, fits=500)
+    ticker = ticker_over(store, batch=500)
+    assert [await ticker.tick() for _ in range(3)] == [0, 0, 0]
+    assert store.probes == 3 and store.limits == []

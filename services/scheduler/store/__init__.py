@@ -62,6 +62,7 @@ class MongoSchedulerRepository:
         self.unpublished_count = self.outbox.unpublished_count
         # TickerStore
         self.fire_due, self.fire_one, self.due = self.fires.fire_due, self.fires.fire_one, self.fires.due
+        self.partition_work = self.fires.partition_work
         self.heartbeat, self.hold_partitions = self.leases.heartbeat, self.leases.hold_partitions
         self.release_partitions = self.leases.release_partitions
 

@@ -87,6 +87,7 @@ class SchedulerDb:
         # unique key, and `expires_s` / `trigger` are sparse (written only when set).
         await self._drop_retired_indexes()
         await self.schedules.create_index([("part", ASCENDING), ("due", ASCENDING)])
+        await self.schedules.create_index("due")  # the ticker's probe over all its partitions
         await self.schedules.create_index("expires_s", sparse=True)
         await self.schedules.create_index("trigger", sparse=True)
         await self.outbox.create_index("request_id", unique=True, sparse=True)

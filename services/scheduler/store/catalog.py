@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,16 @@ from shared.errors import RetryableError
 from shared.scheduling import next_fire
 
 ATTEMPTS = 8
+# What the ticker reads of an expired schedule (`Ticker.expire`).
+EXPIRY_FIELDS = {
+    "part": 1,
+    "kind": 1,
+    "owner_id": 1,
+    "running": 1,
+    "expire_sent_at": 1,
+    "deleted": 1,
+    "known": 1,
+}
 
 
 def first_slot(schedule: Schedule, now: datetime) -> datetime | None:
@@ -73,11 +84,17 @@ class CatalogStore:
             upsert=True,
         )
 
-    async def expired(self, part: int, now_s: int) -> list[ScheduleDoc]:
-        docs = await self.schedules.find(
-            {"expires_s": {"$lte": now_s}, "part": part, "deleted": False, "known": True}
-        ).to_list(None)
-        return [ScheduleDoc(d) for d in docs]
+    async def expired(self, parts: Sequence[int], now_s: int) -> list[ScheduleDoc]:
+        """Every expired, not yet deleted schedule of `parts`, in one query on the `expires_s` index.
+
+        The filter is that field alone (the embedded server scans the collection for one its index does
+        not cover); the few expired schedules are sorted out here. Deletion unsets `expires_s`.
+        """
+        docs = await self.schedules.find({"expires_s": {"$lte": now_s}}, EXPIRY_FIELDS).to_list(None)
+        held = set(parts)
+        return [
+            ScheduleDoc(d) for d in docs if d.get("part") in held and not d.get("deleted") and d.get("known")
+        ]
 
     async def expire_sent(self, key: str, wall: datetime) -> None:
         await self.schedules.update_one({"_id": key}, {"$set": {"expire_sent_at": wall}})

@@ -65,6 +65,18 @@ class FireBatch:
     singles: list[str] = field(default_factory=list)  # to fire one at a time: groups, or a refused batch
 
 
+@dataclass
+class PartitionWork:
+    """Which of a replica's partitions have a slot due, from one probe.
+
+    `complete` is False when the probe hit its limit: then the caller treats every partition it holds
+    as having work (the probe only saves queries when there is little to do; it never hides work).
+    """
+
+    due: set[int] = field(default_factory=set)
+    complete: bool = True
+
+
 Planner = Callable[[ScheduleDoc], SlotPlan]
 
 
@@ -96,6 +108,19 @@ class FireStore:
         # Oldest first: when a pass runs late, schedules not yet fired go before those due again.
         query = self.schedules.find({"part": part, "due": {"$lte": now_s}}).sort("due", 1)
         return [ScheduleDoc(d) for d in await query.to_list(limit)]
+
+    async def partition_work(self, parts: Sequence[int], now_s: int, limit: int) -> PartitionWork:
+        """One query for all of `parts`: which have a slot due by `now_s`.
+
+        An idle replica's probe costs this one query, however many partitions it holds. It reads the
+        `due` index alone and keeps this replica's partitions here: the embedded server scans the
+        whole collection for any filter its index does not cover (`part: {$in}`, `$or`).
+        """
+        if not parts:
+            return PartitionWork()
+        docs = await self.schedules.find({"due": {"$lte": now_s}}, {"part": 1}).to_list(limit)
+        held = set(parts)
+        return PartitionWork({p for d in docs if (p := d.get("part")) in held}, complete=len(docs) < limit)
 
     async def fire_due(
         self, part: int, cutoff: int, limit: int, planner: Planner, now: datetime, wall: datetime
