@@ -35,7 +35,7 @@ run: install
 	$(BIN)/connect dev
 
 test: install system-deps
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15
 
 lint: install
 	$(BIN)/ruff check services shared tests bench
