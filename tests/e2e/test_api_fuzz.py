@@ -60,7 +60,7 @@ async def test_schemathesis_finds_no_server_errors(
         str(Path(sys.executable).parent / "st"), "run", f"{api_url}/openapi.json",
         "--checks", "not_a_server_error",
         "--header", f"Authorization: Bearer {token}",
-        "--max-examples", "40",
+        "--max-examples", "25",
         "--phases", "examples,fuzzing",
         "--workers", "2",
         "--request-timeout", "20",

@@ -236,7 +236,7 @@ async def test_runs_watch_exit_codes(
     result = cli("runs", "watch", run_id, ok=False)
     assert result.returncode == 3 and "failed" in result.stdout
 
-    write_contacts(sshd, f"{unique}/big.csv", 300_000)
+    write_contacts(sshd, f"{unique}/big.csv", 100_000)
     long = (
         await api.post(
             "/jobs", json=import_job(f"long {unique}", sftp_connection, f"{unique}/big.csv", table)

@@ -32,6 +32,7 @@ from tests.support.system import admin_api, isolated_settings, service_env, star
 pytestmark = pytest.mark.e2e
 CONSUMER_TIMEOUT_S = 3
 LONG_ROWS = 60_000
+WAITING_ROWS = 20_000  # the long run that holds the only slot: far longer than 2x the consumer timeout
 OUTAGE_S = 10.0
 OUTAGE_TRIALS = (
     4 if DEEP else 1
@@ -100,7 +101,7 @@ async def test_runs_waiting_for_a_slot_hold_no_delivery_past_the_consumer_timeou
     mongo: MongoClient, unique: str,
 ) -> None:  # fmt: skip
     topology = Topology(prefix=node_settings.amqp_prefix)
-    big_file(sshd, f"{unique}/long.csv", LONG_ROWS)
+    big_file(sshd, f"{unique}/long.csv", WAITING_ROWS)
     long_job = await job(api, sshd, unique, f"{unique}/long.csv", "append")
     waiting_jobs = []
     for i in range(3):
@@ -114,11 +115,11 @@ async def test_runs_waiting_for_a_slot_hold_no_delivery_past_the_consumer_timeou
     deadline = time.monotonic() + 30
     while not runs_queue_idle(node, topology.executor_runs.name):
         assert time.monotonic() < deadline, "requests wait in the broker for the executor's slot"
-    assert await count_rows(mongo, node_settings, unique) < LONG_ROWS, "the long run ended too soon"
+    assert await count_rows(mongo, node_settings, unique) < WAITING_ROWS, "the long run ended too soon"
 
     finished = [await wait_for_run(api, run_id, timeout=240) for run_id in [long_run, *waiting_runs]]
     assert [run["status"] for run in finished] == ["succeeded"] * 4, finished
-    assert [run["counts"]["inserted"] for run in finished] == [LONG_ROWS, 10, 10, 10]
+    assert [run["counts"]["inserted"] for run in finished] == [WAITING_ROWS, 10, 10, 10]
     leases = node_settings.database("executor")
     for run_id in waiting_runs:
         lease = await mongo[leases]["run_leases"].find_one({"_id": run_id})

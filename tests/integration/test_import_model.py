@@ -24,31 +24,31 @@ def runner_fixture(harness: Harness) -> Runner:
     return Runner(harness)
 
 
-@settings(max_examples=examples(40))
+@settings(max_examples=examples(25))
 @given(scenario=list_scenarios())
 async def test_list_imports_follow_the_model(runner: Runner, scenario: Scenario) -> None:
     await check(runner, scenario)
 
 
-@settings(max_examples=examples(30))
+@settings(max_examples=examples(20))
 @given(scenario=extension_scenarios())
 async def test_profile_extension_imports_follow_the_model(runner: Runner, scenario: Scenario) -> None:
     await check(runner, scenario)
 
 
-@settings(max_examples=examples(25))
+@settings(max_examples=examples(15))
 @given(scenario=custom_scenarios("merge"))
 async def test_custom_merge_imports_follow_the_model(runner: Runner, scenario: Scenario) -> None:
     await check(runner, scenario)
 
 
-@settings(max_examples=examples(25))
+@settings(max_examples=examples(15))
 @given(scenario=custom_scenarios("append"))
 async def test_custom_append_imports_follow_the_model(runner: Runner, scenario: Scenario) -> None:
     await check(runner, scenario)
 
 
-@settings(max_examples=examples(25))
+@settings(max_examples=examples(15))
 @given(scenario=custom_scenarios("overwrite"))
 async def test_custom_overwrite_imports_follow_the_model(runner: Runner, scenario: Scenario) -> None:
     await check(runner, scenario)
