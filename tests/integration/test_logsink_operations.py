@@ -9,16 +9,12 @@ RunFinished). Only the CRUD kinds are compared: the logsink sends nothing else, 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from services.logsink.domain import Planned, plan
 from services.logsink.repository import MongoRunRecords
 from services.logsink.service import LogsinkService
 from shared.mongo import MongoClient
-from shared.settings import CommonSettings
 from tests.support.runlogs import stored_lines
 from tests.unit.factories import T0, run_finished, run_log, run_progress, run_requested, run_started
 
@@ -37,14 +33,6 @@ class CountingMetrics:
         self.duplicates_by_kind[kind] += count
 
     def batch_written(self, seconds: float) -> None: ...
-
-
-@pytest.fixture
-async def records(mongo: MongoClient, settings: CommonSettings) -> AsyncIterator[MongoRunRecords]:
-    store = MongoRunRecords(mongo, settings.database("logsink"))
-    await store.ensure_indexes()
-    yield store
-    await mongo.drop_database(settings.database("logsink"))
 
 
 def short_run(run_id: str) -> list[Planned]:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import pytest
 
 from services.catalog.runs_repository import MongoRunsReadModel
 from services.logsink.domain import plan
@@ -28,14 +25,6 @@ from tests.integration.test_messaging import run_requested
 from tests.support.runlogs import stored_lines
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def records(mongo: MongoClient, settings: CommonSettings) -> AsyncIterator[MongoRunRecords]:
-    store = MongoRunRecords(mongo, settings.database("logsink"))
-    await store.ensure_indexes()
-    yield store
-    await mongo.drop_database(settings.database("logsink"))
 
 
 def lifecycle(run_id: str) -> list[Envelope]:
