@@ -11,3 +11,5 @@ class CatalogSettings(ServiceSettings):
     run_request_timeout: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     outbox_relay_interval: float = Field(default=2.0, gt=0)
+    # A revoked (deleted) token is refused at most this long after; 0 looks every token up every time.
+    token_cache_seconds: float = Field(default=5.0, ge=0)

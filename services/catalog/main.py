@@ -47,6 +47,7 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
         secret_box(common),
         audience=MongoAudienceSchema(runtime.mongo, common.audience_database),
         probe=AsyncsshProbe(),
+        token_cache_seconds=settings.token_cache_seconds,
     )
     reads = MongoReadModels(runtime.mongo, common.database("scheduler"), common.database("logsink"))
     timeout = settings.run_request_timeout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -62,18 +63,26 @@ class CatalogService:
         *,
         audience: AudienceSchema,
         probe: SftpProbe,
+        token_cache_seconds: float = 0.0,
     ) -> None:
         self.repo = repo
+        self.tokens: domain.TokenCache[Principal] = domain.TokenCache(token_cache_seconds)
         self.secret_box = secret_box
         self.audience = audience
         self.probe = probe
 
     # --- tokens ------------------------------------------------------------------------------------
     async def authenticate(self, token: str) -> Principal:
-        doc = await self.repo.find("tokens", {"_id": domain.hash_token(token)})
+        token_hash, now = domain.hash_token(token), time.monotonic()
+        cached = self.tokens.get(token_hash, now)
+        if cached is not None:
+            return cached
+        doc = await self.repo.find("tokens", {"_id": token_hash})
         if doc is None:
             raise Unauthorized("invalid or revoked token")
-        return Principal(name=doc["name"], role=Role.parse(doc["role"]))
+        principal = Principal(name=doc["name"], role=Role.parse(doc["role"]))
+        self.tokens.put(token_hash, principal, now)
+        return principal
 
     # --- connections -------------------------------------------------------------------------------
     async def create_connection(self, body: ConnectionCreate, by: Principal) -> ConnectionView:

@@ -130,3 +130,20 @@ async def test_openapi_lists_the_all_jobs_fields(api: Api) -> None:
     guide_fields = {"id", "group", "name", "job_type", "created_at", "created_by", "state", "next_run",
                     "previous_run", "schedule_type", "expiration_date"}  # fmt: skip
     assert guide_fields <= job_fields
+
+
+@pytest.mark.parametrize("cache_seconds", [0.0, 60.0])
+async def test_a_revoked_token_is_refused_once_the_token_cache_lets_it_go(
+    settings: CommonSettings, mongo: MongoClient, cache_seconds: float
+) -> None:
+    async with running_catalog(
+        settings, mongo, with_scheduler=False, token_cache_seconds=cache_seconds
+    ) as api:
+        assert (await api.call("GET", "/jobs", role=Role.VIEWER)).status_code == 200
+        tokens = mongo[settings.database("catalog")]["tokens"]
+        assert (await tokens.delete_one({"name": "viewer-user"})).deleted_count == 1  # revoked
+        after = await api.call("GET", "/jobs", role=Role.VIEWER)
+        # Without a cache the very next request is refused; with one, only after `cache_seconds`
+        # (the expiry itself is tested with a clock in tests/unit/test_catalog_domain.py).
+        assert after.status_code == (401 if cache_seconds == 0 else 200)
+        assert (await api.call("GET", "/jobs", role=Role.ADMIN)).status_code == 200

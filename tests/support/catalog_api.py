@@ -56,9 +56,16 @@ class Api:
 
 @asynccontextmanager
 async def running_catalog(
-    settings: CommonSettings, mongo: MongoClient, *, with_scheduler: bool = True
+    settings: CommonSettings,
+    mongo: MongoClient,
+    *,
+    with_scheduler: bool = True,
+    token_cache_seconds: float = 5.0,
 ) -> AsyncIterator[Api]:
-    catalog = build_catalog(settings, CatalogSettings(run_request_timeout=5, max_body_bytes=200_000))
+    catalog_settings = CatalogSettings(
+        run_request_timeout=5, max_body_bytes=200_000, token_cache_seconds=token_cache_seconds
+    )
+    catalog = build_catalog(settings, catalog_settings)
     async with AsyncExitStack() as stack:
         if with_scheduler:
             from services.scheduler.main import build_app as build_scheduler  # only where run now is tested

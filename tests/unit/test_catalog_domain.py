@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from services.catalog.domain import Role, hash_token, require_role, validate_import, validate_table
+from services.catalog.domain import (
+    Role,
+    TokenCache,
+    hash_token,
+    require_role,
+    validate_import,
+    validate_table,
+)
 from shared.catalog_records import ConnectionRecord, TableRecord
 from shared.contracts.jobs import FieldType, TableField
 from shared.errors import Forbidden, PermanentError, ValidationFailed
@@ -287,3 +294,23 @@ def test_start_offset_for_later_pages() -> None:
     assert missing_sequences([11, 12, 14], start=11) == [(13, 13)]
     assert missing_sequences([13], start=11, last_seq=15) == [(11, 12), (14, 15)]
     assert missing_sequences([], start=11, last_seq=10) == []
+
+
+def test_the_token_cache_keeps_a_valid_token_for_its_ttl_only() -> None:
+    cache: TokenCache[str] = TokenCache(5.0)
+    assert cache.get("h", now=100.0) is None
+    cache.put("h", "alice", now=100.0)
+    assert cache.get("h", now=104.9) == "alice"
+    assert cache.get("h", now=105.0) is None  # expired: the next request looks the token up again
+    assert cache.get("h", now=105.1) is None
+
+
+def test_a_token_cache_of_zero_seconds_keeps_nothing_and_a_full_one_stays_bounded() -> None:
+    off: TokenCache[str] = TokenCache(0.0)
+    off.put("h", "alice", now=1.0)
+    assert off.get("h", now=1.0) is None
+    small: TokenCache[int] = TokenCache(10.0, max_entries=3)
+    for n in range(5):
+        small.put(f"t{n}", n, now=float(n))
+    assert len([n for n in range(5) if small.get(f"t{n}", now=5.0) is not None]) <= 3
+    assert small.get("t4", now=5.0) == 4  # the newest is always kept

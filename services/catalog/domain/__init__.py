@@ -1,6 +1,6 @@
 """Catalog rules, free of I/O: who may do what, and what makes tables, jobs and groups valid."""
 
-from services.catalog.domain.auth import Role, hash_token, require_role
+from services.catalog.domain.auth import Role, TokenCache, hash_token, require_role
 from services.catalog.domain.connections import validate_sftp_connection
 from services.catalog.domain.jobs import (
     RunNowRefused,
@@ -19,6 +19,7 @@ __all__ = [
     "Role",
     "RunNowRefused",
     "StoredJob",
+    "TokenCache",
     "check_copy",
     "check_instants",
     "check_run_now",
