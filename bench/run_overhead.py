@@ -58,6 +58,7 @@ from _support import (
     per_run,
     row_file,
     run_now,
+    tree_cpu_seconds,
     wait_until_counted,
     write_row_files,
 )
@@ -278,6 +279,7 @@ class Measured:
     seconds: float
     delta: ServerDelta
     databases: tuple[str, ...]  # the side's own database names (prefixes)
+    process_cpu: dict[str, float]  # CPU seconds of each of the side's processes (and sshd) in the round
 
     @property
     def rate(self) -> float:
@@ -293,17 +295,24 @@ class Side:
     name: str
     databases: tuple[str, ...]
     polled: str  # the namespace the bench polls for completion (its polls are not the side's work)
+    processes: dict[str, int]  # name -> pid of what works for this side (children included)
+
+
+def processes_cpu(processes: dict[str, int]) -> dict[str, float]:
+    return {name: tree_cpu_seconds(pid) for name, pid in processes.items()}
 
 
 def measured(probe: ServerProbe, side: Side, runs: int, work: Any) -> Measured:
     """Runs `work` (returning seconds and polls) between two server samples; the bench's own ops removed."""
+    cpu_before = processes_cpu(side.processes)
     before = probe.sample()
     seconds, polls = work()
     delta = probe.sample().minus(before)
+    cpu = {name: used - cpu_before[name] for name, used in processes_cpu(side.processes).items()}
     delta.ops -= probe.sample_cost + Counter({"command": polls})
     if side.polled in delta.namespace_ops:
         delta.namespace_ops[side.polled] -= Counter({"command": polls})
-    return Measured(side.name, runs, seconds, delta, side.databases)
+    return Measured(side.name, runs, seconds, delta, side.databases, cpu)
 
 
 def report_idle(probe: ServerProbe, seconds: float = 5.0) -> None:
@@ -321,6 +330,8 @@ def report_round(slots: int, number: int, connect: Measured, celery: Measured) -
         print(f"  slots {slots} round {number} {m.side:<7} {m.rate:6.2f} runs/s  ({m.seconds:5.1f} s)  "
               f"db CPU {m.delta.cpu / m.runs:.3f} s/run  db ops/run: own databases {m.own_ops / m.runs:.1f}, "
               f"all clients {per_run(m.delta.ops, m.runs)}", flush=True)  # fmt: skip
+        shares = ", ".join(f"{name} {used / m.runs * 1000:.1f}" for name, used in m.process_cpu.items())
+        print(f"      process CPU ms/run: {shares}, database {m.delta.cpu / m.runs * 1000:.1f}", flush=True)
     print(f"  slots {slots} round {number} ratio Connect/Celery {connect.rate / celery.rate:.2f}x  "
           f"({load_average()})", flush=True)  # fmt: skip
 
@@ -377,8 +388,15 @@ def measure_slots(
             jobs = asyncio.run(_jobs(system, sshd, args.runs, args.tables))
             connect = ConnectRunner(system, mongo_url)
             warm_up(connect, celery, jobs, args.poll)
-            connect_side = Side("Connect", (system.settings.db_prefix,), ".".join(system.runs_collection))
-            celery_side = Side("Celery", (config.database,), f"{config.database}.taskmeta")
+            shared = {"sshd": sshd_pid(sshd), "bench client": os.getpid()}
+            services = {name: p.process.pid for name, p in system.processes.processes.items()}
+            connect_side = Side(
+                "Connect", (system.settings.db_prefix,), ".".join(system.runs_collection), services | shared
+            )
+            celery_side = Side(
+                "Celery", (config.database,), f"{config.database}.taskmeta",
+                {"celery worker": celery.process.pid} | shared,
+            )  # fmt: skip
             report_idle(probe)
             rounds = []
             for number in range(1, args.rounds + 1):
@@ -404,6 +422,11 @@ def measure_slots(
     finally:
         celery.stop()
         probe.close()
+
+
+def sshd_pid(sshd: Any) -> int:
+    """The listening sshd (its per-connection children's CPU is counted once it has reaped them)."""
+    return int((Path(sshd.root).parent / "sshd.pid").read_text())
 
 
 def _connect_round(connect: ConnectRunner, poll: float, jobs: list[int]) -> tuple[float, int]:
