@@ -12,7 +12,9 @@ bench/run_overhead.py); one executor with EXECUTOR_CONCURRENCY = slots.
      the executor's slots meanwhile, so their start latency includes that wait.
   2b. isolated: --isolated POSTs, each waited for until its run finished: the start latency of a run
      that finds a free slot (what the requested -> started goal is about).
-  3. requested -> started for the runs of each phase, from the logsink's run records (`requested_at`,
+  3. where a POST's answer time goes: POST sent -> `requested_at` (catalog, broker, the scheduler's
+     queue) and `requested_at` -> answer (the scheduler's allocation and reply, the catalog's answer).
+  4. requested -> started for the runs of each phase, from the logsink's run records (`requested_at`,
      stamped by the scheduler when it allocates the run, to `started_at`, stamped by the executor), and
      from the POST being sent to `started_at` (the same machine's clock).
 Figures are printed against the goals (all answered within 2 s; POST p99 <= 250 ms; requested ->
@@ -150,6 +152,18 @@ class RunRecords:
             from_post.append((doc["started_at"] - sent[doc["_id"]]).total_seconds())
         return recorded, from_post
 
+    def answer_split(self, posted: list[Posted]) -> tuple[list[float], list[float]]:
+        """(POST sent -> requested_at, requested_at -> answer received) in seconds, one per accepted POST:
+        the catalog and the broker before the scheduler took the command, then the scheduler's
+        allocation, its reply and the catalog's answer after it."""
+        sent = {p.run_id: p for p in accepted(posted)}
+        before, after = [], []
+        for doc in self.runs.find({"_id": {"$in": list(sent)}}, {"requested_at": 1}):
+            p = sent[doc["_id"]]
+            before.append((doc["requested_at"] - p.sent_at).total_seconds())
+            after.append(p.seconds - before[-1])
+        return before, after
+
 
 def ratio(value: float, goal: float) -> str:
     return f"{value / goal:.2f}x of the goal ({'met' if value <= goal else 'not met'})"
@@ -170,6 +184,9 @@ def report_phase(name: str, posted: list[Posted], records: RunRecords) -> None:
         f"  {name}: requested -> started {quantiles(recorded)}  p99 {ratio(percentile(recorded, 99), P99_GOAL)}"
     )
     print(f"  {name}: POST sent -> started {quantiles(from_post)}", flush=True)
+    before, after = records.answer_split(posted)
+    print(f"  {name}: POST sent -> scheduler took it (requested_at) {quantiles(before)}; "
+          f"-> answer received {quantiles(after)}", flush=True)  # fmt: skip
 
 
 def measure(args: argparse.Namespace, mongo_url: str, sshd: Any, slots: int) -> None:

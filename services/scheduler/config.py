@@ -8,9 +8,26 @@ class SchedulerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SCHEDULER_", extra="ignore", frozen=True)
 
     http_port: int = Field(default=8001, ge=0, le=65535)
+    prefetch: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description=(
+            "Unacknowledged deliveries per consumer: run-now commands waiting for an allocation in progress "
+            "are allocated together, so a burst is as many transactions as it has batches of this size."
+        ),
+    )
     instance_id: str = Field(default="", description="Replica name in leases; empty: host name and pid.")
     outbox_relay_interval: float = Field(default=2.0, gt=0)
     outbox_relay_after: float = Field(default=5.0, ge=0, description="Age before an unsent entry is resent.")
+    outbox_retention_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "Published outbox entries older than this are deleted. A run-now entry answers a redelivered "
+            "command: keep it longer than any command's deadline (the catalog's request timeout)."
+        ),
+    )
     tick_seconds: float = Field(default=1.0, gt=0, description="How often due slots are looked for.")
     partitions: int = Field(default=16, ge=1, le=1024, description="Schedules are spread over partitions.")
     partition_lease_seconds: float = Field(

@@ -29,7 +29,10 @@ def build_app(common: CommonSettings | None = None, settings: SchedulerSettings 
         transaction_wait_seconds=settings.transaction_wait_seconds,
     )  # fmt: skip
     clock = scaled_clock(settings.clock_origin, settings.clock_scale)
-    service = SchedulerService(repo, runtime.publisher, clock, wall=utc_now, metrics=runtime.metrics)
+    service = SchedulerService(
+        repo, runtime.publisher, clock, wall=utc_now, metrics=runtime.metrics,
+        outbox_retention=timedelta(seconds=settings.outbox_retention_seconds),
+    )  # fmt: skip
     register_subscribers(runtime, service)
     runtime.documents_publishing(RunRequested, GroupRunStarted, GroupRunFinished, Expire, StopRun)
 
@@ -54,7 +57,7 @@ def build_app(common: CommonSettings | None = None, settings: SchedulerSettings 
     )
     ticks = PeriodicTask("scheduler-tick", settings.tick_seconds, ticker.tick)
     runtime.on_start += [repo.ensure_indexes, relay.start, ticks.start]
-    runtime.on_drain += [ticks.stop, relay.stop, ticker.stop]
+    runtime.on_drain += [ticks.stop, relay.stop, ticker.stop, service.settle]
     app = create_http_app(runtime, title="Connect scheduler")
     app.state.scheduler = service
     app.state.ticker = ticker

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from shared.contracts import Envelope, JobSnapshot, RunRequested
 from shared.contracts.catalog import GroupChangedData
 from shared.contracts.runs import RunStatus, Trigger
+from shared.errors import Conflict
 from shared.runid import RunId
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from services.scheduler.domain.fires import OwnerKind
     from services.scheduler.store.documents import Doc, ScheduleDoc
     from services.scheduler.store.fires import FireBatch, FireResult, PartitionWork
+    from services.scheduler.store.runs import RunRequest
 
     Planner = Callable[[ScheduleDoc], SlotPlan]
 
@@ -37,6 +39,10 @@ class RunAllocations(Protocol):
         self, *, request_id: str, job_id: int, build: Callable[[RunId], RunRequested], now: datetime,
         wall: datetime, expires_at: datetime | None = None, still_wanted: Callable[[], bool] = ...,
     ) -> tuple[RunRequested, str]: ...  # fmt: skip
+
+    async def allocate_runs(
+        self, requests: Sequence[RunRequest], wall: datetime
+    ) -> list[tuple[RunRequested, str] | Conflict]: ...
 
     async def run_finished(
         self, job_id: int, run_id: str, status: RunStatus, now: datetime, wall: datetime
@@ -80,6 +86,10 @@ class Outbox(Protocol):
     """Messages committed with a change and not yet confirmed by the broker."""
 
     async def mark_published(self, entry_id: str) -> None: ...
+
+    async def mark_published_many(self, entry_ids: Sequence[str]) -> None: ...
+
+    async def prune_published(self, before: datetime) -> int: ...
 
     async def claim_unpublished(self, older_than: datetime, now: datetime) -> list[Doc]: ...
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from services.scheduler.clock import Clock, utc_now
 from services.scheduler.domain import Outcome, build_run_requested, trigger_slot
@@ -14,6 +16,7 @@ from services.scheduler.errors import CommandExpired
 from services.scheduler.ports import EventPublisher, SchedulerStore
 from services.scheduler.store.base import decode_outbox
 from services.scheduler.store.fires import FireResult
+from services.scheduler.store.runs import RunRequest
 from shared.contracts import (
     Envelope,
     GroupChanged,
@@ -33,6 +36,16 @@ from shared.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 PUBLISH_CONCURRENCY = 200
+RUN_NOW_BATCH = 100  # run-now commands allocated in one transaction at most
+OUTBOX_RETENTION = timedelta(hours=1)  # published entries kept (a redelivered command's answer)
+PRUNE_EVERY = timedelta(minutes=1)
+
+
+@dataclass
+class _Waiting:
+    command: RunJob
+    now: datetime
+    answer: asyncio.Future[RunJobReply]
 
 
 class SchedulerService:
@@ -44,36 +57,94 @@ class SchedulerService:
         *,
         wall: Clock = utc_now,
         metrics: Metrics | None = None,
+        outbox_retention: timedelta = OUTBOX_RETENTION,
     ) -> None:
         self.repo = repo
         self.publisher = publisher
         self.clock = clock  # schedule time (slots)
         self.wall = wall  # real time (leases, outbox ages)
         self.metrics = metrics
+        self.outbox_retention = outbox_retention
+        self._waiting: list[_Waiting] = []
+        self._allocating: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._pruned_at: datetime | None = None
 
     # --- commands ----------------------------------------------------------------------------------
     async def run_now(self, command: RunJob) -> RunJobReply:
         """Allocate `JobID.RunID` and request the run; refuse while the job is running or expired.
 
-        The job's schedule is not touched: Run now never moves the next scheduled run.
+        The job's schedule is not touched: Run now never moves the next scheduled run. Commands that
+        arrive while an allocation is committing wait for it and are then allocated together, in one
+        transaction (`allocate_runs`): a lone command waits for nothing. The answer leaves as soon as
+        the transaction commits; the RunRequested is published after it (the outbox entry committed
+        with the run resends it if this replica dies first).
         """
         if past_deadline(command, self.wall()):
             return self.not_carried_out(command)
-        now = self.clock()
-        job = command.data.job
-        try:
-            message, entry = await self.repo.allocate_run(
-                request_id=command.id, job_id=job.job_id, now=now, wall=self.wall(),
-                build=lambda run_id: build_run_requested(command, run_id, now), expires_at=job.expires_at,
-                still_wanted=lambda: not past_deadline(command, self.wall()),
-            )  # fmt: skip
-        except CommandExpired:
+        answer: asyncio.Future[RunJobReply] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(command, self.clock(), answer))
+        if self._allocating is None or self._allocating.done():
+            self._allocating = asyncio.create_task(self._allocate_waiting())
+        return await asyncio.shield(answer)
+
+    async def _allocate_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:RUN_NOW_BATCH], self._waiting[RUN_NOW_BATCH:]
+            try:
+                results = await self.repo.allocate_runs([self._request(w) for w in batch], self.wall())
+            except Exception as exc:  # each waiting command fails as a lone one would (RetryableError)
+                for waiting in batch:
+                    if not waiting.answer.done():
+                        waiting.answer.set_exception(exc)
+                continue
+            allocated: list[tuple[str, Envelope]] = []
+            for waiting, result in zip(batch, results, strict=True):
+                reply = self._reply(waiting.command, result)
+                if not isinstance(result, Conflict):
+                    message, entry = result
+                    allocated.append((entry, message))
+                    logger.info(
+                        "run requested",
+                        extra={"run_id": message.data.run_id, "job_id": waiting.command.data.job.job_id},
+                    )
+                if not waiting.answer.done():
+                    waiting.answer.set_result(reply)
+            if allocated:
+                self._in_background(self._publish_entries(allocated))
+
+    def _request(self, waiting: _Waiting) -> RunRequest:
+        command, now = waiting.command, waiting.now
+        return RunRequest(
+            request_id=command.id, job_id=command.data.job.job_id, now=now,
+            build=lambda run_id: build_run_requested(command, run_id, now), expires_at=command.data.job.expires_at,
+            still_wanted=lambda: not past_deadline(command, self.wall()),
+        )  # fmt: skip
+
+    def _reply(self, command: RunJob, result: tuple[RunRequested, str] | Conflict) -> RunJobReply:
+        if isinstance(result, CommandExpired):
             return self.not_carried_out(command)
-        except Conflict as refused:
-            return RunJobReply(accepted=False, reason=refused.message)
-        await self.publish(FireResult(outbox_id=entry, messages=[message]))
-        logger.info("run requested", extra={"run_id": message.data.run_id, "job_id": job.job_id})
-        return RunJobReply(accepted=True, run_id=message.data.run_id)
+        if isinstance(result, Conflict):
+            return RunJobReply(accepted=False, reason=result.message)
+        return RunJobReply(accepted=True, run_id=result[0].data.run_id)
+
+    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _publish_entries(self, entries: Sequence[tuple[str, Envelope]]) -> None:
+        """Publish one message per outbox entry; the confirmed ones are marked in one update."""
+        oks = await asyncio.gather(*(self.publish_all([message]) for _, message in entries))
+        await self.repo.mark_published_many(
+            [entry for (entry, _), ok in zip(entries, oks, strict=True) if ok]
+        )
+
+    async def settle(self) -> None:
+        """Wait for the allocations and publishes still in flight (drain; tests)."""
+        while self._background or (self._allocating is not None and not self._allocating.done()):
+            pending = [*self._background, *([self._allocating] if self._allocating else [])]
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def run_group(self, command: RunGroup) -> RunJobReply:
         """Start a group run (`GroupID.RunID`); refuse while it runs, or when unknown or expired."""
@@ -180,6 +251,9 @@ class SchedulerService:
         entries = await self.repo.claim_unpublished(wall - older_than, wall)
         for entry in entries:
             await self.publish(FireResult(outbox_id=entry["_id"], messages=decode_outbox(entry)))
+        if self._pruned_at is None or wall - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = wall
+            await self.repo.prune_published(wall - self.outbox_retention)
         return len(entries)
 
     # --- metrics -----------------------------------------------------------------------------------

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pymongo
 import pytest
+from pymongo import AsyncMongoClient, monitoring
 
 from services.scheduler.domain import CatchUp, SlotPlan, build_run_requested, plan_slots
-from services.scheduler.errors import JobAlreadyRunning
+from services.scheduler.errors import CommandExpired, JobAlreadyRunning, JobExpired
 from services.scheduler.service import SchedulerService
 from services.scheduler.store import MongoSchedulerRepository
 from services.scheduler.store.base import decode_outbox
 from services.scheduler.store.documents import ScheduleDoc, partition_of
+from services.scheduler.store.runs import RunRequest
 from services.scheduler.ticker import Ticker
 from shared.contracts import Envelope, Expire, RunJob, RunRequested
 from shared.contracts.jobs import EveryRule, RecurringSchedule
@@ -50,6 +53,70 @@ async def allocate(repo: MongoSchedulerRepository, command: RunJob) -> RunReques
         wall=NOW,
     )
     return message
+
+
+def request_for(command: RunJob, **changes: object) -> RunRequest:
+    fields: dict[str, object] = {
+        "request_id": command.id, "job_id": command.data.job.job_id, "now": NOW,
+        "build": lambda run_id: build_run_requested(command, run_id, NOW),
+    } | changes  # fmt: skip
+    return RunRequest(**fields)  # type: ignore[arg-type]
+
+
+async def test_a_batch_of_run_now_commands_is_checked_one_by_one_and_committed_together(
+    repo: MongoSchedulerRepository,
+) -> None:
+    busy_command = command_for(204)
+    busy = await allocate(repo, busy_command)  # already running
+    commands = [command_for(j) for j in (200, 201, 200, 202, 203, 204)]
+    requests = [request_for(c) for c in commands]
+    requests[3] = request_for(commands[3], expires_at=NOW - timedelta(days=1))
+    requests[4] = request_for(commands[4], still_wanted=lambda: False)  # its caller gave up
+    results = await repo.allocate_runs(requests, NOW)
+    assert [r[0].data.run_id for r in results[:2] if isinstance(r, tuple)] == ["200.1", "201.1"]
+    assert [type(r) for r in results[2:]] == [
+        JobAlreadyRunning,
+        JobExpired,
+        CommandExpired,
+        JobAlreadyRunning,
+    ]
+    # The allocated ones are taken and in the outbox under their request ids; the refused left nothing.
+    outbox = await repo.db.outbox.find({"request_id": {"$exists": True}}).to_list(None)
+    assert sorted(e["request_id"] for e in outbox) == sorted(
+        [commands[0].id, commands[1].id, busy_command.id]
+    )
+    docs = {d["_id"]: d async for d in repo.schedules.find({})}
+    assert docs["job:200"]["running"] == "200.1" and docs["job:201"]["running"] == "201.1"
+    assert "job:202" not in docs and "job:203" not in docs
+    assert docs["job:204"]["running"] == busy.data.run_id and docs["job:204"]["last_run"] == 1
+    # Their run ends free the jobs (without a transaction: no group member), and the numbers count on.
+    await repo.run_finished(200, "200.1", RunStatus.SUCCEEDED, NOW, NOW)
+    assert (await allocate(repo, command_for(200))).data.run_id == "200.2"
+
+
+async def test_a_batch_holding_a_redelivered_command_answers_it_as_the_first_time(
+    repo: MongoSchedulerRepository,
+) -> None:
+    first_command, other = command_for(210), command_for(211)
+    first = await allocate(repo, first_command)
+    await repo.run_finished(210, first.data.run_id, RunStatus.SUCCEEDED, NOW, NOW)  # free again
+    results = await repo.allocate_runs([request_for(first_command), request_for(other)], NOW)
+    assert [r[0].data.run_id for r in results if isinstance(r, tuple)] == ["210.1", "211.1"]
+    assert await repo.db.outbox.count_documents({"request_id": first_command.id}) == 1
+    doc = await repo.schedules.find_one({"_id": "job:210"})
+    assert doc is not None and doc["last_run"] == 1 and doc["running"] is None
+
+
+async def test_published_entries_are_pruned_after_their_retention_and_unpublished_ones_kept(
+    repo: MongoSchedulerRepository,
+) -> None:
+    results = await repo.allocate_runs([request_for(command_for(j)) for j in (220, 221, 222)], NOW)
+    entries = [r[1] for r in results if isinstance(r, tuple)]
+    await repo.mark_published_many(entries[:2])
+    assert await repo.unpublished_count() == 1
+    assert await repo.prune_published(NOW) == 0  # not older than the cut
+    assert await repo.prune_published(NOW + timedelta(seconds=1)) == 2
+    assert [e["_id"] for e in await repo.db.outbox.find({}).to_list(None)] == [entries[2]]
 
 
 async def test_run_numbers_count_up_per_job(repo: MongoSchedulerRepository) -> None:
@@ -237,3 +304,55 @@ async def test_an_expired_job_is_sent_to_the_catalog_once_per_resend_window(
         await ticker.tick()
 
     assert [(m.data.kind, m.data.id) for m in publisher.messages if isinstance(m, Expire)] == [("job", 11)]
+
+
+class Commands(monitoring.CommandListener):
+    """Every command the client sends, as (name, collection)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        collection = event.command.get(event.command_name)
+        self.seen.append((event.command_name, collection if isinstance(collection, str) else ""))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None: ...
+
+    def take(self) -> Counter[tuple[str, str]]:
+        seen, self.seen = Counter(self.seen), []
+        return seen
+
+
+async def test_run_now_costs_one_transaction_per_batch_and_its_end_one_write(
+    mongo_url: str, settings: CommonSettings
+) -> None:
+    """Issue #14: a batch of run-now commands is one read, one bulk write, one insert, one commit; its
+    publish one update; the end of a run-now run one guarded update, no transaction."""
+    listener = Commands()
+    client: MongoClient = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[listener])
+    repo = MongoSchedulerRepository(client, settings.database("scheduler"))
+    try:
+        await repo.ensure_indexes()
+        commands = [command_for(j) for j in range(230, 240)]
+        for job in range(230, 240):  # announced by the catalog, as every job is before its first run
+            await repo.apply_job(snapshot(job), True, NOW)
+        listener.take()
+        results = await repo.allocate_runs([request_for(c) for c in commands], NOW)
+        await repo.mark_published_many([r[1] for r in results if isinstance(r, tuple)])
+        assert listener.take() == Counter(
+            {("find", "schedule_state"): 1, ("update", "schedule_state"): 1, ("insert", "outbox"): 1,
+             ("commitTransaction", ""): 1, ("update", "outbox"): 1}
+        )  # fmt: skip
+        assert await repo.unpublished_count() == 0
+        listener.take()
+        await repo.run_finished(230, "230.1", RunStatus.SUCCEEDED, NOW, NOW)
+        assert listener.take() == Counter({("update", "schedule_state"): 1})
+        # A redelivered RunFinished (the job is free already) takes the transaction and changes nothing.
+        await repo.run_finished(230, "230.1", RunStatus.SUCCEEDED, NOW, NOW)
+        assert ("commitTransaction", "") in listener.take()
+        assert (await allocate(repo, command_for(230))).data.run_id == "230.2"
+    finally:
+        await client.drop_database(settings.database("scheduler"))
+        await client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,10 +18,11 @@ from services.scheduler.service import SchedulerService
 from services.scheduler.store import FireResult
 from services.scheduler.store.base import outbox_doc
 from services.scheduler.store.documents import ScheduleDoc
-from shared.contracts import Envelope, JobSnapshot, RunRequested
+from services.scheduler.store.runs import RunRequest
+from shared.contracts import Envelope, JobSnapshot, RunJob, RunJobReply, RunRequested
 from shared.contracts.catalog import GroupChangedData
 from shared.contracts.runs import RunStatus, Trigger
-from shared.errors import RetryableError
+from shared.errors import Conflict, RetryableError
 from shared.runid import RunId
 from tests.unit.factories import T0, job_snapshot, run_finished, run_job
 
@@ -48,6 +50,7 @@ class InMemorySchedulerRepository:
         self.allocations = 0
         self.before_commit: Callable[[], None] = lambda: None  # e.g. time spent waiting on a conflict
         self.followed: dict[int, bool] = {}  # job id: active, as the catalog announced
+        self.batches: list[int] = []  # the size of each allocate_runs call
 
     async def allocate_run(
         self, *, request_id: str, job_id: int, build: Callable[[RunId], RunRequested], now: datetime,
@@ -69,8 +72,40 @@ class InMemorySchedulerRepository:
         self.allocations += 1
         return message, message.data.run_id
 
+    async def allocate_runs(
+        self, requests: Sequence[RunRequest], wall: datetime
+    ) -> list[tuple[RunRequested, str] | Conflict]:
+        self.batches.append(len(requests))
+        results: list[tuple[RunRequested, str] | Conflict] = []
+        for r in requests:
+            try:
+                results.append(
+                    await self.allocate_run(
+                        request_id=r.request_id,
+                        job_id=r.job_id,
+                        build=r.build,
+                        now=r.now,
+                        wall=wall,
+                        expires_at=r.expires_at,
+                        still_wanted=r.still_wanted,
+                    )
+                )
+            except Conflict as refused:
+                results.append(refused)
+        return results
+
     async def mark_published(self, entry_id: str) -> None:
         self.outbox[entry_id].published = True
+
+    async def mark_published_many(self, entry_ids: Sequence[str]) -> None:
+        for entry_id in entry_ids:
+            self.outbox[entry_id].published = True
+
+    async def prune_published(self, before: datetime) -> int:
+        pruned = [k for k, e in self.outbox.items() if e.published and e.created_at < before]
+        for k in pruned:
+            del self.outbox[k]
+        return len(pruned)
 
     async def claim_unpublished(self, older_than: datetime, now: datetime) -> list[dict[str, Any]]:
         return [
@@ -165,6 +200,13 @@ def scheduler() -> Scheduler:
     return Scheduler(service, repo, publisher, clock)
 
 
+async def run_now(s: Scheduler, command: RunJob) -> RunJobReply:
+    """Run now, then wait for its publish (which follows the answer)."""
+    reply = await s.service.run_now(command)
+    await s.service.settle()
+    return reply
+
+
 async def finish(s: Scheduler, run_id: str) -> None:
     await s.service.run_finished(run_finished(run_id, status=RunStatus.SUCCEEDED))
 
@@ -173,7 +215,7 @@ async def finish(s: Scheduler, run_id: str) -> None:
 
 
 async def test_run_now_allocates_the_first_run_of_the_job(scheduler: Scheduler) -> None:
-    reply = await scheduler.service.run_now(run_job(7))
+    reply = await run_now(scheduler, run_job(7))
 
     assert reply.accepted
     assert reply.run_id == "7.1"
@@ -183,9 +225,9 @@ async def test_run_now_allocates_the_first_run_of_the_job(scheduler: Scheduler) 
 
 
 async def test_run_now_refuses_while_the_job_is_running(scheduler: Scheduler) -> None:
-    await scheduler.service.run_now(run_job(7))
+    await run_now(scheduler, run_job(7))
 
-    reply = await scheduler.service.run_now(run_job(7))
+    reply = await run_now(scheduler, run_job(7))
 
     assert not reply.accepted
     assert reply.run_id is None
@@ -196,10 +238,10 @@ async def test_run_now_refuses_while_the_job_is_running(scheduler: Scheduler) ->
 
 
 async def test_after_the_run_finishes_the_next_run_is_numbered_on(scheduler: Scheduler) -> None:
-    await scheduler.service.run_now(run_job(7))
+    await run_now(scheduler, run_job(7))
     await finish(scheduler, "7.1")
 
-    reply = await scheduler.service.run_now(run_job(7))
+    reply = await run_now(scheduler, run_job(7))
 
     assert reply.accepted
     assert reply.run_id == "7.2"
@@ -207,21 +249,21 @@ async def test_after_the_run_finishes_the_next_run_is_numbered_on(scheduler: Sch
 
 
 async def test_a_stale_finish_of_another_run_does_not_release_the_job(scheduler: Scheduler) -> None:
-    await scheduler.service.run_now(run_job(7))
+    await run_now(scheduler, run_job(7))
     await finish(scheduler, "7.1")
-    await scheduler.service.run_now(run_job(7))
+    await run_now(scheduler, run_job(7))
 
     await finish(scheduler, "7.1")  # redelivered, late
-    reply = await scheduler.service.run_now(run_job(7))
+    reply = await run_now(scheduler, run_job(7))
 
     assert not reply.accepted
 
 
 async def test_redelivered_command_gets_the_same_run_id_and_allocates_nothing(scheduler: Scheduler) -> None:
     command = run_job(7, command_id="cmd-1")
-    first = await scheduler.service.run_now(command)
+    first = await run_now(scheduler, command)
 
-    again = await scheduler.service.run_now(command)
+    again = await run_now(scheduler, command)
 
     assert again.accepted
     assert again.run_id == first.run_id == "7.1"
@@ -234,20 +276,20 @@ async def test_redelivered_command_gets_the_same_run_id_and_allocates_nothing(sc
 
 async def test_redelivered_command_after_the_run_finished_still_gets_its_run_id(scheduler: Scheduler) -> None:
     command = run_job(7, command_id="cmd-1")
-    await scheduler.service.run_now(command)
+    await run_now(scheduler, command)
     await finish(scheduler, "7.1")
 
-    again = await scheduler.service.run_now(command)
+    again = await run_now(scheduler, command)
 
     assert again.run_id == "7.1"
     assert scheduler.repo.counters == {7: 1}
-    assert (await scheduler.service.run_now(run_job(7))).run_id == "7.2"
+    assert (await run_now(scheduler, run_job(7))).run_id == "7.2"
 
 
 async def test_failed_publish_stays_in_the_outbox_until_the_relay_sends_it_once(scheduler: Scheduler) -> None:
     scheduler.publisher.broker_down = True
 
-    reply = await scheduler.service.run_now(run_job(7))
+    reply = await run_now(scheduler, run_job(7))
 
     assert reply.accepted
     assert reply.run_id == "7.1"
@@ -271,7 +313,7 @@ async def test_failed_publish_stays_in_the_outbox_until_the_relay_sends_it_once(
 
 async def test_relay_during_an_outage_keeps_the_entry_for_later(scheduler: Scheduler) -> None:
     scheduler.publisher.broker_down = True
-    await scheduler.service.run_now(run_job(7))
+    await run_now(scheduler, run_job(7))
     scheduler.clock.advance(60)
 
     await scheduler.service.relay_outbox(timedelta(seconds=5))
@@ -283,7 +325,7 @@ async def test_relay_during_an_outage_keeps_the_entry_for_later(scheduler: Sched
 
 
 async def test_relay_has_nothing_to_do_after_a_successful_publish(scheduler: Scheduler) -> None:
-    await scheduler.service.run_now(run_job(7))
+    await run_now(scheduler, run_job(7))
     scheduler.clock.advance(60)
 
     assert await scheduler.service.relay_outbox(timedelta(seconds=5)) == 0
@@ -291,12 +333,12 @@ async def test_relay_has_nothing_to_do_after_a_successful_publish(scheduler: Sch
 
 
 async def test_two_jobs_have_independent_counters(scheduler: Scheduler) -> None:
-    assert (await scheduler.service.run_now(run_job(7))).run_id == "7.1"
-    assert (await scheduler.service.run_now(run_job(8))).run_id == "8.1"
+    assert (await run_now(scheduler, run_job(7))).run_id == "7.1"
+    assert (await run_now(scheduler, run_job(8))).run_id == "8.1"
     await finish(scheduler, "7.1")
-    assert (await scheduler.service.run_now(run_job(7))).run_id == "7.2"
+    assert (await run_now(scheduler, run_job(7))).run_id == "7.2"
     await finish(scheduler, "8.1")
-    assert (await scheduler.service.run_now(run_job(8))).run_id == "8.2"
+    assert (await run_now(scheduler, run_job(8))).run_id == "8.2"
 
     assert scheduler.repo.counters == {7: 2, 8: 2}
 
@@ -304,7 +346,7 @@ async def test_two_jobs_have_independent_counters(scheduler: Scheduler) -> None:
 async def test_published_run_requested_carries_trigger_and_job_snapshot(scheduler: Scheduler) -> None:
     command = run_job(7)
 
-    await scheduler.service.run_now(command)
+    await run_now(scheduler, command)
 
     (message,) = scheduler.publisher.sent
     assert isinstance(message, RunRequested)
@@ -324,6 +366,54 @@ async def test_a_deadline_that_passes_while_the_run_is_allocated_aborts_it(sched
     """The caller gave up while the allocation waited (a conflicting transaction): nothing is committed."""
     command = run_job(7).model_copy(update={"deadline": scheduler.clock.now + timedelta(seconds=10)})
     scheduler.repo.before_commit = lambda: scheduler.clock.advance(20)
-    reply = await scheduler.service.run_now(command)
+    reply = await run_now(scheduler, command)
     assert reply.expired and not reply.accepted
     assert scheduler.repo.allocations == 0 and scheduler.repo.outbox == {}
+
+
+async def test_concurrent_run_now_commands_are_allocated_together_and_each_answered(
+    scheduler: Scheduler,
+) -> None:
+    """Commands arriving while an allocation commits wait for it, then go in one allocation."""
+    commands = [run_job(job) for job in range(20, 30)] + [run_job(20)]  # the last one overlaps job 20
+    replies = await asyncio.gather(*(scheduler.service.run_now(c) for c in commands))
+    await scheduler.service.settle()
+    assert [r.run_id for r in replies[:10]] == [f"{job}.1" for job in range(20, 30)]
+    assert not replies[10].accepted and "running" in (replies[10].reason or "")
+    assert scheduler.repo.batches == [11]  # all arrived before the allocation started: one allocation
+    assert sorted(m.data.run_id for m in scheduler.publisher.sent) == sorted(f"{j}.1" for j in range(20, 30))
+    assert all(e.published for e in scheduler.repo.outbox.values())
+    # A lone command is allocated at once, alone.
+    assert (await run_now(scheduler, run_job(31))).run_id == "31.1"
+    assert scheduler.repo.batches == [11, 1]
+
+
+async def test_the_answer_does_not_wait_for_the_publish(scheduler: Scheduler) -> None:
+    """The reply leaves at the commit; until the broker confirms, the entry stays unpublished (relayed)."""
+    gate = asyncio.Event()
+    publish = scheduler.publisher.publish
+
+    async def slow(message: RunRequested) -> None:
+        await gate.wait()
+        await publish(message)
+
+    scheduler.publisher.publish = slow  # type: ignore[method-assign]
+    reply = await asyncio.wait_for(scheduler.service.run_now(run_job(7)), 5)
+    assert reply.accepted and reply.run_id == "7.1"
+    assert scheduler.publisher.sent == [] and not scheduler.repo.outbox["7.1"].published
+    gate.set()
+    await scheduler.service.settle()
+    assert [m.data.run_id for m in scheduler.publisher.sent] == ["7.1"]
+    assert scheduler.repo.outbox["7.1"].published
+
+
+async def test_the_relay_prunes_published_entries_past_their_retention_only(scheduler: Scheduler) -> None:
+    await run_now(scheduler, run_job(7))
+    scheduler.publisher.broker_down = True
+    await run_now(scheduler, run_job(8))  # unpublished: kept whatever its age
+    scheduler.clock.advance(30 * 60)
+    await scheduler.service.relay_outbox(timedelta(hours=10))
+    assert set(scheduler.repo.outbox) == {"7.1", "8.1"}  # younger than the retention (1 h)
+    scheduler.clock.advance(31 * 60)
+    await scheduler.service.relay_outbox(timedelta(hours=10))
+    assert set(scheduler.repo.outbox) == {"8.1"}

@@ -45,6 +45,7 @@ class MongoSchedulerRepository:
         self.ensure_indexes = self.db.ensure_indexes
         # SchedulerStore
         self.allocate_run, self.run_finished = self.runs.allocate_run, self.runs.run_finished
+        self.allocate_runs = self.runs.allocate_runs
         self.trigger_owners, self.fire_trigger = self.runs.trigger_owners, self.runs.fire_trigger
         self.ledger_entries = self.runs.ledger_entries
         self.run_group, self.stop_group_run = self.groups.run_group, self.groups.stop_group_run
@@ -58,6 +59,10 @@ class MongoSchedulerRepository:
         self.mark_published, self.claim_unpublished = (
             self.outbox.mark_published,
             self.outbox.claim_unpublished,
+        )
+        self.mark_published_many, self.prune_published = (
+            self.outbox.mark_published_many,
+            self.outbox.prune_published,
         )
         self.unpublished_count = self.outbox.unpublished_count
         # TickerStore

@@ -162,6 +162,27 @@ class OutboxStore:
         except PyMongoError as exc:
             logger.warning("could not mark an outbox entry published", extra={"error": str(exc)})
 
+    async def mark_published_many(self, entry_ids: Sequence[str]) -> None:
+        """Several entries confirmed together (a run-now batch): one update."""
+        if not entry_ids:
+            return
+        try:
+            await self.outbox.update_many({"_id": {"$in": list(entry_ids)}}, {"$set": {"published": True}})
+        except PyMongoError as exc:
+            logger.warning("could not mark outbox entries published", extra={"error": str(exc)})
+
+    async def prune_published(self, before: datetime) -> int:
+        """Delete the published entries created before `before`: the relay never needs them again, and a
+        run-now entry's `request_id` only answers a redelivered command, whose deadline has long passed."""
+        try:
+            result = await self.outbox.delete_many(
+                {"published": True, "created_s": {"$lt": epoch_seconds(before)}}
+            )
+        except PyMongoError as exc:
+            logger.warning("could not prune the outbox", extra={"error": str(exc)})
+            return 0
+        return int(result.deleted_count)
+
     async def claim_unpublished(self, older_than: datetime, now: datetime, limit: int = 100) -> list[Doc]:
         """Unpublished entries older than `older_than`, claimed for a while so replicas do not race."""
         cutoff = epoch_seconds(older_than)

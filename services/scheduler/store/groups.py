@@ -132,7 +132,8 @@ class GroupStore:
             if reason is None and member is not None and snapshot is not None:
                 rid = next_run_id(job_id, member.last_run)
                 await self.schedules.update_one(
-                    {"_id": member.id}, {"$set": {"running": str(rid), "last_run": rid.number}},
+                    {"_id": member.id},
+                    {"$set": {"running": str(rid), "last_run": rid.number, "group_run": grun["_id"]}},
                     session=session,
                 )  # fmt: skip
                 grun |= {"step": step, "current_run_id": str(rid)}

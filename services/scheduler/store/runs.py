@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.scheduler.domain import Outcome, decide, ledger_key, owner_key, scheduled_run_requested
 from services.scheduler.domain.runs import next_run_id
 from services.scheduler.errors import CommandExpired, JobAlreadyRunning, JobExpired
-from services.scheduler.store.base import SchedulerDb, decode_outbox
+from services.scheduler.store.base import SchedulerDb, decode_outbox, outbox_doc
 from services.scheduler.store.documents import Doc, ScheduleDoc, new_schedule_doc
 from services.scheduler.store.fires import FireResult, ledger_entry
 from services.scheduler.store.groups import GroupStore
 from shared.contracts import Envelope, JobSnapshot, RunRequested
 from shared.contracts.jobs import is_expired
 from shared.contracts.runs import RunStatus, Trigger
-from shared.errors import RetryableError
+from shared.errors import Conflict, RetryableError
 from shared.runid import RunId
 
 Build = Callable[[RunId], RunRequested]
+Allocated = tuple[RunRequested, str]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run-now command as the store allocates it (see `RunStore.allocate_runs`)."""
+
+    request_id: str
+    job_id: int
+    build: Build
+    now: datetime
+    expires_at: datetime | None = None
+    still_wanted: Callable[[], bool] = field(default=lambda: True)
 
 
 class RunStore:
@@ -77,6 +92,94 @@ class RunStore:
                     raise
         raise RetryableError(f"could not allocate a run of job {job_id}")
 
+    async def allocate_runs(
+        self, requests: Sequence[RunRequest], wall: datetime
+    ) -> list[Allocated | Conflict]:
+        """Run now for several commands in ONE transaction: one read of their jobs, one bulk write of the
+        takes, one insert of their outbox entries (one entry per command: its `request_id` stays unique),
+        one commit. Per command, in order, the same checks as `allocate_run` (overlap, expiry, the
+        caller's deadline last before the commit); a refusal refuses that command only. Returns, per
+        request, (message, outbox entry id) or the refusal (Conflict, CommandExpired).
+
+        A collision (a redelivered command's `request_id`, or two replicas creating a job's document)
+        aborts the batch, which is then allocated command by command (`allocate_run` answers those).
+        """
+        if len(requests) == 1:
+            return [await self._one(requests[0], wall)]
+
+        async def work(session: AsyncClientSession) -> list[Allocated | Conflict]:
+            keys = [owner_key("job", r.job_id) for r in requests]
+            found = {
+                d["_id"]: d
+                async for d in self.schedules.find({"_id": {"$in": sorted(set(keys))}}, session=session)
+            }
+            results: list[Allocated | Conflict] = []
+            taken: set[str] = set()
+            writes: list[InsertOne[Doc] | UpdateOne] = []
+            entries: list[Doc] = []
+            for request, key in zip(requests, keys, strict=True):
+                raw = found.get(key)
+                doc = ScheduleDoc(
+                    raw or {"_id": key, **new_schedule_doc("job", request.job_id, self.partitions)}
+                )
+                if key in taken or doc.running:
+                    running = doc.running if key not in taken else "allocated in this batch"
+                    results.append(JobAlreadyRunning(f"job {request.job_id} is running (run {running})"))
+                    continue
+                if is_expired(request.expires_at or doc.expires_at, request.now):
+                    results.append(JobExpired(f"job {request.job_id} has expired"))
+                    continue
+                message = request.build(next_run_id(request.job_id, doc.last_run))
+                if not request.still_wanted():
+                    results.append(
+                        CommandExpired(f"the request to run job {request.job_id} passed its deadline")
+                    )
+                    continue
+                taken.add(key)
+                writes.append(self._take_write(doc, raw is None, message.data.run_id))
+                entry = outbox_doc([message], wall, request_id=request.request_id)
+                entries.append(entry)
+                results.append((message, str(entry["_id"])))
+            if writes:
+                try:
+                    await self.schedules.bulk_write(writes, ordered=True, session=session)
+                    await self.outbox.insert_many(entries, ordered=True, session=session)
+                except BulkWriteError as exc:
+                    if not _duplicates_only(exc):
+                        raise
+                    raise DuplicateKeyError(str(exc)) from exc  # aborts; allocated one by one below
+            return results
+
+        try:
+            results = await self.db.transaction(work)
+        except DuplicateKeyError:
+            return [await self._one(r, wall) for r in requests]
+        for i, (request, result) in enumerate(zip(requests, results, strict=True)):
+            if isinstance(result, JobAlreadyRunning | JobExpired):
+                # A redelivered command gets the answer it got the first time (looked up only when refused).
+                results[i] = await self._allocated(request.request_id) or result
+        return results
+
+    async def _one(self, request: RunRequest, wall: datetime) -> Allocated | Conflict:
+        try:
+            return await self.allocate_run(
+                request_id=request.request_id, job_id=request.job_id, build=request.build, now=request.now,
+                wall=wall, expires_at=request.expires_at, still_wanted=request.still_wanted,
+            )  # fmt: skip
+        except Conflict as refused:
+            return refused
+
+    def _take_write(self, doc: ScheduleDoc, new: bool, run_id: str) -> InsertOne[Doc] | UpdateOne:
+        changes = self._take_changes(run_id)
+        if new:
+            return InsertOne(doc.raw | changes)
+        return UpdateOne({"_id": doc.id}, {"$set": changes})
+
+    @staticmethod
+    def _take_changes(run_id: str) -> Doc:
+        # `group_run: False`: this run is no group member, so its end needs no transaction (`run_finished`).
+        return {"running": run_id, "last_run": RunId.parse(run_id).number, "group_run": False}
+
     async def _allocated(self, request_id: str) -> tuple[RunRequested, str] | None:
         earlier = await self.outbox.find_one({"request_id": request_id})
         if earlier is None:
@@ -86,24 +189,32 @@ class RunStore:
         return message, str(earlier["_id"])
 
     async def _take(self, session: AsyncClientSession, doc: ScheduleDoc, new: bool, run_id: str) -> None:
-        number = RunId.parse(run_id).number
+        changes = self._take_changes(run_id)
         if new:
-            await self.schedules.insert_one(
-                doc.raw | {"running": run_id, "last_run": number}, session=session
-            )
+            await self.schedules.insert_one(doc.raw | changes, session=session)
         else:
-            await self.schedules.update_one(
-                {"_id": doc.id}, {"$set": {"running": run_id, "last_run": number}}, session=session
-            )
+            await self.schedules.update_one({"_id": doc.id}, {"$set": changes}, session=session)
 
     async def run_finished(
         self, job_id: int, run_id: str, status: RunStatus, now: datetime, wall: datetime
     ) -> FireResult:
-        """Free the job; if the run was a group member, advance its group run (same transaction)."""
+        """Free the job; if the run was a group member, advance its group run (same transaction).
+
+        A run taken by run now or a trigger (`group_run: False` on its job) is freed by one guarded
+        single-document update, no transaction: nothing else changes with it. Any other run (a group
+        member, a scheduled slot's, a document of an earlier release, a redelivered RunFinished) takes
+        the transaction, which also advances the group run if the run was a member.
+        """
+        key = owner_key("job", job_id)
+        freed = await self.schedules.update_one(
+            {"_id": key, "running": run_id, "group_run": False}, {"$set": {"running": None}}
+        )
+        if freed.modified_count:
+            return FireResult()
 
         async def work(session: AsyncClientSession) -> FireResult:
             await self.schedules.update_one(
-                {"_id": owner_key("job", job_id), "running": run_id}, {"$set": {"running": None}},
+                {"_id": key, "running": run_id}, {"$set": {"running": None, "group_run": False}},
                 session=session,
             )  # fmt: skip
             messages = await self.groups.advance_group(session, run_id, status, now)
@@ -166,6 +277,14 @@ class RunStore:
     async def ledger_entries(self, owner: str | None = None) -> list[Doc]:
         query: dict[str, Any] = {} if owner is None else {"owner": owner}
         return await self.ledger.find(query).to_list(None)
+
+
+def _duplicates_only(exc: BulkWriteError) -> bool:
+    errors = exc.details.get("writeErrors") or []
+    return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors)
+
+
+DUPLICATE_KEY = 11000
 
 
 def _by(trigger: Trigger) -> str:
