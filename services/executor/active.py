@@ -10,6 +10,7 @@ from services.executor.exporters.run import ExportSettings
 from services.executor.importers.run import ImportSettings
 from services.executor.ports import Claim
 from services.executor.reporting import RunReporter
+from services.executor.repository import MongoRejectStore
 from shared.contracts import RunRequested
 
 STOP_REQUESTED, LEASE_LOST, TABLE_LOST = "stop requested", "lease lost", "table lost"
@@ -43,7 +44,13 @@ class ActiveRun:
     started: bool = False  # past its wait for a slot
     has_slot: bool = False
     tables: set[str] = field(default_factory=set)  # collections whose writer lock the run holds
+    table_continued: bool = False  # the lock held was the run's before this claim (nobody wrote since)
+    rejects: MongoRejectStore | None = None  # what its imports save rejects with (one per claim)
     halted_for: set[str] = field(default_factory=set)  # why `stop` is set
+
+    def took_table(self, claim: Claim) -> None:
+        if claim.table is not None:
+            self.tables, self.table_continued = {claim.table}, claim.continued
 
     def halt(self, reason: str) -> None:
         self.halted_for.add(reason)
@@ -54,6 +61,34 @@ class ActiveRun:
         self.halted_for.clear()
         self.stop.clear()
         self.tables.clear()
+
+
+class LocalWriters:
+    """Which run of this executor holds a collection's writer lock. A run here that needs the table waits
+    for the other run here without asking the database, and wakes the moment it lets go; the database's
+    lock (on the lease) stays the rule: the run still takes it there before writing."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[str, asyncio.Event]] = {}
+
+    def other_holder(self, collection: str, run_id: str) -> tuple[str, asyncio.Event] | None:
+        held = self._held.get(collection)
+        return held if held is not None and held[0] != run_id else None
+
+    def took(self, collection: str, run_id: str) -> None:
+        held = self._held.get(collection)
+        if held is not None and held[0] == run_id:
+            return
+        if held is not None:  # it lost the lock to this run: its waiters look again
+            held[1].set()
+        self._held[collection] = (run_id, asyncio.Event())
+
+    def let_go(self, collections: set[str], run_id: str) -> None:
+        for collection in collections:
+            held = self._held.get(collection)
+            if held is not None and held[0] == run_id:
+                del self._held[collection]
+                held[1].set()
 
 
 async def wait_for_slot(slots: asyncio.Semaphore, active: ActiveRun) -> bool:

@@ -18,6 +18,14 @@ class Claim:
     started_at: datetime  # the first attempt's start: a taken-over run keeps it
     checkpoint: dict[str, Any] | None = None
     log_seq: int = 0  # the last log number handed out before this attempt: it numbers after it
+    table: str | None = None  # the collection whose writer lock the claim took with it
+    continued: bool = False  # `table` was this run's already (a take-over): nobody wrote it since
+
+
+@dataclass(frozen=True)
+class Renewal:
+    held: bool  # the lease is still this executor's
+    writing: str | None = None  # the collection whose writer lock it still carries
 
 
 class LeaseStore(Protocol):
@@ -25,11 +33,14 @@ class LeaseStore(Protocol):
         """Take the run (to wait for a slot) unless another live executor holds it or it is finished."""
         ...
 
-    async def claim_and_start(self, request: RunRequested, owner: str) -> Claim | None:
-        """`claim` and `start` in one write (a slot is free); None where `claim` is False."""
+    async def claim_and_start(
+        self, request: RunRequested, owner: str, table: str | None = None
+    ) -> Claim | None:
+        """`claim` and `start` in one write (a slot is free); None where `claim` is False. With `table`,
+        the write takes that collection's writer lock too unless another run holds it."""
         ...
 
-    async def start(self, run_id: str, owner: str) -> Claim | None:
+    async def start(self, run_id: str, owner: str, table: str | None = None) -> Claim | None:
         """The claimed run got a slot: a new attempt; None when another executor took it meanwhile."""
         ...
 
@@ -37,7 +48,9 @@ class LeaseStore(Protocol):
         """Take over runs that other executors claimed but hold waiting for a slot."""
         ...
 
-    async def renew(self, run_id: str, owner: str) -> bool: ...
+    async def renew(self, run_id: str, owner: str) -> Renewal:
+        """Extend the lease and the table writer lock it carries."""
+        ...
 
     async def release(self, run_id: str, owner: str, log_seq: int) -> bool:
         """Let another executor take the run over now, numbering its log after `log_seq`."""
@@ -47,7 +60,9 @@ class LeaseStore(Protocol):
         """Log lines up to `log_seq` may be sent; False when `owner` lost the lease."""
         ...
 
-    async def finish(self, run_id: str, owner: str, finished_message: str) -> bool: ...
+    async def finish(self, run_id: str, owner: str, finished_message: str) -> bool:
+        """Store the result and end the run's table writer lock; False when `owner` lost the lease."""
+        ...
 
     async def save_checkpoint(self, run_id: str, owner: str, checkpoint: dict[str, Any]) -> None: ...
 
@@ -70,22 +85,13 @@ class TableHold:
 
 
 class TableWriters(Protocol):
-    """One writing run per table at a time (see docs/executor.md, "Concurrent runs on one table")."""
+    """One writing run per table at a time (see docs/executor.md, "Concurrent runs on one table").
+
+    The lock is a field of the run's lease: renewed with it, handed over with it (`LeaseStore.release`),
+    ended by the write that stores the result (`LeaseStore.finish`)."""
 
     async def acquire(self, table: str, run_id: str, owner: str) -> TableHold:
-        """Hold `table` for `run_id` unless another run holds it and has not let it expire."""
-        ...
-
-    async def renew(self, run_id: str, owner: str) -> int:
-        """Extend the holds of a run (with the lease heartbeat); how many it still has."""
-        ...
-
-    async def release(self, table: str, run_id: str, owner: str) -> None:
-        """The run is done with the table: the next writer may start at once."""
-        ...
-
-    async def hand_over(self, run_id: str, owner: str) -> None:
-        """Let the holds of an interrupted run expire now, keeping its run id (its take-over continues)."""
+        """Hold `table` for `run_id` unless another run holds it and has not let its lease expire."""
         ...
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,7 +11,7 @@ from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.executor.domain import Rejection
-from services.executor.ports import Claim
+from services.executor.ports import Claim, Renewal
 from shared.catalog_records import ConnectionRecord, TableRecord
 from shared.contracts import RunRequested
 from shared.errors import NotFound, RetryableError
@@ -24,8 +25,28 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# What `claim_and_start` and `start` read back: all but the stored request (it may be large).
-_CLAIM_FIELDS = {"attempt": 1, "started_at": 1, "checkpoint": 1, "log_seq": 1}
+# What `claim_and_start` and `start` read back (the lease before their write): all but the stored request.
+_CLAIM_FIELDS = {"attempt": 1, "started_at": 1, "checkpoint": 1, "log_seq": 1, "writing": 1}
+
+# The table writer lock lives on the lease: `writing` names the audience collection the run writes (see
+# `services/executor/table_writers.py`); this partial unique index lets one running lease at a time hold it.
+WRITING = "writing"
+ONE_WRITER_INDEX = "one_writer_per_table"
+
+
+async def ensure_one_writer_index(leases: Any) -> None:
+    await leases.create_index(
+        [(WRITING, 1)],
+        name=ONE_WRITER_INDEX,
+        unique=True,
+        partialFilterExpression={WRITING: {"$type": "string"}},
+    )
+
+
+def is_table_conflict(exc: DuplicateKeyError) -> bool:
+    """The duplicate is another lease's `writing` (the table is held), not the run's own `_id`."""
+    details = exc.details or {}
+    return WRITING in (details.get("keyPattern") or {}) or ONE_WRITER_INDEX in str(details.get("errmsg", ""))
 
 
 def _claimable(run_id: str, now: datetime) -> dict[str, Any]:
@@ -42,14 +63,26 @@ def _new_attempt(now: datetime) -> dict[str, Any]:
     return {"$inc": {"attempt": 1}, "$min": {"started_at": now}}
 
 
-def _as_claim(doc: dict[str, Any]) -> Claim:
-    started_at: datetime = doc["started_at"]
+def _stored(at: datetime) -> datetime:
+    """`at` as the database keeps it (milliseconds)."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def _as_claim(run_id: str, before: dict[str, Any] | None, now: datetime, table: str | None) -> Claim:
+    """The claim from the lease as it was before the write (None: the write inserted it) - so a take-over
+    learns whether it still held `table` (nobody wrote it since), at no extra read."""
+    before = before or {}
+    started_at: datetime | None = before.get("started_at")
+    if started_at is not None and not started_at.tzinfo:
+        started_at = started_at.replace(tzinfo=UTC)
     return Claim(
-        run_id=doc["_id"],
-        attempt=int(doc["attempt"]),
-        started_at=started_at if started_at.tzinfo else started_at.replace(tzinfo=UTC),
-        checkpoint=doc.get("checkpoint"),
-        log_seq=int(doc.get("log_seq", 0)),
+        run_id=run_id,
+        attempt=int(before.get("attempt", 0)) + 1,
+        started_at=min(started_at, _stored(now)) if started_at is not None else _stored(now),
+        checkpoint=before.get("checkpoint"),
+        log_seq=int(before.get("log_seq", 0)),
+        table=table,
+        continued=table is not None and before.get(WRITING) == table,
     )
 
 
@@ -69,6 +102,7 @@ class MongoLeaseStore:
         await self.leases.create_index([("status", 1), ("expires_at", 1)])
         await self.leases.create_index([("status", 1), ("reported", 1), ("finished_at", 1)])
         await self.leases.create_index([("status", 1), ("phase", 1), ("claimed_at", 1)])
+        await ensure_one_writer_index(self.leases)
 
     async def claim(self, request: RunRequested, owner: str) -> bool:
         """Take the run (new, or its holder stopped renewing) into this executor's wait for a slot.
@@ -78,7 +112,11 @@ class MongoLeaseStore:
         executor holds it or it is finished.
         """
         now = _now()
-        waiting = {"$set": self._holder(owner, now, WAITING), "$setOnInsert": _new_lease(request, attempt=0)}
+        waiting = {
+            "$set": self._holder(owner, now, WAITING),
+            "$setOnInsert": _new_lease(request, attempt=0),
+            "$unset": {WRITING: ""},  # a run waiting for a slot holds no table (a dead holder's hold ends)
+        }
         try:
             await self.leases.update_one(_claimable(request.data.run_id, now), waiting, upsert=True)
         except DuplicateKeyError:
@@ -87,38 +125,53 @@ class MongoLeaseStore:
             raise RetryableError(f"database error while claiming run {request.data.run_id}: {exc}") from exc
         return True
 
-    async def claim_and_start(self, request: RunRequested, owner: str) -> Claim | None:
-        """`claim` and `start` in one write, for an executor with a free slot; None where `claim` is False."""
+    async def claim_and_start(
+        self, request: RunRequested, owner: str, table: str | None = None
+    ) -> Claim | None:
+        """`claim` and `start` in one write, for an executor with a free slot; None where `claim` is False.
+
+        With `table`, the same write takes the table's writer lock (`Claim.table`) unless another run
+        holds it: then the run is claimed without it (one more write) and waits for it in the run."""
         now = _now()
-        attempting = {
-            "$set": self._holder(owner, now, ATTEMPTING),
+        attempting: dict[str, Any] = {
+            "$set": self._holder(owner, now, ATTEMPTING) | ({WRITING: table} if table else {}),
             "$setOnInsert": _new_lease(request),
             **_new_attempt(now),
         }
         try:
-            doc = await self.leases.find_one_and_update(
+            before = await self.leases.find_one_and_update(
                 _claimable(request.data.run_id, now), attempting, _CLAIM_FIELDS,
-                upsert=True, return_document=ReturnDocument.AFTER,
+                upsert=True, return_document=ReturnDocument.BEFORE,
             )  # fmt: skip
-        except DuplicateKeyError:
+        except DuplicateKeyError as exc:
+            if table is not None and is_table_conflict(exc):
+                return await self.claim_and_start(request, owner)
             return None  # held by a live executor, or finished
         except PyMongoError as exc:
             raise RetryableError(f"database error while claiming run {request.data.run_id}: {exc}") from exc
-        return None if doc is None else _as_claim(doc)  # an upsert returns its document
+        return _as_claim(request.data.run_id, before, now, table)
 
-    async def start(self, run_id: str, owner: str) -> Claim | None:
-        """A slot is free: the claimed run becomes an attempt; None when another executor took it meanwhile."""
+    async def start(self, run_id: str, owner: str, table: str | None = None) -> Claim | None:
+        """A slot is free: the claimed run becomes an attempt; None when another executor took it meanwhile.
+        `table` as in `claim_and_start`."""
         now = _now()
+        update: dict[str, Any] = {
+            "$set": {"phase": ATTEMPTING, "expires_at": now + self.lease}
+            | ({WRITING: table} if table else {}),
+            **_new_attempt(now),
+        }
         try:
-            doc = await self.leases.find_one_and_update(
-                {"_id": run_id, "owner": owner, "status": RUNNING, "phase": WAITING},
-                {"$set": {"phase": ATTEMPTING, "expires_at": now + self.lease}, **_new_attempt(now)},
-                _CLAIM_FIELDS,
-                return_document=ReturnDocument.AFTER,
-            )
+            before = await self.leases.find_one_and_update(
+                {"_id": run_id, "owner": owner, "status": RUNNING, "phase": WAITING}, update, _CLAIM_FIELDS,
+                return_document=ReturnDocument.BEFORE,
+            )  # fmt: skip
+        except DuplicateKeyError as exc:
+            if table is not None and is_table_conflict(exc):
+                return await self.start(run_id, owner)
+            raise RetryableError(f"database error while starting run {run_id}: {exc}") from exc
         except PyMongoError as exc:
             raise RetryableError(f"database error while starting run {run_id}: {exc}") from exc
-        return None if doc is None else _as_claim(doc)
+        return None if before is None else _as_claim(run_id, before, now, table)
 
     def _holder(self, owner: str, now: datetime, phase: str) -> dict[str, Any]:
         return {"owner": owner, "expires_at": now + self.lease, "claimed_at": now, "phase": phase}
@@ -150,11 +203,14 @@ class MongoLeaseStore:
         doc = await self.leases.find_one({"_id": run_id}, {"checkpoint": 1})
         return (doc or {}).get("checkpoint")
 
-    async def renew(self, run_id: str, owner: str) -> bool:
-        result = await self.leases.update_one(
-            {"_id": run_id, "owner": owner, "status": RUNNING}, {"$set": {"expires_at": _now() + self.lease}}
+    async def renew(self, run_id: str, owner: str) -> Renewal:
+        """Extend the lease, and with it the table writer lock it carries (one write for both)."""
+        doc = await self.leases.find_one_and_update(
+            {"_id": run_id, "owner": owner, "status": RUNNING},
+            {"$set": {"expires_at": _now() + self.lease}},
+            {WRITING: 1},
         )
-        return result.matched_count == 1
+        return Renewal(held=doc is not None, writing=None if doc is None else doc.get(WRITING))
 
     async def release(self, run_id: str, owner: str, log_seq: int) -> bool:
         """Give a run up (shutdown past the grace period): another executor may take it over at once.
@@ -180,10 +236,13 @@ class MongoLeaseStore:
         return result.matched_count == 1
 
     async def finish(self, run_id: str, owner: str, finished_message: str) -> bool:
-        """Store the run's result; False when `owner` no longer holds the lease (nothing stored)."""
+        """Store the run's result and free its table; False when `owner` no longer holds the lease (nothing
+        stored). The same write ends the table writer lock: the next writer may start at once."""
         done = {"status": FINISHED, "finished": finished_message, "reported": False, "finished_at": _now()}
         try:
-            result = await self.leases.update_one({"_id": run_id, "owner": owner}, {"$set": done})
+            result = await self.leases.update_one(
+                {"_id": run_id, "owner": owner}, {"$set": done, "$unset": {WRITING: ""}}
+            )
         except PyMongoError as exc:
             raise RetryableError(f"database error while storing the result of run {run_id}: {exc}") from exc
         return result.matched_count == 1
@@ -232,6 +291,16 @@ class MongoRejectStore:
 
     def __init__(self, client: MongoClient, db_name: str) -> None:
         self.rejects = client[db_name]["run_rejects"]
+        self._counted: str | None = None  # the run whose rejects this store counts as it saves them
+        self._per_file: dict[int, int] = {}
+
+    def counting(self, run_id: str) -> MongoRejectStore:
+        """This store for one run that no earlier claim worked on (its first attempt): no reject of the run
+        exists yet, so what its saves insert is the whole count - `count` and `files` answer from memory,
+        no query. A take-over (an earlier holder may have saved some) uses the store itself: it counts."""
+        scoped = copy.copy(self)
+        scoped._counted, scoped._per_file = run_id, {}
+        return scoped
 
     async def ensure_indexes(self) -> None:
         await self.rejects.create_index([("run", 1), ("file", 1), ("line", 1)])
@@ -251,17 +320,28 @@ class MongoRejectStore:
             for r in rejections
         ]  # fmt: skip
         try:
-            await self.rejects.bulk_write(operations, ordered=False)
+            result = await self.rejects.bulk_write(operations, ordered=False)
         except PyMongoError as exc:
+            if run_id == self._counted:  # some may be stored, which ones is not known: count from now on
+                self._counted = None
             raise RetryableError(f"database error while saving rejected records: {exc}") from exc
+        if run_id == self._counted:
+            # Only new (run, file, line) keys are inserted: a row rejected again (a retry) adds nothing.
+            for index in result.upserted_ids or {}:
+                file = rejections[index].file
+                self._per_file[file] = self._per_file.get(file, 0) + 1
 
     async def count(self, run_id: str, file: int | None = None) -> int:
+        if run_id == self._counted:
+            return sum(self._per_file.values()) if file is None else self._per_file.get(file, 0)
         query: dict[str, Any] = {"run": run_id}
         if file is not None:
             query["file"] = file
         return int(await self.rejects.count_documents(query))
 
     async def files(self, run_id: str) -> list[int]:
+        if run_id == self._counted:
+            return sorted(f for f, n in self._per_file.items() if n)
         return sorted(int(f) for f in await self.rejects.distinct("file", {"run": run_id}))
 
     async def iterate(self, run_id: str, file: int) -> AsyncIterator[Rejection]:

@@ -15,9 +15,10 @@ attempt's start time.
 Losing the broker is not a run's failure: events go through `EventBuffer`, which holds them (bounded,
 in order) until the broker is back, while the run goes on and its lease (MongoDB) is renewed.
 
-Imports into one table take turns: before its first write a run holds the table's writer lock
-(`TableWriters`), waiting while another run holds it; the hold is renewed with the lease and released
-when the run ends, so the end state of concurrent runs is that of some serial order.
+Imports into one table take turns: before its first write a run holds the table's writer lock, a field
+of its lease (`table_writers.py`), waiting while another run holds it; the claim that starts the attempt
+takes it when the table is free (no write of its own), the lease's heartbeat renews it and the write that
+stores the result ends it, so the end state of concurrent runs is that of some serial order.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from services.executor.active import (
     TABLE_LOST_MESSAGE,
     ActiveRun,
     ExecutionSettings,
+    LocalWriters,
     wait_for_slot,
 )
 from services.executor.audience import MongoAudienceStore
@@ -47,7 +49,9 @@ from services.executor.importers.run import ImportContext, ImportRun
 from services.executor.ports import CatalogReader, Claim, EventPublisher, LeaseStore, TableWriters
 from services.executor.reporting import ReportedMarks, RunReporter
 from services.executor.repository import MongoRejectStore, MongoWatermarks
+from shared.catalog_records import table_collection
 from shared.contracts import ExportSpec, ImportSpec, RunFinished, RunRequested, RunStatus
+from shared.contracts.jobs import SftpSource
 from shared.contracts.runs import LogLevel
 from shared.errors import ConnectError, PermanentError, RetryableError
 from shared.logging import current_job_id, current_run_id
@@ -84,9 +88,12 @@ class ExecutorService:
         self.secrets = secrets
         self.metrics = metrics
         self.events = EventBuffer(publisher)
-        self.reported = ReportedMarks(leases.mark_reported)
+        # Marks wait up to a tenth of a lease (3 s at most): one write for all the runs published meanwhile.
+        # The reaper republishes only results stored more than a lease ago, so it never sees them unmarked.
+        self.reported = ReportedMarks(leases.mark_reported, delay=min(3.0, settings.lease_seconds / 10))
         self.slots = asyncio.Semaphore(settings.concurrency)
         self.active: dict[str, ActiveRun] = {}  # claimed here: running or waiting for a slot
+        self.writing_here = LocalWriters()
 
     async def accept(self, request: RunRequested) -> bool:
         """Claim a run and queue it for a slot here; False when it is already claimed or finished.
@@ -106,7 +113,9 @@ class ExecutorService:
     async def _claim_and_start(self, request: RunRequested) -> bool:
         await self.slots.acquire()  # free: returns at once
         try:
-            claim = await self.leases.claim_and_start(request, self.settings.executor_id)
+            claim = await self.leases.claim_and_start(
+                request, self.settings.executor_id, self._claim_table(request)
+            )
         except BaseException:
             self.slots.release()
             raise
@@ -121,6 +130,8 @@ class ExecutorService:
         """Run it here: `claim` when it has a slot already, else it waits for one."""
         started = claim is not None
         active = ActiveRun(request, claim=claim, started=started, has_slot=started)
+        if claim is not None:
+            self._took_table(active, claim)
         self.active[request.data.run_id] = active
         active.task = asyncio.create_task(self._run(active), name=f"run-{request.data.run_id}")
 
@@ -169,7 +180,7 @@ class ExecutorService:
 
     async def _run(self, active: ActiveRun) -> None:
         """A claimed run: wait for a slot (lease renewed meanwhile), then execute it."""
-        run_id, owner = active.request.data.run_id, self.settings.executor_id
+        run_id = active.request.data.run_id
         current_run_id.set(run_id)
         current_job_id.set(active.request.data.job.job_id)
         heartbeat = asyncio.create_task(self._heartbeat(active, run_id))
@@ -183,12 +194,11 @@ class ExecutorService:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._hand_over(active))
             raise
-        except Exception:
+        except Exception:  # its table writer lock expires with its lease, which the reaper then takes over
             logger.exception("run could not be reported; the reaper will retry")
-            with contextlib.suppress(Exception):
-                await self.writers.hand_over(run_id, owner)
         finally:
             heartbeat.cancel()
+            self.writing_here.let_go(active.tables, run_id)
             if self.active.get(run_id) is active:  # a newer copy of the run may have replaced it
                 del self.active[run_id]
             if active.has_slot:
@@ -200,9 +210,12 @@ class ExecutorService:
             logger.info("all %d slots busy; the run waits for one", self.settings.concurrency)
         if not await wait_for_slot(self.slots, active):
             return None
-        active.claim = await self.leases.start(active.request.data.run_id, self.settings.executor_id)
+        run_id, request = active.request.data.run_id, active.request
+        active.claim = await self.leases.start(run_id, self.settings.executor_id, self._claim_table(request))
         if active.claim is None:
             logger.info("run taken over by another executor while it waited for a slot")
+        else:
+            self._took_table(active, active.claim)
         return active.claim
 
     async def _execute(self, active: ActiveRun, claim: Claim) -> None:
@@ -211,9 +224,11 @@ class ExecutorService:
             self.metrics.runs_in_progress.inc()
         try:
             finished = await self._attempts(active, claim)
-            await self._release_tables(active, claim.run_id)
             assert active.reporter is not None  # made by the first attempt
-            if await self._report(finished, active.reporter):
+            reported = await self._report(finished, active.reporter)  # its write ends the table lock too
+            self.writing_here.let_go(active.tables, claim.run_id)
+            active.tables.clear()
+            if reported:
                 self._count_finished(request, finished)
         finally:
             if self.metrics:
@@ -224,16 +239,41 @@ class ExecutorService:
         held = await self.leases.release(run_id, owner, reporter.last_seq if reporter else 0)
         if reporter is not None:
             await reporter.close_log(recorded=held)  # the lines held still go out within the grace
-        await self.writers.hand_over(run_id, owner)
+        # The table writer lock is on the lease: it expired with it, keeping the run (its take-over continues).
 
     async def _hold_table(self, active: ActiveRun, reporter: RunReporter, collection: str, name: str) -> bool:
         """Wait until the run may write `collection`; True when it held it already (its checkpoint holds)."""
+        if collection in active.tables:  # taken with the claim, or by an earlier attempt of it
+            continued, active.table_continued = active.table_continued, True
+            return continued
+        try:
+            return await self._wait_for_table(active, reporter, collection, name)
+        except BaseException:
+            if collection not in active.tables:  # its reservation here: the next run here may ask
+                self.writing_here.let_go({collection}, reporter.run_id)
+            raise
+
+    async def _wait_for_table(
+        self, active: ActiveRun, reporter: RunReporter, collection: str, name: str
+    ) -> bool:
         run_id, owner = reporter.run_id, self.settings.executor_id
         delay, waiting_since = 0.05, None
         while True:
+            if (here := self.writing_here.other_holder(collection, run_id)) is not None:
+                holder, freed = here  # a run of this executor holds or asks for it: wait for it, no poll
+                if waiting_since is None:
+                    waiting_since = time.monotonic()
+                    await reporter.log(
+                        f"waiting for run {holder}, which is writing table {name}", table=name, holder=holder
+                    )
+                await _first_of(freed, active.stop, timeout=self.settings.table_poll_seconds)
+                if active.stop.is_set():
+                    raise RunStopped
+                continue
+            self.writing_here.took(collection, run_id)  # reserved here: the other runs here wait behind it
             hold = await self.writers.acquire(collection, run_id, owner)
             if hold.acquired:
-                active.tables.add(collection)
+                active.tables, active.table_continued = {collection}, True
                 if waiting_since is not None:
                     waited = time.monotonic() - waiting_since
                     await reporter.log(f"table {name} is free after {waited:.1f}s; proceeding", table=name)
@@ -251,13 +291,22 @@ class ExecutorService:
                 raise RunStopped
             delay = min(delay * 2, self.settings.table_poll_seconds)
 
-    async def _release_tables(self, active: ActiveRun, run_id: str) -> None:
-        for collection in sorted(active.tables):
-            try:
-                await self.writers.release(collection, run_id, self.settings.executor_id)
-            except ConnectError:
-                logger.warning("table %s not released; its hold expires with the lease", collection)
-        active.tables.clear()
+    def _claim_table(self, request: RunRequested) -> str | None:
+        """What the claim tries to take with it. Nothing when another run here with a slot imports into the
+        table: it holds the lock or will ask for it soon, and a claim holding the table from its start
+        would make that run wait for the whole of this one (it takes the lock before its first write)."""
+        table, run_id = _claim_table(request), request.data.run_id
+        if table is None:
+            return None
+        for other in self.active.values():
+            if other.has_slot and other.request.data.run_id != run_id and _target(other.request) == table:
+                return None
+        return table
+
+    def _took_table(self, active: ActiveRun, claim: Claim) -> None:
+        active.took_table(claim)
+        if claim.table is not None:
+            self.writing_here.took(claim.table, claim.run_id)
 
     def _count_finished(self, request: RunRequested, finished: RunFinished) -> None:
         if not self.metrics:
@@ -287,6 +336,7 @@ class ExecutorService:
                 if active.halted_for != {TABLE_LOST}:
                     await reporter.log(_why_stopped(active), LogLevel.WARNING)
                     return reporter.finished(RunStatus.STOPPED, work.tally)
+                self.writing_here.let_go(active.tables, claim.run_id)
                 active.resume_after_table_lost()
                 failure = RetryableError(TABLE_LOST_MESSAGE)
             except RetryableError as exc:
@@ -308,6 +358,7 @@ class ExecutorService:
                 if active.halted_for != {TABLE_LOST}:
                     await reporter.log(_why_stopped(active), LogLevel.WARNING)
                     return reporter.finished(RunStatus.STOPPED, work.tally)
+                self.writing_here.let_go(active.tables, claim.run_id)
                 active.resume_after_table_lost()  # lost during the backoff: the next attempt waits for it
         raise AssertionError("unreachable: the last attempt returns")
 
@@ -390,9 +441,9 @@ class ExecutorService:
         while True:
             await asyncio.sleep(self.settings.lease_seconds / 3)
             try:
-                renewed = await self.leases.renew(run_id, self.settings.executor_id)
-                held = len(active.tables)
-                if renewed and held and await self.writers.renew(run_id, self.settings.executor_id) < held:
+                renewal = await self.leases.renew(run_id, self.settings.executor_id)
+                renewed = renewal.held
+                if renewed and active.tables and renewal.writing not in active.tables:
                     logger.error(
                         "table writer lock lost; this attempt stops and the next one waits for the table"
                     )
@@ -447,8 +498,10 @@ class ExecutorService:
             on_bytes=self._count_bytes,
             on_records=self._count_records,
         )
+        if active.rejects is None:  # one per claim: its attempts' saves add up to the run's count
+            active.rejects = self.rejects.counting(run_id) if claim.attempt == 1 else self.rejects
         return ImportRun(
-            spec, reporter, catalog=self.catalog, store=self.store, rejects=self.rejects, secrets=self.secrets,
+            spec, reporter, catalog=self.catalog, store=self.store, rejects=active.rejects, secrets=self.secrets,
             settings=self.settings.imports, stop_requested=active.stop.is_set, context=context,
         )  # fmt: skip
 
@@ -459,6 +512,33 @@ class ExecutorService:
     def _count_records(self, outcome: str, count: int) -> None:
         if self.metrics and count:
             self.metrics.records_processed_total.labels("import", outcome).inc(count)
+
+
+async def _first_of(*events: asyncio.Event, timeout: float) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+def _target(request: RunRequested) -> str | None:
+    spec = request.data.job.spec
+    return table_collection(spec.target.table) if isinstance(spec, ImportSpec) else None
+
+
+def _claim_table(request: RunRequested) -> str | None:
+    """The collection whose writer lock the claim takes with it: an import's table, unless the run first
+    waits for a ready file (it takes the lock before its first write then, not for the whole wait)."""
+    spec = request.data.job.spec
+    if (
+        not isinstance(spec, ImportSpec)
+        or not isinstance(spec.source, SftpSource)
+        or spec.source.ready_file == "wait"
+    ):
+        return None
+    return table_collection(spec.target.table)
 
 
 def _why_stopped(active: ActiveRun) -> str:

@@ -1,18 +1,27 @@
-"""MongoDB adapter of the per-table writer lock: one document per audience collection (`table_writers`).
+"""MongoDB adapter of the per-table writer lock: a field of the run's lease (`run_leases.writing`).
 
-A document names the run writing the table, the executor doing it and when the hold expires. The hold is
-renewed with the run lease's heartbeat and lasts as long as a lease: if the executor dies, other runs wait
-at most one lease period, and the take-over of the same run id gets the table back if nobody took it.
+`writing` names the audience collection the run writes; a partial unique index on it (`repository.py`,
+`ONE_WRITER_INDEX`) lets one lease at a time carry a collection. So the lock costs no write of its own in
+the common case: the claim that starts an attempt takes it (`LeaseStore.claim_and_start` / `start` with the
+table), the lease's heartbeat renews it, `release` (hand over at shutdown) lets it expire with the lease,
+and the write that stores the run's result ends it. A run that could not take it with its claim (another
+run held the table) takes it here, before its first write, waiting while the holder's lease is live.
+
+A dead holder blocks others one lease period at most: once its lease expired, the next writer clears the
+field (guarded by the expiry) and takes the table; the take-over of the dead run itself finds the field
+still on its lease when nobody took the table meanwhile, and continues from its checkpoint.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.executor.ports import TableHold
+from services.executor.repository import FINISHED, RUNNING, WRITING, ensure_one_writer_index
 from shared.errors import RetryableError
 from shared.mongo import MongoClient
 
@@ -23,55 +32,46 @@ def _now() -> datetime:
 
 class MongoTableWriters:
     def __init__(self, client: MongoClient, db_name: str, lease_seconds: float) -> None:
-        self.holds = client[db_name]["table_writers"]
-        self.lease = timedelta(seconds=lease_seconds)
+        self.leases = client[db_name]["run_leases"]
+        self.lease_seconds = lease_seconds  # the lock lasts as long as the lease that carries it
 
     async def ensure_indexes(self) -> None:
-        await self.holds.create_index([("run_id", 1), ("owner", 1)])
+        await ensure_one_writer_index(self.leases)
 
     async def acquire(self, table: str, run_id: str, owner: str) -> TableHold:
-        now = _now()
         try:
-            before = await self.holds.find_one_and_update(
-                {"_id": table, "$or": [{"run_id": run_id}, {"expires_at": {"$lt": now}}]},
-                {"$set": {"run_id": run_id, "owner": owner, "expires_at": now + self.lease}},
-                upsert=True,
-                return_document=ReturnDocument.BEFORE,
-            )
-        except DuplicateKeyError:  # held by another run that keeps renewing it
-            return TableHold(acquired=False, holder=await self._holder(table))
+            for _ in range(3):  # a dead holder cleared: try again at once
+                try:
+                    before = await self.leases.find_one_and_update(
+                        {"_id": run_id, "owner": owner, "status": RUNNING},
+                        {"$set": {WRITING: table}},
+                        {WRITING: 1},
+                        return_document=ReturnDocument.BEFORE,
+                    )
+                except DuplicateKeyError:
+                    holder = await self._holder(table)
+                    if holder is None or not await self._clear_if_dead(table, holder):
+                        return TableHold(
+                            acquired=False, holder=None if holder is None else str(holder["_id"])
+                        )
+                    continue
+                if before is None:  # the lease is lost: the heartbeat stops this copy
+                    return TableHold(acquired=False)
+                return TableHold(acquired=True, continued=before.get(WRITING) == table)
         except PyMongoError as exc:
             raise RetryableError(
                 f"database error while taking table {table} for run {run_id}: {exc}"
             ) from exc
-        return TableHold(acquired=True, continued=before is not None and before.get("run_id") == run_id)
+        return TableHold(acquired=False)
 
-    async def renew(self, run_id: str, owner: str) -> int:
-        return await self._update(
-            {"run_id": run_id, "owner": owner}, {"expires_at": _now() + self.lease}, run_id
-        )
+    async def _holder(self, table: str) -> dict[str, Any] | None:
+        return await self.leases.find_one({WRITING: table}, {"expires_at": 1, "status": 1})
 
-    async def release(self, table: str, run_id: str, owner: str) -> None:
-        try:
-            await self.holds.delete_one({"_id": table, "run_id": run_id, "owner": owner})
-        except PyMongoError as exc:
-            raise RetryableError(
-                f"database error while releasing table {table} of run {run_id}: {exc}"
-            ) from exc
-
-    async def hand_over(self, run_id: str, owner: str) -> None:
-        await self._update({"run_id": run_id, "owner": owner}, {"expires_at": _now()}, run_id)
-
-    async def _holder(self, table: str) -> str | None:
-        try:
-            doc = await self.holds.find_one({"_id": table}, {"run_id": 1})
-        except PyMongoError as exc:
-            raise RetryableError(f"database error while reading the writer of table {table}: {exc}") from exc
-        return None if doc is None else str(doc["run_id"])
-
-    async def _update(self, query: dict[str, str], values: dict[str, datetime], run_id: str) -> int:
-        try:
-            result = await self.holds.update_many(query, {"$set": values})
-        except PyMongoError as exc:
-            raise RetryableError(f"database error while renewing the tables of run {run_id}: {exc}") from exc
-        return int(result.matched_count)
+    async def _clear_if_dead(self, table: str, holder: dict[str, Any]) -> bool:
+        """The holder's lease expired (or its run ended without clearing it): the lock is free."""
+        cleared = await self.leases.update_one(
+            {"_id": holder["_id"], WRITING: table,
+             "$or": [{"expires_at": {"$lt": _now()}}, {"status": FINISHED}]},
+            {"$unset": {WRITING: ""}},
+        )  # fmt: skip
+        return cleared.modified_count == 1

@@ -11,7 +11,7 @@ import io
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -183,9 +183,48 @@ async def harness_fixture(
 ) -> AsyncIterator[Harness]:
     (sshd.root / unique).mkdir()
     h = Harness(settings, mongo, sshd, unique, SecretBox(TEST_SECRET_KEY))
+    # What the executor's start-up creates: the table writer lock relies on its unique index.
+    await MongoLeaseStore(mongo, settings.database("executor"), 30.0).ensure_indexes()
     yield h
     for service in h.services:
         await service.shutdown(grace=5)
+
+
+# --- the table writer lock, which lives on the run leases (`services/executor/table_writers.py`) ------------
+
+
+def run_leases(h: Harness) -> Any:
+    return h.mongo[h.settings.database("executor")]["run_leases"]
+
+
+async def hold_table(h: Harness, collection: str, run_id: str, owner: str) -> None:
+    """A foreign run (no executor here) holding `collection` with a live lease, as its claim leaves it."""
+    await run_leases(h).insert_one(
+        {"_id": run_id, "owner": owner, "status": "running", "phase": "attempting",
+         "expires_at": datetime.now(UTC) + timedelta(hours=1), "writing": collection}
+    )  # fmt: skip
+
+
+async def free_table(h: Harness, collection: str, run_id: str) -> None:
+    """The foreign run of `hold_table` ends: its result's write clears the lock."""
+    await run_leases(h).update_one(
+        {"_id": run_id, "writing": collection}, {"$set": {"status": "finished"}, "$unset": {"writing": ""}}
+    )
+
+
+async def table_holds(h: Harness) -> list[dict[str, Any]]:
+    """Every held lock, as (table, run_id, owner) documents."""
+    return [
+        {"table": d["writing"], "run_id": d["_id"], "owner": d["owner"]}
+        async for d in run_leases(h).find({"writing": {"$exists": True}})
+    ]
+
+
+async def expire_table_hold(h: Harness, collection: str) -> None:
+    """What the others see when the holder's executor stalls longer than a lease: the lease expired."""
+    await run_leases(h).update_one(
+        {"writing": collection}, {"$set": {"expires_at": datetime(2000, 1, 1, tzinfo=UTC)}}
+    )
 
 
 def csv_text(rows: list[list[str]], *, newline: str = "\n") -> str:

@@ -34,8 +34,8 @@ async def busy_with_a_long_run(
     for table in ("contacts", "others"):
         await h.table(table, CONTACT_FIELDS, primary_key=("customer_id",))
     until = datetime.now(UTC) + timedelta(hours=1)
-    await writer_locks(h).insert_one(
-        {"_id": "table_contacts", "run_id": "0.1", "owner": "x", "expires_at": until}
+    await writer_locks(h).insert_one(  # a foreign run's live lease, carrying the table's writer lock
+        {"_id": "0.1", "owner": "x", "status": "running", "expires_at": until, "writing": "table_contacts"}
     )
     h.write("long.csv", csv_text([["id", "email", "points"], ["L1", "l1@x.io", "1"]]))
     h.write("short.csv", csv_text([["id", "email", "points"], ["S1", "s1@x.io", "1"]]))
@@ -51,11 +51,11 @@ async def busy_with_a_long_run(
 
 
 def writer_locks(h: Harness) -> Any:
-    return h.mongo[h.settings.database("executor")]["table_writers"]
+    return h.mongo[h.settings.database("executor")]["run_leases"]  # the lock is a field of the lease
 
 
 async def let_the_long_run_end(h: Harness) -> None:
-    await writer_locks(h).delete_one({"_id": "table_contacts", "run_id": "0.1"})
+    await writer_locks(h).update_one({"_id": "0.1"}, {"$unset": {"writing": ""}})
 
 
 async def lease(h: Harness, run_id: str) -> dict[str, Any]:

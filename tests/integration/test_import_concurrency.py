@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from services.executor.service import ExecutorService
-from services.executor.table_writers import MongoTableWriters
 from shared.contracts import RunFinished
 from shared.contracts.runs import RunLog, RunStatus
 from tests.integration.test_executor_harness import (  # noqa: F401
@@ -25,8 +24,12 @@ from tests.integration.test_executor_harness import (  # noqa: F401
     CONTACT_MAPPING,
     Harness,
     csv_text,
+    expire_table_hold,
+    free_table,
     harness_fixture,
+    hold_table,
     import_spec,
+    table_holds,
 )
 
 BLOCKER, ELSEWHERE = "999.1", "executor-elsewhere"
@@ -99,15 +102,14 @@ def waiting(h: Harness, run_id: str) -> bool:
 
 async def race(h: Harness, collection: str, specs: list[dict[str, Any]]) -> list[RunFinished]:
     """Start the runs on executors of their own while another holder keeps the table, then free it."""
-    blocker = MongoTableWriters(h.mongo, h.settings.database("executor"), 30)
-    assert (await blocker.acquire(collection, BLOCKER, ELSEWHERE)).acquired
+    await hold_table(h, collection, BLOCKER, ELSEWHERE)
     services = [h.service(batch_size=5, in_flight=1, executor_id=f"executor-{n}") for n in range(len(specs))]
     requests = [h.request(spec) for spec in specs]
     for service, request in zip(services, requests, strict=True):
         assert await service.accept(request)
     run_ids = [r.data.run_id for r in requests]
     await until(h, lambda: all(waiting(h, run_id) for run_id in run_ids))
-    await blocker.release(collection, BLOCKER, ELSEWHERE)
+    await free_table(h, collection, BLOCKER)
     finished = [await h.finished(run_id) for run_id in run_ids]
     for done in finished:
         assert done.data.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL), done.data.error
@@ -119,7 +121,7 @@ async def race(h: Harness, collection: str, specs: list[dict[str, Any]]) -> list
 
 
 async def holds(h: Harness) -> list[dict[str, Any]]:
-    return [doc async for doc in h.mongo[h.settings.database("executor")]["table_writers"].find()]
+    return await table_holds(h)
 
 
 def assert_serial(
@@ -259,8 +261,7 @@ async def test_a_waiting_run_says_whom_it_waits_for_and_stops_without_writing(ha
     await h.connection()
     await h.table("contacts", CONTACT_FIELDS, primary_key=("customer_id",))
     h.write("a.csv", contacts_file(contacts(range(10), "a")))
-    blocker = MongoTableWriters(h.mongo, h.settings.database("executor"), 30)
-    await blocker.acquire("table_contacts", BLOCKER, ELSEWHERE)
+    await hold_table(h, "table_contacts", BLOCKER, ELSEWHERE)
     service, request = h.service(), h.request(custom_spec("a.csv", "merge"))
     run_id = request.data.run_id
     await service.accept(request)
@@ -354,9 +355,7 @@ async def test_a_holder_that_stalled_past_its_hold_loads_again_after_the_run_tha
     await quick.accept(other)  # the slow run is loading: it holds the table
     await until(h, lambda: waiting(h, other.data.run_id))
     # What the others see when an executor stalls for longer than a hold: its hold expires unrenewed.
-    await h.mongo[h.settings.database("executor")]["table_writers"].update_one(
-        {"_id": "table_contacts"}, {"$set": {"expires_at": datetime(2000, 1, 1, tzinfo=UTC)}}
-    )
+    await expire_table_hold(h, "table_contacts")
     assert (await h.finished(other.data.run_id)).data.status == RunStatus.SUCCEEDED
     done = await h.finished(slow.data.run_id)
     assert done.data.status == RunStatus.SUCCEEDED, done.data.error
