@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import socket
+import time
 from datetime import datetime, timedelta
 
 from services.scheduler.domain import CatchUp, SlotPlan, plan_slots
@@ -21,6 +22,15 @@ from shared.errors import RetryableError
 
 logger = logging.getLogger(__name__)
 MIN_BATCH = 10
+# A batch's transaction should take at most this long (seconds): the embedded server reaps a
+# transaction idle 5 s between two statements (EMBEDDED_TRANSACTION_LIFETIME_SECONDS), and on a loaded
+# machine one statement of a large batch takes that long, so the whole batch is redone. Longer: the
+# next batch is halved, and so is the size it may grow to (its cap) for the rest of the pass; under a
+# quarter of it the next batch doubles up to the cap; a pass whose batches all took under half of it
+# doubles the cap back up to `batch`. A partition's first batch is small: a transaction of `batch`
+# schedules that runs out of time on a loaded server is all redone.
+BATCH_SECONDS = 1.5
+FIRST_BATCH = 100
 # Schedules one idle-pass probe reads at most; past it every held partition is fired as before.
 PROBE_LIMIT = 256
 
@@ -52,9 +62,12 @@ class Ticker:
         self.expire_resend = expire_resend
         self.partitions: list[int] = []
         self._renewed: datetime | None = None
-        # Per partition: schedules per transaction, halved when one ran out of time (a loaded server
-        # takes longer than a transaction may last), doubled back up to `batch` after each success.
+        # Per partition: schedules per transaction, halved when one ran out of time or took longer
+        # than BATCH_SECONDS (a loaded server), doubled back up to `batch` when one was quick.
         self.batch_of: dict[int, int] = {}
+        self.cap_of: dict[int, int] = {}
+        self.slowest: dict[int, float] = {}  # the slowest batch of a partition's pass (seconds)
+        self.timer = time.monotonic
 
     async def tick(self) -> int:
         """One pass: returns how many slots were handled.
@@ -78,20 +91,25 @@ class Ticker:
                 try:
                     handled = await self.fire_partition(part)
                 except RetryableError as exc:  # e.g. a bounded wait ran out: the next pass retries
-                    self.batch_of[part] = max(MIN_BATCH, self.batch_size(part) // 2)
+                    self.slowest.pop(part, None)
+                    self.batch_of[part] = self.cap_of[part] = max(MIN_BATCH, self.batch_size(part) // 2)
                     logger.warning(
                         "partition not fired this pass",
                         extra={"partition": part, "error": str(exc), "next_batch": self.batch_of[part]},
                     )
                     return 0
-                self.batch_of[part] = min(self.batch, self.batch_size(part) * 2)
+                if self.slowest.pop(part, 0.0) < BATCH_SECONDS / 2:
+                    self.cap_of[part] = min(self.batch, self.cap(part) * 2)
                 return handled
 
         # Partitions in parallel: one's transaction overlaps another's publishing.
         return sum(await asyncio.gather(*(one(p) for p in parts)))
 
     def batch_size(self, part: int) -> int:
-        return self.batch_of.get(part, self.batch)
+        return self.batch_of.get(part, min(self.batch, FIRST_BATCH))
+
+    def cap(self, part: int) -> int:
+        return self.cap_of.get(part, self.batch)
 
     async def hold(self) -> None:
         wall = self.service.wall()
@@ -118,7 +136,9 @@ class Ticker:
         while True:
             now, wall = self.service.clock(), self.service.wall()
             limit = self.batch_size(part)
+            started = self.timer()
             batch = await self.repo.fire_due(part, cutoff, limit, self.plan, now, wall)
+            self.adapt(part, limit, batch.seen, self.timer() - started)
             await self._finish(batch.result)
             outcomes = len(batch.result.outcomes)
             for key in batch.singles:  # groups, and the schedules of a batch that was refused
@@ -129,6 +149,14 @@ class Ticker:
             handled += outcomes
             if batch.seen < limit or not outcomes:
                 return handled
+
+    def adapt(self, part: int, limit: int, seen: int, seconds: float) -> None:
+        """The next batch of `part` from how long this one took (see BATCH_SECONDS)."""
+        self.slowest[part] = max(self.slowest.get(part, 0.0), seconds)
+        if seconds > BATCH_SECONDS:
+            self.batch_of[part] = self.cap_of[part] = max(MIN_BATCH, limit // 2)
+        elif seconds < BATCH_SECONDS / 4 and seen >= limit:
+            self.batch_of[part] = min(self.cap(part), limit * 2)
 
     async def _finish(self, result: FireResult) -> None:
         self.service.count(result)

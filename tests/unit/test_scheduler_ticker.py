@@ -106,12 +106,13 @@ async def test_a_partition_too_slow_for_full_batches_is_fired_in_smaller_ones() 
 
     passes = [await ticker.tick() for _ in range(4)]
 
-    assert passes == [0, 0, 1000, 0]  # 500 and 250 ran out of time; 125 fits, eight times over
-    assert store.limits[:3] == [500, 250, 125] and store.due == 0
-    assert ticker.batch_size(0) == 250  # doubled after the pass that succeeded; an idle pass fires nothing
+    # The first batch (100) fits and doubles; 200 runs out of time: the pass ends, the cap is 100.
+    assert passes == [0, 900, 0, 0]  # the next pass fires the rest in batches of 100
+    assert store.limits[:3] == [100, 200, 100] and set(store.limits[2:]) == {100} and store.due == 0
+    assert ticker.cap(0) == 200  # doubled after the pass that succeeded; an idle pass fires nothing
     store.due = 10
     await ticker.tick()
-    assert ticker.batch_size(0) == 500  # and doubled back up after the next pass with work
+    assert ticker.cap(0) == 400  # and doubled again after the next pass with work
 
 
 async def test_the_batch_never_shrinks_below_the_minimum() -> None:

@@ -6,6 +6,13 @@ past it commit together with the outbox entry holding the `RunRequested`. The du
 read makes this transaction's update of it a write conflict, so it is retried on fresh documents
 (`SchedulerDb.transaction`). That carries what a four-field guard on every update used to; each
 update keeps a one-field guard (`next_slot`, the cursor) and the batch is refused if one misses.
+
+Cost at scale (bench/scheduler_scale.py): the embedded server fetches every document a query's
+index range holds before it applies a limit, so a partition's due schedules are listed once per pass
+(`_id`s only, `DueIds`) and each transaction re-reads its batch by `_id` (with the due filter, so one
+fired or changed meanwhile is left out). The schedules a batch advances alike (same cursor, same next
+slot) are one `update_many` with a pipeline that derives the run number from the document it updates
+(the values the transaction read: a concurrent write is a conflict), not one statement each.
 """
 
 from __future__ import annotations
@@ -13,12 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.scheduler.domain import (
     Outcome,
@@ -33,6 +38,8 @@ from services.scheduler.domain.runs import next_run_id
 from services.scheduler.store.base import SchedulerDb
 from services.scheduler.store.documents import Doc, ScheduleDoc, display_next_run, epoch_seconds
 from shared.contracts import Envelope, RunRequested
+
+DUPLICATE_KEY = 11000
 
 
 class ClaimLost(Exception):
@@ -98,11 +105,25 @@ async def recorded(
     return [(d["slot"], d.get("until") or d["slot"]) for d in docs]
 
 
+# `_id`s of a partition's due schedules listed in one query, fired over the next transactions.
+DUE_IDS_LIMIT = 20_000
+
+
+@dataclass
+class DueIds:
+    """The due `_id`s one listing of a partition found for a pass (its `cutoff`), not yet fired."""
+
+    cutoff: int
+    ids: list[str]
+    complete: bool  # the listing held every due schedule (it did not hit DUE_IDS_LIMIT)
+
+
 class FireStore:
     def __init__(self, db: SchedulerDb) -> None:
         self.db = db
         self.schedules = db.schedules
         self.ledger = db.ledger
+        self._due_ids: dict[int, DueIds] = {}
 
     async def due(self, part: int, now_s: int, limit: int) -> list[ScheduleDoc]:
         # Oldest first: when a pass runs late, schedules not yet fired go before those due again.
@@ -125,28 +146,52 @@ class FireStore:
     async def fire_due(
         self, part: int, cutoff: int, limit: int, planner: Planner, now: datetime, wall: datetime
     ) -> FireBatch:
-        """Read up to `limit` due schedules of `part` and fire the jobs among them, in one transaction.
+        """Read the next `limit` due schedules of `part` and fire the jobs among them, in one transaction.
+
+        The batch comes from this pass's listing of the partition's due `_id`s (`_next_ids`) and is
+        re-read inside the transaction, due filter included.
 
         Groups, and every schedule of a batch refused (a slot already in the ledger, a schedule
         changed under a one-field guard), are left to the caller to fire one at a time.
         """
 
         due = {"part": part, "due": {"$lte": cutoff}}
+        chunk = await self._next_ids(part, cutoff, limit)
+        if not chunk:
+            return FireBatch(FireResult(), 0)  # an idle pass opens no transaction
+        # More to come in this pass: report a full batch so the caller asks again (ids skipped below
+        # were fired or changed meanwhile, not missing).
+        seen = limit if part in self._due_ids else len(chunk)
+        query = {"_id": {"$in": chunk}} | due
 
         async def work(session: AsyncClientSession) -> FireBatch:
-            query = self.schedules.find(due, session=session)
-            docs = [ScheduleDoc(d) for d in await query.sort("due", 1).to_list(limit)]
+            found = self.schedules.find(query, session=session)
+            docs = [ScheduleDoc(d) for d in await found.sort("due", 1).to_list(None)]
             jobs = [Work(d, planner(d)) for d in docs if d.kind == "job"]
             result = await self._fire(session, jobs, now, wall)
-            return FireBatch(result, len(docs), [d.id for d in docs if d.kind == "group"])
+            return FireBatch(result, seen, [d.id for d in docs if d.kind == "group"])
 
-        if await self.schedules.find_one(due, {"_id": 1}) is None:
-            return FireBatch(FireResult(), 0)  # an idle pass opens no transaction
         try:
             return await self.db.transaction(work)
         except (ClaimLost, DuplicateKeyError):
-            docs = await self.due(part, cutoff, limit)
-            return FireBatch(FireResult(), len(docs), [d.id for d in docs])
+            return FireBatch(FireResult(), seen, chunk)  # each re-read and fired on its own
+        except BaseException:
+            self._due_ids.pop(part, None)  # listed again by the next pass
+            raise
+
+    async def _next_ids(self, part: int, cutoff: int, limit: int) -> list[str]:
+        """The next `limit` due `_id`s of `part`: from this pass's listing, listed when there is none."""
+        pending = self._due_ids.get(part)
+        if pending is None or pending.cutoff != cutoff or (not pending.ids and not pending.complete):
+            query = self.schedules.find({"part": part, "due": {"$lte": cutoff}}, {"_id": 1})
+            docs = await query.sort("due", 1).to_list(DUE_IDS_LIMIT)
+            pending = DueIds(cutoff, [str(d["_id"]) for d in docs], complete=len(docs) < DUE_IDS_LIMIT)
+        chunk, pending.ids = pending.ids[:limit], pending.ids[limit:]
+        if pending.ids or not pending.complete:
+            self._due_ids[part] = pending
+        else:
+            self._due_ids.pop(part, None)
+        return chunk
 
     async def fire_one(self, key: str, planner: Planner, now: datetime, wall: datetime) -> FireResult:
         """Re-read one schedule inside the transaction, re-plan it and fire what is still unfired."""
@@ -173,29 +218,65 @@ class FireStore:
     async def _fire(
         self, session: AsyncClientSession, works: Sequence[Work], now: datetime, wall: datetime
     ) -> FireResult:
-        """One bulk ledger insert, one bulk of cursor-guarded updates, one outbox entry."""
+        """One bulk ledger insert, one cursor-guarded `update_many` per alike advance, one outbox entry."""
         result = FireResult()
         ledger: list[Doc] = []
-        updates: list[UpdateOne] = []
+        advances: dict[Advance, list[str]] = {}
         for work in works:
-            entries, update, message = _fire_job(work, now, wall, result)
+            entries, advance, message = _fire_job(work, now, wall, result)
             ledger += entries
-            updates.append(update)
+            advances.setdefault(advance, []).append(work.doc.id)
             if message is not None:
                 result.messages.append(message)
         if ledger:
-            await self.ledger.insert_many(ledger, ordered=True, session=session)
-        if updates:
-            written = await self.schedules.bulk_write(updates, ordered=False, session=session)
-            if written.matched_count != len(updates):
-                raise ClaimLost(f"{len(updates) - written.matched_count} schedules changed meanwhile")
+            try:
+                await self.ledger.insert_many(ledger, ordered=True, session=session)
+            except BulkWriteError as exc:  # a slot recorded already: the ledger refuses the batch
+                if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                    raise
+                raise ClaimLost("a slot of the batch is recorded already") from exc
+        matched = 0
+        for advance, ids in advances.items():
+            written = await self.schedules.update_many(
+                {"_id": {"$in": ids}, "next_slot": advance[0]}, advance_update(advance), session=session
+            )
+            matched += written.matched_count
+        if matched != len(works):
+            raise ClaimLost(f"{len(works) - matched} schedules changed meanwhile")
         result.outbox_id = await self.db.add_outbox(session, result.messages, wall)
         return result
 
 
+# What one fire writes to a schedule, the same for every schedule advanced alike:
+# (cursor read, next slot, display next run, previous run, a run requested).
+Advance = tuple[datetime | None, datetime | None, datetime | None, datetime | None, bool]
+
+
+def advance_update(advance: Advance) -> list[Doc]:
+    """The update (a one-stage pipeline) that advances schedules past a fire.
+
+    A run requested takes the next run number of the document itself (`last_run` + 1, run id
+    "owner.number", what `next_run_id` gives): the same for all, so one statement for all.
+    """
+    _, next_slot, next_run, previous_run, requested = advance
+    changes: Doc = {
+        "next_slot": next_slot,
+        "due": epoch_seconds(next_slot),
+        "next_run": next_run,
+        "previous_run": {"$literal": previous_run},
+    }
+    if requested:
+        number = {"$add": [{"$ifNull": ["$last_run", 0]}, 1]}
+        changes |= {
+            "running": {"$concat": [{"$toString": "$owner_id"}, ".", {"$toString": number}]},
+            "last_run": number,
+        }
+    return [{"$set": changes}]
+
+
 def _fire_job(
     work: Work, now: datetime, wall: datetime, result: FireResult
-) -> tuple[list[Doc], UpdateOne, RunRequested | None]:
+) -> tuple[list[Doc], Advance, RunRequested | None]:
     doc, plan = work.doc, work.plan
     entries = missed_entries(doc.id, plan.missed, wall)
     result.outcomes += [(doc.id, s, Outcome.MISSED) for s in plan.missed]
@@ -213,16 +294,14 @@ def _fire_job(
             run_id, running, last_run, previous = str(rid), str(rid), rid.number, slot
         entries.append(_entry(doc.id, slot, outcome, wall, run_id))
         result.outcomes.append((doc.id, slot, outcome))
-    guard = {"_id": doc.id, "next_slot": doc.next_slot}
-    changes: dict[str, Any] = {
-        "next_slot": plan.next_slot,
-        "due": epoch_seconds(plan.next_slot),
-        "next_run": display_next_run(doc.schedule, plan.next_slot, doc.active),
-        "previous_run": previous,
-    }
-    if message is not None:
-        changes |= {"running": running, "last_run": last_run}
-    return entries, UpdateOne(guard, {"$set": changes}), message
+    if message is not None and (last_run, running) != (
+        doc.last_run + 1,
+        f"{doc.owner_id}.{doc.last_run + 1}",
+    ):
+        raise AssertionError(f"{doc.id}: one run requested per pass, numbered after the document's")
+    next_run = display_next_run(doc.schedule, plan.next_slot, doc.active)
+    advance: Advance = (doc.next_slot, plan.next_slot, next_run, previous, message is not None)
+    return entries, advance, message
 
 
 def _entry(
