@@ -32,6 +32,8 @@ _CLAIM_FIELDS = {"attempt": 1, "started_at": 1, "checkpoint": 1, "log_seq": 1, "
 # `services/executor/table_writers.py`); this partial unique index lets one running lease at a time hold it.
 WRITING = "writing"
 ONE_WRITER_INDEX = "one_writer_per_table"
+# A first attempt remembers this many rejected lines to count them without a query; past it, the query counts.
+MAX_COUNTED_REJECTS = 100_000
 
 
 async def ensure_one_writer_index(leases: Any) -> None:
@@ -292,14 +294,15 @@ class MongoRejectStore:
     def __init__(self, client: MongoClient, db_name: str) -> None:
         self.rejects = client[db_name]["run_rejects"]
         self._counted: str | None = None  # the run whose rejects this store counts as it saves them
-        self._per_file: dict[int, int] = {}
+        self._lines: dict[int, set[int]] = {}  # file -> lines rejected by this attempt
+        self._remembered = 0
 
     def counting(self, run_id: str) -> MongoRejectStore:
-        """This store for one run that no earlier claim worked on (its first attempt): no reject of the run
-        exists yet, so what its saves insert is the whole count - `count` and `files` answer from memory,
-        no query. A take-over (an earlier holder may have saved some) uses the store itself: it counts."""
+        """This store for one run's first attempt: it reads every line once, so the lines its saves reject are
+        the whole count - `count` and `files` answer from memory, no query. A take-over (it resumes after a
+        checkpoint, an earlier holder saved the lines before it) uses the store itself: it counts."""
         scoped = copy.copy(self)
-        scoped._counted, scoped._per_file = run_id, {}
+        scoped._counted, scoped._lines, scoped._remembered = run_id, {}, 0
         return scoped
 
     async def ensure_indexes(self) -> None:
@@ -320,20 +323,23 @@ class MongoRejectStore:
             for r in rejections
         ]  # fmt: skip
         try:
-            result = await self.rejects.bulk_write(operations, ordered=False)
+            await self.rejects.bulk_write(operations, ordered=False)
         except PyMongoError as exc:
             if run_id == self._counted:  # some may be stored, which ones is not known: count from now on
                 self._counted = None
             raise RetryableError(f"database error while saving rejected records: {exc}") from exc
         if run_id == self._counted:
-            # Only new (run, file, line) keys are inserted: a row rejected again (a retry) adds nothing.
-            for index in result.upserted_ids or {}:
-                file = rejections[index].file
-                self._per_file[file] = self._per_file.get(file, 0) + 1
+            # The lines this attempt rejected, each once: a retry saves a line again and adds nothing, and a
+            # line an earlier claim of the run already stored counts (the lease may be gone, the rejects not).
+            for r in rejections:
+                self._lines.setdefault(r.file, set()).add(r.line)
+            self._remembered += len(rejections)
+            if self._remembered > MAX_COUNTED_REJECTS:  # bounded memory: the query counts beyond this
+                self._counted, self._lines = None, {}
 
     async def count(self, run_id: str, file: int | None = None) -> int:
         if run_id == self._counted:
-            return sum(self._per_file.values()) if file is None else self._per_file.get(file, 0)
+            return sum(map(len, self._lines.values())) if file is None else len(self._lines.get(file, ()))
         query: dict[str, Any] = {"run": run_id}
         if file is not None:
             query["file"] = file
@@ -341,7 +347,7 @@ class MongoRejectStore:
 
     async def files(self, run_id: str) -> list[int]:
         if run_id == self._counted:
-            return sorted(f for f, n in self._per_file.items() if n)
+            return sorted(f for f, lines in self._lines.items() if lines)
         return sorted(int(f) for f in await self.rejects.distinct("file", {"run": run_id}))
 
     async def iterate(self, run_id: str, file: int) -> AsyncIterator[Rejection]:
