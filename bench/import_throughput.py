@@ -16,6 +16,9 @@ Every measurement is its own process (its peak RSS is its own); within a round t
 alternate which goes first. Printed per case: rows/s of each, the ratio Connect/baseline, and database
 operations per 1,000 rows (the server's `serverStatus.opcounters`, diffed around the measurement). The
 load average is printed before and after. `--memory` also loads 5 x N to show that memory stays flat.
+`--profile` adds one round per case with the server's profiler on (level 2, on the database each side
+writes): each side's commands by (operation, collection) with their count and server milliseconds —
+for attribution only, the profiler's own writes slow that round.
 The database is the embedded server unless --mongo-url is given.
 """
 
@@ -109,6 +112,7 @@ async def _baseline(args: argparse.Namespace) -> dict[str, Any]:
     local = Path(tempfile.mkdtemp()) / "download.csv"
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(args.mongo_url)
     collection = client[args.database][f"baseline_{kind}_{args.label}"]
+    await _profile_on(client[args.database], args)
     before = await opcounters(client)
     started = time.perf_counter()
     async with asyncssh.connect(
@@ -134,8 +138,9 @@ async def _baseline(args: argparse.Namespace) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     ops = ops_between(before, await opcounters(client))
     assert await collection.count_documents({}) == count
+    profile = await _profile_off(client[args.database], args)
     await client.close()
-    return {"rows": count, "seconds": elapsed, "ops": ops, "peak_rss_mib": peak_rss_mib()}
+    return {"rows": count, "seconds": elapsed, "ops": ops, "peak_rss_mib": peak_rss_mib(), "profile": profile}
 
 
 # --- Connect ----------------------------------------------------------------------------------------
@@ -186,6 +191,7 @@ async def _connect(args: argparse.Namespace) -> dict[str, Any]:
         rejects=MongoRejectStore(mongo, executor), watermarks=MongoWatermarks(mongo, executor),
         publisher=Publisher(), secrets=box,
     )  # fmt: skip
+    await _profile_on(mongo[audience], args)
     before = await opcounters(mongo)
     started = time.perf_counter()
     await service.accept(_request(kind, remote, run))
@@ -196,11 +202,40 @@ async def _connect(args: argparse.Namespace) -> dict[str, Any]:
     assert data.status.value == "succeeded", data
     collection = "table_people" if kind == "list" else "table_accounts"
     assert await mongo[audience][collection].count_documents({}) == args.rows
+    profile = await _profile_off(mongo[audience], args)
     await mongo.close()
     counts = data.counts
     return {"rows": counts.read, "inserted": counts.inserted, "updated": counts.updated,
             "unchanged": counts.unchanged, "seconds": elapsed, "ops": ops,
-            "peak_rss_mib": peak_rss_mib()}  # fmt: skip
+            "peak_rss_mib": peak_rss_mib(), "profile": profile}  # fmt: skip
+
+
+async def _profile_on(db: Any, args: argparse.Namespace) -> None:
+    """The server's profiler on for this database (`--profile`), into a profile collection large
+    enough to keep every command of the measurement."""
+    if not args.profile:
+        return
+    await db.command("profile", 0)
+    await db["system.profile"].drop()
+    await db.create_collection("system.profile", capped=True, size=512 * 1024 * 1024)
+    await db.command("profile", 2, slowms=0)
+
+
+async def _profile_off(db: Any, args: argparse.Namespace) -> dict[str, list[int]]:
+    """(operation, command, collection): [count, server ms] of the profiled commands."""
+    if not args.profile:
+        return {}
+    await db.command("profile", 0)
+    found: dict[str, list[int]] = {}
+    async for entry in db["system.profile"].find({}, {"op": 1, "command": 1, "millis": 1}):
+        command = entry.get("command") or {}
+        name = next(iter(command), "?")
+        where = f"{entry.get('op')} {name} {command.get(name)}"
+        found.setdefault(where, [0, 0])
+        found[where][0] += 1
+        found[where][1] += int(entry.get("millis", 0))
+    await db["system.profile"].drop()
+    return found
 
 
 async def _define(catalog: Any, args: argparse.Namespace, box: Any) -> None:
@@ -259,6 +294,8 @@ def child(mode: str, args: argparse.Namespace, case: str, label: str) -> dict[st
     for key in ("mongo_url", "sshd_port", "sshd_user", "sshd_key", "sshd_host_key", "sshd_root", "database",
                 "in_flight", "rows"):  # fmt: skip
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    if getattr(args, "profile_child", False):
+        command.append("--profile")
     out = subprocess.run(command, check=False, capture_output=True, text=True, cwd=ROOT)
     if out.returncode:
         raise SystemExit(f"{mode} {case} failed:\n{out.stderr[-3000:]}")
@@ -275,6 +312,7 @@ def main() -> None:
     parser.add_argument("--mongo-url", default=os.environ.get("MONGO_URL"))
     parser.add_argument("--in-flight", type=int, default=2, help="Connect's batches written at once")
     parser.add_argument("--memory", action="store_true", help="also load 5 x N: peak RSS stays flat")
+    parser.add_argument("--profile", action="store_true", help="also a round per case with the profiler on")
     for hidden in ("child", "case", "label", "sshd-port", "sshd-user", "sshd-key", "sshd-host-key",
                    "sshd-root", "database"):  # fmt: skip
         parser.add_argument(f"--{hidden}", help=argparse.SUPPRESS)
@@ -310,6 +348,8 @@ def run_bench(args: argparse.Namespace) -> None:
                   f"changes every 10th row; database {args.mongo_url}")  # fmt: skip
             print(f"load average before: {_load()}")
             measure_rounds(args, [c for c in args.cases.split(",") if c])
+            if args.profile:
+                profile_round(args, [c for c in args.cases.split(",") if c])
             if args.memory:
                 memory_check(args, sshd.root)
             print(f"load average after: {_load()}")
@@ -340,6 +380,19 @@ def measure_rounds(args: argparse.Namespace, cases: list[str]) -> None:
         print(f"{case:16} {statistics.median(map(_rate, bases)):>15,.0f} "
               f"{statistics.median(map(_rate, ourses)):>15,.0f} {ratio:>15.2f}   "
               f"{_per_thousand(bases[-1])} | {_per_thousand(ourses[-1])}")  # fmt: skip
+
+
+def profile_round(args: argparse.Namespace, cases: list[str]) -> None:
+    """One more round with the profiler on: where each side's server time goes."""
+    args.profile_child = True
+    print("\nprofiled round (the profiler's writes slow it; for attribution only):")
+    for case in cases:
+        for mode in ("baseline", "connect"):
+            result = child(mode, args, case, "prof")
+            print(f"  {case} {mode}: {_rate(result):,.0f} rows/s, {result['seconds']:.1f} s")
+            for where, (count, millis) in sorted(result["profile"].items(), key=lambda kv: -kv[1][1])[:6]:
+                print(f"    {where:58} {count:6d} commands {millis:7d} ms")
+    args.profile_child = False
 
 
 def memory_check(args: argparse.Namespace, root: Path) -> None:

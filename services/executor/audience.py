@@ -27,6 +27,9 @@ COUNTERS = "_connect_counters"
 # Keys per lookup query: the embedded server's `$in` costs grow with the square of its list (1,000 values
 # take ~90x the time of 100 on an index), so a batch's lookup is split; on mongod the split costs little.
 LOOKUP_CHUNK = 100
+RANGE_SLACK = 2  # a key range returning more than this many documents per key: the keys are sparse there
+SPARSE_PAUSE = 50  # chunks of a collection looked up with `$in` after a range found its keys sparse
+SPARSE_PAUSE_MAX = 3200  # ... doubled each time the next range finds them sparse too, up to this
 
 
 @dataclass
@@ -35,6 +38,10 @@ class BulkOutcome:
     upserted_indexes: set[int] = field(default_factory=set)
     matched: int = 0
     duplicates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (op index, key pattern)
+
+
+def _first(key: tuple[Any, ...]) -> Any:
+    return key[0]
 
 
 def _translate(what: str, exc: PyMongoError) -> Exception:
@@ -49,6 +56,9 @@ class MongoAudienceStore:
         self.db = client[audience_db]
         self.db_name = audience_db
         self._prepared: set[str] = set()
+        self._sparse: dict[str, int] = {}  # collection: chunks still to look up with `$in` (find_by)
+        self._pauses: dict[str, int] = {}  # collection: the last pause of its ranges (doubles while sparse)
+        self._range_indexed: dict[tuple[str, str], bool] = {}  # (collection, field): a range rides an index
 
     def collection(self, name: str) -> Any:
         return self.db[name]
@@ -73,7 +83,17 @@ class MongoAudienceStore:
                 await target.create_indexes(indexes)
         except PyMongoError as exc:
             raise _translate(f"indexes of {table.name}", exc) from exc
+        for known in [k for k in self._range_indexed if k[0] == (collection or table.collection)]:
+            del self._range_indexed[known]  # asked again: an index may be new
         self._prepared.add(name)
+
+    def _forget(self, collection: str) -> None:
+        """What this store remembers of a collection that is dropped or replaced."""
+        self._prepared.discard(collection)
+        self._sparse.pop(collection, None)
+        self._pauses.pop(collection, None)
+        for known in [k for k in self._range_indexed if k[0] == collection]:
+            del self._range_indexed[known]
 
     async def reserve_riids(self, list_name: str, count: int) -> int:
         """The first of `count` fresh RIID_ values (a counter document; gaps after a crash, never reuse)."""
@@ -126,21 +146,67 @@ class MongoAudienceStore:
         values: Iterable[tuple[Any, ...]],
         projection: Sequence[str],
     ) -> dict[tuple[Any, ...], dict[str, Any]]:
-        """Existing documents by their key fields (queries with `$in` on each key field, `LOOKUP_CHUNK`
-        keys at a time)."""
-        wanted = sorted(set(values), key=repr)
+        """Existing documents by their key fields, `LOOKUP_CHUNK` keys at a time.
+
+        A chunk is a key range (`$gte` its first key, `$lte` its last, on one key field whose values are
+        all strings or all integers, ridden by an index) while the collection's keys are dense: the
+        embedded server matches each document a `$in` returns against the whole list, so a chunk of 100
+        found keys costs ~4x its range. A range that returns more than `RANGE_SLACK` times its keys
+        (the keys are sparse there) sends the next `SPARSE_PAUSE` chunks of that collection to `$in`
+        (queries with `$in` on each key field), twice as many each time the next range is sparse too
+        (keys sorted as numbers but compared as strings: `user1000` .. `user1099` spans `user10000` ..);
+        a dense range resets that. Either way only the documents of wanted keys count."""
+        wanted = set(values)
         found: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for start in range(0, len(wanted), LOOKUP_CHUNK):
-            chunk = set(wanted[start : start + LOOKUP_CHUNK])
-            query = {f: {"$in": sorted({v[i] for v in chunk}, key=repr)} for i, f in enumerate(fields)}
+        ranged = await self._rangeable(collection, fields, wanted)
+        ordered = sorted(wanted, key=_first if ranged else repr)
+        shown = dict.fromkeys((*fields, *projection), 1)
+        for start in range(0, len(ordered), LOOKUP_CHUNK):
+            chunk = ordered[start : start + LOOKUP_CHUNK]
+            by_range = ranged and self._sparse.get(collection, 0) <= 0
+            if by_range:
+                query = {fields[0]: {"$gte": chunk[0][0], "$lte": chunk[-1][0]}}
+            else:
+                if ranged:
+                    self._sparse[collection] -= 1
+                query = {f: {"$in": sorted({v[i] for v in chunk}, key=repr)} for i, f in enumerate(fields)}
+            returned = 0
             try:
-                async for doc in self.db[collection].find(query, dict.fromkeys((*fields, *projection), 1)):
+                # One reply up to the sparse limit (the driver's first batch is 101 documents, then a getMore).
+                found_here = self.db[collection].find(query, shown, batch_size=RANGE_SLACK * len(chunk) + 11)
+                async for doc in found_here:
+                    returned += 1
                     key = tuple(doc.get(f) for f in fields)
-                    if key in chunk:
+                    if key in wanted:
                         found[key] = doc
             except PyMongoError as exc:
                 raise _translate(f"reading {collection}", exc) from exc
+            if by_range:  # sparse: pause ranges, twice as long as last time if that range was sparse too
+                sparse = returned > RANGE_SLACK * len(chunk) + 10
+                pause = min(self._pauses.get(collection, SPARSE_PAUSE // 2) * 2, SPARSE_PAUSE_MAX)
+                self._pauses[collection] = pause if sparse else SPARSE_PAUSE // 2
+                self._sparse[collection] = pause if sparse else 0
         return found
+
+    async def _rangeable(self, collection: str, fields: Sequence[str], keys: set[tuple[Any, ...]]) -> bool:
+        """A lookup of these keys may use key ranges: one key field, all its values strings or all
+        integers (booleans and other types compare apart), and an index serves a range on it (asked
+        of the server once per collection and field)."""
+        if len(fields) != 1 or len(keys) < 2:
+            return False
+        kinds = {type(k[0]) for k in keys}
+        if kinds != {str} and kinds != {int}:
+            return False
+        known = self._range_indexed.get((collection, fields[0]))
+        if known is None:
+            sample = next(iter(keys))[0]
+            try:
+                plan = await self.db[collection].find({fields[0]: {"$gte": sample, "$lte": sample}}).explain()
+            except PyMongoError as exc:
+                raise _translate(f"planning a lookup of {collection}", exc) from exc
+            known = "IXSCAN" in repr(plan.get("queryPlanner", {}).get("winningPlan", {}))
+            self._range_indexed[(collection, fields[0])] = known
+        return known
 
     async def count(self, collection: str) -> int:
         try:
@@ -149,7 +215,7 @@ class MongoAudienceStore:
             raise _translate(f"counting {collection}", exc) from exc
 
     async def drop(self, collection: str) -> None:
-        self._prepared.discard(collection)
+        self._forget(collection)
         try:
             await self.db[collection].drop()
         except PyMongoError as exc:
@@ -157,8 +223,8 @@ class MongoAudienceStore:
 
     async def swap_in(self, staging: str, target: str) -> None:
         """Atomically replace `target` by `staging` (renameCollection with dropTarget)."""
-        self._prepared.discard(staging)
-        self._prepared.discard(target)
+        self._forget(staging)
+        self._forget(target)
         try:
             await self.client.admin.command(
                 "renameCollection",

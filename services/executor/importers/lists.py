@@ -4,6 +4,13 @@ A record matches a row when all match columns are equal. A row that matches none
 one of its match values already belongs to another record (each match column has a unique index): such
 a row is rejected naming that column, never merged into the other record nor dropped. Only an insert
 that lost a race (another writer inserted the same key meanwhile) is written again, as an update.
+
+While the keys of a run are new (the last lookup found none of its batch's keys, and rows with no match
+are inserted), a batch is inserted without a lookup first: the unique indexes refuse a row whose key
+exists (another writer's, or — its `_id` — an earlier attempt's of this run) or whose match value
+belongs to another record, and the refused rows are sorted out as a lost race always was: looked up
+and written again, or rejected naming the column. RIID_ values of refused inserts are left unused (a
+gap, never reused); a batch refused for more than a tenth turns the lookups back on.
 """
 
 from __future__ import annotations
@@ -55,6 +62,9 @@ class ListTarget:
         self.replace_all = replace_all
         self.cleared = tuple(f for f in mapped_fields if f != "RIID_")
         self.redo_after = redo_after  # the checkpoint this attempt resumed after
+        self.expect_new = False  # the last lookup found none of its keys: insert the next batch outright
+        # A row that matches nothing is inserted (not rejected: that needs the lookup).
+        self.inserts_new = insert_on_no_match and "RIID_" not in match_columns
 
     def key(self, row: dict[str, Any]) -> tuple[Any, ...] | None:
         values = tuple(row.get(c) for c in self.match_columns)
@@ -66,20 +76,25 @@ class ListTarget:
 
     async def write(self, items: list[Item]) -> WriteOutcome:
         outcome = WriteOutcome()
-        for _round in range(RACE_ROUNDS):
-            items = await self._round(items, outcome)
+        for round_no in range(RACE_ROUNDS):
+            look = round_no > 0 or not (self.expect_new and self.inserts_new)
+            items = await self._round(items, outcome, look=look)
             if not items:
                 return outcome
         raise RetryableError(
             f"{len(items)} row(s) kept colliding with concurrent writers of {self.table.name}"
         )
 
-    async def _round(self, items: list[Item], outcome: WriteOutcome) -> list[Item]:
-        """One lookup and one bulk write; returns the items whose insert lost a race (to do again)."""
+    async def _round(self, items: list[Item], outcome: WriteOutcome, *, look: bool = True) -> list[Item]:
+        """One lookup (unless `look` is off: every key taken for new) and one bulk write; returns the
+        items whose insert lost a race (to do again)."""
         keys = [self.key(i.row) or () for i in items]
-        compared = {name for item in items for name in item.row}.union(self.cleared)
-        projection = ["RIID_", RUN_TAG, *compared]
-        existing = await self.store.find_by(self.table.collection, self.match_columns, keys, projection)
+        existing: dict[tuple[Any, ...], dict[str, Any]] = {}
+        if look:
+            compared = {name for item in items for name in item.row}.union(self.cleared)
+            projection = ["RIID_", RUN_TAG, *compared]
+            existing = await self.store.find_by(self.table.collection, self.match_columns, keys, projection)
+            self.expect_new = not existing
         now = now_utc()
         ops, planned, new = self._plan(items, [existing.get(k) for k in keys], outcome, now)
         if new:
@@ -91,6 +106,8 @@ class ListTarget:
                 planned.append((item, ("insert", *("duplicate" for _ in item.earlier))))
         result = await self.store.bulk(self.table.collection, ops)
         failed = dict(result.duplicates)
+        if not look and len(failed) * 10 > len(ops):
+            self.expect_new = False  # more than a tenth of the keys exist: look them up first again
         collided: list[tuple[Item, dict[str, Any]]] = []
         for index, (item, kinds) in enumerate(planned):
             pattern = failed.get(index)
@@ -132,8 +149,8 @@ class ListTarget:
     async def _sort_out(
         self, collided: list[tuple[Item, dict[str, Any]]], outcome: WriteOutcome
     ) -> list[Item]:
-        """A write that hit a unique index: a lost race if the row's full key exists now (written again),
-        else its value of that column belongs to another record (rejected, naming it)."""
+        """A write that hit a unique index: a lost race if the row's full key exists now (written again,
+        after a lookup), else its value of that column belongs to another record (rejected, naming it)."""
         if not collided:
             return []
         keys = [self.key(item.row) or () for item, _ in collided]
@@ -141,8 +158,8 @@ class ListTarget:
         again: list[Item] = []
         refused: dict[tuple[str, ...], list[Item]] = {}
         for (item, pattern), key in zip(collided, keys, strict=True):
-            if key in now_there and set(pattern) <= set(self.match_columns):
-                again.append(item)
+            if key in now_there and (set(pattern) <= set(self.match_columns) or "_id" in pattern):
+                again.append(item)  # (`_id`: this run's record, inserted by an earlier attempt)
             else:
                 columns = tuple(c for c in pattern if c in item.row) or tuple(pattern)
                 refused.setdefault(columns, []).append(item)

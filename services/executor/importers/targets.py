@@ -107,6 +107,12 @@ class KeyedWriter:
 
     An update sets the row's values and clears the `mapped` fields the row left empty: the record then
     holds the row's values whatever batch an earlier occurrence of its key was in (the last one wins).
+
+    `unique_key` (a unique index on the key fields): while the keys of a run are new (the last lookup
+    found none of its batch's keys), a batch is inserted without a lookup first. The index refuses the
+    insert of a key that exists (another writer's, or an earlier attempt's of this run), and a refused
+    row goes the usual way: looked up, counted and written as that record tells (as an insert that
+    lost a race always did). A batch whose inserts are mostly refused turns the lookups back on.
     """
 
     def __init__(
@@ -118,6 +124,8 @@ class KeyedWriter:
         mapped: tuple[str, ...] = (),
         redo_after: Callable[[], Position] = from_the_start,
         shape: Callable[[dict[str, Any]], dict[str, Any]] = dict,
+        *,
+        unique_key: bool = False,
     ):
         self.store = store
         self.collection = collection
@@ -126,13 +134,16 @@ class KeyedWriter:
         self.cleared = tuple(f for f in mapped if f not in key_fields)
         self.redo_after = redo_after  # the checkpoint this attempt resumed after
         self.shape = shape  # a row's own values, as written (an extension leaves its match column out)
+        self.unique_key = unique_key
+        self.expect_new = False  # the last lookup found none of its keys: insert the next batch outright
 
     async def write(
         self, entries: list[tuple[Item, tuple[Any, ...], dict[str, Any]]], *, update_existing: bool = True
     ) -> WriteOutcome:
         outcome = WriteOutcome()
-        for _round in range(RACE_ROUNDS):
-            entries = await self._round(entries, outcome, update_existing)
+        for round_no in range(RACE_ROUNDS):
+            look = round_no > 0 or not (self.unique_key and self.expect_new)
+            entries = await self._round(entries, outcome, update_existing, look=look)
             if not entries:
                 return outcome
         raise RetryableError(
@@ -144,12 +155,17 @@ class KeyedWriter:
         entries: list[tuple[Item, tuple[Any, ...], dict[str, Any]]],
         outcome: WriteOutcome,
         update_existing: bool,
+        *,
+        look: bool = True,
     ) -> list[tuple[Item, tuple[Any, ...], dict[str, Any]]]:
-        """One lookup and one bulk write of the rows that change something; returns the entries whose
-        insert lost a race (to do again)."""
-        compared = {name for _, _, values in entries for name in values}.union(self.cleared)
-        keys = [k for _, k, _ in entries]
-        existing = await self.store.find_by(self.collection, self.key_fields, keys, [RUN_TAG, *compared])
+        """One lookup (unless `look` is off: every key taken for new) and one bulk write of the rows that
+        change something; returns the entries whose insert was refused by the key's index (to do again)."""
+        existing: dict[tuple[Any, ...], dict[str, Any]] = {}
+        if look:
+            compared = {name for _, _, values in entries for name in values}.union(self.cleared)
+            keys = [k for _, k, _ in entries]
+            existing = await self.store.find_by(self.collection, self.key_fields, keys, [RUN_TAG, *compared])
+            self.expect_new = not existing
         now, redo_after = now_utc(), self.redo_after()
         ops: list[Any] = []
         planned: list[tuple[int, tuple[str, ...]]] = []  # (entry index, kinds) per operation
@@ -168,6 +184,8 @@ class KeyedWriter:
             planned.append((index, plan.kinds))
         result = await self.store.bulk(self.collection, ops)
         failed = {index for index, _ in result.duplicates}
+        if not look and len(failed) * 10 > len(ops):
+            self.expect_new = False  # more than a tenth of the keys exist: look them up first again
         lost = []
         for op_index, (index, kinds) in enumerate(planned):
             if op_index in failed:
@@ -209,8 +227,9 @@ class CustomMergeTarget:
     ):
         self.table = table
         self.writer = KeyedWriter(
-            store, collection or table.collection, table.primary_key, tag, mapped, redo_after
-        )
+            store, collection or table.collection, table.primary_key, tag, mapped, redo_after,
+            unique_key=bool(table.primary_key),  # key_index: unique on the primary key
+        )  # fmt: skip
 
     def key(self, row: dict[str, Any]) -> tuple[Any, ...] | None:
         values = tuple(row.get(name) for name in self.table.primary_key)
@@ -291,8 +310,9 @@ class ProfileExtensionTarget:
         self.keep_match_column = table.field(match_column) is not None
         own = tuple(f for f in mapped if f != match_column or self.keep_match_column)
         self.writer = KeyedWriter(
-            store, table.collection, ("RIID_",), tag, own, redo_after, shape=self._own_values
-        )
+            store, table.collection, ("RIID_",), tag, own, redo_after, shape=self._own_values,
+            unique_key=True,  # key_index: unique on RIID_
+        )  # fmt: skip
 
     def key(self, row: dict[str, Any]) -> tuple[Any, ...] | None:
         value = row.get(self.match_column)
