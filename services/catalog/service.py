@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -67,16 +68,27 @@ class CatalogService:
     ) -> None:
         self.repo = repo
         self.tokens: domain.TokenCache[Principal] = domain.TokenCache(token_cache_seconds)
+        self._lookups: dict[str, asyncio.Future[Principal]] = {}
         self.secret_box = secret_box
         self.audience = audience
         self.probe = probe
 
     # --- tokens ------------------------------------------------------------------------------------
     async def authenticate(self, token: str) -> Principal:
-        token_hash, now = domain.hash_token(token), time.monotonic()
-        cached = self.tokens.get(token_hash, now)
+        token_hash = domain.hash_token(token)
+        cached = self.tokens.get(token_hash, time.monotonic())
         if cached is not None:
             return cached
+        # A burst with one token arrives before the first lookup returns: the requests share that lookup.
+        lookup = self._lookups.get(token_hash)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._look_up(token_hash))
+            self._lookups[token_hash] = lookup
+            lookup.add_done_callback(lambda _: self._lookups.pop(token_hash, None))
+        return await asyncio.shield(lookup)
+
+    async def _look_up(self, token_hash: str) -> Principal:
+        now = time.monotonic()
         doc = await self.repo.find("tokens", {"_id": token_hash})
         if doc is None:
             raise Unauthorized("invalid or revoked token")

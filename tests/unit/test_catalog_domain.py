@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any, cast
+
 import pytest
 
 from services.catalog.domain import (
@@ -12,9 +15,10 @@ from services.catalog.domain import (
     validate_import,
     validate_table,
 )
+from services.catalog.service import CatalogService
 from shared.catalog_records import ConnectionRecord, TableRecord
 from shared.contracts.jobs import FieldType, TableField
-from shared.errors import Forbidden, PermanentError, ValidationFailed
+from shared.errors import Forbidden, PermanentError, Unauthorized, ValidationFailed
 from shared.paths import resolve_inside
 from shared.runlogs import missing_sequences
 from shared.secrets import SecretBox
@@ -314,3 +318,28 @@ def test_a_token_cache_of_zero_seconds_keeps_nothing_and_a_full_one_stays_bounde
         small.put(f"t{n}", n, now=float(n))
     assert len([n for n in range(5) if small.get(f"t{n}", now=5.0) is not None]) <= 3
     assert small.get("t4", now=5.0) == 4  # the newest is always kept
+
+
+async def test_a_burst_of_requests_with_one_token_shares_one_lookup() -> None:
+    class Tokens:
+        """Only what `authenticate` reads: a tokens collection answering slowly, counting its lookups."""
+
+        def __init__(self) -> None:
+            self.lookups = 0
+
+        async def find(self, collection: str, filter_: dict[str, Any]) -> dict[str, Any] | None:
+            self.lookups += 1
+            await asyncio.sleep(0.05)
+            return {"name": "ops", "role": "operator"} if filter_["_id"] == hash_token("good") else None
+
+    tokens = Tokens()
+    service = CatalogService(cast(Any, tokens), cast(Any, None), audience=cast(Any, None),
+                             probe=cast(Any, None), token_cache_seconds=5.0)  # fmt: skip
+    principals = await asyncio.gather(*(service.authenticate("good") for _ in range(50)))
+    assert {p.name for p in principals} == {"ops"} and tokens.lookups == 1
+    refused = await asyncio.gather(*(service.authenticate("bad") for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, Unauthorized) for r in refused) and tokens.lookups == 2
+    await service.authenticate("good")  # cached
+    with pytest.raises(Unauthorized):  # an invalid token is never cached: it is looked up again
+        await service.authenticate("bad")
+    assert tokens.lookups == 3
