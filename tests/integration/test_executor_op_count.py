@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 
 from services.executor.audience import MongoAudienceStore
 from services.executor.importers.run import ImportSettings
@@ -35,6 +35,7 @@ from tests.integration.test_executor_harness import (
     harness_fixture,  # noqa: F401  (the `harness` fixture)
     import_spec,
 )
+from tests.support.commands import Commands
 
 # The lease: claimed and started in one write that takes the table's writer lock too, the result stored
 # (ending the lock), marked reported once published (one write for all the runs published within a tenth
@@ -44,21 +45,6 @@ LEASE_OPS_PER_RUN = 3
 # The rejects of a first attempt are counted as they are saved: a run without any costs no operation.
 REJECT_OPS_PER_RUN = 0
 OP_KINDS = ("insert", "query", "update", "delete", "getmore", "command")
-
-
-class Commands(monitoring.CommandListener):
-    """Every command the client sends, as (name, collection)."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        collection = event.command.get(event.command_name)
-        self.seen.append((event.command_name, collection if isinstance(collection, str) else ""))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None: ...
 
 
 async def opcounters(mongo: MongoClient) -> Counter[str]:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pymongo
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 
 from services.scheduler.domain import CatchUp, SlotPlan, build_run_requested, plan_slots
 from services.scheduler.errors import CommandExpired, JobAlreadyRunning, JobExpired
@@ -27,6 +27,7 @@ from shared.runid import RunId
 from shared.settings import CommonSettings
 from tests.integration.test_messaging import run_requested
 from tests.integration.test_scheduler_harness import snapshot
+from tests.support.commands import Commands
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -304,25 +305,6 @@ async def test_an_expired_job_is_sent_to_the_catalog_once_per_resend_window(
         await ticker.tick()
 
     assert [(m.data.kind, m.data.id) for m in publisher.messages if isinstance(m, Expire)] == [("job", 11)]
-
-
-class Commands(monitoring.CommandListener):
-    """Every command the client sends, as (name, collection)."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        collection = event.command.get(event.command_name)
-        self.seen.append((event.command_name, collection if isinstance(collection, str) else ""))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None: ...
-
-    def take(self) -> Counter[tuple[str, str]]:
-        seen, self.seen = Counter(self.seen), []
-        return seen
 
 
 async def test_run_now_costs_one_transaction_per_batch_and_its_end_one_write(
