@@ -159,7 +159,9 @@ async def test_sigterm_returns_a_run_that_outlasts_the_grace_period(
     mongo: MongoClient, unique: str,
 ) -> None:  # fmt: skip
     running = next(key for key in processes.processes if key.startswith("executor"))
-    rows = 15_000  # 2,000 rows, then 5 s of grace: the run is still far from done
+    # 2,000 rows, then 5 s of grace: at ~5k rows/s the run is still far from done (15k rows once finished
+    # inside the grace period, after imports got faster).
+    rows = 150_000
     big_file(sshd, f"{unique}/term.csv", rows)
     job_id = await job(api, sshd, unique, f"{unique}/term.csv", "merge")
     run_id = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]
