@@ -1,8 +1,8 @@
 """The executor against a private RabbitMQ node (issue 13, items 2 and 5), services as OS processes.
 
 - Runs waiting for an executor slot hold no delivery: with `consumer_timeout` at 3 s and one slot, runs
-  queued behind a long one are claimed and acknowledged at once, wait inside the executor and all succeed;
-  nothing is dead-lettered.
+  queued behind a long one are claimed and acknowledged at once, wait inside the executor past twice the
+  timeout (the long run is then stopped) and all succeed; nothing is dead-lettered.
 - A broker outage mid-run is not the run's failure: the node is stopped for ~10 s while an import runs; the
   run keeps its lease and buffers its events, ends succeeded at attempt 1, counts exact, every log line once.
 """
@@ -32,9 +32,9 @@ from tests.support.system import admin_api, isolated_settings, service_env, star
 pytestmark = pytest.mark.e2e
 CONSUMER_TIMEOUT_S = 3
 LONG_ROWS = 60_000
-# The long run that holds the only slot: ~25 s at today's ~5k rows/s, far past 2x the consumer timeout even
-# on a machine several times faster (20k rows took 3.9 s once imports got faster; the premise check below says so).
-WAITING_ROWS = 120_000
+# The long run that holds the only slot: far more than it can import while the others wait; it is stopped
+# once they have waited past twice the consumer timeout, so the test's length does not follow import speed.
+WAITING_ROWS = 500_000
 OUTAGE_S = 10.0
 OUTAGE_TRIALS = (
     4 if DEEP else 1
@@ -117,11 +117,16 @@ async def test_runs_waiting_for_a_slot_hold_no_delivery_past_the_consumer_timeou
     deadline = time.monotonic() + 30
     while not runs_queue_idle(node, topology.executor_runs.name):
         assert time.monotonic() < deadline, "requests wait in the broker for the executor's slot"
-    assert await count_rows(mongo, node_settings, unique) < WAITING_ROWS, "the long run ended too soon"
+    await asyncio.sleep(2 * CONSUMER_TIMEOUT_S + 1)  # the experiment: waiting past the timeout, twice over
+    still_running = (await api.get(f"/runs/{long_run}")).json()
+    assert still_running["status"] == "running", ("the long run ended too soon", still_running)
+    stop = await api.post(f"/jobs/{long_job}/stop", params={"confirm": "true"})
+    assert stop.status_code == 202, stop.text
 
-    finished = [await wait_for_run(api, run_id, timeout=240) for run_id in [long_run, *waiting_runs]]
-    assert [run["status"] for run in finished] == ["succeeded"] * 4, finished
-    assert [run["counts"]["inserted"] for run in finished] == [WAITING_ROWS, 10, 10, 10]
+    finished = [await wait_for_run(api, run_id, timeout=120) for run_id in [long_run, *waiting_runs]]
+    assert [run["status"] for run in finished] == ["stopped"] + ["succeeded"] * 3, finished
+    assert [run["counts"]["inserted"] for run in finished[1:]] == [10, 10, 10]
+    assert 0 < finished[0]["counts"]["inserted"] < WAITING_ROWS
     leases = node_settings.database("executor")
     for run_id in waiting_runs:
         lease = await mongo[leases]["run_leases"].find_one({"_id": run_id})
