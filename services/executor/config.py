@@ -42,3 +42,9 @@ class ExecutorSettings(ServiceSettings):
     max_record_length: int = Field(
         default=4 << 20, ge=1024, description="Characters of one source record; a longer one fails the run."
     )
+    ssh_idle_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="EXECUTOR_SSH_IDLE_SECONDS: an SSH connection idle this long is closed; until then later runs "
+        "on the same connection settings reuse it (0: a connection per run).",
+    )

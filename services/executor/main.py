@@ -16,6 +16,8 @@ from services.executor.repository import (
     MongoWatermarks,
 )
 from services.executor.service import ExecutionSettings, ExecutorService
+from services.executor.sftp import use_pool
+from services.executor.ssh_pool import SshPool
 from services.executor.subscribers import register_subscribers
 from services.executor.table_writers import MongoTableWriters
 from shared.contracts import RunFinished, RunLog, RunProgress, RunStarted
@@ -53,7 +55,24 @@ def build_app(common: CommonSettings | None = None, settings: ExecutorSettings |
 
     runtime.on_start += [leases.ensure_indexes, rejects.ensure_indexes, writers.ensure_indexes, reaper.start]
     runtime.on_drain += [reaper.stop, finish_in_flight]
+    _pool_ssh_connections(runtime, settings)
     return create_http_app(runtime, title="Connect executor")
+
+
+def _pool_ssh_connections(runtime: ServiceRuntime, settings: ExecutorSettings) -> None:
+    """SSH connections outlive a run while the service runs (EXECUTOR_SSH_IDLE_SECONDS); all closed at stop."""
+    pool = SshPool(settings.ssh_idle_seconds, registry=runtime.metrics.registry)
+    replaced: list[SshPool] = []
+
+    async def install() -> None:
+        replaced.append(use_pool(pool))
+
+    async def close() -> None:  # on_stop comes after the drain: no run is using a connection any more
+        await pool.close()
+        use_pool(replaced.pop() if replaced else SshPool())
+
+    runtime.on_start.append(install)
+    runtime.on_stop.append(close)
 
 
 def _execution_settings(settings: ExecutorSettings) -> ExecutionSettings:

@@ -2,7 +2,8 @@
 
 asyncssh errors are translated here into `SourceRefused` (permanent) or `SourceUnavailable`
 (retryable), so the service never sees a library exception. What the server said is scrubbed of the
-connection's secrets on the way (`shared.redact`).
+connection's secrets on the way (`shared.redact`). SSH connections come from a pool (`ssh_pool.py`) and
+outlive a run when EXECUTOR_SSH_IDLE_SECONDS allows it; each run has its own SFTP channel.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import asyncssh
 
 from services.executor.errors import SourceRefused, SourceUnavailable
+from services.executor.ssh_pool import SshPool
 from shared.catalog_records import ConnectionRecord
 from shared.errors import ValidationFailed
 from shared.paths import resolve_inside
@@ -25,6 +27,7 @@ from shared.redact import Redactor, connection_redactor, remember
 from shared.secrets import SecretBox
 
 CONNECT_TIMEOUT = 20.0
+SETTLE_TIMEOUT = 5.0  # reads in flight when a file's reading ends: how long they may take to finish
 
 
 GLOB_CHARS = frozenset("*?[")
@@ -86,15 +89,13 @@ class SftpSession:
         self, remote: RemoteFile, chunk_size: int, *, prefetch: int = 4
     ) -> AsyncIterator[bytes]:
         """The file's bytes in order; up to `prefetch` reads are in flight, so transfer overlaps work."""
-        async with (
-            _translated(f"file {remote.path}", self.redactor),
-            self._sftp.open(remote.path, "rb") as handle,
-        ):
+        async with _translated(f"file {remote.path}", self.redactor):
+            handle = await self._sftp.open(remote.path, "rb")
             offset, pending = 0, []
-            for _ in range(prefetch):
-                pending.append(asyncio.ensure_future(handle.read(chunk_size, offset)))
-                offset += chunk_size
             try:
+                for _ in range(prefetch):
+                    pending.append(asyncio.ensure_future(handle.read(chunk_size, offset)))
+                    offset += chunk_size
                 while pending:
                     chunk = await pending.pop(0)
                     if not chunk:
@@ -104,9 +105,11 @@ class SftpSession:
                     self.on_bytes("read", len(chunk))
                     yield chunk
             finally:
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+                await _settle(pending)
+                # Closing a read handle decides nothing; it fails when the reader was abandoned (a
+                # stopped run) and its session closed before the generator was finalised.
+                with contextlib.suppress(Exception):
+                    await handle.close()
 
     async def read_bytes(self, path: str, limit: int = 1 << 20) -> bytes:
         """A small file whole (manifests, count and ready files)."""
@@ -157,37 +160,82 @@ class SftpSession:
             await self._sftp.makedirs(directory, exist_ok=True)
 
 
+_pool = SshPool()  # a connection per run until the executor's wiring installs its pool (`use_pool`)
+
+
+def use_pool(pool: SshPool) -> SshPool:
+    """Make `pool` the one `open_sftp` takes connections from; returns the one it replaces."""
+    global _pool
+    previous, _pool = _pool, pool
+    return previous
+
+
 @contextlib.asynccontextmanager
 async def open_sftp(connection: ConnectionRecord, secrets: SecretBox) -> AsyncIterator[SftpSession]:
-    options = _client_options(connection, secrets)
+    """An SFTP session of the run's own, on a pooled SSH connection of these exact settings (or a new one)."""
     redactor = connection_redactor(connection, secrets)
-    remember(redactor)  # the run's reporter scrubs with these secrets too
+    remember(redactor)  # every run, pooled or not: the run's reporter scrubs with these secrets too
+    password, private_key = _credentials(connection, secrets)
+    pool = _pool
+    key = pool.key(
+        connection.host,
+        connection.port,
+        connection.username,
+        password,
+        private_key,
+        connection.host_key,
+        _preferred_auth(private_key),
+    )
     server = f"SFTP server {connection.host}:{connection.port}"
-    async with _translated(server, redactor):
+
+    async def connect() -> Any:
+        options = _client_options(connection, password, private_key)
         async with asyncio.timeout(CONNECT_TIMEOUT):
-            ssh = await asyncssh.connect(connection.host, **options)
-    try:
+            return await asyncssh.connect(connection.host, **options)
+
+    async with contextlib.AsyncExitStack() as stack:
         async with _translated(server, redactor):
-            sftp = await ssh.start_sftp_client()
+            sftp = await stack.enter_async_context(pool.sftp_client(key, connect))
         yield SftpSession(connection, sftp, redactor)
-    finally:
-        ssh.close()
-        with contextlib.suppress(Exception):
-            await ssh.wait_closed()
 
 
-def _client_options(connection: ConnectionRecord, secrets: SecretBox) -> dict[str, Any]:
+async def _settle(reads: list[asyncio.Future[bytes]]) -> None:
+    """Let reads still in flight end (past EOF they return b'' at once) rather than cancel them.
+
+    A cancelled read leaves asyncssh's own block requests running; on a channel that is closed
+    gracefully (pooled connections) they end with errors nobody retrieves, logged as noise."""
+    if not reads:
+        return
+    _, late = await asyncio.wait(reads, timeout=SETTLE_TIMEOUT)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*reads, return_exceptions=True)
+
+
+def _credentials(connection: ConnectionRecord, secrets: SecretBox) -> tuple[str | None, str | None]:
+    """(password, private key) in plain text, for this run only."""
+    password = secrets.decrypt(connection.password_encrypted) if connection.password_encrypted else None
+    key = secrets.decrypt(connection.private_key_encrypted) if connection.private_key_encrypted else None
+    return password, key
+
+
+def _preferred_auth(private_key: str | None) -> str:
+    return "publickey,password" if private_key else "password,keyboard-interactive"
+
+
+def _client_options(
+    connection: ConnectionRecord, password: str | None, private_key: str | None
+) -> dict[str, Any]:
     try:
         host_key = asyncssh.import_public_key(connection.host_key)
     except (asyncssh.KeyImportError, ValueError) as exc:
         raise SourceRefused(f"connection {connection.name}: pinned host key cannot be read") from exc
     client_keys = []
-    if connection.private_key_encrypted:
+    if private_key:
         try:
-            client_keys.append(asyncssh.import_private_key(secrets.decrypt(connection.private_key_encrypted)))
+            client_keys.append(asyncssh.import_private_key(private_key))
         except (asyncssh.KeyImportError, ValueError) as exc:
             raise SourceRefused(f"connection {connection.name}: the private key cannot be read") from exc
-    password = secrets.decrypt(connection.password_encrypted) if connection.password_encrypted else None
     return {
         "port": connection.port,
         "username": connection.username,
@@ -196,7 +244,7 @@ def _client_options(connection: ConnectionRecord, secrets: SecretBox) -> dict[st
         "known_hosts": ([host_key], [], []),
         "agent_path": None,
         "config": None,
-        "preferred_auth": "publickey,password" if client_keys else "password,keyboard-interactive",
+        "preferred_auth": _preferred_auth(private_key),
     }
 
 
@@ -218,6 +266,8 @@ async def _translated(what: str, redactor: Redactor) -> AsyncIterator[None]:
         raise SourceRefused(f"{what}: permission denied") from exc
     except asyncssh.SFTPError as exc:
         raise SourceUnavailable(f"{what}: SFTP error ({said(exc.reason)})") from exc
+    except asyncssh.ChannelOpenError as exc:  # e.g. the server's MaxSessions reached
+        raise SourceUnavailable(f"{what}: session refused ({said(exc.reason)})") from exc
     except (asyncssh.DisconnectError, asyncssh.ConnectionLost) as exc:
         raise SourceUnavailable(f"{what}: connection lost ({said(exc.reason)})") from exc
     except (OSError, TimeoutError) as exc:
