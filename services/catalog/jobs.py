@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +16,7 @@ from services.catalog.domain import StoredJob
 from services.catalog.errors import RunRefused
 from services.catalog.groups import remove_members
 from services.catalog.job_schemas import JobCreate, JobPatch, JobUpdate, JobView
+from services.catalog.ports import CatalogRepository, CommandBus, ReadModels
 from services.catalog.scheduler_client import request_run
 from shared.catalog_records import TableRecord
 from shared.contracts import JobChanged, JobDeleted, RunJob, StopRun
@@ -24,6 +27,8 @@ from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.scheduling import validate_schedule
 
 JOBS = "jobs"
+MAX_READ_TOGETHER = 500  # jobs one coalesced read asks for at most
+Document = dict[str, Any]
 
 
 def _now() -> datetime:
@@ -36,9 +41,55 @@ def job_changed(job: StoredJob) -> JobChanged:
     )
 
 
+class CoalescedReads:
+    """Reads of documents by id: those asked for while one read is in flight go together in the next one.
+
+    A lone read waits for nothing; a burst of run-now requests costs a few queries, not one per request.
+    Every read starts after it was asked for, so it sees each change committed before (nothing is cached:
+    a user who edits a job and runs it at once runs the edited job)."""
+
+    def __init__(self, read: Callable[[list[int]], Awaitable[dict[int, Document]]]) -> None:
+        self.read = read
+        self._waiting: dict[int, list[asyncio.Future[Document | None]]] = {}
+        self._reading: asyncio.Task[None] | None = None
+
+    async def get(self, item_id: int) -> Document | None:
+        found: asyncio.Future[Document | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(item_id, []).append(found)
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.create_task(self._read_waiting())
+        return await found
+
+    async def _read_waiting(self) -> None:
+        while self._waiting:
+            ids = list(self._waiting)[:MAX_READ_TOGETHER]
+            batch = {item_id: self._waiting.pop(item_id) for item_id in ids}
+            try:
+                docs = await self.read(ids)
+            except Exception as exc:  # each waiting caller fails as a lone read would
+                for futures in batch.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                continue
+            for item_id, futures in batch.items():
+                for future in futures:
+                    if not future.done():  # its caller may have gone (cancelled)
+                        future.set_result(docs.get(item_id))
+
+
 class JobService(DefinitionService[StoredJob, JobView]):
     collection = JOBS
     kind = "job"
+
+    def __init__(
+        self, repo: CatalogRepository, reads: ReadModels, bus: CommandBus, *, run_request_timeout: float
+    ) -> None:
+        super().__init__(repo, reads, bus, run_request_timeout=run_request_timeout)
+        self.run_now_reads = CoalescedReads(self._read_jobs)
+
+    async def _read_jobs(self, job_ids: list[int]) -> dict[int, Document]:
+        return {doc["_id"]: doc for doc in await self.repo.find_all(JOBS, {"_id": {"$in": job_ids}})}
 
     def parse(self, document: dict[str, Any]) -> StoredJob:
         return StoredJob.model_validate(document)
@@ -186,8 +237,13 @@ class JobService(DefinitionService[StoredJob, JobView]):
 
     # --- running -----------------------------------------------------------------------------------
     async def run_now(self, job_id: int, by: str) -> str:
-        """Ask the scheduler for a run; returns `JobID.RunID`. Scheduled runs are not affected."""
-        job = await self.load(job_id)
+        """Ask the scheduler for a run; returns `JobID.RunID`. Scheduled runs are not affected.
+
+        The job is read with the run-now requests that arrive meanwhile (`CoalescedReads`)."""
+        doc = await self.run_now_reads.get(job_id)
+        if doc is None:
+            raise NotFound(f"job {job_id} does not exist", field="job_id")
+        job = self.parse(doc)
         try:
             domain.check_run_now(job, _now())
         except domain.RunNowRefused as refused:

@@ -264,12 +264,23 @@ class MongoLeaseStore:
 
 
 class MongoCatalogReader:
-    """Read model over the catalog's collections (the catalog is their only writer)."""
+    """Read model over the catalog's collections (the catalog is their only writer); table definitions cached.
+
+    A table definition is immutable: the catalog inserts it and nothing updates, replaces or deletes it (no
+    API edits one; the name is unique and never reused), and its collection's shape follows from it. So the
+    definition read once is the definition for good: each is read once per executor process instead of
+    once per run. A missing one is not cached (it may be created a moment later). Connections are read
+    every time: their secrets are rotated in place (a key replaced), and the next run must use the new one.
+    Whoever makes tables editable must key this cache by a version the run request carries
+    (`tests/integration/test_run_ops_cache.py` fails when a route that could change one appears)."""
+
+    MAX_CACHED = 4096  # table definitions; beyond it the oldest is read again when next used
 
     def __init__(self, client: MongoClient, catalog_db: str) -> None:
         db = client[catalog_db]
         self.connections = db["connections"]
         self.tables = db["tables"]
+        self._tables: dict[str, TableRecord] = {}
 
     async def connection(self, connection_id: int) -> ConnectionRecord:
         doc = await self.connections.find_one({"_id": connection_id})
@@ -278,10 +289,16 @@ class MongoCatalogReader:
         return ConnectionRecord.model_validate(doc)
 
     async def table(self, name: str) -> TableRecord:
+        if (cached := self._tables.get(name)) is not None:
+            return cached
         doc = await self.tables.find_one({"name": name})
         if doc is None:
             raise NotFound(f"table {name} does not exist")
-        return TableRecord.model_validate(doc)
+        table = TableRecord.model_validate(doc)
+        if len(self._tables) >= self.MAX_CACHED:
+            del self._tables[next(iter(self._tables))]  # the oldest: insertion order
+        self._tables[name] = table
+        return table
 
 
 class MongoRejectStore:

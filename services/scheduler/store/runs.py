@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from pymongo import InsertOne, UpdateOne
@@ -25,6 +26,7 @@ from shared.errors import Conflict, RetryableError
 from shared.runid import RunId
 
 Build = Callable[[RunId], RunRequested]
+MAX_KNOWN_COUNTERS = 100_000
 Allocated = tuple[RunRequested, str]
 
 
@@ -50,6 +52,9 @@ class RunStore:
         self.ledger = db.ledger
         self.outbox = db.outbox
         self.partitions = db.partitions
+        # job id -> its run counter after the last run this replica allocated: a guess, checked by the
+        # guarded write that uses it (`_take_known`), so a stale one costs a read, never a wrong run id.
+        self._last_runs: dict[int, int] = {}
 
     async def allocate_run(
         self, *, request_id: str, job_id: int, build: Build, now: datetime, wall: datetime,
@@ -59,21 +64,15 @@ class RunStore:
 
         The same command delivered again gets the same answer. The schedule is not touched. Checked
         last before the commit, `still_wanted()` false (the caller gave up while a conflicting
-        transaction held us) aborts it: CommandExpired.
+        transaction held us) aborts it: CommandExpired. The job's document is read only when this replica
+        does not know its run counter or the guarded write of `_take_known` finds it changed.
         """
 
         async def work(session: AsyncClientSession) -> tuple[RunRequested, str]:
-            key = owner_key("job", job_id)
-            raw = await self.schedules.find_one({"_id": key}, session=session)
-            doc = ScheduleDoc(raw or {"_id": key, **new_schedule_doc("job", job_id, self.partitions)})
-            if doc.running:
-                raise JobAlreadyRunning(f"job {job_id} is running (run {doc.running})")
-            if is_expired(expires_at or doc.expires_at, now):
-                raise JobExpired(f"job {job_id} has expired")
-            message = build(next_run_id(job_id, doc.last_run))
-            if not still_wanted():
-                raise CommandExpired(f"the request to run job {job_id} passed its deadline")
-            await self._take(session, doc, raw is None, message.data.run_id)
+            take = (session, job_id, build, now, expires_at, still_wanted)
+            message = await self._take_known(*take)
+            if message is None:
+                message = await self._take_read(*take)
             # `request_id` is unique: the same command delivered again collides here (and is answered below).
             entry = await self.db.add_outbox(session, [message], wall, request_id=request_id)
             assert entry is not None
@@ -95,8 +94,8 @@ class RunStore:
     async def allocate_runs(
         self, requests: Sequence[RunRequest], wall: datetime
     ) -> list[Allocated | Conflict]:
-        """Run now for several commands in ONE transaction: one read of their jobs, one bulk write of the
-        takes, one insert of their outbox entries (one entry per command: its `request_id` stays unique),
+        """Run now for several commands in ONE transaction: one read of their jobs (none when this replica
+        knows every job's run counter: `_known_docs`, each write guarded), one bulk write of the takes, one insert of their outbox entries (one entry per command: its `request_id` stays unique),
         one commit. Per command, in order, the same checks as `allocate_run` (overlap, expiry, the
         caller's deadline last before the commit); a refusal refuses that command only. Returns, per
         request, (message, outbox entry id) or the refusal (Conflict, CommandExpired).
@@ -107,12 +106,13 @@ class RunStore:
         if len(requests) == 1:
             return [await self._one(requests[0], wall)]
 
-        async def work(session: AsyncClientSession) -> list[Allocated | Conflict]:
+        async def work(session: AsyncClientSession, guess: bool) -> list[Allocated | Conflict]:
             keys = [owner_key("job", r.job_id) for r in requests]
-            found = {
+            known = self._known_docs(requests) if guess else None
+            found = known if known is not None else {
                 d["_id"]: d
                 async for d in self.schedules.find({"_id": {"$in": sorted(set(keys))}}, session=session)
-            }
+            }  # fmt: skip
             results: list[Allocated | Conflict] = []
             taken: set[str] = set()
             writes: list[InsertOne[Doc] | UpdateOne] = []
@@ -136,13 +136,19 @@ class RunStore:
                     )
                     continue
                 taken.add(key)
-                writes.append(self._take_write(doc, raw is None, message.data.run_id))
+                if known is not None:  # guarded on what was assumed of the document
+                    writes.append(self._guarded(request.job_id, doc.last_run, message.data.run_id, request))
+                else:
+                    writes.append(self._take_write(doc, raw is None, message.data.run_id))
+                self._remember(request.job_id, doc.last_run + 1)
                 entry = outbox_doc([message], wall, request_id=request.request_id)
                 entries.append(entry)
                 results.append((message, str(entry["_id"])))
             if writes:
                 try:
-                    await self.schedules.bulk_write(writes, ordered=True, session=session)
+                    done = await self.schedules.bulk_write(writes, ordered=True, session=session)
+                    if known is not None and done.matched_count != len(writes):
+                        raise _StaleGuess  # aborts: decided again on the documents, below
                     await self.outbox.insert_many(entries, ordered=True, session=session)
                 except BulkWriteError as exc:
                     if not _duplicates_only(exc):
@@ -151,7 +157,10 @@ class RunStore:
             return results
 
         try:
-            results = await self.db.transaction(work)
+            try:
+                results = await self.db.transaction(partial(work, guess=True))
+            except _StaleGuess:  # a job ran elsewhere, runs or expired: the read decides, as without guesses
+                results = await self.db.transaction(partial(work, guess=False))
         except DuplicateKeyError:
             return [await self._one(r, wall) for r in requests]
         for i, (request, result) in enumerate(zip(requests, results, strict=True)):
@@ -168,6 +177,81 @@ class RunStore:
             )  # fmt: skip
         except Conflict as refused:
             return refused
+
+    async def _take_known(
+        self, session: AsyncClientSession, job_id: int, build: Build, now: datetime,
+        expires_at: datetime | None, still_wanted: Callable[[], bool],
+    ) -> RunRequested | None:  # fmt: skip
+        """Take a job whose run counter this replica knows (it allocated the job's last run) without
+        reading its document: one write guarded on everything the read would have checked (not running,
+        the counter unchanged, not expired). None when the counter is unknown or the guard does not hold
+        (another replica or a scheduled fire ran the job since, it runs, it expired): then the caller reads
+        the document and decides as before, in the same transaction."""
+        known = self._last_runs.get(job_id)
+        if known is None or (expires_at is not None and is_expired(expires_at, now)):
+            return None
+        message = build(next_run_id(job_id, known))
+        result = await self.schedules.update_one(
+            self._guard(job_id, known, expires_at, now),
+            {"$set": self._take_changes(message.data.run_id)},
+            session=session,
+        )
+        if result.matched_count != 1:
+            self._last_runs.pop(job_id, None)
+            return None
+        if not still_wanted():  # checked last, as on the read path: raising aborts the write with the rest
+            raise CommandExpired(f"the request to run job {job_id} passed its deadline")
+        self._remember(job_id, known + 1)
+        return message
+
+    async def _take_read(
+        self, session: AsyncClientSession, job_id: int, build: Build, now: datetime,
+        expires_at: datetime | None, still_wanted: Callable[[], bool],
+    ) -> RunRequested:  # fmt: skip
+        """Take the job after reading its document: refused while it runs or once it expired."""
+        key = owner_key("job", job_id)
+        raw = await self.schedules.find_one({"_id": key}, session=session)
+        doc = ScheduleDoc(raw or {"_id": key, **new_schedule_doc("job", job_id, self.partitions)})
+        if doc.running:
+            raise JobAlreadyRunning(f"job {job_id} is running (run {doc.running})")
+        if is_expired(expires_at or doc.expires_at, now):
+            raise JobExpired(f"job {job_id} has expired")
+        message = build(next_run_id(job_id, doc.last_run))
+        if not still_wanted():
+            raise CommandExpired(f"the request to run job {job_id} passed its deadline")
+        await self._take(session, doc, raw is None, message.data.run_id)
+        self._remember(job_id, doc.last_run + 1)
+        return message
+
+    def _known_docs(self, requests: Sequence[RunRequest]) -> dict[str, Doc] | None:
+        """The documents a batch would read, as this replica expects them (free, its counter, no expiry
+        of their own), when it knows every job's counter: each write then guards on what was assumed."""
+        docs: dict[str, Doc] = {}
+        for request in requests:
+            if (known := self._last_runs.get(request.job_id)) is None:
+                return None
+            key = owner_key("job", request.job_id)
+            docs[key] = {"_id": key, "running": None, "last_run": known, "expires_at": None}
+        return docs
+
+    def _guarded(self, job_id: int, last_run: int, run_id: str, request: RunRequest) -> UpdateOne:
+        return UpdateOne(
+            self._guard(job_id, last_run, request.expires_at, request.now),
+            {"$set": self._take_changes(run_id)},
+        )
+
+    @staticmethod
+    def _guard(job_id: int, last_run: int, expires_at: datetime | None, now: datetime) -> Doc:
+        """The job free, its counter at `last_run`, and (unless the command's own instant decides) not expired."""
+        guard: Doc = {"_id": owner_key("job", job_id), "running": None, "last_run": last_run}
+        if expires_at is None:
+            guard["$or"] = [{"expires_at": None}, {"expires_at": {"$gt": now}}]
+        return guard
+
+    def _remember(self, job_id: int, last_run: int) -> None:
+        if len(self._last_runs) >= MAX_KNOWN_COUNTERS and job_id not in self._last_runs:
+            del self._last_runs[next(iter(self._last_runs))]  # the oldest: it is read again when next run
+        self._last_runs[job_id] = last_run
 
     def _take_write(self, doc: ScheduleDoc, new: bool, run_id: str) -> InsertOne[Doc] | UpdateOne:
         changes = self._take_changes(run_id)
@@ -277,6 +361,10 @@ class RunStore:
     async def ledger_entries(self, owner: str | None = None) -> list[Doc]:
         query: dict[str, Any] = {} if owner is None else {"owner": owner}
         return await self.ledger.find(query).to_list(None)
+
+
+class _StaleGuess(Exception):
+    """A batch allocated on known run counters found a document other than expected (see `_known_docs`)."""
 
 
 def _duplicates_only(exc: BulkWriteError) -> bool:
