@@ -133,7 +133,9 @@ class ListTarget:
                 if not plan.write:
                     outcome.tally(plan.kinds)
                 else:
-                    ops.append(UpdateOne({"RIID_": doc["RIID_"]}, self._update(item, now, plan.mark)))
+                    # By `_id` (the record found; RIID_ is never reused): the embedded server finds a
+                    # document by `_id` faster than through the `riid` index.
+                    ops.append(UpdateOne({"_id": doc["_id"]}, self._update(item, now, plan.mark)))
                     planned.append((item, plan.kinds))
             elif "RIID_" in self.match_columns:
                 outcome.reject(
