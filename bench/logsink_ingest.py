@@ -11,7 +11,8 @@ as possible (publisher confirms on) and measures:
     confirms into a quorum queue; on a loaded 2-core machine ~1,000/s);
   - its peak RSS (VmHWM of the process) and the batch latency (`connect_logsink_batch_seconds`);
   - the database's own ceiling for the same events: the database doing exactly the logsink's writes
-    of the same batches (of `--batch-size` events): per batch the commands its repository sends (the
+    of the same batches (of `--batch-size` events, `--writes-in-flight` batches at once like the
+    logsink's): per batch the commands its repository sends (the
     log chunks in one unordered insert, the runs' folded updates in one unordered update, at once,
     journaled like the logsink's), built before and only sent while timed, from one process with no
     broker. It is measured on a fresh server before the ingest and again after it (interleaved: the
@@ -25,7 +26,7 @@ as possible (publisher confirms on) and measures:
     batch, and each event in a batch of its own; and the load average at the start and the end.
 
     python bench/logsink_ingest.py [--events 200000] [--runs 1000] [--mode backlog|live]
-        [--batch-size 5000] [--prefetch 15000]
+        [--batch-size 5000] [--prefetch 15000] [--writes-in-flight 2]
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pymongo import InsertOne, UpdateOne
 
+from services.logsink.config import LogsinkSettings
 from services.logsink.domain import Planned, fresh_events, plan, run_writes
 from services.logsink.repository import MongoRunRecords
 from services.logsink.service import LogsinkService
@@ -205,23 +208,38 @@ def logsink_commands(planned: list[Planned], batch: int) -> Commands:
     return commands
 
 
-async def exact_writes(client: Any, db_name: str, commands: Commands) -> None:
-    """The database's ceiling for these events: the logsink's own commands, batch by batch, each
-    batch's chunk insert and run updates at once (as the repository sends them), journaled."""
+async def in_flight(writes: list[Callable[[], Awaitable[None]]], at_once: int) -> None:
+    """The writes in order, `at_once` of them at a time (as the logsink's batcher writes batches)."""
+    slots = asyncio.Semaphore(at_once)
+
+    async def write(one: Callable[[], Awaitable[None]]) -> None:
+        async with slots:
+            await one()
+
+    await asyncio.gather(*(write(one) for one in writes))
+
+
+async def exact_writes(client: Any, db_name: str, commands: Commands, at_once: int) -> None:
+    """The database's ceiling for these events: the logsink's own commands, batch by batch (as many
+    batches at once as the logsink writes), each batch's chunk insert and run updates at once (as the
+    repository sends them), journaled."""
     records = MongoRunRecords(client, db_name)  # its collections, write concern and indexes
-    for inserts, updates in commands:
+
+    async def batch(inserts: list[InsertOne[dict[str, Any]]], updates: list[UpdateOne]) -> None:
         await asyncio.gather(
             *([records.logs.bulk_write(inserts, ordered=False)] if inserts else []),
             *([records.runs.bulk_write(updates, ordered=False)] if updates else []),
         )
 
+    await in_flight([partial(batch, inserts, updates) for inserts, updates in commands], at_once)
 
-async def logsink_writes(client: Any, db_name: str, planned: list[Planned], batch: int) -> None:
-    """The logsink's own writes of these events (its service and repository), batch by batch, with
-    no broker: what the database does for the logsink, alone."""
+
+async def logsink_writes(client: Any, db_name: str, planned: list[Planned], batch: int, at_once: int) -> None:
+    """The logsink's own writes of these events (its service and repository), batch by batch (as
+    many at once as the logsink writes), with no broker: what the database does for the logsink, alone."""
     service = LogsinkService(MongoRunRecords(client, db_name), NoMetrics(), batch_size=batch)
-    for i in range(0, len(planned), batch):
-        await service.write_batch(planned[i : i + batch])
+    batches = [planned[i : i + batch] for i in range(0, len(planned), batch)]
+    await in_flight([partial(service.write_batch, one) for one in batches], at_once)
 
 
 async def seed_runs(client: Any, db_name: str, runs: int) -> None:
@@ -326,6 +344,12 @@ async def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--prefetch", type=int, default=15000)
     parser.add_argument(
+        "--writes-in-flight",
+        type=int,
+        default=LogsinkSettings.model_fields["writes_in_flight"].default,
+        help="batches the logsink writes at once; the ceiling writes as many at once",
+    )
+    parser.add_argument(
         "--mode",
         choices=("backlog", "live"),
         default="backlog",
@@ -356,14 +380,14 @@ async def main() -> None:
         commands = logsink_commands(planned, args.batch_size)
         return await timed_writes(
             external_url, workdir, ceiling_db,
-            lambda c: exact_writes(c, ceiling_db, commands),
+            lambda c: exact_writes(c, ceiling_db, commands, args.writes_in_flight),
             prepare=lambda c: seed_runs(c, ceiling_db, args.runs),
         )  # fmt: skip
 
     ceiling_before, ceiling_cpu_before = await measure_ceiling()
     own_seconds, own_cpu = await timed_writes(
         external_url, workdir, own_db,
-        lambda c: logsink_writes(c, own_db, planned, args.batch_size),
+        lambda c: logsink_writes(c, own_db, planned, args.batch_size, args.writes_in_flight),
         prepare=lambda c: seed_runs(c, own_db, args.runs),
     )  # fmt: skip
     embedded = None
@@ -376,7 +400,8 @@ async def main() -> None:
     env = {
         **os.environ, "AMQP_URL": amqp_url, "MONGO_URL": mongo_url, "CONNECT_DB_PREFIX": db_prefix,
         "CONNECT_AMQP_PREFIX": prefix, "LOGSINK_HTTP_PORT": str(port), "LOGSINK_HTTP_HOST": "127.0.0.1",
-        "LOGSINK_BATCH_SIZE": str(args.batch_size), "LOGSINK_PREFETCH": str(args.prefetch), "LOG_LEVEL": "WARNING",
+        "LOGSINK_BATCH_SIZE": str(args.batch_size), "LOGSINK_PREFETCH": str(args.prefetch),
+        "LOGSINK_WRITES_IN_FLIGHT": str(args.writes_in_flight), "LOG_LEVEL": "WARNING",
     }  # fmt: skip
     log_path = workdir / "logsink.log"
     log = log_path.open("wb")
@@ -443,7 +468,8 @@ async def main() -> None:
         ceiling_cpu = (ceiling_cpu_before + ceiling_cpu_after) / 2
         what = "process start" if args.mode == "backlog" else "first publish"
         print(
-            f"mode                       {args.mode} (batch size {args.batch_size:,}, prefetch {args.prefetch:,})"
+            f"mode                       {args.mode} (batch size {args.batch_size:,}, prefetch {args.prefetch:,}, "
+            f"{args.writes_in_flight} batch writes in flight)"
         )
         print(
             f"events published           {len(bodies):>10,} ({n_logs:,} RunLog, {len(bodies) - n_logs:,} RunProgress, {args.runs:,} runs)"

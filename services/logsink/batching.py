@@ -1,10 +1,13 @@
 """Batched ingest: events wait in a batch that is written by size or after a short delay.
 
 Items join with `add` (nothing awaited: the consumer's per-message path) or `submit` (awaits the
-item's batch). Batches are written one at a time, in the order their items arrived; after each batch
+item's batch). Batches are cut in the order their items arrived and up to `max_in_flight` are written
+at once (a batch is cut only when a write slot is free, so it keeps filling meanwhile); after each batch
 `on_settled` learns whether it was durably written, and only then are the messages in it acknowledged
-(or requeued if it could not be written). With a prefetch larger than the batch size, the next batch
-fills up while one is written.
+(or requeued if it could not be written). Batches may finish out of order: the writes they hold are
+order-tolerant (as between two logsinks), and the consumer acknowledges a delivery only once every
+earlier one is settled. With a prefetch larger than the batch size, the next batch fills up while one
+is written.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class Batcher(Generic[T]):
         retry_backoff: float = 0.2,
         on_written: Callable[[list[T], float], None] | None = None,
         on_settled: Settled[T] | None = None,
+        max_in_flight: int = 1,
     ) -> None:
         self.write = write
         self.max_size = max_size
@@ -50,6 +54,10 @@ class Batcher(Generic[T]):
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        # While one batch's reply waits, the database can already write the next one.
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._writing = 0
+        self._wrote = asyncio.Event()
 
     def add(self, item: T) -> None:
         """Add an item to the next batch; `on_settled` tells when (and whether) it was written."""
@@ -89,17 +97,43 @@ class Batcher(Generic[T]):
             self._task = None
 
     async def _run(self) -> None:
-        while True:
-            await self._has_items.wait()
-            if self._closed and not self._pending:
-                return
-            remaining = self._first_at + self.max_delay - time.monotonic()
-            if remaining > 0 and len(self._pending) < self.max_size and not self._closed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), remaining)
-            await self._flush()
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await self._has_items.wait()
+                if self._closed and not self._pending:
+                    return
+                remaining = self._first_at + self.max_delay - time.monotonic()
+                if remaining > 0 and len(self._pending) < self.max_size and not self._closed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._full.wait(), remaining)
+                await self._slots.acquire()
+                await self._full_while_writing()
+                batch = self._cut()
+                if not batch:
+                    self._slots.release()
+                    continue
+                task = asyncio.create_task(self._write_and_settle(batch), name="ingest-batch")
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+        finally:
+            if in_flight:  # stopping: the batches being written are settled first
+                await asyncio.gather(*in_flight, return_exceptions=True)
 
-    async def _flush(self) -> None:
+    async def _full_while_writing(self) -> None:
+        """While a batch is being written, the next one is cut only when full (or when none is being
+        written any more): under a flood batches stay at the batch size, and so do their chunks (one
+        per run and batch: a document costs the database far more than a line in it)."""
+        while self._writing and len(self._pending) < self.max_size and not self._closed:
+            self._wrote.clear()
+            waits = [asyncio.ensure_future(self._full.wait()), asyncio.ensure_future(self._wrote.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+
+    def _cut(self) -> list[tuple[T, asyncio.Future[None] | None]]:
         batch, self._pending = self._pending[: self.max_size], self._pending[self.max_size :]
         if not self._closed:
             self._full.clear()
@@ -109,8 +143,18 @@ class Batcher(Generic[T]):
                 self._full.set()
         elif not self._closed:
             self._has_items.clear()
-        if not batch:
-            return
+        return batch
+
+    async def _write_and_settle(self, batch: list[tuple[T, asyncio.Future[None] | None]]) -> None:
+        self._writing += 1
+        try:
+            await self._settle(batch)
+        finally:
+            self._writing -= 1
+            self._wrote.set()
+            self._slots.release()
+
+    async def _settle(self, batch: list[tuple[T, asyncio.Future[None] | None]]) -> None:
         items = [item for item, _ in batch]
         error = await self._write_with_retries(items)
         if self.on_settled is not None:

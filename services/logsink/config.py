@@ -14,5 +14,8 @@ class LogsinkSettings(ServiceSettings):
     # Larger batches put more of a run's lines into each stored chunk (a document costs the database far
     # more than a line in it); a flood's batch of 5,000 is written in well under a second.
     batch_size: int = Field(default=5000, ge=1, le=10000)
+    # Batches written at once: the database writes one while the logsink reads the reply of another
+    # (their writes are order-tolerant, as between two logsinks; acknowledgements stay in order).
+    writes_in_flight: int = Field(default=2, ge=1, le=8)
     flush_interval: float = Field(default=0.2, gt=0, le=10, description="Seconds a batch waits at most.")
     log_retention_days: float = Field(default=30, gt=0, description="Run log lines expire after this.")

@@ -3,7 +3,8 @@
 FastStream's per-message work (middlewares, dependency injection, a parsed message object, one awaited
 ack per message) cost more CPU than the database's own insert work, so the ingest is consumed with
 aiormq directly: each delivery is decoded straight from its JSON bytes with pydantic and joins the
-ingest batch; nothing is awaited per message. A message is acknowledged only after the batch that holds
+ingest batch, from the channel's reader (no task per message, see `deliver_inline`); nothing is awaited
+per message. A message is acknowledged only after the batch that holds
 it is durably written: the batch's messages are marked settled, and the longest settled run of the
 channel's deliveries (in delivery order) is acknowledged with one `multiple` ack on its highest tag.
 
@@ -61,6 +62,33 @@ Receipt = tuple["AckWindow", int, str, DeliveredMessage | None]
 DEAD_LETTER_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 10.0
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
+FRAMES_PER_DELIVERY = 3  # method, header, body (a body under the frame size)
+
+
+def deliver_inline(channel: AbstractChannel, receive: Callable[[DeliveredMessage], None]) -> None:
+    """Hand each delivery to `receive` from the channel's reader, without aiormq's task per message.
+
+    aiormq runs every consumer callback in a task of its own: its creation, scheduling and bookkeeping
+    cost more than the logsink's whole per-message work, which awaits nothing. Where this aiormq does
+    not read deliveries the way this expects, its own path (the consumer callback) stays.
+    """
+    read_header = getattr(channel, "_Channel__get_content_header", None)
+    read_content = getattr(channel, "_read_content", None)
+    consumers = getattr(channel, "consumers", None)
+    if read_header is None or read_content is None or consumers is None:
+        return  # pragma: no cover - another aiormq: its task-per-message path
+
+    async def on_deliver_frame(frame: Any) -> None:
+        header = await read_header()
+        message = await read_content(frame, header)
+        if frame.consumer_tag not in consumers:  # cancelled: the broker redelivers what it sent
+            return
+        try:
+            receive(message)
+        except Exception:  # never stop the channel's reader (aiormq logs a failed callback too)
+            logger.exception("could not receive a delivery")
+
+    setattr(channel, "_on_deliver_frame", on_deliver_frame)  # noqa: B010
 
 
 class AckWindow:
@@ -174,6 +202,9 @@ class EventConsumer:
     # --- per message: nothing awaited -------------------------------------------------------------
 
     async def _on_message(self, window: AckWindow, message: DeliveredMessage) -> None:
+        self._receive(window, message)
+
+    def _receive(self, window: AckWindow, message: DeliveredMessage) -> None:
         tag = message.delivery_tag
         if tag is None:  # pragma: no cover - deliveries always carry a tag
             return
@@ -270,9 +301,14 @@ class EventConsumer:
             self.amqp_url, client_properties={"connection_name": "connect-logsink-ingest"}
         )
         try:
-            channel = await connection.channel(publisher_confirms=False)
+            # The prefetch bounds the frames in flight; aiormq's default buffer of 10 switches tasks
+            # every three deliveries.
+            channel = await connection.channel(
+                publisher_confirms=False, frame_buffer_size=FRAMES_PER_DELIVERY * self.prefetch + 16
+            )
             await channel.basic_qos(prefetch_count=self.prefetch)
             window = AckWindow(channel)
+            deliver_inline(channel, partial(self._receive, window))
             ok = await channel.basic_consume(self.queue, partial(self._on_message, window), no_ack=False)
         except BaseException:
             await connection.close()

@@ -23,7 +23,11 @@ def build_app(common: CommonSettings | None = None, settings: LogsinkSettings | 
     records = MongoRunRecords(runtime.mongo, runtime.db_name, log_retention_days=settings.log_retention_days)
     metrics = PrometheusIngestMetrics(runtime.metrics)
     service = LogsinkService(
-        records, metrics, batch_size=settings.batch_size, flush_interval=settings.flush_interval
+        records,
+        metrics,
+        batch_size=settings.batch_size,
+        flush_interval=settings.flush_interval,
+        writes_in_flight=settings.writes_in_flight,
     )
     queue = runtime.topology.logsink_events.name
 

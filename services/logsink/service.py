@@ -29,6 +29,7 @@ class LogsinkService:
         *,
         batch_size: int = 500,
         flush_interval: float = 0.2,
+        writes_in_flight: int = 1,
     ) -> None:
         self.records = records
         self.metrics = metrics
@@ -39,6 +40,7 @@ class LogsinkService:
             max_delay=flush_interval,
             on_written=lambda _, seconds: metrics.batch_written(seconds),
             on_settled=self._settled,
+            max_in_flight=writes_in_flight,
         )
 
     def accept(self, planned: Planned, receipt: Any) -> None:
