@@ -339,7 +339,7 @@ async def test_a_handed_over_run_keeps_its_table_and_resumes_after_its_checkpoin
 
 
 async def test_a_holder_that_stalled_past_its_hold_loads_again_after_the_run_that_took_the_table(
-    harness: Harness,
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = harness
     await h.connection()
@@ -354,8 +354,12 @@ async def test_a_holder_that_stalled_past_its_hold_loads_again_after_the_run_tha
     await until(h, lambda: any(line.startswith("header read") for line in h.events.logs(slow.data.run_id)))
     await quick.accept(other)  # the slow run is loading: it holds the table
     await until(h, lambda: waiting(h, other.data.run_id))
-    # What the others see when an executor stalls for longer than a hold: its hold expires unrenewed.
+    # An executor that stalls for longer than a hold: its heartbeat renews nothing until the other run has
+    # taken the table (a one-shot expiry alone could be renewed before the other run polls), then resumes.
+    stalled = stall_renewals(stalling, monkeypatch)
     await expire_table_hold(h, "table_contacts")
+    await until(h, lambda: any(" is free after " in line for line in h.events.logs(other.data.run_id)))
+    stalled.set()
     assert (await h.finished(other.data.run_id)).data.status == RunStatus.SUCCEEDED
     done = await h.finished(slow.data.run_id)
     assert done.data.status == RunStatus.SUCCEEDED, done.data.error
@@ -380,6 +384,19 @@ async def test_a_failed_run_releases_the_table(harness: Harness) -> None:
     after = await h.run(custom_spec("one.csv", "merge"))
     assert after.data.status == RunStatus.SUCCEEDED
     assert not waiting(h, after.data.run_id)
+
+
+def stall_renewals(service: ExecutorService, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """The service's lease renewals wait until the returned event is set (its executor "stalls")."""
+    resumed = asyncio.Event()
+    renew = service.leases.renew
+
+    async def stalled(run_id: str, owner: str) -> Any:
+        await resumed.wait()
+        return await renew(run_id, owner)
+
+    monkeypatch.setattr(service.leases, "renew", stalled)
+    return resumed
 
 
 def spy_on_checkpoints(service: ExecutorService, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
