@@ -161,7 +161,7 @@ async def test_sigterm_returns_a_run_that_outlasts_the_grace_period(
     running = next(key for key in processes.processes if key.startswith("executor"))
     # 2,000 rows, then 5 s of grace: at ~5k rows/s the run is still far from done (15k rows once finished
     # inside the grace period, after imports got faster).
-    rows = 150_000
+    rows = 80_000
     big_file(sshd, f"{unique}/term.csv", rows)
     job_id = await job(api, sshd, unique, f"{unique}/term.csv", "merge")
     run_id = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]
