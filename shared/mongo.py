@@ -50,14 +50,8 @@ EMBEDDED_TRANSACTION_LIFETIME_SECONDS = 5.0
 # connection to a live server - a server that dies forgets them. Connect's writes are idempotent on
 # their own (keyed ids, guarded updates, upserts) and retried by its own loops, so the embedded URL
 # turns the driver's retryable writes off (docs/guarantees.md, "Retryable writes on the embedded server").
-
-# The daemon's command line has no option for it: run its entry point with the lifetime bound in.
-_LAUNCH_EMBEDDED = (
-    "import functools, sys; import secantus.cli as cli; "
-    "cli.SecantusDBServer = functools.partial("
-    "cli.SecantusDBServer, transaction_lifetime_seconds=float(sys.argv.pop(1))); "
-    "sys.exit(cli.main())"
-)
+# The server runs from `shared/embedded_server.py`, which binds the transaction lifetime in and works
+# around a full collection scan in its findAndModify.
 
 
 class EmbeddedMongo:
@@ -92,7 +86,7 @@ class EmbeddedMongo:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-c", _LAUNCH_EMBEDDED, str(self.transaction_lifetime),
+                [sys.executable, "-m", "shared.embedded_server", str(self.transaction_lifetime),
                  "--host", "127.0.0.1", "--port", str(self.port),
                  "--storage-path", str(self.data_dir), "--log-level", "WARNING"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -1,0 +1,63 @@
+"""Entry point of the embedded MongoDB-compatible server (SecantusDB) that `shared.mongo.EmbeddedMongo` starts.
+
+    python -m shared.embedded_server TRANSACTION_LIFETIME_SECONDS [secantus options...]
+
+Two things the daemon's command line cannot say:
+- the idle transaction lifetime (`EMBEDDED_TRANSACTION_LIFETIME_SECONDS` in `shared/mongo.py`);
+- `narrow_id_candidates`: SecantusDB 0.7.0b3 picks candidate documents (for reads and writes alike) by
+  an index only when no top-level key of the filter is an operator: `{_id: v, $or: [...]}` scans the
+  whole collection. A findAndModify that matched a document writes with `{_id: v, $and: [query]}` (the
+  query re-asserted), so every matched findAndModify (a lease renewal, a take-over's claim, a table
+  writer's lock) and every guarded update with an `$or` (the scheduler's allocation of a run) cost time
+  proportional to the collection, and the database's CPU per run grew round after round as `run_leases`
+  grew (docs/guarantees.md, "Embedded server: candidates by _id"). The patch hands the `_id` clause
+  alone to the candidate picker. That only narrows the candidates: the storage applies the whole filter
+  to every candidate it returns or writes (`Storage.find_matching`, `_update_matching_single_txn`:
+  `matches`), so what matches is unchanged, and any document that matches carries that `_id`.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any
+
+
+def _id_part(filter_: Any) -> dict[str, Any] | None:
+    """`{_id: v}` of a filter that also holds a top-level operator (`$and`, `$or`, ...), else None (the picker
+    sees the filter unchanged). Top-level clauses are all required, so what matches the filter has that `_id`."""
+    if not isinstance(filter_, dict) or "_id" not in filter_ or len(filter_) < 2:
+        return None
+    if not any(isinstance(key, str) and key.startswith("$") for key in filter_):
+        return None  # the picker rides the `_id` clause of such a filter itself
+    return {"_id": filter_["_id"]}
+
+
+def narrow_id_candidates(storage_class: Any) -> None:
+    original = storage_class._try_index_id_keys
+
+    @functools.wraps(original)
+    def pick(self: Any, db: str, coll: str, filter_: dict[str, Any], **kwargs: Any) -> Any:
+        by_id = _id_part(filter_)
+        if by_id is not None:
+            picked = original(self, db, coll, by_id, **kwargs)
+            if picked is not None:  # None: `_id` is not a point value (an operator): the original decides
+                return picked
+        return original(self, db, coll, filter_, **kwargs)
+
+    storage_class._try_index_id_keys = pick
+
+
+def main(argv: list[str]) -> int:
+    import secantus.cli as cli
+    from secantus.storage import Storage
+
+    lifetime = float(argv.pop(0))
+    narrow_id_candidates(Storage)
+    cli.SecantusDBServer = functools.partial(cli.SecantusDBServer, transaction_lifetime_seconds=lifetime)
+    sys.argv = [sys.argv[0], *argv]
+    return int(cli.main() or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
