@@ -272,6 +272,10 @@ class ExecutorService:
                 continue
             self.writing_here.took(collection, run_id)  # reserved here: the other runs here wait behind it
             hold = await self.writers.acquire(collection, run_id, owner)
+            if not hold.acquired and hold.holder in self.active and hold.holder != run_id:
+                # The database gives the table to another run here (one that stopped an attempt for a loss
+                # it then did not have, say): the database decides, so it goes first, never both waiting.
+                self.writing_here.let_go({collection}, run_id)
             if hold.acquired:
                 active.tables, active.table_continued = {collection}, True
                 if waiting_since is not None:
@@ -441,9 +445,12 @@ class ExecutorService:
         while True:
             await asyncio.sleep(self.settings.lease_seconds / 3)
             try:
+                # What the run held when the renewal was sent: a table it takes while the renewal is on its
+                # way is not on the lease the renewal read, and is not lost.
+                held = set(active.tables)
                 renewal = await self.leases.renew(run_id, self.settings.executor_id)
                 renewed = renewal.held
-                if renewed and active.tables and renewal.writing not in active.tables:
+                if renewed and held and held <= active.tables and renewal.writing not in held:
                     logger.error(
                         "table writer lock lost; this attempt stops and the next one waits for the table"
                     )
