@@ -103,3 +103,69 @@ async def test_the_callback_runs_once_the_event_is_out() -> None:
     await asyncio.wait_for(reported.wait(), timeout=10)
     assert not buffer.holds(first.id)
     await buffer.close()
+
+
+class SlowBroker:
+    """Confirms nothing until `release` is set; records how many publishes were out at once."""
+
+    def __init__(self, fail_once: set[int] | None = None) -> None:
+        self.release = asyncio.Event()
+        self.out = self.most_out = 0
+        self.sent: list[Envelope] = []
+        self.fail_once = fail_once or set()  # seq numbers whose first publish fails
+
+    async def publish(self, message: Envelope) -> None:
+        self.out += 1
+        self.most_out = max(self.most_out, self.out)
+        try:
+            await self.release.wait()
+            seq = message.data.seq  # type: ignore[attr-defined]
+            if seq in self.fail_once:
+                self.fail_once.discard(seq)
+                raise ConnectionError("confirm timed out")
+            self.sent.append(message)
+        finally:
+            self.out -= 1
+
+
+async def test_many_events_are_out_at_once_and_leave_in_order() -> None:
+    broker = SlowBroker()
+    buffer = EventBuffer(broker, window=8, max_backoff=0.05)
+    for seq in range(1, 21):
+        await buffer.publish(log(seq))
+    await asyncio.sleep(0.05)
+    assert broker.most_out == 8 and len(buffer) == 20  # out, not yet confirmed: still held
+    assert not await buffer.drain(timeout=0.1)  # drain waits for what is out
+    broker.release.set()
+    assert await buffer.drain(timeout=10)
+    assert described(broker.sent) == [f"log {seq}" for seq in range(1, 21)]
+    await buffer.close()
+
+
+async def test_an_event_that_fails_in_a_window_goes_again_and_nothing_is_lost() -> None:
+    broker = SlowBroker(fail_once={3})
+    broker.release.set()
+    buffer = EventBuffer(broker, window=8, max_backoff=0.05)
+    called: list[int] = []
+    for seq in range(1, 7):
+
+        async def mark(seq: int = seq) -> None:
+            called.append(seq)
+
+        await buffer.publish(log(seq), on_published=mark)
+    assert await buffer.drain(timeout=10)
+    assert sorted(described(broker.sent)) == sorted(f"log {seq}" for seq in range(1, 7))
+    assert described(broker.sent)[-1] == "log 3"  # the one that failed went again, after the others
+    assert sorted(called) == [1, 2, 3, 4, 5, 6]  # each callback once, after its own confirm
+    await buffer.close()
+
+
+async def test_closing_while_events_are_out_keeps_them_held() -> None:
+    broker = SlowBroker()
+    buffer = EventBuffer(broker, window=8, max_backoff=0.05)
+    first = log(1)
+    await buffer.publish(first)
+    await asyncio.sleep(0.05)
+    assert broker.out == 1
+    await buffer.close()
+    assert len(buffer) == 1 and buffer.holds(first.id)
