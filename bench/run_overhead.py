@@ -361,15 +361,24 @@ def profiled_round(client: MongoClient[dict[str, Any]], side: Side, runs: int, w
         print(row)
 
 
+def _trend(per_round: list[float]) -> float:
+    """Growth from the first third of the rounds to the last (a round's noise averages out; growth does not)."""
+    third = max(1, len(per_round) // 3)
+    first, last = sum(per_round[:third]) / third, sum(per_round[-third:]) / third
+    return 100 * (last / first - 1) if first > 0 else float("nan")
+
+
 def summary(slots: int, rounds: list[tuple[Measured, Measured]]) -> None:
     ratios = [c.rate / k.rate for c, k in rounds]
     cpu = [c.delta.cpu / c.runs for c, _ in rounds]
     spread = 100 * (max(cpu) / min(cpu) - 1) if min(cpu) > 0 else float("nan")
+    celery_cpu = [k.delta.cpu / k.runs for _, k in rounds]
     runs = sum(c.runs for c, _ in rounds)
     own, every = sum(c.own_ops for c, _ in rounds) / runs, sum(c.delta.total for c, _ in rounds) / runs
     print(f"slots {slots}: ratio Connect/Celery per round {', '.join(f'{r:.2f}' for r in ratios)} "
           f"(goal >= 1.0: {'met' if min(ratios) >= 1 else 'not met'}); Connect db CPU/run per round "
-          f"{', '.join(f'{c:.3f}' for c in cpu)} s (max/min {spread:+.0f} %, goal within 10 %); "
+          f"{', '.join(f'{c:.3f}' for c in cpu)} s (max/min {spread:+.0f} %, goal within 10 %; trend, the last "
+          f"rounds' mean over the first's: {_trend(cpu):+.0f} %, Celery's {_trend(celery_cpu):+.0f} %); "
           f"Connect db ops/run {own:.1f} in its own databases, {every:.1f} all clients (goal <= 10)",
           flush=True)  # fmt: skip
 
