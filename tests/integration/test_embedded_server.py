@@ -1,6 +1,7 @@
 """The embedded server as the launcher runs it (shared/embedded_server.py): narrowing the candidates of a
 filter with an `_id` and a top-level operator to that `_id` leaves what matches unchanged - the rest of the
-query still decides, for findAndModify, guarded updates and reads."""
+query still decides, for findAndModify, guarded updates and reads; and a table's holder, found through the
+writer lock's partial index, is the one the lease names."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 import pytest
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
+from services.executor.repository import ensure_one_writer_index
 from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 
@@ -64,3 +67,15 @@ async def test_an_or_beside_the_id_still_decides(leases: Leases) -> None:
     assert await leases.find(expired).to_list(None) == []
     assert [doc["_id"] for doc in await leases.find(live).to_list(None)] == ["run-1"]
     assert await leases.count_documents({"_id": {"$in": ["run-1", "old-3"]}, "$or": [{"n": 0}]}) == 1
+
+
+async def test_a_tables_holder_is_found_by_the_writer_locks_partial_index(leases: Leases) -> None:
+    await ensure_one_writer_index(leases)
+    await leases.update_one({"_id": "run-1"}, {"$set": {"writing": "table_contacts"}})
+    await leases.insert_one({"_id": "run-2", "status": "running", "writing": 5})  # not a string: not indexed
+    holder = await leases.find_one({"writing": "table_contacts"}, {"status": 1})
+    assert holder == {"_id": "run-1", "status": "running"}
+    assert await leases.find_one({"writing": "table_other"}) is None
+    assert [d["_id"] async for d in leases.find({"writing": 5})] == ["run-2"]
+    with pytest.raises(DuplicateKeyError):
+        await leases.update_one({"_id": "old-1"}, {"$set": {"writing": "table_contacts"}})

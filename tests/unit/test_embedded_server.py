@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.embedded_server import narrow_id_candidates
+from shared.embedded_server import narrow_id_candidates, string_equality_implies_string_type
 
 
 class _Picker:
@@ -57,3 +57,36 @@ def test_other_filters_reach_the_picker_unchanged() -> None:
         picker.asked.clear()
         picker._try_index_id_keys("db", "c", filter_, collation=None)
         assert picker.asked == [filter_]
+
+
+class _Planner:
+    """Stands for `Storage._query_implies_partial`: proves only what equals the filter."""
+
+    @staticmethod
+    def _query_implies_partial(query: dict[str, Any], partial: dict[str, Any]) -> bool:
+        return all(query.get(key) == wanted for key, wanted in partial.items())
+
+
+def _planner() -> type[_Planner]:
+    class Planner(_Planner):
+        pass
+
+    string_equality_implies_string_type(Planner)
+    return Planner
+
+
+def test_a_string_equality_stays_inside_a_string_type_filter() -> None:
+    implies = _planner()._query_implies_partial
+    string_type = {"writing": {"$type": "string"}}
+    assert implies({"writing": "table_contacts"}, string_type)
+    assert implies({"writing": {"$eq": "table_contacts"}, "status": "running"}, string_type)
+
+
+def test_anything_else_is_left_to_the_planner() -> None:
+    implies = _planner()._query_implies_partial
+    string_type = {"writing": {"$type": "string"}}
+    assert not implies({"writing": 7}, string_type)
+    assert not implies({"writing": {"$in": ["a", "b"]}}, string_type)
+    assert not implies({"status": "running"}, string_type)
+    assert not implies({"writing": "a"}, {"writing": {"$type": "int"}})
+    assert implies({"status": "running"}, {"status": "running"})  # what the planner proves itself
