@@ -25,7 +25,11 @@ What the daemon's command line cannot say:
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -76,6 +80,30 @@ def string_equality_implies_string_type(storage_class: Any) -> None:
     storage_class._query_implies_partial = staticmethod(implies)
 
 
+# Test aid: with this set to a file, the server appends "database<TAB>collection<TAB>documents read" to it for
+# every full scan of a collection, so a test can prove which of Connect's queries ride an index.
+SCAN_REPORT_ENV = "CONNECT_EMBEDDED_SCAN_REPORT"
+
+
+def report_full_scans(storage_class: Any, report: Path) -> None:
+    lock = threading.Lock()
+
+    original = storage_class._scan_docs  # every full scan comes here (`_scan_docs_natural` too)
+
+    @functools.wraps(original)
+    def scan(self: Any, db: str, coll: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        rows = 0
+        try:
+            for row in original(self, db, coll, *args, **kwargs):
+                rows += 1
+                yield row
+        finally:
+            with lock, report.open("a") as out:
+                out.write(f"{db}\t{coll}\t{rows}\n")
+
+    storage_class._scan_docs = scan
+
+
 def main(argv: list[str]) -> int:
     import secantus.cli as cli
     from secantus.storage import Storage
@@ -83,6 +111,8 @@ def main(argv: list[str]) -> int:
     lifetime = float(argv.pop(0))
     narrow_id_candidates(Storage)
     string_equality_implies_string_type(Storage)
+    if report := os.environ.get(SCAN_REPORT_ENV):
+        report_full_scans(Storage, Path(report))
     cli.SecantusDBServer = functools.partial(cli.SecantusDBServer, transaction_lifetime_seconds=lifetime)
     sys.argv = [sys.argv[0], *argv]
     return int(cli.main() or 0)
