@@ -72,8 +72,11 @@ def string_equality_implies_string_type(storage_class: Any) -> None:
         if original(query, partial):
             return True
         return all(
-            original({key: query.get(key)}, {key: wanted})
-            or (wanted == {"$type": "string"} and _string_value(query.get(key)))
+            key in query
+            and (
+                original({key: query[key]}, {key: wanted})
+                or (wanted == {"$type": "string"} and _string_value(query[key]))
+            )
             for key, wanted in partial.items()
         )
 
