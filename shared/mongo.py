@@ -50,8 +50,9 @@ EMBEDDED_TRANSACTION_LIFETIME_SECONDS = 5.0
 # connection to a live server - a server that dies forgets them. Connect's writes are idempotent on
 # their own (keyed ids, guarded updates, upserts) and retried by its own loops, so the embedded URL
 # turns the driver's retryable writes off (docs/guarantees.md, "Retryable writes on the embedded server").
-# The server runs from `shared/embedded_server.py`, which binds the transaction lifetime in and works
-# around a full collection scan in its findAndModify.
+# The server runs from `shared/embedded_server.py`, which binds the transaction lifetime in and closes two
+# gaps of its query planner that scanned whole collections (docs/guarantees.md, "Embedded server: candidates
+# by _id").
 
 
 class EmbeddedMongo:
