@@ -146,17 +146,7 @@ class Harness:
         return [doc async for doc in cursor]
 
     def request(self, spec: dict[str, Any], *, job_id: int | None = None, run: int = 1) -> RunRequested:
-        job_id = job_id or next(_job_ids)
-        job = JobSnapshot.model_validate(
-            {"job_id": job_id, "name": f"job {job_id}", "job_type": JobType(spec["kind"]), "spec": spec}
-        )
-        return RunRequested(
-            source="test",
-            data=RunRequestedData(
-                run_id=f"{job_id}.{run}", job=job, trigger=Trigger.ON_DEMAND, requested_by="test",
-                requested_at=datetime.now(UTC),
-            ),
-        )  # fmt: skip
+        return run_request(spec, job_id=job_id, run=run)
 
     async def run(self, spec: dict[str, Any], *, service: ExecutorService | None = None, job_id: int | None = None,
                   run: int = 1, timeout: float = 60.0) -> RunFinished:  # fmt: skip
@@ -175,6 +165,21 @@ class Harness:
 
     def progress(self, run_id: str) -> list[RunProgress]:
         return self.events.of(run_id, RunProgress)
+
+
+def run_request(spec: dict[str, Any], *, job_id: int | None = None, run: int = 1) -> RunRequested:
+    """An on-demand `RunRequested` of a job with `spec` (a new job id unless given)."""
+    job_id = job_id or next(_job_ids)
+    job = JobSnapshot.model_validate(
+        {"job_id": job_id, "name": f"job {job_id}", "job_type": JobType(spec["kind"]), "spec": spec}
+    )
+    return RunRequested(
+        source="test",
+        data=RunRequestedData(
+            run_id=f"{job_id}.{run}", job=job, trigger=Trigger.ON_DEMAND, requested_by="test",
+            requested_at=datetime.now(UTC),
+        ),
+    )  # fmt: skip
 
 
 @pytest.fixture(name="harness")

@@ -15,11 +15,9 @@ import pytest
 from services.executor.repository import MongoLeaseStore
 from services.executor.table_writers import MongoTableWriters
 from shared.contracts import RunRequested
-from shared.contracts.jobs import JobSnapshot, JobType
-from shared.contracts.runs import RunRequestedData, Trigger
 from shared.embedded_server import SCAN_REPORT_ENV
 from shared.mongo import EmbeddedMongo, MongoClient, create_client
-from tests.integration.test_executor_harness import CONTACT_MAPPING, import_spec
+from tests.integration.test_executor_harness import CONTACT_MAPPING, import_spec, run_request
 
 STORED = 3000  # finished leases of earlier runs
 TABLE = "table_contacts"
@@ -38,12 +36,9 @@ async def scanned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
 
 
 def request(job_id: int) -> RunRequested:
-    job = JobSnapshot.model_validate({"job_id": job_id, "name": f"job {job_id}", "job_type": JobType.IMPORT,
-                                      "spec": import_spec("in.csv", {"kind": "custom", "table": "contacts"},
-                                                          CONTACT_MAPPING)})  # fmt: skip
-    data = RunRequestedData(run_id=f"{job_id}.1", job=job, trigger=Trigger.ON_DEMAND, requested_by="test",
-                            requested_at=datetime.now(UTC))  # fmt: skip
-    return RunRequested(source="test", data=data)
+    return run_request(
+        import_spec("in.csv", {"kind": "custom", "table": "contacts"}, CONTACT_MAPPING), job_id=job_id
+    )
 
 
 def large_scans(report: Path) -> list[str]:
