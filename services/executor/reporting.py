@@ -126,13 +126,20 @@ class RunReporter:
             await self._send(upto)
         self._flusher = None
 
-    async def close_log(self, *, recorded: bool) -> None:
-        """The lease now records every number handed out (True: send the waiting lines) or is lost (drop them)."""
+    async def pause_log(self) -> None:
+        """No more recording of numbers: the caller's next write records them all (the stored result).
+
+        Called before that write: a recording after it would find the lease no longer running, take that
+        for a loss and drop the held lines of a run that ended well."""
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
+
+    async def close_log(self, *, recorded: bool) -> None:
+        """The lease now records every number handed out (True: send the waiting lines) or is lost (drop them)."""
+        await self.pause_log()
         if recorded and not self._lease_lost:
             await self._send(self.last_seq)
         self._lease_lost = self._lease_lost or not recorded

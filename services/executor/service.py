@@ -236,6 +236,8 @@ class ExecutorService:
 
     async def _hand_over(self, active: ActiveRun) -> None:
         run_id, owner, reporter = active.request.data.run_id, self.settings.executor_id, active.reporter
+        if reporter is not None:
+            await reporter.pause_log()  # the release records the numbers; a take-over may follow at once
         held = await self.leases.release(run_id, owner, reporter.last_seq if reporter else 0)
         if reporter is not None:
             await reporter.close_log(recorded=held)  # the lines held still go out within the grace
@@ -424,6 +426,7 @@ class ExecutorService:
         # The stored result ends the numbering: the lines still held go out, then the result, which is
         # marked reported once it is out.
         run_id = finished.data.run_id
+        await reporter.pause_log()
         stored = await self._store_result(run_id, finished.model_dump_json())
         await reporter.close_log(recorded=stored)
         if not stored:

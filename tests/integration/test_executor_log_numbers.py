@@ -7,16 +7,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 
 from services.executor.ports import Claim
 from services.executor.reporting import RunReporter
 from services.executor.repository import MongoLeaseStore
 from shared.contracts import RunRequested
-from shared.contracts.runs import RunLog
+from shared.contracts.runs import RunLog, RunStatus
 from tests.integration.test_executor_harness import (
+    CONTACT_FIELDS,
     CONTACT_MAPPING,
     Events,
     Harness,
+    csv_text,
     harness_fixture,  # noqa: F401  (the `harness` fixture)
     import_spec,
 )
@@ -94,3 +99,31 @@ async def test_the_stored_result_sends_every_held_line_without_a_write_of_its_ow
 
     assert [seq for seq, _ in sent(events)] == [1, 2, 3]
     assert (await leases.leases.find_one({"_id": request.data.run_id}))["log_seq"] == 0  # never written
+
+
+@pytest.mark.parametrize("settle", [0.0, 3 * FLUSH], ids=["stored-at-once", "flush-due-meanwhile"])
+async def test_a_log_flush_due_while_the_result_is_stored_drops_no_line(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, settle: float
+) -> None:
+    """The last lines wait for the stored result. A flush falling due just after that write would find the
+    lease no longer running: it must not take that for a loss and drop the run's last lines."""
+    h = harness
+    await h.connection()
+    await h.table("contacts", CONTACT_FIELDS, primary_key=("customer_id",))
+    h.write("c.csv", csv_text([["id", "email", "points"], ["C1", "c1@example.com", "1"]]))
+    service = h.service(log_flush=FLUSH / 4)
+    store = service.leases.finish
+
+    async def store_then_linger(*args: Any) -> bool:
+        stored = await store(*args)
+        await asyncio.sleep(settle)  # a flush that was due falls in here
+        return stored
+
+    monkeypatch.setattr(service.leases, "finish", store_then_linger)
+    finished = await h.run(import_spec("c.csv", {"kind": "custom", "table": "contacts"}, CONTACT_MAPPING),
+                           service=service)  # fmt: skip
+
+    assert finished.data.status == RunStatus.SUCCEEDED
+    lines = [m.data for m in h.events.of(finished.data.run_id, RunLog)]
+    assert [line.seq for line in lines] == list(range(1, finished.data.last_log_seq + 1))
+    assert lines[-1].message.startswith("finished: succeeded")
