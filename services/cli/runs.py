@@ -163,15 +163,19 @@ def rejects(run_id: RunId, output: RecordsOutputOption = RecordsFormat.TABLE) ->
 NOT_YET_RECORDED_GRACE = 30.0  # seconds a new run may be unknown to the runs API
 
 
-def wait_until_recorded(api: Client, run_id: str, interval: float) -> None:
-    """A run just requested is recorded a moment later (the logsink hears of it through the broker)."""
-    started = time.monotonic()
+def wait_until_recorded(api: Client, run_id: str, interval: float, deadline: float | None = None) -> None:
+    """A run just requested is recorded a moment later (the logsink hears of it through the broker).
+
+    Unknown past the grace, or past the caller's `deadline` (a monotonic time): the 404 is the answer."""
+    give_up = time.monotonic() + NOT_YET_RECORDED_GRACE
+    if deadline is not None:
+        give_up = min(give_up, deadline)
     while True:
         try:
             api.get(f"/runs/{run_id}")
             return
         except ApiError as exc:
-            if exc.status != 404 or time.monotonic() - started > NOT_YET_RECORDED_GRACE:
+            if exc.status != 404 or time.monotonic() >= give_up:
                 raise
             time.sleep(interval)
 
@@ -236,7 +240,7 @@ def _poll(
     )
     with progress:
         task = progress.add_task(f"run {run_id}", total=None, records=0, rate=0.0)
-        wait_until_recorded(api, run_id, interval)
+        wait_until_recorded(api, run_id, interval, deadline)
         while True:
             run: dict[str, Any] = api.get(f"/runs/{run_id}")
             status = run["status"]

@@ -250,7 +250,7 @@ async def test_runs_watch_exit_codes(
     assert stopped.returncode == 4 and json.loads(stopped.stdout)["status"] == "stopped"
     assert (await wait_for_run(api, long_run))["status"] == "stopped"
 
-    unknown = cli("runs", "watch", "999999.1", ok=False)
+    unknown = cli("runs", "watch", "999999.1", "--timeout", "2", ok=False)  # unknown at the deadline
     assert unknown.returncode == 1 and "does not exist" in unknown.stderr
 
 

@@ -38,7 +38,7 @@ def _services_and_one_executor(system: SystemProcesses) -> None:
 @pytest.fixture(scope="module")
 def processes(crash_settings: CommonSettings) -> Iterator[SystemProcesses]:
     env = service_env(
-        crash_settings, CONNECT_GRACEFUL_TIMEOUT="5", EXECUTOR_PROGRESS_INTERVAL="0.5",
+        crash_settings, CONNECT_GRACEFUL_TIMEOUT="2", EXECUTOR_PROGRESS_INTERVAL="0.5",
         EXECUTOR_LEASE_SECONDS="4", EXECUTOR_REAPER_INTERVAL="1",
     )  # fmt: skip
     with started_system(crash_settings, env, _services_and_one_executor) as system:
@@ -159,9 +159,9 @@ async def test_sigterm_returns_a_run_that_outlasts_the_grace_period(
     mongo: MongoClient, unique: str,
 ) -> None:  # fmt: skip
     running = next(key for key in processes.processes if key.startswith("executor"))
-    # 2,000 rows, then 5 s of grace: at ~5k rows/s the run is still far from done (15k rows once finished
-    # inside the grace period, after imports got faster).
-    rows = 80_000
+    # 2,000 rows, then 2 s of grace: at ~5k rows/s the run is still far from done (15k rows once finished
+    # inside a 5 s grace period, after imports got faster; fewer rows keep a slow machine's run short).
+    rows = 40_000
     big_file(sshd, f"{unique}/term.csv", rows)
     job_id = await job(api, sshd, unique, f"{unique}/term.csv", "merge")
     run_id = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]
@@ -169,7 +169,7 @@ async def test_sigterm_returns_a_run_that_outlasts_the_grace_period(
     while await count_rows(mongo, crash_settings, unique) < 2000:
         assert time.monotonic() < deadline, "the import did not get going"
         await asyncio.sleep(0.1)
-    # The grace period is 5 s; the import needs far longer, so the run is handed back, not lost.
+    # The grace period is 2 s; the import needs far longer, so the run is handed back, not lost.
     log_path = processes.processes[running].log_path
     exit_code = await asyncio.to_thread(processes.terminate, running, 60.0)
     # uvicorn re-raises SIGTERM once its graceful shutdown is complete.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -142,8 +143,11 @@ def test_runs_watch_gives_up_after_the_timeout_and_reports_unknown_runs(
     monkeypatch.setattr(runs, "Client", lambda: Client(login, transport=transport))
     timed_out = CliRunner().invoke(app, ["runs", "watch", "1.1", "--interval", "0.1", "--timeout", "0.3"])
     assert timed_out.exit_code == 5
-    unknown = CliRunner().invoke(app, ["runs", "watch", "9.9"])
+    # A run still unknown at the deadline does not exist: said within the timeout, not after the 30 s grace.
+    started = time.monotonic()
+    unknown = CliRunner().invoke(app, ["runs", "watch", "9.9", "--interval", "0.1", "--timeout", "0.3"])
     assert unknown.exit_code == 1 and "does not exist" in unknown.output
+    assert time.monotonic() - started < runs.NOT_YET_RECORDED_GRACE
 
 
 def test_commands_without_login_say_how_to_log_in() -> None:
