@@ -17,6 +17,10 @@ class GuardFailed(PermanentError):
     """A guard of the job (max reject %, max shrink %, count file) stopped the run before damage."""
 
 
+class UnwritableValue(PermanentError):
+    """An exported value holds a character the file's encoding cannot write (never replaced by `?`)."""
+
+
 class DestinationFailed(PermanentError):
     """An export destination refused the data for good (after retries where they make sense)."""
 

@@ -225,3 +225,28 @@ async def test_table_export_in_key_order_writes_one_bom_across_batches(harness: 
     assert (
         h.root / "out/keys_91.1.csv"
     ).read_bytes() == "SKU,REGION\r\na,EU\r\na,US\r\nb,EU\r\nb,US\r\n".encode("utf-8-sig")
+
+
+async def test_a_value_the_file_encoding_cannot_write_fails_the_export_and_leaves_no_file(
+    harness: Harness,
+) -> None:
+    """Never a silent `?`: the run fails naming the column and the character, and no file is published."""
+    h = harness
+    await people(h)
+    destination = {"kind": "sftp", "connection_id": 1, "path_template": "out/latin_{run_id}.csv"}
+    spec = export_spec(destination, ["EMAIL_ADDRESS_", "FIRST_NAME"]) | {"format": {"encoding": "latin-1"}}
+    written = await h.run(spec, job_id=92)
+    assert written.data.status == RunStatus.SUCCEEDED, written.data.error  # these names fit latin-1
+
+    h.write("more.csv", csv_text([["email", "name", "score"], ["om@x.io", "Ωmega", "1"]]))
+    target = {"kind": "list", "table": "people", "match_columns": ["EMAIL_ADDRESS_"]}
+    mapping = [("email", "EMAIL_ADDRESS_"), ("name", "FIRST_NAME"), ("score", "SCORE")]
+    assert (await h.run(import_spec("more.csv", target, mapping))).data.status == RunStatus.SUCCEEDED
+    failed = await h.run(spec, job_id=93)
+
+    assert failed.data.status == RunStatus.FAILED
+    assert failed.data.error is not None
+    assert (
+        "FIRST_NAME" in failed.data.error and "U+03A9" in failed.data.error and "latin-1" in failed.data.error
+    )
+    assert sorted(p.name for p in (h.root / "out").iterdir()) == ["latin_92.1.csv"]  # no file, no `.part`

@@ -15,6 +15,7 @@ from services.executor.domain.export import (
     render_path,
     typed,
 )
+from services.executor.errors import UnwritableValue
 from shared.contracts.jobs import Condition, CsvFormat, FieldType, Filter
 
 
@@ -87,3 +88,12 @@ def test_filters_read_boolean_words_and_order_text_without_case() -> None:
     assert holds({"VIP": True}, "VIP", "eq", "true") and holds({"VIP": False}, "VIP", "eq", "no")
     assert not holds({"VIP": True}, "VIP", "eq", "false")
     assert holds({"CITY": "Bern"}, "CITY", "gt", "b") and not holds({"CITY": "bern"}, "CITY", "lt", "B")
+
+
+def test_a_character_the_encoding_cannot_write_is_an_error_naming_its_column_never_a_question_mark() -> None:
+    encoder = CsvEncoder(CsvFormat(encoding="latin-1"), ["id", "name"])
+    assert encoder.header() + encoder.rows([{"id": "1", "name": "Zoë"}]) == "id,name\r\n1,Zoë\r\n".encode(
+        "latin-1"
+    )
+    with pytest.raises(UnwritableValue, match=r"column 'name' \('Ω x'\) holds 'Ω' \(U\+03A9\).*latin-1"):
+        encoder.rows([{"id": "2", "name": "plain"}, {"id": "3", "name": "Ω x"}])

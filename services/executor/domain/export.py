@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from services.executor.domain.mapping import FALSE_WORDS, TRUE_WORDS
+from services.executor.errors import UnwritableValue
 from shared.contracts.jobs import Condition, CsvFormat, FieldType, Filter
 
 FORMULA_STARTS = ("=", "+", "-", "@")
@@ -58,22 +59,41 @@ class CsvEncoder:
             self._buffer, delimiter=fmt.delimiter, quotechar=fmt.quote, lineterminator="\r\n"
         )
         encoding = "utf-8" if fmt.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else fmt.encoding
+        self.encoding = encoding
         # One incremental encoder for the whole file: a BOM (utf-8-sig, utf-16) is written once, not per batch.
-        self._encoder = codecs.getincrementalencoder(encoding)(errors="replace")
+        # Strict: a value the encoding cannot write fails the export; replacing it would alter data unseen.
+        self._encoder = codecs.getincrementalencoder(encoding)(errors="strict")
 
     def header(self) -> bytes:
-        self._writer.writerow([neutralise(c) for c in self.columns])
-        return self._take()
+        cells = [neutralise(c) for c in self.columns]
+        self._writer.writerow(cells)
+        return self._take([dict(zip(self.columns, cells, strict=True))])
 
     def rows(self, rows: Iterable[Mapping[str, Any]]) -> bytes:
-        self._writer.writerows([cell(row.get(c)) for c in self.columns] for row in rows)
-        return self._take()
+        cells = [[cell(row.get(c)) for c in self.columns] for row in rows]
+        self._writer.writerows(cells)
+        return self._take([dict(zip(self.columns, line, strict=True)) for line in cells])
 
-    def _take(self) -> bytes:
+    def _take(self, lines: list[dict[str, str]]) -> bytes:
         text = self._buffer.getvalue()
         self._buffer.seek(0)
         self._buffer.truncate()
-        return self._encoder.encode(text)
+        try:
+            return self._encoder.encode(text)
+        except UnicodeEncodeError as exc:
+            raise self._unwritable(lines, exc) from None
+
+    def _unwritable(self, lines: list[dict[str, str]], exc: UnicodeEncodeError) -> UnwritableValue:
+        """Which column of which record holds what the encoding cannot write (the first such value)."""
+        char = exc.object[exc.start : exc.end][:1]
+        for line in lines:
+            for column, text in line.items():
+                if char in text:
+                    return UnwritableValue(
+                        f"a value of column {column!r} ({text[:40]!r}) holds {char!r} (U+{ord(char):04X}), which "
+                        f"encoding {self.encoding} cannot write; export with encoding utf-8 or change the value"
+                    )
+        return UnwritableValue(f"{char!r} (U+{ord(char):04X}) cannot be written in encoding {self.encoding}")
 
 
 def visible_columns(row: Mapping[str, Any]) -> list[str]:
