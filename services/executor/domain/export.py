@@ -67,14 +67,14 @@ class CsvEncoder:
     def header(self) -> bytes:
         cells = [neutralise(c) for c in self.columns]
         self._writer.writerow(cells)
-        return self._take([dict(zip(self.columns, cells, strict=True))])
+        return self._take([cells])
 
     def rows(self, rows: Iterable[Mapping[str, Any]]) -> bytes:
         cells = [[cell(row.get(c)) for c in self.columns] for row in rows]
         self._writer.writerows(cells)
-        return self._take([dict(zip(self.columns, line, strict=True)) for line in cells])
+        return self._take(cells)
 
-    def _take(self, lines: list[dict[str, str]]) -> bytes:
+    def _take(self, lines: Sequence[Sequence[str]]) -> bytes:
         text = self._buffer.getvalue()
         self._buffer.seek(0)
         self._buffer.truncate()
@@ -83,11 +83,11 @@ class CsvEncoder:
         except UnicodeEncodeError as exc:
             raise self._unwritable(lines, exc) from None
 
-    def _unwritable(self, lines: list[dict[str, str]], exc: UnicodeEncodeError) -> UnwritableValue:
-        """Which column of which record holds what the encoding cannot write (the first such value)."""
+    def _unwritable(self, lines: Sequence[Sequence[str]], exc: UnicodeEncodeError) -> UnwritableValue:
+        """Which column holds what the encoding cannot write (the first value holding it)."""
         char = exc.object[exc.start : exc.end][:1]
         for line in lines:
-            for column, text in line.items():
+            for column, text in zip(self.columns, line, strict=True):
                 if char in text:
                     return UnwritableValue(
                         f"a value of column {column!r} ({text[:40]!r}) holds {char!r} (U+{ord(char):04X}), which "
