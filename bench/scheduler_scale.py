@@ -16,6 +16,11 @@ here). Steps:
    chosen ahead of the load), and consumes `executor.runs`: publish lag = arrival time - the run's slot.
 4. Prints a table: lag p50/p99/max, time until all N were published, the scheduler's CPU seconds
    (user+system, from /proc) and peak RSS (VmHWM), and the baseline with the ratio.
+5. The database's floor, after the scheduler has stopped: the least any design that writes each
+   schedule once per fire asks of this server — one transaction per `--batch` schedules, each an
+   `update_many` advancing the same N documents (their real size and indexes) by a minute, nothing
+   read, no ledger, no outbox. Printed as seconds, server CPU and a ratio to the baseline: the
+   scheduler's ratio cannot go below it on this server (`--no-floor` skips it).
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=500, help="SCHEDULER_FIRE_BATCH")
     parser.add_argument("--load-ms", type=float, default=2.0, help="Expected load time per schedule (ms).")
     parser.add_argument("--timeout", type=float, default=900, help="Give up after this many seconds.")
+    parser.add_argument("--no-floor", action="store_true", help="Skip the database floor (step 5).")
     parser.add_argument(
         "--sequential-sample", type=int, default=5000, help="Messages timed for the one-at-a-time baseline."
     )
@@ -127,6 +133,31 @@ async def load(settings: CommonSettings, count: int, rule: str, slot: datetime) 
     if docs:
         await repo.schedules.insert_many(docs, ordered=False)
     await client.close()
+
+
+async def write_floor(
+    settings: CommonSettings, count: int, batch: int, server_pid: int | None
+) -> tuple[float, float]:
+    """Wall and server CPU seconds of one schedule write per fire alone (step 5), on the loaded documents."""
+    client = create_client(settings.mongo_url or "")
+    schedules = MongoSchedulerRepository(client, settings.database("scheduler")).schedules
+    ids = [f"job:{job_id}" for job_id in range(1, count + 1)]
+    cpu_before = cpu_seconds(server_pid) if server_pid else float("nan")
+    start = time.perf_counter()
+    for first in range(0, count, batch):
+        chunk = ids[first : first + batch]
+
+        async def advance(session: Any, chunk: list[str] = chunk) -> None:
+            await schedules.update_many(
+                {"_id": {"$in": chunk}}, {"$inc": {"due": 60, "last_run": 1}}, session=session
+            )
+
+        async with client.start_session() as session:
+            await session.with_transaction(advance)
+    elapsed = time.perf_counter() - start
+    server_cpu = cpu_seconds(server_pid) - cpu_before if server_pid else float("nan")
+    await client.close()
+    return elapsed, server_cpu
 
 
 def start_scheduler(settings: CommonSettings, batch: int, log: Path) -> subprocess.Popen[bytes]:
@@ -250,6 +281,7 @@ async def main() -> int:
     )  # fmt: skip
     topology = Topology(prefix=settings.amqp_prefix)
     process = None
+    floor: tuple[float, float] | None = None
     try:
         print(f"baseline: publishing {args.schedules} RunRequested with confirms …", flush=True)
         base = await baseline(settings, topology, args.schedules, PUBLISH_CONCURRENCY)
@@ -288,6 +320,8 @@ async def main() -> int:
             flush=True,
         )
         base = (base + after) / 2
+        if not args.no_floor:
+            floor = await write_floor(settings, args.schedules, args.batch, server_pid)
     finally:
         if process is not None:
             process.terminate()
@@ -305,6 +339,12 @@ async def main() -> int:
     report(args, arrivals, lags, all_done, cpu, rss, (base, sequential))
     print(f"database server CPU from the scheduler's start until all were published (s): {server_cpu:.1f}")
     print_ops(ops, len(arrivals))
+    if floor is not None:
+        wall, floor_cpu = floor
+        print(
+            f"database floor, one schedule write per fire and nothing else: {wall:.1f} s "
+            f"(server CPU {floor_cpu:.1f} s), {wall / base:.1f}x the concurrent baseline"
+        )
     print(f"load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if late:
         print(f"{late:,} schedules were reached after their next slot came due (fired as catch-up)")

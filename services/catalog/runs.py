@@ -66,6 +66,7 @@ class RunView(View):
     trigger: Trigger | None = None
     status: RunStatus
     run_status: DisplayStatus = Field(description="Run status as the console shows it.")
+    ended: bool = Field(description="The run has ended: its status, counts and log will not change.")
     requested_at: datetime | None = None
     requested_by: str | None = None
     start_time: datetime | None = None
@@ -87,6 +88,7 @@ class GroupRunView(View):
     trigger: Trigger | None = None
     status: RunStatus
     run_status: DisplayStatus
+    ended: bool = Field(description="The group run has ended: its status will not change.")
     job_ids: list[int] = Field(default=[], description="The group's jobs in order, when the run started.")
     start_time: datetime | None = None
     finished_at: datetime | None = None
@@ -281,10 +283,11 @@ class RunsService:
         tail = _Tail(cursor=after, grace=self.gap_grace)
         status = None
         while True:
+            terminal = run.get("status") in TERMINAL
             if run.get("status") != status:
                 status = run.get("status")
-                yield TailEvent("status", {"status": status, "run_status": display_status(str(status))})
-            terminal = status in TERMINAL
+                view = {"status": status, "run_status": display_status(str(status)), "ended": terminal}
+                yield TailEvent("status", view)
             last_seq = int(run.get("last_log_seq") or 0)
             docs = await self.read.logs(run["_id"], after=tail.cursor, limit=500)
             for event in tail.advance(docs, terminal=terminal, last_seq=last_seq):
@@ -359,6 +362,7 @@ def run_view(doc: Document) -> RunView:
         trigger=doc.get("trigger"),
         status=status,
         run_status=display_status(status),
+        ended=status in TERMINAL,
         requested_at=doc.get("requested_at"),
         requested_by=doc.get("requested_by"),
         start_time=doc.get("started_at"),
@@ -386,6 +390,7 @@ def group_run_view(doc: Document) -> GroupRunView:
         trigger=doc.get("trigger"),
         status=status,
         run_status=display_status(status),
+        ended=status in TERMINAL,
         job_ids=doc.get("job_ids") or [],
         start_time=started,
         finished_at=finished,

@@ -12,6 +12,7 @@ from shared.errors import PermanentError
 from shared.paths import resolve_inside
 from shared.redact import connection_redactor
 from shared.secrets import SecretBox
+from shared.ssh import SshSettingsUnreadable, ssh_client_options, ssh_credentials
 
 TIMEOUT = 15.0
 
@@ -33,27 +34,21 @@ class AsyncsshProbe:
         """The answer carries what the server said, scrubbed of the connection's secrets."""
         redactor = connection_redactor(connection, secret_box)
         try:
-            pinned = asyncssh.import_public_key(connection.host_key)
-            options = _credentials(connection, secret_box)
-            async with asyncio.timeout(TIMEOUT), asyncssh.connect(
-                connection.host, port=connection.port, username=connection.username, known_hosts=([pinned], [], []),
-                agent_path=None, config=None, **options,
-            ) as ssh, ssh.start_sftp_client() as sftp:  # fmt: skip
+            options = ssh_client_options(connection, ssh_credentials(connection, secret_box))
+            async with (
+                asyncio.timeout(TIMEOUT),
+                asyncssh.connect(connection.host, **options) as ssh,
+                ssh.start_sftp_client() as sftp,
+            ):
                 entries = await sftp.listdir(resolve_inside(connection.base_dir, "."))
+        except SshSettingsUnreadable as exc:
+            return ConnectionTest(ok=False, message=exc.message)
         except asyncssh.HostKeyNotVerifiable:
             return ConnectionTest(ok=False, message="the server's host key does not match the pinned key")
         except asyncssh.PermissionDenied:
             return ConnectionTest(ok=False, message="authentication failed")
         except (OSError, TimeoutError, asyncssh.Error, ValueError) as exc:
             return ConnectionTest(ok=False, message=redactor.scrub(f"connection failed: {exc}"))
-        fingerprint = pinned.get_fingerprint()
+        fingerprint = asyncssh.import_public_key(connection.host_key).get_fingerprint()
         message = f"connected; {len(entries)} entries in {connection.base_dir}"
         return ConnectionTest(ok=True, message=message, fingerprint=fingerprint)
-
-
-def _credentials(connection: ConnectionRecord, secret_box: SecretBox) -> dict[str, object]:
-    if connection.private_key_encrypted:
-        key = asyncssh.import_private_key(secret_box.decrypt(connection.private_key_encrypted))
-        return {"client_keys": [key], "password": None}
-    password = secret_box.decrypt(connection.password_encrypted) if connection.password_encrypted else None
-    return {"client_keys": [], "password": password}

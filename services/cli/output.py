@@ -67,14 +67,14 @@ def duration(seconds: float | None) -> str:
 
 
 def run_status(run: dict[str, Any]) -> str:
-    """The console's Run status: Success / Failed, rejects counted, stopped shown distinctly."""
-    status = run.get("status")
-    rejected = int((run.get("counts") or {}).get("rejected") or 0)
-    text = {"succeeded": "Success", "partial": "Success", "failed": "Failed", "stopped": "Failed (stopped)",
-            "running": "Running", "queued": "Queued"}.get(str(status), str(status))  # fmt: skip
-    if status == "running" and run.get("progress"):
+    """The console's Run status: the API's `run_status`, a stop and the rejects named, progress while running."""
+    text = str(run.get("run_status") or run.get("status"))
+    if run.get("status") == "stopped":
+        text += " (stopped)"
+    if run.get("status") == "running" and run.get("progress"):
         p = run["progress"]
         text += f" {p['records_read']:,} records, {p['records_per_second']:,.0f}/s"
+    rejected = int((run.get("counts") or {}).get("rejected") or 0)
     if rejected:
         text += f", {rejected:,} rejects"
     return text

@@ -33,7 +33,6 @@ app = typer.Typer(
 )
 
 RunId = Annotated[str, typer.Argument(help="JobID.RunID, e.g. 12.3")]
-TERMINAL = {"succeeded", "partial", "failed", "stopped"}
 # `connect runs watch` exit codes, so scripts can wait on a run.
 EXIT_SUCCESS = 0  # succeeded, or partial (a success with rejects)
 EXIT_FAILED = 3
@@ -216,7 +215,7 @@ def watch_run(run_id: str, *, interval: float, timeout: float | None, output: Fo
         summary = ", ".join(
             f"{k} {counts.get(k, 0):,}" for k in shown if k not in ("unchanged", "skipped") or counts.get(k)
         )
-        colour = "green" if run["status"] in ("succeeded", "partial") else "red"
+        colour = "green" if run["run_status"] == "Success" else "red"
         console.print(f"run {run_id}: [bold {colour}]{run['status']}[/bold {colour}] ({summary})"
                       + (f" error: {run['error']}" if run.get("error") else ""), highlight=False)  # fmt: skip
         if run.get("rejects_file"):
@@ -252,7 +251,7 @@ def _poll(
                 changes.update(rate=float(p.get("records_per_second") or 0.0), total=total or None,
                                completed=p.get("bytes_read") or 0)  # fmt: skip
             progress.update(task, **changes)
-            if status in TERMINAL:
+            if run["ended"]:
                 progress.update(task, total=1, completed=1)
                 return run
             if deadline is not None and time.monotonic() >= deadline:

@@ -25,6 +25,7 @@ from shared.errors import ValidationFailed
 from shared.paths import resolve_inside
 from shared.redact import Redactor, connection_redactor, remember
 from shared.secrets import SecretBox
+from shared.ssh import SshSettingsUnreadable, ssh_client_options, ssh_credentials
 
 CONNECT_TIMEOUT = 20.0
 SETTLE_TIMEOUT = 5.0  # reads in flight when a file's reading ends: how long they may take to finish
@@ -175,21 +176,24 @@ async def open_sftp(connection: ConnectionRecord, secrets: SecretBox) -> AsyncIt
     """An SFTP session of the run's own, on a pooled SSH connection of these exact settings (or a new one)."""
     redactor = connection_redactor(connection, secrets)
     remember(redactor)  # every run, pooled or not: the run's reporter scrubs with these secrets too
-    password, private_key = _credentials(connection, secrets)
+    credentials = ssh_credentials(connection, secrets)
     pool = _pool
     key = pool.key(
         connection.host,
         connection.port,
         connection.username,
-        password,
-        private_key,
+        credentials.password,
+        credentials.private_key,
         connection.host_key,
-        _preferred_auth(private_key),
+        credentials.preferred_auth,
     )
     server = f"SFTP server {connection.host}:{connection.port}"
 
     async def connect() -> Any:
-        options = _client_options(connection, password, private_key)
+        try:
+            options = ssh_client_options(connection, credentials)
+        except SshSettingsUnreadable as exc:
+            raise SourceRefused(exc.message) from exc
         async with asyncio.timeout(CONNECT_TIMEOUT):
             return await asyncssh.connect(connection.host, **options)
 
@@ -210,42 +214,6 @@ async def _settle(reads: list[asyncio.Future[bytes]]) -> None:
     for task in late:
         task.cancel()
     await asyncio.gather(*reads, return_exceptions=True)
-
-
-def _credentials(connection: ConnectionRecord, secrets: SecretBox) -> tuple[str | None, str | None]:
-    """(password, private key) in plain text, for this run only."""
-    password = secrets.decrypt(connection.password_encrypted) if connection.password_encrypted else None
-    key = secrets.decrypt(connection.private_key_encrypted) if connection.private_key_encrypted else None
-    return password, key
-
-
-def _preferred_auth(private_key: str | None) -> str:
-    return "publickey,password" if private_key else "password,keyboard-interactive"
-
-
-def _client_options(
-    connection: ConnectionRecord, password: str | None, private_key: str | None
-) -> dict[str, Any]:
-    try:
-        host_key = asyncssh.import_public_key(connection.host_key)
-    except (asyncssh.KeyImportError, ValueError) as exc:
-        raise SourceRefused(f"connection {connection.name}: pinned host key cannot be read") from exc
-    client_keys = []
-    if private_key:
-        try:
-            client_keys.append(asyncssh.import_private_key(private_key))
-        except (asyncssh.KeyImportError, ValueError) as exc:
-            raise SourceRefused(f"connection {connection.name}: the private key cannot be read") from exc
-    return {
-        "port": connection.port,
-        "username": connection.username,
-        "password": password,
-        "client_keys": client_keys,
-        "known_hosts": ([host_key], [], []),
-        "agent_path": None,
-        "config": None,
-        "preferred_auth": _preferred_auth(private_key),
-    }
 
 
 @contextlib.asynccontextmanager

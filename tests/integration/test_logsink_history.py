@@ -236,6 +236,7 @@ async def test_every_completed_jobs_field_for_succeeded_partial_failed_and_stopp
         assert run["run_status"] == (
             "Success" if status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL) else "Failed"
         )
+        assert run["ended"] is True
         assert run["trigger"] == extra.get("trigger", Trigger.SCHEDULED).value
         assert datetime.fromisoformat(run["start_time"]) == T0
         assert run["duration_seconds"] == 42.5
@@ -256,10 +257,11 @@ async def test_queued_and_running_runs_are_shown_with_progress(history: History)
     await history.publish(requested("21.1", "waiting"))
     queued = await history.wait_run("21.1", lambda r: True)
     assert (queued["status"], queued["run_status"], queued["start_time"]) == ("queued", "Queued", None)
+    assert queued["ended"] is False
 
     await history.publish(started("21.1", "waiting"), progress("21.1", 30, T0 + timedelta(seconds=2)))
     running = await history.wait_run("21.1", lambda r: r["progress"] is not None)
-    assert (running["status"], running["run_status"]) == ("running", "Running")
+    assert (running["status"], running["run_status"], running["ended"]) == ("running", "Running", False)
     assert running["progress"]["records_read"] == 30
     assert running["executor"] == "executor-a"
 
@@ -298,7 +300,7 @@ async def test_a_group_run_of_three_with_its_members_in_order(history: History) 
     for events in reversed(members):
         await history.publish(*events)
     running = await history.wait_group_run("5.3", lambda g: len(g["members"]) == 3)
-    assert running["status"] == "running"
+    assert (running["status"], running["ended"]) == ("running", False)
     assert running["member_run_ids"] == ["31.2", "32.9", "33.1"]
     await history.publish(g_finished, g_finished)  # + a duplicate
 
@@ -310,6 +312,7 @@ async def test_a_group_run_of_three_with_its_members_in_order(history: History) 
         "Success",
         "scheduled",
     )
+    assert detail["ended"] is True
     assert detail["job_ids"] == [31, 32, 33]
     assert datetime.fromisoformat(detail["start_time"]) == T0
     assert detail["duration_seconds"] == 180.0

@@ -8,18 +8,16 @@ from typing import Any
 
 import httpx
 
-TERMINAL = {"succeeded", "partial", "failed", "stopped"}
-
 
 async def wait_for_run(api: httpx.AsyncClient, run_id: str, timeout: float = 60.0) -> dict[str, Any]:
-    """Poll the run until it reaches a terminal status (bounded by `timeout`)."""
+    """Poll the run until it has ended (bounded by `timeout`)."""
     deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:
         response = await api.get(f"/runs/{run_id}")
         if response.status_code == 200:
             last = response.json()
-            if last["status"] in TERMINAL:
+            if last["ended"]:
                 return last
         await asyncio.sleep(0.2)
     raise AssertionError(f"run {run_id} did not finish within {timeout}s; last seen: {last}")

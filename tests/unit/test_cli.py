@@ -14,6 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from services.catalog.runs import TERMINAL, display_status
 from services.cli import app, config, output, runs
 from services.cli.client import ApiError, Client, error_from, parse_sse
 from services.cli.output import run_status
@@ -98,7 +99,8 @@ def test_server_sent_events_are_parsed() -> None:
     ],
 )
 def test_run_status_reads_like_the_console(status: str, rejected: int, text: str) -> None:
-    assert run_status({"status": status, "counts": {"rejected": rejected}}) == text
+    shown = {"status": status, "run_status": display_status(status), "counts": {"rejected": rejected}}
+    assert run_status(shown) == text
 
 
 def fake_api(statuses: list[str]) -> httpx.MockTransport:
@@ -112,7 +114,8 @@ def fake_api(statuses: list[str]) -> httpx.MockTransport:
                 json={"error": {"code": "not_found", "message": "run 9.9 does not exist", "field": "run_id"}},
             )
         status = next(polls, statuses[-1])
-        body: dict[str, Any] = {"run_id": "1.1", "status": status, "counts": {"read": 10, "rejected": 0}}
+        body: dict[str, Any] = {"run_id": "1.1", "status": status, "counts": {"read": 10, "rejected": 0},
+                                "run_status": display_status(status), "ended": status in TERMINAL}  # fmt: skip
         if status == "running":
             body["progress"] = {
                 "records_read": 5,

@@ -5,7 +5,6 @@ const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content ?
 const CSRF = meta("csrf-token");
 const ROLE = meta("connect-role");
 const CAN_OPERATE = ROLE === "operator" || ROLE === "admin";
-const TERMINAL = new Set(["succeeded", "partial", "failed", "stopped"]);
 const view = document.getElementById("view");
 const notice = document.getElementById("notice");
 
@@ -184,14 +183,12 @@ document.getElementById("sign-out").addEventListener("click", async () => {
 // --- run status and progress ---------------------------------------------------------------------
 
 function runStatus(run) {
+  // The label is the API's `run_status`; a stop and the rejects are named beside it.
+  if (run.status === "running") return progressBar(run);
+  const label = run.run_status;
   const rejected = run.counts?.rejected ?? 0;
-  const parts = [];
-  if (run.status === "succeeded" || run.status === "partial") parts.push(h("span", { class: "badge success" }, "Success"));
-  else if (run.status === "failed") parts.push(h("span", { class: "badge failed" }, "Failed"));
-  else if (run.status === "stopped") {
-    parts.push(h("span", { class: "badge failed" }, "Failed"), " ", h("span", { class: "badge stopped", title: "Stopped by a user" }, "Stopped"));
-  } else if (run.status === "running") return progressBar(run);
-  else return h("span", { class: "badge queued" }, "Queued");
+  const parts = [h("span", { class: `badge ${label.toLowerCase()}` }, label)];
+  if (run.status === "stopped") parts.push(" ", h("span", { class: "badge stopped", title: "Stopped by a user" }, "Stopped"));
   if (rejected > 0) parts.push(" ", h("span", { class: "badge rejects" }, `${fmtNum(rejected)} rejects`));
   return h("span", { class: "run-status", dataset: { status: run.status } }, parts);
 }
@@ -426,7 +423,7 @@ async function jobDetail(jobId) {
   );
   async function refresh() {
     const [fresh, latest] = await Promise.all([api("GET", `/jobs/${jobId}`), api("GET", `/runs${query({ job_id: jobId, limit: 30, sort: "-requested_at" })}`)]);
-    const isRunning = latest.items.some((r) => r.status === "running" || r.status === "queued");
+    const isRunning = latest.items.some((r) => !r.ended);
     actions.replaceChildren(...(CAN_OPERATE ? jobActions(fresh, isRunning, refresh) : []));
     chartBox.replaceChildren(runsChart(latest.items));
     runsBox.replaceChildren(runsTable(latest.items, { compact: true }));
@@ -469,7 +466,7 @@ function schedulePreview(preview, schedule) {
 }
 
 function runsChart(runsNewestFirst) {
-  const runs = [...runsNewestFirst].reverse().filter((r) => TERMINAL.has(r.status));
+  const runs = [...runsNewestFirst].reverse().filter((r) => r.ended);
   if (!runs.length) return h("p", { class: "muted" }, "No finished runs yet.");
   const W = 640, H = 170, left = 46, right = 46, top = 10, bottom = 26;
   const plotW = W - left - right, plotH = H - top - bottom;
@@ -564,7 +561,7 @@ async function completedJobs() {
       started_from: st.started_from ? new Date(`${st.started_from}T00:00`).toISOString() : "",
       started_to: st.started_to ? new Date(`${st.started_to}T00:00`).toISOString() : "",
       sort: sortKey, offset: st.offset, limit: 50 })}`);
-    anyRunning = page.items.some((r) => !TERMINAL.has(r.status));
+    anyRunning = page.items.some((r) => !r.ended);
     const snapshot = JSON.stringify(page);
     if (!force && snapshot === last) return;
     last = snapshot;
@@ -609,7 +606,7 @@ async function runDetail(runId) {
       item("Rejects file", run.rejects_file ? h("code", { id: "rejects-file" }, run.rejects_file) : "none"),
       item("Executor", run.executor), item("Error", run.error ? h("span", { class: "field-error" }, run.error) : "")));
     actions.replaceChildren();
-    if (CAN_OPERATE && !TERMINAL.has(run.status)) {
+    if (CAN_OPERATE && !run.ended) {
       actions.append(h("button", { type: "button", class: "stop danger", onclick: async () => {
         if (!await ask({ title: `Stop run ${run.run_id}?`, message: "What it loaded so far stays.", ok: "Stop", danger: true })) return;
         try { await api("POST", `/jobs/${run.job_id}/stop?confirm=true`); say("Stopping…"); } catch (error) { say(error.message, "error"); }
@@ -618,7 +615,7 @@ async function runDetail(runId) {
   }
   renderSummary();
   every(1000, async () => {
-    if (TERMINAL.has(run.status)) return;
+    if (run.ended) return;
     run = await api("GET", `/runs/${runId}`);
     renderSummary();
   });
@@ -632,7 +629,7 @@ async function runDetail(runId) {
   const scroll = () => { log.scrollTop = log.scrollHeight; };
 
   const showRejects = () => rejectsTable(runId, rejectsBox, 0).catch((error) => say(error.message, "error"));
-  if (TERMINAL.has(run.status)) {
+  if (run.ended) {
     showRejects();
     logState.textContent = "";
     let after = 0;
@@ -708,7 +705,7 @@ async function groupsTab() {
   function render() {
     const { key, dir } = st.sort;
     const list = [...groups].sort((a, b) => dir * compare(a[key], b[key]) || b.id - a.id);
-    const runningGroups = new Set(groupRuns.filter((r) => !TERMINAL.has(r.status)).map((r) => r.group_id));
+    const runningGroups = new Set(groupRuns.filter((r) => !r.ended).map((r) => r.group_id));
     tableBox.replaceChildren(h("table", { class: "grid groups-table", "aria-label": "Groups" },
       h("thead", {}, h("tr", {}, GROUP_COLUMNS.map(([label, k]) => sortHeader(label, k, st.sort, (k2) => { st.sort = { key: k2, dir: st.sort.key === k2 ? -st.sort.dir : 1 }; render(); })), h("th", {}, "Jobs (in order)"), h("th", {}, "Actions"))),
       h("tbody", {}, list.length ? list.map((g) => h("tr", { dataset: { groupId: g.id } },
@@ -742,7 +739,7 @@ async function groupsTab() {
     render();
   }
   await load(true);
-  every(() => (groupRuns.some((r) => !TERMINAL.has(r.status)) ? 1000 : 5000), () => load(false));
+  every(() => (groupRuns.some((r) => !r.ended) ? 1000 : 5000), () => load(false));
 }
 
 function groupRunsTable(groupRuns) {
@@ -751,7 +748,7 @@ function groupRunsTable(groupRuns) {
     h("tbody", {}, groupRuns.length ? groupRuns.map((r) => h("tr", { dataset: { groupRunId: r.group_run_id } },
       h("td", {}, h("a", { href: `#/group-runs/${r.group_run_id}` }, r.group_run_id)), h("td", {}, r.group_name ?? ""),
       h("td", {}, timeCell(r.start_time)), h("td", { class: "num" }, fmtDuration(r.duration_seconds)),
-      h("td", {}, TERMINAL.has(r.status) ? runStatus({ ...r, counts: {} }) : h("span", { class: "badge running" }, r.status === "queued" ? "Queued" : "Running")),
+      h("td", {}, r.ended ? runStatus({ ...r, counts: {} }) : h("span", { class: "badge running" }, r.run_status)),
       h("td", {}, r.member_run_ids.map((id, i) => [i ? " → " : "", h("a", { href: `#/runs/${id}` }, id)])),
     )) : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No group runs yet."))));
 }
@@ -762,7 +759,7 @@ async function groupRunDetail(groupRunId) {
   let done = false;
   async function load() {
     const run = await api("GET", `/group-runs/${groupRunId}`);
-    done = TERMINAL.has(run.status);
+    done = run.ended;
     box.replaceChildren(
       h("section", { class: "panel" }, h("dl", { class: "summary" },
         h("dt", {}, "Group"), h("dd", {}, run.group_name ?? run.group_id), h("dt", {}, "Run status"),
