@@ -32,7 +32,9 @@ def _brokers() -> list[Any]:
     previous = os.environ.get("EXECUTOR_EXECUTOR_ID")
     os.environ["EXECUTOR_EXECUTOR_ID"] = "EXECUTOR_ID"
     try:
-        return [build_service_app(name, settings).state.runtime.broker for name in SERVICES]
+        return [
+            b for name in SERVICES for b in build_service_app(name, settings).state.runtime.documented_brokers
+        ]
     finally:
         if previous is None:
             del os.environ["EXECUTOR_EXECUTOR_ID"]

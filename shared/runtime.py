@@ -15,7 +15,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Response
-from faststream.rabbit import RabbitBroker
+from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit.subscriber.usecase import RabbitSubscriber
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.contracts import Envelope
@@ -44,6 +45,8 @@ class ServiceRuntime:
     on_drain: list[Hook] = field(default_factory=list)  # after consuming stops, before the broker closes
     on_stop: list[Hook] = field(default_factory=list)
     loop_lag: LoopLagMonitor | None = None
+    # Consumers the AsyncAPI document shows but FastStream does not run (see `documents_consuming`).
+    documentation: RabbitBroker | None = None
 
     @classmethod
     def create(cls, service: str, settings: CommonSettings, *, prefetch: int) -> ServiceRuntime:
@@ -82,6 +85,18 @@ class ServiceRuntime:
                 title=f"{self.service}:{message.model_fields['type'].default}",
                 description=(message.__doc__ or "").strip() or None,
             )
+
+    def documents_consuming(self, queue: RabbitQueue, title: str) -> RabbitSubscriber:
+        """A subscriber of `queue` for the AsyncAPI document only, for a queue this service consumes by
+        its own means: it lives on a broker that is never connected, so nothing consumes the queue twice."""
+        if self.documentation is None:
+            self.documentation = RabbitBroker(self.settings.amqp_url)
+        return self.documentation.subscriber(queue, title=title)
+
+    @property
+    def documented_brokers(self) -> list[RabbitBroker]:
+        """Every broker the AsyncAPI document is built from: the one that runs, and the documentation's."""
+        return [self.broker] + ([self.documentation] if self.documentation is not None else [])
 
     @property
     def db_name(self) -> str:

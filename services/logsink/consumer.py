@@ -28,8 +28,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -38,28 +37,19 @@ from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pydantic import ValidationError
 
 from services.logsink import domain
-from services.logsink.ports import DeliveryMetrics
-from services.logsink.service import LogsinkService
+from services.logsink.domain import Planned
+from services.logsink.settlement import AckWindow, Receipt, Settlement
 from shared.errors import PermanentError, RetryableError
 from shared.messaging import (
-    DELIVERY_LIMIT,
-    dead_letter_reason,
     delivery_count,
-    delivery_properties,
-    describe,
-    limit_reason,
 )
 from shared.topology import DELIVERY_LIMIT as QUEUE_DELIVERY_LIMIT
 
 logger = logging.getLogger(__name__)
 
-# body, reason, metric label (`dead_letter_reason`), the delivery's properties (`delivery_properties`)
-DeadLetter = Callable[[bytes, str, str, dict[str, Any]], Awaitable[None]]
-# A message's receipt: the channel window it came on, its delivery tag, its metric label, and the
-# message itself at its last delivery before the queue's limit (dead-lettered here if its batch fails).
-Receipt = tuple["AckWindow", int, str, DeliveredMessage | None]
+# What the service does with a planned event and its receipt (`LogsinkService.accept`).
+Accept = Callable[[Planned, Receipt], None]
 
-DEAD_LETTER_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 10.0
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
 FRAMES_PER_DELIVERY = 3  # method, header, body (a body under the frame size)
@@ -91,86 +81,28 @@ def deliver_inline(channel: AbstractChannel, receive: Callable[[DeliveredMessage
     setattr(channel, "_on_deliver_frame", on_deliver_frame)  # noqa: B010
 
 
-class AckWindow:
-    """The unsettled deliveries of one channel, in delivery order, and their acknowledgement.
-
-    A delivery is settled when its batch is written or it was dead-lettered (to acknowledge), or when
-    it was nacked (already sent). The longest settled prefix is acknowledged with one `multiple` ack on
-    its highest tag to acknowledge, so a message is never acknowledged before its own batch is written,
-    whatever order batches and dead-letters finish in.
-    """
-
-    def __init__(self, channel: AbstractChannel) -> None:
-        self.channel = channel
-        self._unsettled: deque[int] = deque()
-        self._outcomes: dict[int, bool] = {}
-        self._lock = asyncio.Lock()  # keeps acks and nacks in the order they were decided
-
-    @property
-    def is_open(self) -> bool:
-        return not self.channel.is_closed
-
-    @property
-    def unsettled(self) -> int:
-        return len(self._unsettled)
-
-    def received(self, tag: int) -> None:
-        self._unsettled.append(tag)
-
-    def written(self, tag: int) -> None:
-        self._outcomes[tag] = True
-
-    async def acknowledge(self) -> None:
-        """Acknowledge every delivery of the settled prefix in one frame."""
-        async with self._lock:
-            highest = None
-            while self._unsettled:
-                outcome = self._outcomes.pop(self._unsettled[0], None)
-                if outcome is None:
-                    break
-                tag = self._unsettled.popleft()
-                if outcome:
-                    highest = tag
-            if highest is None or not self.is_open:
-                return  # a closed channel's deliveries are redelivered by the broker
-            with contextlib.suppress(aiormq.exceptions.AMQPError):
-                await self.channel.basic_ack(highest, multiple=True, wait=False)
-
-    async def requeue(self, tag: int) -> None:
-        """Nack with requeue at once; the delivery only counts as settled once the nack is sent."""
-        async with self._lock:
-            if self.is_open:
-                with contextlib.suppress(aiormq.exceptions.AMQPError):
-                    await self.channel.basic_nack(tag, requeue=True, wait=False)
-            self._outcomes[tag] = False
-
-
 class EventConsumer:
     def __init__(
         self,
         amqp_url: str,
         queue: str,
-        service: LogsinkService,
+        accept: Accept,
+        settlement: Settlement,
         *,
         prefetch: int,
-        dead_letter: DeadLetter,
-        metrics: DeliveryMetrics,
         delivery_limit: int = QUEUE_DELIVERY_LIMIT,
     ) -> None:
         self.amqp_url = amqp_url
         self.delivery_limit = delivery_limit
         self.queue = queue
-        self.service = service
+        self.accept = accept
+        self.settlement = settlement
         self.prefetch = prefetch
-        self.dead_letter = dead_letter
-        self.metrics = metrics
         self.window: AckWindow | None = None
         self._connection: AbstractConnection | None = None
         self._consumer_tag: str | None = None
         self._supervisor: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
-        service.settle = self._settle
 
     async def start(self) -> None:
         """Start consuming; the first connection must succeed (like the broker's), later ones are retried."""
@@ -195,8 +127,7 @@ class EventConsumer:
 
     async def close(self) -> None:
         """After the last batch is written: finish dead-lettering, then close (the rest is redelivered)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=DEAD_LETTER_TIMEOUT)
+        await self.settlement.finish()
         await self._close_connection()
 
     # --- per message: nothing awaited -------------------------------------------------------------
@@ -211,88 +142,17 @@ class EventConsumer:
         window.received(tag)
         handler = f"{message.exchange or 'default'}.{message.routing_key}"
         last = message if delivery_count(message.header.properties) >= self.delivery_limit else None
+        settlement = self.settlement
         try:
             planned = domain.plan_json(message.body)
-            self.service.accept(planned, (window, tag, handler, last))
+            self.accept(planned, (window, tag, handler, last))
         except (ValidationError, PermanentError) as exc:
-            self._spawn(self._dead_letter(window, tag, handler, message, exc))
+            settlement.spawn(settlement.reject(window, tag, handler, message, exc))
         except RetryableError:  # shutting down: the batcher is closed
-            self._spawn(self._requeue(window, tag, handler))
+            settlement.spawn(settlement.requeue(window, tag, handler))
         except Exception as exc:  # a bug: requeue, and dead-letter a message that keeps failing
             logger.exception("could not plan an event", extra={"queue": self.queue})
-            self._spawn(self._retry_or_give_up(window, tag, handler, last, exc))
-
-    # --- after each batch ---------------------------------------------------------------------------
-
-    async def _settle(self, receipts: list[Receipt], error: Exception | None) -> None:
-        windows: set[AckWindow] = set()
-        handlers: Counter[str] = Counter()
-        for window, tag, handler, last in receipts:
-            windows.add(window)
-            if error is None:
-                window.written(tag)
-            elif last is not None:  # its last delivery: dead-letter it with the reason (counted there)
-                self._spawn(self._dead_letter(window, tag, handler, last, error, DELIVERY_LIMIT))
-                continue
-            else:
-                await window.requeue(tag)
-            handlers[handler] += 1
-        for window in windows:
-            await window.acknowledge()
-        status = "acked" if error is None else "nacked"
-        for handler, count in handlers.items():
-            self.metrics.consumed(handler, count, status)
-
-    async def _retry_or_give_up(
-        self, window: AckWindow, tag: int, handler: str, last: DeliveredMessage | None, exc: Exception
-    ) -> None:
-        if last is None:
-            await self._requeue(window, tag, handler)
-        else:
-            await self._dead_letter(window, tag, handler, last, exc, DELIVERY_LIMIT)
-
-    async def _dead_letter(
-        self,
-        window: AckWindow,
-        tag: int,
-        handler: str,
-        message: DeliveredMessage,
-        exc: Exception,
-        kind: str | None = None,
-    ) -> None:
-        properties = delivery_properties(message.header.properties)
-        if kind == DELIVERY_LIMIT:
-            reason = limit_reason(exc, properties["delivery_count"])
-        else:
-            reason, kind = describe(exc), dead_letter_reason(exc)
-        logger.error(
-            "dead-lettering a message",
-            extra={"reason": reason[:500], "queue": self.queue, "kind": kind,
-                   "message_id": properties["message_id"]},
-        )  # fmt: skip
-        try:
-            await asyncio.wait_for(
-                self.dead_letter(message.body, reason, kind, properties), DEAD_LETTER_TIMEOUT
-            )
-        except Exception as publish_error:  # not confirmed: keep the message, try again later
-            logger.warning(
-                "dead-lettering failed; requeued", extra={"queue": self.queue, "reason": str(publish_error)}
-            )
-            await self._requeue(window, tag, handler)
-            return
-        window.written(tag)
-        await window.acknowledge()
-        self.metrics.consumed(handler, 1, "rejected")
-
-    async def _requeue(self, window: AckWindow, tag: int, handler: str) -> None:
-        await window.requeue(tag)
-        await window.acknowledge()  # later deliveries may be waiting on this one
-        self.metrics.consumed(handler, 1, "nacked")
-
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            settlement.spawn(settlement.retry_or_give_up(window, tag, handler, last, exc))
 
     # --- connection ---------------------------------------------------------------------------------
 

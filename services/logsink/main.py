@@ -11,6 +11,7 @@ from services.logsink.consumer import EventConsumer
 from services.logsink.metrics import PrometheusIngestMetrics
 from services.logsink.repository import MongoRunRecords
 from services.logsink.service import LogsinkService
+from services.logsink.settlement import Settlement
 from services.logsink.subscribers import register_subscribers
 from shared.runtime import ServiceRuntime, create_http_app
 from shared.settings import CommonSettings
@@ -22,13 +23,6 @@ def build_app(common: CommonSettings | None = None, settings: LogsinkSettings | 
     runtime = ServiceRuntime.create("logsink", common, prefetch=settings.prefetch)
     records = MongoRunRecords(runtime.mongo, runtime.db_name, log_retention_days=settings.log_retention_days)
     metrics = PrometheusIngestMetrics(runtime.metrics)
-    service = LogsinkService(
-        records,
-        metrics,
-        batch_size=settings.batch_size,
-        flush_interval=settings.flush_interval,
-        writes_in_flight=settings.writes_in_flight,
-    )
     queue = runtime.topology.logsink_events.name
 
     async def dead_letter(body: bytes, reason: str, kind: str, original: dict[str, Any]) -> None:
@@ -36,13 +30,21 @@ def build_app(common: CommonSettings | None = None, settings: LogsinkSettings | 
             body, reason=reason, source_queue=queue, kind=kind, original=original
         )
 
+    settlement = Settlement(queue, dead_letter, metrics)
+    service = LogsinkService(
+        records,
+        metrics,
+        settle=settlement.settle,
+        batch_size=settings.batch_size,
+        flush_interval=settings.flush_interval,
+        writes_in_flight=settings.writes_in_flight,
+    )
     consumer = EventConsumer(
         common.amqp_url,
         queue,
-        service,
+        service.accept,
+        settlement,
         prefetch=settings.prefetch,
-        dead_letter=dead_letter,
-        metrics=metrics,
         delivery_limit=runtime.topology.delivery_limit,
     )
     register_subscribers(runtime)  # for the AsyncAPI document; `consumer` consumes the queue

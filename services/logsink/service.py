@@ -27,13 +27,14 @@ class LogsinkService:
         records: RunRecords,
         metrics: IngestMetrics,
         *,
+        settle: Settle | None = None,
         batch_size: int = 500,
         flush_interval: float = 0.2,
         writes_in_flight: int = 1,
     ) -> None:
         self.records = records
         self.metrics = metrics
-        self.settle: Settle | None = None
+        self.settle = settle  # told after each batch which receipts it held (None: events are awaited)
         self.batcher: Batcher[Entry] = Batcher(
             self._write_entries,
             max_size=batch_size,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
 from pamqp.commands import Basic
 
-from services.logsink.consumer import AckWindow, EventConsumer
+from services.logsink.consumer import EventConsumer
+from services.logsink.settlement import AckWindow, Settlement
 from shared.contracts import RunLog
 from shared.contracts.runs import RunLogData
 from shared.errors import RetryableError
@@ -100,7 +100,6 @@ class HeldBatches:
     """The logsink service as the consumer sees it: holds each accepted receipt until told to settle."""
 
     def __init__(self) -> None:
-        self.settle: Any = None
         self.receipts: list[Any] = []
 
     def accept(self, planned: object, receipt: object) -> None:
@@ -133,15 +132,15 @@ async def test_a_failed_batch_dead_letters_its_messages_at_their_last_delivery_a
         dead.append((reason, kind, original))
 
     service, channel = HeldBatches(), FakeChannel()
+    settlement = Settlement("logsink.events", dead_letter, NoDeliveryMetrics())
     consumer = EventConsumer(
-        "amqp://unused", "logsink.events", service, prefetch=10, dead_letter=dead_letter,  # type: ignore[arg-type]
-        metrics=NoDeliveryMetrics(), delivery_limit=5,
-    )  # fmt: skip
+        "amqp://unused", "logsink.events", service.accept, settlement, prefetch=10, delivery_limit=5
+    )
     window = AckWindow(channel)  # type: ignore[arg-type]
     await consumer._on_message(window, delivery(1, 4, "m-early"))  # one more redelivery is allowed
     await consumer._on_message(window, delivery(2, 5, "m-last"))  # the queue would dead-letter it next
-    await consumer._settle(service.receipts, RetryableError("database unreachable"))
-    await asyncio.gather(*consumer._tasks)
+    await settlement.settle(service.receipts, RetryableError("database unreachable"))
+    await settlement.finish()
 
     assert [(reason, kind, original["message_id"]) for reason, kind, original in dead] == [
         ("delivery limit reached after 6 deliveries: RetryableError: database unreachable", "delivery_limit",

@@ -265,14 +265,13 @@ async def test_a_batch_that_cannot_be_written_is_settled_with_the_error() -> Non
 
 async def test_the_service_settles_receipts_after_the_write() -> None:
     records, metrics = FakeRecords(), FakeMetrics()
-    service = LogsinkService(records, metrics, batch_size=2, flush_interval=0.01)
     settled: list[tuple[list[Any], Exception | None]] = []
 
     async def settle(receipts: list[Any], error: Exception | None) -> None:
         assert len(records.logs) == sum(len(r) for r, _ in settled) + len(receipts)
         settled.append((receipts, error))
 
-    service.settle = settle
+    service = LogsinkService(records, metrics, settle=settle, batch_size=2, flush_interval=0.01)
     await service.start()
     for seq in (1, 2, 3):
         service.accept(_plan(run_log("7.1", seq)), f"tag-{seq}")

@@ -68,7 +68,10 @@ def connect_calls(record: ConnectionRecord, monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.mark.parametrize(
     ("secrets", "preferred_auth"),
-    [({"password": "s3cret"}, "password,keyboard-interactive"), ({"private_key": CLIENT_KEY}, "publickey,password")],
+    [
+        ({"password": "s3cret"}, "password,keyboard-interactive"),
+        ({"private_key": CLIENT_KEY}, "publickey,password"),
+    ],
     ids=["password", "private-key"],
 )
 def test_the_connection_test_and_a_run_connect_with_the_same_options(
