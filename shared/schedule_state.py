@@ -12,8 +12,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-COLLECTION = "schedule_state"
-
 
 def state_id(kind: Literal["job", "group"], owner_id: int) -> str:
     return f"{kind}:{owner_id}"

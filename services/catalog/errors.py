@@ -2,7 +2,8 @@ from shared.errors import Conflict, PermanentError
 
 
 class RunRefused(Conflict):
-    """The scheduler refused a run now (e.g. the job is running)."""
+    """Run now refused: by the catalog's rules (inactive, expired, a partner feed) or by the scheduler
+    (the job is running)."""
 
 
 class ConfirmationRequired(PermanentError):

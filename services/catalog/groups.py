@@ -5,40 +5,24 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.client_session import AsyncClientSession as Session
 
 from services.catalog import domain
 from services.catalog.changes import SOURCE, Change, commit
 from services.catalog.definitions import DefinitionService
-from services.catalog.errors import RunRefused
+from services.catalog.domain import StoredGroup
 from services.catalog.group_schemas import GroupCreate, GroupMember, GroupUpdate, GroupView
 from services.catalog.ports import CatalogRepository
 from services.catalog.scheduler_client import request_run
+from shared.collections import CatalogCollections
 from shared.contracts import GroupChanged, GroupDeleted, RunGroup, StopGroupRun
 from shared.contracts.catalog import GroupChangedData, GroupDeletedData
 from shared.contracts.groups import RunGroupData, StopGroupRunData
-from shared.contracts.jobs import OnDemandSchedule, Schedule, is_expired
 from shared.contracts.runs import Trigger
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict
 from shared.scheduling import validate_schedule
 
-GROUPS = "groups"
-
-
-class StoredGroup(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
-    id: int = Field(alias="_id")
-    name: str
-    job_ids: tuple[int, ...]
-    schedule: Schedule = OnDemandSchedule()
-    expires_at: datetime | None = None
-    continue_on_failure: bool = False
-    active: bool = True
-    version: int = 1
-    created_at: datetime
-    created_by: str
+GROUPS = CatalogCollections.GROUPS
 
 
 def group_changed(group: StoredGroup) -> GroupChanged:
@@ -81,7 +65,8 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
     async def views(self, groups: list[StoredGroup]) -> list[GroupView]:
         member_ids = {j for g in groups for j in g.job_ids}
         names = {
-            d["_id"]: d["name"] for d in await self.repo.find_all("jobs", {"_id": {"$in": list(member_ids)}})
+            d["_id"]: d["name"]
+            for d in await self.repo.find_all(CatalogCollections.JOBS, {"_id": {"$in": list(member_ids)}})
         }
         states = await self.reads.schedule_states("group", [g.id for g in groups])
         views = []
@@ -178,11 +163,7 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
             await self.delete(group_id, confirm=True)
 
     async def run_now(self, group_id: int, by: str) -> str:
-        group = await self.load(group_id)
-        if not group.active:
-            raise RunRefused(f"group {group_id} is inactive; activate it to run it")
-        if is_expired(group.expires_at, datetime.now(UTC)):
-            raise RunRefused(f"group {group_id} has expired")
+        domain.check_group_run_now(await self.load(group_id), datetime.now(UTC))
         command = RunGroup(
             source=SOURCE,
             subject=str(group_id),
@@ -201,22 +182,17 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
         return group_run_id
 
     async def _claim_members(self, group_id: int, job_ids: list[int], session: Session) -> None:
-        """A job belongs to at most one group; every member must exist."""
-        if len(set(job_ids)) != len(job_ids):
-            raise Conflict("a job appears twice in the group", field="job_ids")
-        jobs = await self.repo.find_all("jobs", {"_id": {"$in": job_ids}}, session)
-        missing = sorted(set(job_ids) - {j["_id"] for j in jobs})
-        if missing:
-            raise NotFound(f"job(s) {', '.join(map(str, missing))} do not exist", field="job_ids")
-        taken = [j["_id"] for j in jobs if j.get("group_id") not in (None, group_id)]
-        if taken:
-            raise Conflict(
-                f"job(s) {', '.join(map(str, taken))} already belong to another group", field="job_ids"
-            )
-        await self.repo.update("jobs", {"_id": {"$in": job_ids}}, {"$set": {"group_id": group_id}}, session)
+        """A job belongs to at most one group; every member must exist (`domain.check_members`)."""
+        jobs = await self.repo.find_all(CatalogCollections.JOBS, {"_id": {"$in": job_ids}}, session)
+        domain.check_members(group_id, job_ids, {j["_id"]: j.get("group_id") for j in jobs})
+        await self.repo.update(
+            CatalogCollections.JOBS, {"_id": {"$in": job_ids}}, {"$set": {"group_id": group_id}}, session
+        )
 
     async def _release_members(self, group: StoredGroup, session: Session) -> None:
-        await self.repo.update("jobs", {"group_id": group.id}, {"$set": {"group_id": None}}, session)
+        await self.repo.update(
+            CatalogCollections.JOBS, {"group_id": group.id}, {"$set": {"group_id": None}}, session
+        )
 
 
 def _document(group: StoredGroup) -> dict[str, Any]:

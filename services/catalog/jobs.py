@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pymongo.asynchronous.client_session import AsyncClientSession as Session
 
@@ -13,12 +15,12 @@ from services.catalog import domain
 from services.catalog.changes import SOURCE, Change, commit
 from services.catalog.definitions import DefinitionService
 from services.catalog.domain import StoredJob
-from services.catalog.errors import RunRefused
 from services.catalog.groups import remove_members
 from services.catalog.job_schemas import JobCreate, JobPatch, JobUpdate, JobView
 from services.catalog.ports import CatalogRepository, CommandBus, ReadModels
 from services.catalog.scheduler_client import request_run
 from shared.catalog_records import TableRecord
+from shared.collections import CatalogCollections
 from shared.contracts import JobChanged, JobDeleted, RunJob, StopRun
 from shared.contracts.catalog import JobChangedData, JobDeletedData
 from shared.contracts.jobs import ExportSpec, ImportSpec, JobSpec, JobType, Schedule
@@ -26,7 +28,7 @@ from shared.contracts.runs import RunJobData, StopRunData, Trigger
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.scheduling import validate_schedule
 
-JOBS = "jobs"
+JOBS = CatalogCollections.JOBS
 MAX_READ_TOGETHER = 500  # jobs one coalesced read asks for at most
 Document = dict[str, Any]
 
@@ -78,6 +80,32 @@ class CoalescedReads:
                         future.set_result(docs.get(item_id))
 
 
+@dataclass(frozen=True)
+class JobQuery:
+    """The All jobs tab's filters and order, as the API takes them."""
+
+    name: str | None = None  # a substring of the name, any case
+    job_type: JobType | None = None
+    state: Literal["active", "inactive"] | None = None
+    group_id: int | None = None
+    sort: str = "id"  # a field, "-" first for descending
+
+    def filter(self) -> dict[str, Any]:
+        filter_: dict[str, Any] = {}
+        if self.name:
+            filter_["name"] = {"$regex": re.escape(self.name), "$options": "i"}
+        if self.job_type:
+            filter_["job_type"] = self.job_type.value
+        if self.state:
+            filter_["active"] = self.state == "active"
+        if self.group_id:
+            filter_["group_id"] = self.group_id
+        return filter_
+
+    def sort_field(self) -> str:
+        return self.sort.replace("id", "_id") if self.sort.lstrip("-") == "id" else self.sort
+
+
 class JobService(DefinitionService[StoredJob, JobView]):
     collection = JOBS
     kind = "job"
@@ -91,6 +119,10 @@ class JobService(DefinitionService[StoredJob, JobView]):
     async def _read_jobs(self, job_ids: list[int]) -> dict[int, Document]:
         return {doc["_id"]: doc for doc in await self.repo.find_all(JOBS, {"_id": {"$in": job_ids}})}
 
+    async def find(self, query: JobQuery, *, offset: int, limit: int) -> tuple[list[JobView], int]:
+        """A page of the jobs `query` selects, and how many it selects in all."""
+        return await self.page(query.filter(), sort=query.sort_field(), offset=offset, limit=limit)
+
     def parse(self, document: dict[str, Any]) -> StoredJob:
         return StoredJob.model_validate(document)
 
@@ -98,7 +130,8 @@ class JobService(DefinitionService[StoredJob, JobView]):
         """Views of a page of jobs with two extra reads in all (groups, schedule state), not per job."""
         group_ids = {job.group_id for job in jobs if job.group_id is not None}
         groups = {
-            g["_id"]: g["name"] for g in await self.repo.find_all("groups", {"_id": {"$in": list(group_ids)}})
+            g["_id"]: g["name"]
+            for g in await self.repo.find_all(CatalogCollections.GROUPS, {"_id": {"$in": list(group_ids)}})
         }
         states = await self.reads.schedule_states("job", [job.id for job in jobs])
         views = []
@@ -206,7 +239,7 @@ class JobService(DefinitionService[StoredJob, JobView]):
 
     async def _validate_export(self, spec: ExportSpec) -> None:
         table = await self.repo.table(spec.source.table, field="spec.source.table")
-        extension_docs = await self.repo.find_all("tables", {"parent_list": table.name})
+        extension_docs = await self.repo.find_all(CatalogCollections.TABLES, {"parent_list": table.name})
         extensions = {doc["name"]: TableRecord.model_validate(doc) for doc in extension_docs}
         connection = await self.repo.connection(spec.destination.connection_id)
         domain.validate_export(spec, table, extensions, connection)
@@ -244,10 +277,7 @@ class JobService(DefinitionService[StoredJob, JobView]):
         if doc is None:
             raise NotFound(f"job {job_id} does not exist", field="job_id")
         job = self.parse(doc)
-        try:
-            domain.check_run_now(job, _now())
-        except domain.RunNowRefused as refused:
-            raise RunRefused(refused.message) from refused
+        domain.check_run_now(job, _now())
         data = RunJobData(job=job.snapshot(), trigger=Trigger.ON_DEMAND, requested_by=by)
         command = RunJob(source=SOURCE, subject=str(job_id), data=data)
         return await request_run(self.bus, command, self.run_request_timeout)

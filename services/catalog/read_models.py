@@ -6,17 +6,18 @@ from collections.abc import Iterable
 
 from pymongo import DESCENDING
 
+from shared.collections import LogsinkCollections, SchedulerCollections
 from shared.mongo import MongoClient
-from shared.schedule_state import COLLECTION, ScheduleState, state_id
+from shared.schedule_state import ScheduleState, state_id
 
 IN_FLIGHT = ["queued", "running"]
 
 
 class MongoReadModels:
     def __init__(self, client: MongoClient, scheduler_db: str, logsink_db: str) -> None:
-        self.schedule_state = client[scheduler_db][COLLECTION]
-        self.runs = client[logsink_db]["runs"]
-        self.group_runs = client[logsink_db]["group_runs"]
+        self.schedule_state = client[scheduler_db][SchedulerCollections.SCHEDULES]
+        self.runs = client[logsink_db][LogsinkCollections.RUNS]
+        self.group_runs = client[logsink_db][LogsinkCollections.GROUP_RUNS]
 
     async def schedule_states(self, kind: str, owner_ids: Iterable[int]) -> dict[int, ScheduleState]:
         ids = [state_id(kind, owner_id) for owner_id in owner_ids]  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession as Session
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
 from shared.catalog_records import ConnectionRecord, TableRecord
+from shared.collections import CatalogCollections
 from shared.errors import Conflict, NotFound, RetryableError
 from shared.mongo import MongoClient
 from shared.outbox import Outbox
@@ -23,13 +24,18 @@ class MongoCatalogRepository:
     def __init__(self, client: MongoClient, db_name: str) -> None:
         self.client = client
         self.db = client[db_name]
-        self.outbox = Outbox(self.db["outbox"])
+        self.outbox = Outbox(self.db[CatalogCollections.OUTBOX])
 
     async def ensure_indexes(self) -> None:
-        for collection in ("connections", "tables", "jobs", "groups"):
+        for collection in (
+            CatalogCollections.CONNECTIONS,
+            CatalogCollections.TABLES,
+            CatalogCollections.JOBS,
+            CatalogCollections.GROUPS,
+        ):
             await self.db[collection].create_index("name", unique=True)
-        await self.db["jobs"].create_index("group_id")
-        await self.db["groups"].create_index("job_ids")
+        await self.db[CatalogCollections.JOBS].create_index("group_id")
+        await self.db[CatalogCollections.GROUPS].create_index("job_ids")
         await self.outbox.ensure_indexes()
 
     async def atomically(self, work: Callable[[Session], Awaitable[T]]) -> T:
@@ -43,7 +49,7 @@ class MongoCatalogRepository:
             raise RetryableError(f"database error: {exc}") from exc
 
     async def next_id(self, kind: str, session: Session | None = None) -> int:
-        doc = await self.db["counters"].find_one_and_update(
+        doc = await self.db[CatalogCollections.COUNTERS].find_one_and_update(
             {"_id": kind},
             {"$inc": {"last": 1}},
             upsert=True,
@@ -91,13 +97,13 @@ class MongoCatalogRepository:
         return [doc async for doc in cursor], await self.db[collection].count_documents(filter_)
 
     async def connection(self, connection_id: int) -> ConnectionRecord:
-        doc = await self.find("connections", {"_id": connection_id})
+        doc = await self.find(CatalogCollections.CONNECTIONS, {"_id": connection_id})
         if doc is None:
             raise NotFound(f"connection {connection_id} does not exist", field="connection_id")
         return ConnectionRecord.model_validate(doc)
 
     async def table(self, name: str, field: str = "table") -> TableRecord:
-        doc = await self.find("tables", {"name": name})
+        doc = await self.find(CatalogCollections.TABLES, {"name": name})
         if doc is None:
             raise NotFound(f"table '{name}' does not exist", field=field)
         return TableRecord.model_validate(doc)

@@ -8,6 +8,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 
 from services.catalog.rejects import RejectCursor
+from shared.collections import ExecutorCollections, LogsinkCollections
 from shared.mongo import MongoClient
 from shared.runlogs import LinePage, chunk_id, lookback_start
 
@@ -19,10 +20,12 @@ REJECT_ORDER: Sort = [("file", ASCENDING), ("line", ASCENDING)]
 class MongoRunsReadModel:
     def __init__(self, client: MongoClient, logsink_db: str, executor_db: str) -> None:
         db = client[logsink_db]
-        self.runs = db["runs"]
-        self.group_runs = db["group_runs"]
-        self.log_chunks = db["run_logs"]
-        self.rejects_of_runs = client[executor_db]["run_rejects"]  # indexed on (run, file, line)
+        self.runs = db[LogsinkCollections.RUNS]
+        self.group_runs = db[LogsinkCollections.GROUP_RUNS]
+        self.log_chunks = db[LogsinkCollections.RUN_LOGS]
+        self.rejects_of_runs = client[executor_db][
+            ExecutorCollections.RUN_REJECTS
+        ]  # indexed on (run, file, line)
 
     async def page(
         self, filter_: Document, *, sort: Sort, offset: int, limit: int

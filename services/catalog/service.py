@@ -24,6 +24,7 @@ from services.catalog.schemas import (
     TableView,
 )
 from shared.catalog_records import ConnectionKind, ConnectionRecord, TableRecord
+from shared.collections import CatalogCollections
 from shared.errors import Unauthorized, ValidationFailed
 from shared.secrets import SecretBox
 
@@ -50,7 +51,7 @@ async def issue_token(repo: CatalogRepository, name: str, role: Role) -> str:
         "role": role.name.lower(),
         "created_at": _now(),
     }
-    await repo.insert("tokens", document)
+    await repo.insert(CatalogCollections.TOKENS, document)
     return token
 
 
@@ -89,7 +90,7 @@ class CatalogService:
 
     async def _look_up(self, token_hash: str) -> Principal:
         now = time.monotonic()
-        doc = await self.repo.find("tokens", {"_id": token_hash})
+        doc = await self.repo.find(CatalogCollections.TOKENS, {"_id": token_hash})
         if doc is None:
             raise Unauthorized("invalid or revoked token")
         principal = Principal(name=doc["name"], role=Role.parse(doc["role"]))
@@ -111,14 +112,16 @@ class CatalogService:
         for key, secret in secrets_to_store.items():
             if secret is not None:
                 document[key] = self.secret_box.encrypt(secret.get_secret_value())
-        await self.repo.insert("connections", document)
+        await self.repo.insert(CatalogCollections.CONNECTIONS, document)
         return connection_view(ConnectionRecord.model_validate(document))
 
     async def get_connection(self, connection_id: int) -> ConnectionView:
         return connection_view(await self.repo.connection(connection_id))
 
     async def list_connections(self, *, offset: int, limit: int) -> tuple[list[ConnectionView], int]:
-        docs, total = await self.repo.page("connections", {}, sort="_id", offset=offset, limit=limit)
+        docs, total = await self.repo.page(
+            CatalogCollections.CONNECTIONS, {}, sort="_id", offset=offset, limit=limit
+        )
         return [connection_view(ConnectionRecord.model_validate(doc)) for doc in docs], total
 
     async def test_connection(self, connection_id: int) -> ConnectionTest:
@@ -145,7 +148,9 @@ class CatalogService:
             created_at=_now(),
             created_by=by.name,
         )
-        await self.repo.insert("tables", table.model_dump(mode="json") | {"created_at": table.created_at})
+        await self.repo.insert(
+            CatalogCollections.TABLES, table.model_dump(mode="json") | {"created_at": table.created_at}
+        )
         await self.audience.create(table)
         return TableView.model_validate(table.model_dump())
 
@@ -153,7 +158,9 @@ class CatalogService:
         return TableView.model_validate((await self.repo.table(name)).model_dump())
 
     async def list_tables(self, *, offset: int, limit: int) -> tuple[list[TableView], int]:
-        docs, total = await self.repo.page("tables", {}, sort="name", offset=offset, limit=limit)
+        docs, total = await self.repo.page(
+            CatalogCollections.TABLES, {}, sort="name", offset=offset, limit=limit
+        )
         return [TableView.model_validate(doc) for doc in docs], total
 
 

@@ -18,12 +18,13 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, 
 
 from shared.audience import key_index, match_index
 from shared.catalog_records import LIST_MATCH_COLUMNS, TableKind, TableRecord
+from shared.collections import AUDIENCE_COUNTERS
 from shared.errors import PermanentError, RetryableError
 from shared.mongo import MongoClient
 
 DUPLICATE_KEY = 11000
 RUN_TAG, CHANGED_AT = "_cx_run", "_cx_at"
-COUNTERS = "_connect_counters"
+COUNTERS = AUDIENCE_COUNTERS
 # Keys per lookup query: the embedded server's `$in` costs grow with the square of its list (1,000 values
 # take ~90x the time of 100 on an index), so a batch's lookup is split; on mongod the split costs little.
 LOOKUP_CHUNK = 100

@@ -13,6 +13,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from services.executor.domain import Rejection
 from services.executor.ports import Claim, Renewal
 from shared.catalog_records import ConnectionRecord, TableRecord
+from shared.collections import CatalogCollections, ExecutorCollections
 from shared.contracts import RunRequested
 from shared.errors import NotFound, RetryableError
 from shared.mongo import MongoClient
@@ -97,7 +98,7 @@ class MongoLeaseStore:
     """
 
     def __init__(self, client: MongoClient, db_name: str, lease_seconds: float) -> None:
-        self.leases = client[db_name]["run_leases"]
+        self.leases = client[db_name][ExecutorCollections.RUN_LEASES]
         self.lease = timedelta(seconds=lease_seconds)
 
     async def ensure_indexes(self) -> None:
@@ -278,8 +279,8 @@ class MongoCatalogReader:
 
     def __init__(self, client: MongoClient, catalog_db: str) -> None:
         db = client[catalog_db]
-        self.connections = db["connections"]
-        self.tables = db["tables"]
+        self.connections = db[CatalogCollections.CONNECTIONS]
+        self.tables = db[CatalogCollections.TABLES]
         self._tables: dict[str, TableRecord] = {}
 
     async def connection(self, connection_id: int) -> ConnectionRecord:
@@ -309,7 +310,7 @@ class MongoRejectStore:
     (`GET /runs/{run_id}/rejects`, in (file, line) order over the index below)."""
 
     def __init__(self, client: MongoClient, db_name: str) -> None:
-        self.rejects = client[db_name]["run_rejects"]
+        self.rejects = client[db_name][ExecutorCollections.RUN_REJECTS]
         self._counted: str | None = None  # the run whose rejects this store counts as it saves them
         self._lines: dict[int, set[int]] = {}  # file -> lines rejected by this attempt
         self._remembered = 0
@@ -379,7 +380,7 @@ class MongoWatermarks:
     """Per export job: when its last successful run started (incremental exports read changes since)."""
 
     def __init__(self, client: MongoClient, db_name: str) -> None:
-        self.marks = client[db_name]["export_watermarks"]
+        self.marks = client[db_name][ExecutorCollections.EXPORT_WATERMARKS]
 
     async def get(self, job_id: int) -> datetime | None:
         doc = await self.marks.find_one({"_id": job_id})

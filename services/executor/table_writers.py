@@ -22,6 +22,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.executor.ports import TableHold
 from services.executor.repository import FINISHED, RUNNING, WRITING, ensure_one_writer_index
+from shared.collections import ExecutorCollections
 from shared.errors import RetryableError
 from shared.mongo import MongoClient
 
@@ -32,7 +33,7 @@ def _now() -> datetime:
 
 class MongoTableWriters:
     def __init__(self, client: MongoClient, db_name: str, lease_seconds: float) -> None:
-        self.leases = client[db_name]["run_leases"]
+        self.leases = client[db_name][ExecutorCollections.RUN_LEASES]
         self.lease_seconds = lease_seconds  # the lock lasts as long as the lease that carries it
 
     async def ensure_indexes(self) -> None:

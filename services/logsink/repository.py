@@ -18,6 +18,7 @@ from pymongo.write_concern import WriteConcern
 
 from services.logsink.domain import Keyed, RunWrites
 from services.logsink.ports import Written
+from shared.collections import LogsinkCollections
 from shared.errors import RetryableError
 from shared.mongo import MongoClient
 from shared.runlogs import chunk_id, chunk_lines, chunk_rest
@@ -41,9 +42,9 @@ class MongoRunRecords:
         log_retention_days: float = 30,
     ) -> None:
         db = client[db_name]
-        self.runs = db.get_collection("runs", write_concern=DURABLE)
-        self.group_runs = db.get_collection("group_runs", write_concern=DURABLE)
-        self.logs = db.get_collection("run_logs", write_concern=DURABLE)
+        self.runs = db.get_collection(LogsinkCollections.RUNS, write_concern=DURABLE)
+        self.group_runs = db.get_collection(LogsinkCollections.GROUP_RUNS, write_concern=DURABLE)
+        self.logs = db.get_collection(LogsinkCollections.RUN_LOGS, write_concern=DURABLE)
         self.db = db
         self.log_retention_seconds = int(log_retention_days * 86400)
 

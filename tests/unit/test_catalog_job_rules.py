@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 
 from services.catalog.domain import (
-    RunNowRefused,
     StoredJob,
     check_copy,
     check_run_now,
@@ -18,6 +17,7 @@ from services.catalog.domain import (
     validate_import,
     validate_new_table,
 )
+from services.catalog.errors import RunRefused
 from shared.catalog_records import (
     LIST_SYSTEM_FIELDS,
     ConnectionKind,
@@ -90,11 +90,11 @@ def partner_spec() -> ImportSpec:
 
 def test_run_now_is_refused_for_partner_feeds_inactive_and_expired_jobs() -> None:
     check_run_now(stored(), T0)
-    with pytest.raises(RunNowRefused, match="partner-feed"):
+    with pytest.raises(RunRefused, match="partner-feed"):
         check_run_now(stored(spec=partner_spec()), T0)
-    with pytest.raises(RunNowRefused, match="inactive"):
+    with pytest.raises(RunRefused, match="inactive"):
         check_run_now(stored(active=False), T0)
-    with pytest.raises(RunNowRefused, match="expired"):
+    with pytest.raises(RunRefused, match="expired"):
         check_run_now(stored(expires_at=T0 - timedelta(seconds=1)), T0)
     check_run_now(stored(expires_at=T0 + timedelta(seconds=1)), T0)
 

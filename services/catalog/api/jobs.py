@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -20,7 +19,7 @@ from services.catalog.job_schemas import (
     JobView,
     SchedulePreview,
 )
-from services.catalog.jobs import JobService
+from services.catalog.jobs import JobQuery, JobService
 from services.catalog.schedule_preview import MAX_FIRES, PREVIEW_FROM, preview_schedule
 from services.catalog.schemas import Page, RunAccepted
 from shared.contracts.jobs import JobType
@@ -70,17 +69,8 @@ async def list_jobs(
     limit: Limit = 50,
 ) -> Page[JobView]:
     """The All jobs tab: filter by name, type, state and group; sort; page."""
-    filter_: dict[str, object] = {}
-    if name:
-        filter_["name"] = {"$regex": re.escape(name), "$options": "i"}
-    if job_type:
-        filter_["job_type"] = job_type.value
-    if state:
-        filter_["active"] = state == "active"
-    if group_id:
-        filter_["group_id"] = group_id
-    field = sort.replace("id", "_id") if sort.lstrip("-") == "id" else sort
-    items, total = await jobs.page(filter_, sort=field, offset=offset, limit=limit)
+    query = JobQuery(name=name, job_type=job_type, state=state, group_id=group_id, sort=sort)
+    items, total = await jobs.find(query, offset=offset, limit=limit)
     return Page(items=items, total=total, offset=offset, limit=limit)
 
 

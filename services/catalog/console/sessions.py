@@ -20,6 +20,7 @@ from pymongo.errors import PyMongoError
 
 from services.catalog.domain import Role, hash_token
 from services.catalog.service import Principal
+from shared.collections import CatalogCollections
 from shared.errors import Forbidden, RetryableError, Unauthorized
 from shared.mongo import MongoClient
 
@@ -46,8 +47,8 @@ class ConsoleSessions:
     """The catalog's `console_sessions` collection (expired sessions are removed by a TTL index)."""
 
     def __init__(self, client: MongoClient, db_name: str, lifetime: timedelta = SESSION_LIFETIME) -> None:
-        self.sessions = client[db_name]["console_sessions"]
-        self.tokens = client[db_name]["tokens"]
+        self.sessions = client[db_name][CatalogCollections.CONSOLE_SESSIONS]
+        self.tokens = client[db_name][CatalogCollections.TOKENS]
         self.lifetime = lifetime
 
     async def ensure_indexes(self) -> None:

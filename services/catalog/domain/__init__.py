@@ -2,8 +2,8 @@
 
 from services.catalog.domain.auth import Role, TokenCache, hash_token, require_role
 from services.catalog.domain.connections import validate_sftp_connection
+from services.catalog.domain.groups import StoredGroup, check_group_run_now, check_members
 from services.catalog.domain.jobs import (
-    RunNowRefused,
     StoredJob,
     check_copy,
     check_run_now,
@@ -17,11 +17,13 @@ from services.catalog.domain.tables import table_fields, validate_new_table, val
 
 __all__ = [
     "Role",
-    "RunNowRefused",
+    "StoredGroup",
     "StoredJob",
     "TokenCache",
     "check_copy",
+    "check_group_run_now",
     "check_instants",
+    "check_members",
     "check_run_now",
     "hash_token",
     "require_confirmation",

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.catalog.errors import RunRefused
 from shared.catalog_records import (
     LIST_MATCH_COLUMNS,
     LIST_SYSTEM_FIELDS,
@@ -40,10 +41,6 @@ from shared.paths import resolve_inside
 
 TEMPLATE_FIELDS = frozenset({"date", "time", "run_id", "job_id"})
 TARGET_KINDS = {ListTarget: TableKind.LIST, ProfileExtensionTarget: TableKind.PROFILE_EXTENSION}
-
-
-class RunNowRefused(Conflict):
-    """Run now is not allowed for this job (partner feed, inactive, expired)."""
 
 
 class StoredJob(BaseModel):
@@ -87,11 +84,11 @@ class StoredJob(BaseModel):
 
 def check_run_now(job: StoredJob, now: datetime) -> None:
     if job.is_partner_feed:
-        raise RunNowRefused("Run now is not available for partner-feed (Omniture) jobs")
+        raise RunRefused("Run now is not available for partner-feed (Omniture) jobs")
     if not job.active:
-        raise RunNowRefused(f"job {job.id} is inactive; activate it to run it")
+        raise RunRefused(f"job {job.id} is inactive; activate it to run it")
     if is_expired(job.expires_at, now):
-        raise RunNowRefused(f"job {job.id} expired on {job.expires_at:%Y-%m-%d %H:%M %Z}")
+        raise RunRefused(f"job {job.id} expired on {job.expires_at:%Y-%m-%d %H:%M %Z}")
 
 
 def check_copy(job: StoredJob) -> None:

@@ -17,16 +17,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.scheduler.domain.fires import OwnerKind, owner_key
+from shared.collections import SchedulerCollections
 from shared.contracts import JobSnapshot
 from shared.contracts.jobs import OnDemandSchedule, OnEventSchedule, Schedule
 from shared.scheduling import SCHEDULE_ADAPTER, has_slots
 
-SCHEDULES = "schedule_state"
-LEDGER = "fire_ledger"
-OUTBOX = "outbox"
-GROUP_RUNS = "group_runs"
-PARTITIONS = "partitions"
-INSTANCES = "scheduler_instances"
+SCHEDULES = SchedulerCollections.SCHEDULES
+LEDGER = SchedulerCollections.LEDGER
+OUTBOX = SchedulerCollections.OUTBOX
+GROUP_RUNS = SchedulerCollections.GROUP_RUNS
+PARTITIONS = SchedulerCollections.PARTITIONS
+INSTANCES = SchedulerCollections.INSTANCES
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Doc = dict[str, Any]
