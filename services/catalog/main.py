@@ -5,21 +5,21 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.catalog.adapters.audience_schema import MongoAudienceSchema
+from services.catalog.adapters.read_models import MongoReadModels
+from services.catalog.adapters.repository import MongoCatalogRepository
+from services.catalog.adapters.runs_read_model import MongoRunsReadModel
+from services.catalog.adapters.sftp_probe import AsyncsshProbe
 from services.catalog.api import groups as groups_api
 from services.catalog.api import jobs as jobs_api
 from services.catalog.api import resources, runs
 from services.catalog.api.errors import error_response, install_error_handlers
-from services.catalog.audience import MongoAudienceSchema
 from services.catalog.config import CatalogSettings
 from services.catalog.console.routes import install_console
 from services.catalog.groups import GroupService
 from services.catalog.jobs import JobService
-from services.catalog.read_models import MongoReadModels
-from services.catalog.repository import MongoCatalogRepository
 from services.catalog.runs import RunsService
-from services.catalog.runs_repository import MongoRunsReadModel
 from services.catalog.service import CatalogService
-from services.catalog.sftp_probe import AsyncsshProbe
 from services.catalog.subscribers import register_subscribers
 from shared.contracts import (
     GroupChanged,

@@ -109,8 +109,8 @@ def create_token(
     role: Annotated[str, typer.Option(help="viewer, operator or admin")] = "viewer",
 ) -> None:
     """Create an API token (needs MONGO_URL); it is printed once and stored hashed."""
+    from services.catalog.adapters.repository import MongoCatalogRepository
     from services.catalog.domain import Role
-    from services.catalog.repository import MongoCatalogRepository
     from services.catalog.service import issue_token
     from shared.errors import ValidationFailed
     from shared.mongo import create_client

@@ -14,8 +14,8 @@ from typing import Any
 import aio_pika
 import httpx
 
+from services.catalog.adapters.repository import MongoCatalogRepository
 from services.catalog.domain import Role
-from services.catalog.repository import MongoCatalogRepository
 from services.catalog.service import issue_token
 from services.dev.processes import SystemProcesses
 from services.dev.sftp_server import DemoSftp, start_demo_sftp

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from services.catalog.adapters.repository import MongoCatalogRepository
 from services.catalog.domain import Role
-from services.catalog.repository import MongoCatalogRepository
 from services.catalog.service import issue_token
 from services.dev.processes import SystemProcesses
 from shared.mongo import create_client

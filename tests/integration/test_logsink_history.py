@@ -20,9 +20,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from services.catalog.adapters.repository import MongoCatalogRepository
 from services.catalog.domain import Role
 from services.catalog.main import build_app as build_catalog
-from services.catalog.repository import MongoCatalogRepository
 from services.catalog.service import issue_token
 from services.logsink.config import LogsinkSettings
 from services.logsink.main import build_app as build_logsink

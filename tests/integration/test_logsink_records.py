@@ -6,7 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.catalog.runs_repository import MongoRunsReadModel
+from services.catalog.adapters.runs_read_model import MongoRunsReadModel
 from services.logsink.domain import plan
 from services.logsink.repository import MongoRunRecords
 from services.logsink.service import LogsinkService

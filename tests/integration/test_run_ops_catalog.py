@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 import pytest
 from pymongo import AsyncMongoClient
 
+from services.catalog.adapters.repository import MongoCatalogRepository
 from services.catalog.domain import Role
 from services.catalog.jobs import CoalescedReads
-from services.catalog.repository import MongoCatalogRepository
 from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 from shared.topology import Topology

@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from services.catalog.adapters.repository import MongoCatalogRepository
 from services.catalog.config import CatalogSettings
 from services.catalog.domain import Role
 from services.catalog.main import build_app as build_catalog
-from services.catalog.repository import MongoCatalogRepository
 from services.catalog.service import issue_token
 from shared.mongo import MongoClient
 from shared.settings import CommonSettings

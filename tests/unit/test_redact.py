@@ -120,7 +120,7 @@ def test_sftp_server_messages_are_scrubbed_at_the_adapter(error: Exception, kind
 
 
 def test_the_catalogs_connection_test_answer_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.catalog import sftp_probe
+    from services.catalog.adapters import sftp_probe
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise asyncssh.ConnectionLost(f"server closed: bad password {PASSWORD}")

@@ -9,7 +9,7 @@ from typing import Any
 import asyncssh
 import pytest
 
-from services.catalog import sftp_probe
+from services.catalog.adapters import sftp_probe
 from services.executor import sftp
 from services.executor.errors import SourceRefused, SourceUnavailable
 from services.executor.ssh_pool import SshPool

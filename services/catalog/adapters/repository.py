@@ -1,4 +1,4 @@
-"""MongoDB adapter of the catalog's own collections (the runs read model: `runs_repository`)."""
+"""MongoDB adapter of the catalog's own collections (the runs read model: `runs_read_model`)."""
 
 from __future__ import annotations
 
