@@ -1,20 +1,11 @@
-"""The broker topology: queue arguments, bindings, prefixes and routing, without a broker."""
+"""The broker topology: queue arguments, bindings and prefixes, without a broker (routing: on the real
+broker, `tests/integration/test_topology_routing.py`)."""
 
 from __future__ import annotations
 
 import pytest
-from faststream.rabbit import ExchangeType, RabbitExchange, RabbitQueue
+from faststream.rabbit import RabbitQueue
 
-from shared.contracts import (
-    GroupChanged,
-    JobChanged,
-    RunFinished,
-    RunJob,
-    RunLog,
-    RunProgress,
-    RunRequested,
-    RunStarted,
-)
 from shared.topology import DELIVERY_LIMIT, Topology
 
 PREFIXES = ["", "t1234.", "iso_"]
@@ -29,44 +20,6 @@ def work_queues(topology: Topology) -> tuple[RabbitQueue, ...]:
         topology.executor_runs,
         topology.logsink_events,
     )
-
-
-def topic_matches(pattern: str, key: str) -> bool:
-    """AMQP topic matching: `*` is exactly one word, `#` zero or more."""
-
-    def match(words: list[str], parts: list[str]) -> bool:
-        if not words:
-            return not parts
-        head, rest = words[0], words[1:]
-        if head == "#":
-            return any(match(rest, parts[i:]) for i in range(len(parts) + 1))
-        return bool(parts) and head in ("*", parts[0]) and match(rest, parts[1:])
-
-    return match(pattern.split("."), key.split("."))
-
-
-def routed_queues(topology: Topology, exchange: RabbitExchange, routing_key: str) -> set[str]:
-    """The queues a message published to `exchange` with `routing_key` lands in."""
-    queues = set()
-    for binding in topology.bindings:
-        if binding.exchange != exchange.name:
-            continue
-        if (
-            exchange.type == ExchangeType.FANOUT
-            or (exchange.type == ExchangeType.DIRECT and binding.routing_key == routing_key)
-            or (exchange.type == ExchangeType.TOPIC and topic_matches(binding.routing_key, routing_key))
-        ):
-            queues.add(binding.queue)
-    return queues
-
-
-def test_topic_matcher_of_these_tests() -> None:
-    assert topic_matches("catalog.#", "catalog.job.changed")
-    assert topic_matches("catalog.#", "catalog")
-    assert not topic_matches("catalog.#", "catalogue.job")
-    assert topic_matches("run.*", "run.log")
-    assert not topic_matches("run.*", "run.log.extra")
-    assert not topic_matches("run.log", "run.logs")
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -106,7 +59,6 @@ def test_dead_letter_queue_is_durable_quorum_and_does_not_dead_letter_again() ->
     assert topology.dead_letters.durable
     assert arguments.get("x-queue-type") == "quorum"
     assert "x-dead-letter-exchange" not in arguments
-    assert routed_queues(topology, topology.dead_letters_exchange, "anything") == {topology.dead_letters.name}
 
 
 def test_every_exchange_is_durable_with_a_unique_name() -> None:
@@ -158,41 +110,6 @@ def test_two_prefixes_share_no_name() -> None:
         return {ex.name for ex in t.exchanges} | {q.name for q in t.durable_queues}
 
     assert not names(first) & names(second)
-
-
-@pytest.mark.parametrize("prefix", PREFIXES)
-def test_run_requested_reaches_the_executors_and_the_logsink(prefix: str) -> None:
-    topology = Topology(prefix=prefix)
-
-    assert routed_queues(topology, topology.events, RunRequested.routing_key) == {
-        topology.executor_runs.name,
-        topology.logsink_events.name,
-    }
-
-
-@pytest.mark.parametrize("event", [RunRequested, RunStarted, RunProgress, RunLog, RunFinished])
-def test_every_run_event_reaches_the_logsink(event: type[RunRequested]) -> None:
-    topology = Topology(prefix="p.")
-
-    assert event.routing_key.startswith("run.")
-    assert topology.logsink_events.name in routed_queues(topology, topology.events, event.routing_key)
-
-
-@pytest.mark.parametrize("event", [RunStarted, RunProgress, RunLog, RunFinished])
-def test_only_run_requested_reaches_the_executor_queue(event: type[RunRequested]) -> None:
-    topology = Topology()
-
-    assert topology.executor_runs.name not in routed_queues(topology, topology.events, event.routing_key)
-
-
-def test_scheduler_receives_run_now_commands_finished_runs_and_catalog_changes() -> None:
-    topology = Topology(prefix="p.")
-
-    assert routed_queues(topology, topology.commands, RunJob.routing_key) == {
-        topology.scheduler_commands.name
-    }
-    for key in (RunFinished.routing_key, JobChanged.routing_key, GroupChanged.routing_key):
-        assert topology.scheduler_events.name in routed_queues(topology, topology.events, key), key
 
 
 def test_executor_control_queue_is_exclusive_and_per_executor() -> None:
