@@ -33,7 +33,7 @@ from shared.looplag import LoopLagMonitor  # noqa: E402
 from shared.mongo import create_client  # noqa: E402
 from shared.secrets import SecretBox  # noqa: E402
 from shared.settings import CommonSettings  # noqa: E402
-from tests.integration.test_executor_harness import (  # noqa: E402
+from tests.support.executor_harness import (  # noqa: E402
     CONTACT_FIELDS,
     CONTACT_MAPPING,
     Harness,

@@ -56,8 +56,8 @@ from shared.mongo import EmbeddedMongo, create_client
 from shared.runid import RunId
 from shared.settings import CommonSettings
 from shared.topology import Topology, declare_topology
-from tests.integration.test_scheduler_harness import snapshot
 from tests.support.broker import delete_topology
+from tests.support.scheduler_harness import snapshot
 
 LOAD_CHUNK = 5000
 

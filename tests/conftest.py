@@ -21,6 +21,9 @@ from tests.support.servers import Sshd, mongo_server, require_broker, sshd_serve
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
 
+# The harnesses' fixtures (`harness`, `scheduler`), for every test that names one.
+pytest_plugins = ["tests.support.executor_harness", "tests.support.scheduler_harness"]
+
 # Property tests: a bounded run in the suite; `CONNECT_DEEP=1 make test` (or pytest) runs the deep one.
 DEEP = os.environ.get("CONNECT_DEEP", "") not in ("", "0")
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]

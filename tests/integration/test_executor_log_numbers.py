@@ -16,13 +16,12 @@ from services.executor.reporting import RunReporter
 from services.executor.repository import MongoLeaseStore
 from shared.contracts import RunRequested
 from shared.contracts.runs import RunLog, RunStatus
-from tests.integration.test_executor_harness import (
+from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
     Events,
     Harness,
     csv_text,
-    harness_fixture,  # noqa: F401  (the `harness` fixture)
     import_spec,
 )
 

@@ -27,15 +27,14 @@ from services.executor.service import ExecutionSettings, ExecutorService
 from services.executor.table_writers import MongoTableWriters
 from shared.contracts import RunStatus
 from shared.mongo import MongoClient
-from tests.integration.test_executor_harness import (
+from tests.support.commands import Commands
+from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
     Harness,
     csv_text,
-    harness_fixture,  # noqa: F401  (the `harness` fixture)
     import_spec,
 )
-from tests.support.commands import Commands
 
 # The lease: claimed and started in one write that takes the table's writer lock too, the result stored
 # (ending the lock), marked reported once published (one write for all the runs published within a tenth

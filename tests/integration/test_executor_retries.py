@@ -10,12 +10,11 @@ import pytest
 from shared.contracts import RunFinished
 from shared.contracts.runs import RunLog, RunStatus
 from shared.mongo import free_port
-from tests.integration.test_executor_harness import (
+from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
     Harness,
     csv_text,
-    harness_fixture,  # noqa: F401  (the `harness` fixture)
     import_spec,
 )
 

@@ -24,12 +24,11 @@ from services.executor.ssh_pool import SshPool
 from shared import redact
 from shared.catalog_records import ConnectionRecord
 from shared.contracts.runs import RunStatus
-from tests.integration.test_executor_harness import (  # noqa: F401
+from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
     Harness,
     csv_text,
-    harness_fixture,
     import_spec,
 )
 from tests.support.servers import Sshd

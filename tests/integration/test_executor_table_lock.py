@@ -16,12 +16,11 @@ from services.executor.repository import MongoLeaseStore, MongoRejectStore
 from services.executor.table_writers import MongoTableWriters
 from shared.contracts import RunRequested
 from shared.contracts.runs import RunStatus
-from tests.integration.test_executor_harness import (  # noqa: F401
+from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
     Harness,
     csv_text,
-    harness_fixture,
     import_spec,
     run_leases,
     table_holds,

@@ -19,12 +19,11 @@ from services.executor.audience import BulkOutcome
 from services.executor.ports import Renewal, TableHold
 from services.executor.service import ExecutorService
 from shared.contracts.runs import RunStatus
-from tests.integration.test_executor_harness import (  # noqa: F401
+from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
     Harness,
     csv_text,
-    harness_fixture,
     import_spec,
     table_holds,
 )

@@ -11,12 +11,11 @@ from typing import Any
 from services.executor.service import ExecutorService
 from shared.contracts import RunFinished, RunRequested, RunStarted
 from shared.contracts.runs import RunStatus
-from tests.integration.test_executor_harness import (  # noqa: F401
+from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
     Harness,
     csv_text,
-    harness_fixture,
     import_spec,
 )
 

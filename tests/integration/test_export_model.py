@@ -27,7 +27,6 @@ from shared.contracts.jobs import CsvFormat, ExportSpec, RestDestination, SftpDe
 from shared.contracts.runs import RunFinished, RunStatus
 from shared.mongo import free_port
 from tests.conftest import DEEP, examples
-from tests.integration.test_executor_harness import Harness, harness_fixture  # noqa: F401
 from tests.integration.test_export_model_cases import (
     Case,
     incremental_changes,
@@ -36,6 +35,7 @@ from tests.integration.test_export_model_cases import (
     table_cases,
 )
 from tests.model.export_model import ModelTable, csv_file, expected, rest_batches
+from tests.support.executor_harness import Harness
 
 _job_ids = itertools.count(5000)
 pytestmark = pytest.mark.timeout(7200 if DEEP else 180)  # the deep run draws 20x the examples

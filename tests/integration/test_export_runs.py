@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Response
 
 from shared.contracts.runs import RunStatus
 from shared.mongo import free_port
-from tests.integration.test_executor_harness import Harness, csv_text, harness_fixture, import_spec  # noqa: F401
+from tests.support.executor_harness import Harness, csv_text, import_spec
 
 USER_FIELDS = [{"name": "FIRST_NAME", "type": "string"}, {"name": "SCORE", "type": "integer"}]
 

@@ -19,14 +19,13 @@ import pytest
 from services.executor.service import ExecutorService
 from shared.contracts import RunFinished
 from shared.contracts.runs import RunLog, RunStatus
-from tests.integration.test_executor_harness import (  # noqa: F401
+from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
     Harness,
     csv_text,
     expire_table_hold,
     free_table,
-    harness_fixture,
     hold_table,
     import_spec,
     table_holds,

@@ -12,12 +12,11 @@ from services.executor.importers.targets import CustomMergeTarget, Item, Target,
 from shared.catalog_records import TableRecord
 from shared.contracts.runs import RunCounts, RunStatus
 from shared.mongo import MongoClient
-from tests.integration.test_executor_harness import (  # noqa: F401
+from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
     Harness,
     csv_text,
-    harness_fixture,
     import_spec,
     read_csv,
 )

@@ -12,8 +12,8 @@ from services.executor.importers.targets import Item
 from shared.catalog_records import LIST_SYSTEM_FIELDS, TableKind, TableRecord
 from shared.contracts.jobs import TableField
 from shared.contracts.runs import RunCounts, RunStatus
-from tests.integration.test_executor_harness import Harness, csv_text, harness_fixture, import_spec, read_csv  # noqa: F401
 from tests.integration.test_import_custom_tables import LockstepStore, race, writer_pair
+from tests.support.executor_harness import Harness, csv_text, import_spec, read_csv
 
 USER_FIELDS = [{"name": "FIRST_NAME", "type": "string"}, {"name": "CITY", "type": "string"}]
 

@@ -15,8 +15,8 @@ from services.executor.audience import LOOKUP_CHUNK, SPARSE_PAUSE, MongoAudience
 from services.executor.importers.lists import ListTarget
 from services.executor.importers.targets import CustomMergeTarget, Item, WriteOutcome
 from shared.catalog_records import LIST_SYSTEM_FIELDS, TableField, TableKind, TableRecord
-from tests.integration.test_executor_harness import Harness, harness_fixture  # noqa: F401
 from tests.integration.test_import_reimport import contacts_table
+from tests.support.executor_harness import Harness
 
 KEY = ("customer_id",)
 

@@ -21,16 +21,15 @@ from shared.contracts.runs import RunStatus
 from shared.looplag import LoopLagMonitor
 from shared.metrics import create_metrics
 from tests.conftest import DEEP
-from tests.integration.test_executor_harness import (  # noqa: F401
+from tests.integration.test_import_partner_feed import delivery as feed_delivery
+from tests.integration.test_import_partner_feed import setup as feed_setup
+from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
     Harness,
     csv_text,
-    harness_fixture,
     import_spec,
 )
-from tests.integration.test_import_partner_feed import delivery as feed_delivery
-from tests.integration.test_import_partner_feed import setup as feed_setup
 
 ONE_GIB = 1024  # MiB
 

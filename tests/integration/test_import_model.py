@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 
 from tests.conftest import DEEP, examples
-from tests.integration.test_executor_harness import Harness, harness_fixture  # noqa: F401
 from tests.integration.test_import_model_support import Runner, check
 from tests.model.import_scenarios import Scenario, custom_scenarios, extension_scenarios, list_scenarios
+from tests.support.executor_harness import Harness
 
 pytestmark = pytest.mark.timeout(0 if DEEP else 170)
 

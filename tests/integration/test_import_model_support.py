@@ -18,10 +18,10 @@ from services.executor.service import ExecutorService
 from shared.catalog_records import LIST_SYSTEM_FIELDS
 from shared.contracts import RunFinished
 from shared.contracts.jobs import ImportSpec
-from tests.integration.test_executor_harness import Harness, read_csv
 from tests.model.import_files import FileFormat, Line, render
 from tests.model.import_model import NEW_RIID, Outcome, Record, Table, model_import
 from tests.model.import_scenarios import Scenario, resolve
+from tests.support.executor_harness import Harness, read_csv
 
 EXAMPLES: Counter[str] = Counter()  # examples run per mode, written to test-artifacts/ by `save_counts`
 OUTCOMES: Counter[str] = Counter()  # what the examples' main runs covered: mode, status, reject reasons

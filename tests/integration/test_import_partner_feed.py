@@ -8,7 +8,7 @@ import io
 import tarfile
 
 from shared.contracts.runs import RunStatus
-from tests.integration.test_executor_harness import Harness, harness_fixture  # noqa: F401
+from tests.support.executor_harness import Harness
 
 COLUMNS = [
     "hit_time_gmt",

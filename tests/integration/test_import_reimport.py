@@ -12,16 +12,15 @@ from services.executor.audience import MongoAudienceStore
 from services.executor.importers.targets import CustomMergeTarget, Item, WriteOutcome
 from shared.catalog_records import TableRecord
 from shared.contracts.runs import RunCounts
-from tests.integration.test_executor_harness import (  # noqa: F401
+from tests.integration.test_import_lists import HEADER as LIST_HEADER
+from tests.integration.test_import_lists import USER_FIELDS, list_spec
+from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
     Harness,
     csv_text,
-    harness_fixture,
     import_spec,
 )
-from tests.integration.test_import_lists import HEADER as LIST_HEADER
-from tests.integration.test_import_lists import USER_FIELDS, list_spec
 
 STAMPS = {"_id": 0, "_cx_run": 1, "_cx_at": 1}
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from bson import ObjectId
 
 from shared.contracts.runs import RunCounts
-from tests.integration.test_executor_harness import (  # noqa: F401
+from tests.integration.test_import_lists import HEADER, USER_FIELDS, list_spec
+from tests.support.executor_harness import (
     Harness,
     csv_text,
-    harness_fixture,
 )
-from tests.integration.test_import_lists import HEADER, USER_FIELDS, list_spec
 
 
 async def test_a_reimport_updates_records_created_outside_connect_in_place(harness: Harness) -> None:

@@ -11,12 +11,11 @@ import zipfile
 import pytest
 
 from shared.contracts.runs import RunStatus
-from tests.integration.test_executor_harness import (  # noqa: F401
+from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
     Harness,
     csv_text,
-    harness_fixture,
     import_spec,
     read_csv,
 )

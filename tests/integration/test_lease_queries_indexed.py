@@ -17,7 +17,7 @@ from services.executor.table_writers import MongoTableWriters
 from shared.contracts import RunRequested
 from shared.embedded_server import SCAN_REPORT_ENV
 from shared.mongo import EmbeddedMongo, MongoClient, create_client
-from tests.integration.test_executor_harness import CONTACT_MAPPING, import_spec, run_request
+from tests.support.executor_harness import CONTACT_MAPPING, import_spec, run_request
 
 STORED = 3000  # finished leases of earlier runs
 TABLE = "table_contacts"

@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request, Response
 from shared.contracts.runs import RunStatus
 from shared.logging import JsonFormatter
 from shared.mongo import free_port
-from tests.integration.test_executor_harness import Harness, csv_text, harness_fixture, import_spec  # noqa: F401
+from tests.support.executor_harness import Harness, csv_text, import_spec
 
 TOKEN = "tok-S3cr3t/+value=42"
 LEAKED_FORMS = (TOKEN, base64.b64encode(TOKEN.encode()).decode(), quote(TOKEN, safe=""))

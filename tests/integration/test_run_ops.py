@@ -26,9 +26,9 @@ from pymongo import AsyncMongoClient, monitoring
 from services.dev.processes import SystemProcesses
 from shared.mongo import MongoClient
 from shared.settings import CommonSettings
-from tests.integration.test_scheduler_harness import wait_for
 from tests.support.api import contacts_table, import_job
 from tests.support.commands import Commands
+from tests.support.scheduler_harness import wait_for
 from tests.support.servers import Sshd
 from tests.support.system import admin_token, isolated_settings, service_env, started_system
 

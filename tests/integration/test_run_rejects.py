@@ -13,16 +13,15 @@ from services.executor.repository import MongoRejectStore
 from shared.contracts import RunFinished
 from shared.contracts.runs import RunStatus
 from tests.integration import test_import_partner_feed as feed_tests
-from tests.integration.test_executor_harness import (  # noqa: F401
+from tests.support.catalog_api import Api, running_catalog
+from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
     Harness,
     csv_text,
-    harness_fixture,
     import_spec,
     read_csv,
 )
-from tests.support.catalog_api import Api, running_catalog
 
 LONG = "x" * 1500
 

@@ -36,7 +36,7 @@ from shared.settings import CommonSettings
 from shared.topology import Topology
 from tests.conftest import DEEP, TEST_SECRET_KEY
 from tests.integration.test_scheduler_ha import _fake_executors
-from tests.integration.test_scheduler_harness import job_changed, snapshot, wait_for
+from tests.support.scheduler_harness import job_changed, snapshot, wait_for
 
 KILL_AFTER = 0.3  # real seconds after the boundary
 WAITED = "waited on a conflicting transaction"

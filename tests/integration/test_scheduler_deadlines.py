@@ -8,10 +8,8 @@ from datetime import UTC, datetime, timedelta
 from shared.contracts import RunJob
 from shared.contracts.runs import RequestCommand
 from tests.integration.test_scheduler_groups import run_group, setup_group
-from tests.integration.test_scheduler_harness import Harness, scheduler, wait_for
 from tests.integration.test_scheduler_runs import run_now
-
-__all__ = ["scheduler"]
+from tests.support.scheduler_harness import Harness, wait_for
 
 
 def due(command: RequestCommand, seconds: float) -> RequestCommand:

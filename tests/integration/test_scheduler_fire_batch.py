@@ -13,7 +13,7 @@ from services.scheduler.store.documents import ScheduleDoc
 from shared.contracts.jobs import EveryRule, RecurringSchedule
 from shared.mongo import MongoClient
 from shared.settings import CommonSettings
-from tests.integration.test_scheduler_harness import snapshot
+from tests.support.scheduler_harness import snapshot
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 AT = NOW + timedelta(minutes=1, seconds=5)  # the first slot (NOW + 1 min) is due

@@ -25,16 +25,13 @@ from shared.contracts.triggers import TriggerData
 from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 from shared.topology import Topology
-from tests.integration.test_scheduler_harness import (
+from tests.support.scheduler_harness import (
     Harness,
     job_changed,
     running_scheduler,
-    scheduler,
     snapshot,
     wait_for,
 )
-
-__all__ = ["scheduler"]
 
 
 def group_changed(group_id: int, job_ids: tuple[int, ...], **extra: object) -> GroupChanged:

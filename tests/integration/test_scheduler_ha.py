@@ -26,7 +26,7 @@ from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 from shared.topology import Topology
 from tests.conftest import TEST_SECRET_KEY
-from tests.integration.test_scheduler_harness import finished, job_changed, snapshot, wait_for
+from tests.support.scheduler_harness import finished, job_changed, snapshot, wait_for
 
 SCALE = 900.0  # one simulated minute every 67 ms
 JOBS = 12

@@ -8,10 +8,8 @@ import asyncio
 import time
 from collections import Counter
 
-from tests.integration.test_scheduler_harness import Harness, scheduler, wait_for
 from tests.integration.test_scheduler_runs import run_now
-
-__all__ = ["scheduler"]
+from tests.support.scheduler_harness import Harness, wait_for
 
 JOBS = range(300, 400)
 

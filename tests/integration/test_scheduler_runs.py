@@ -7,15 +7,12 @@ from datetime import UTC, datetime, timedelta
 from shared.contracts import RunJob
 from shared.contracts.jobs import EveryRule, OneTimeSchedule, RecurringSchedule
 from shared.contracts.runs import RunJobData
-from tests.integration.test_scheduler_harness import (
+from tests.support.scheduler_harness import (
     Harness,
     job_changed,
-    scheduler,
     snapshot,
     wait_for,
 )
-
-__all__ = ["scheduler"]
 
 
 def run_now(job_id: int, **extra: object) -> RunJob:

@@ -26,8 +26,8 @@ from shared.mongo import MongoClient
 from shared.runid import RunId
 from shared.settings import CommonSettings
 from tests.integration.test_messaging import run_requested
-from tests.integration.test_scheduler_harness import snapshot
 from tests.support.commands import Commands
+from tests.support.scheduler_harness import snapshot
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
