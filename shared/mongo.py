@@ -3,21 +3,68 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import pymongo
 from pymongo import AsyncMongoClient
-from pymongo.errors import PyMongoError
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import OperationFailure, PyMongoError
 
 from shared.children import end_with_parent
-from shared.errors import RetryableError
+from shared.errors import PermanentError, RetryableError
 
 MongoClient = AsyncMongoClient[dict[str, Any]]
+T = TypeVar("T")
+
+# Server refusals that a later try can pass (MongoDB's retryable and transient error codes): a lost
+# primary, a shutdown, a network fault, a timeout, a write conflict, a lock or cursor lost meanwhile.
+TRANSIENT_CODES = frozenset(
+    {6, 7, 24, 43, 50, 89, 91, 112, 189, 251, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+)
+TRANSIENT_LABELS = ("RetryableWriteError", "TransientTransactionError", "UnknownTransactionCommitResult")
+
+
+def database_error(what: str, exc: PyMongoError) -> RetryableError | PermanentError:
+    """A driver error as Connect's own, the one translation of every service.
+
+    A refusal the server would repeat (an `OperationFailure` that is neither labelled transient nor of a
+    transient code: a document too large, an invalid update) is permanent; everything else (no server,
+    a lost connection, a timeout, a conflict) is retryable: the same work may succeed later."""
+    refused = isinstance(exc, OperationFailure) and exc.code not in TRANSIENT_CODES
+    if refused and not any(exc.has_error_label(label) for label in TRANSIENT_LABELS):
+        return PermanentError(f"database refused {what}: {exc}")
+    return RetryableError(f"database error while {what}: {exc}")
+
+
+@contextlib.contextmanager
+def database_errors(what: str, *, passing: tuple[type[PyMongoError], ...] = ()) -> Iterator[None]:
+    """Translate the driver errors of the block (`database_error`); `passing` are left to the caller, who
+    handles them as an answer (a duplicate key that means "taken")."""
+    try:
+        yield
+    except passing:
+        raise
+    except PyMongoError as exc:
+        raise database_error(what, exc) from exc
+
+
+async def in_transaction(
+    client: MongoClient, work: Callable[[AsyncClientSession], Awaitable[T]], *, timeout: float | None = None
+) -> T:
+    """`work` in one transaction, run again by the driver on transient conflicts (for at most `timeout`
+    seconds, else its default of 120 s). Driver errors come out as they are: wrap the call in
+    `database_errors` where the caller has no answer of its own for one."""
+    with pymongo.timeout(timeout) if timeout is not None else contextlib.nullcontext():
+        async with client.start_session() as session:
+            return await session.with_transaction(work)
 
 
 def create_client(url: str) -> MongoClient:

@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from shared.audience import key_index, match_index
 from shared.catalog_records import LIST_MATCH_COLUMNS, TableKind, TableRecord
 from shared.collections import AUDIENCE_COUNTERS
 from shared.errors import PermanentError, RetryableError
-from shared.mongo import MongoClient
+from shared.mongo import MongoClient, database_error
 
 DUPLICATE_KEY = 11000
 RUN_TAG, CHANGED_AT = "_cx_run", "_cx_at"
@@ -43,12 +43,6 @@ class BulkOutcome:
 
 def _first(key: tuple[Any, ...]) -> Any:
     return key[0]
-
-
-def _translate(what: str, exc: PyMongoError) -> Exception:
-    if isinstance(exc, OperationFailure) and not exc.has_error_label("RetryableWriteError"):
-        return PermanentError(f"database refused {what}: {exc}")
-    return RetryableError(f"database error while {what}: {exc}")
 
 
 class MongoAudienceStore:
@@ -83,7 +77,7 @@ class MongoAudienceStore:
             if indexes:
                 await target.create_indexes(indexes)
         except PyMongoError as exc:
-            raise _translate(f"indexes of {table.name}", exc) from exc
+            raise database_error(f"indexes of {table.name}", exc) from exc
         for known in [k for k in self._range_indexed if k[0] == (collection or table.collection)]:
             del self._range_indexed[known]  # asked again: an index may be new
         self._prepared.add(name)
@@ -109,7 +103,7 @@ class MongoAudienceStore:
             except DuplicateKeyError:
                 continue
             except PyMongoError as exc:
-                raise _translate("reserving RIID_ values", exc) from exc
+                raise database_error("reserving RIID_ values", exc) from exc
             if doc is not None:
                 return int(doc["value"]) - count + 1
         raise RetryableError(f"could not reserve RIID_ values of {list_name}")
@@ -134,7 +128,7 @@ class MongoAudienceStore:
             ]
             return outcome
         except PyMongoError as exc:
-            raise _translate(f"writing {collection}", exc) from exc
+            raise database_error(f"writing {collection}", exc) from exc
         outcome.inserted = result.inserted_count
         outcome.matched = result.matched_count
         outcome.upserted_indexes = set((result.upserted_ids or {}).keys())
@@ -181,7 +175,7 @@ class MongoAudienceStore:
                     if key in wanted:
                         found[key] = doc
             except PyMongoError as exc:
-                raise _translate(f"reading {collection}", exc) from exc
+                raise database_error(f"reading {collection}", exc) from exc
             if by_range:  # sparse: pause ranges, twice as long as last time if that range was sparse too
                 sparse = returned > RANGE_SLACK * len(chunk) + 10
                 pause = min(self._pauses.get(collection, SPARSE_PAUSE // 2) * 2, SPARSE_PAUSE_MAX)
@@ -204,7 +198,7 @@ class MongoAudienceStore:
             try:
                 plan = await self.db[collection].find({fields[0]: {"$gte": sample, "$lte": sample}}).explain()
             except PyMongoError as exc:
-                raise _translate(f"planning a lookup of {collection}", exc) from exc
+                raise database_error(f"planning a lookup of {collection}", exc) from exc
             known = "IXSCAN" in repr(plan.get("queryPlanner", {}).get("winningPlan", {}))
             self._range_indexed[(collection, fields[0])] = known
         return known
@@ -213,14 +207,14 @@ class MongoAudienceStore:
         try:
             return int(await self.db[collection].count_documents({}))
         except PyMongoError as exc:
-            raise _translate(f"counting {collection}", exc) from exc
+            raise database_error(f"counting {collection}", exc) from exc
 
     async def drop(self, collection: str) -> None:
         self._forget(collection)
         try:
             await self.db[collection].drop()
         except PyMongoError as exc:
-            raise _translate(f"dropping {collection}", exc) from exc
+            raise database_error(f"dropping {collection}", exc) from exc
 
     async def swap_in(self, staging: str, target: str) -> None:
         """Atomically replace `target` by `staging` (renameCollection with dropTarget)."""
@@ -234,20 +228,20 @@ class MongoAudienceStore:
                 dropTarget=True,
             )
         except PyMongoError as exc:
-            raise _translate(f"swapping {staging} into {target}", exc) from exc
+            raise database_error(f"swapping {staging} into {target}", exc) from exc
 
     async def collections(self, prefix: str) -> list[str]:
         try:
             names = await self.db.list_collection_names()
         except PyMongoError as exc:
-            raise _translate("listing collections", exc) from exc
+            raise database_error("listing collections", exc) from exc
         return [n for n in names if n.startswith(prefix)]
 
     async def server_time(self) -> datetime:
         try:
             hello = await self.client.admin.command("hello")
         except PyMongoError as exc:
-            raise _translate("reading the server time", exc) from exc
+            raise database_error("reading the server time", exc) from exc
         value = hello.get("localTime")
         if not isinstance(value, datetime):
             return datetime.now(UTC)
@@ -267,7 +261,7 @@ class MongoAudienceStore:
                     yield batch
                     batch = []
         except PyMongoError as exc:
-            raise _translate(f"reading {collection}", exc) from exc
+            raise database_error(f"reading {collection}", exc) from exc
         if batch:
             yield batch
 
@@ -275,4 +269,4 @@ class MongoAudienceStore:
         try:
             return [doc async for doc in self.db[collection].find({field_name: {"$in": list(values)}})]
         except PyMongoError as exc:
-            raise _translate(f"reading {collection}", exc) from exc
+            raise database_error(f"reading {collection}", exc) from exc

@@ -16,7 +16,7 @@ from shared.catalog_records import ConnectionRecord, TableRecord
 from shared.collections import CatalogCollections, ExecutorCollections
 from shared.contracts import RunRequested
 from shared.errors import NotFound, RetryableError
-from shared.mongo import MongoClient
+from shared.mongo import MongoClient, database_error
 
 RUNNING, FINISHED = "running", "finished"
 WAITING, ATTEMPTING = "waiting", "attempting"  # phases of a running lease: for a slot, at work
@@ -125,7 +125,7 @@ class MongoLeaseStore:
         except DuplicateKeyError:
             return False  # held by a live executor, or finished
         except PyMongoError as exc:
-            raise RetryableError(f"database error while claiming run {request.data.run_id}: {exc}") from exc
+            raise database_error(f"claiming run {request.data.run_id}", exc) from exc
         return True
 
     async def claim_and_start(
@@ -151,7 +151,7 @@ class MongoLeaseStore:
                 return await self.claim_and_start(request, owner)
             return None  # held by a live executor, or finished
         except PyMongoError as exc:
-            raise RetryableError(f"database error while claiming run {request.data.run_id}: {exc}") from exc
+            raise database_error(f"claiming run {request.data.run_id}", exc) from exc
         return _as_claim(request.data.run_id, before, now, table)
 
     async def start(self, run_id: str, owner: str, table: str | None = None) -> Claim | None:
@@ -171,9 +171,9 @@ class MongoLeaseStore:
         except DuplicateKeyError as exc:
             if table is not None and is_table_conflict(exc):
                 return await self.start(run_id, owner)
-            raise RetryableError(f"database error while starting run {run_id}: {exc}") from exc
+            raise RetryableError(f"run {run_id} met a unique index while starting: {exc}") from exc
         except PyMongoError as exc:
-            raise RetryableError(f"database error while starting run {run_id}: {exc}") from exc
+            raise database_error(f"starting run {run_id}", exc) from exc
         return None if before is None else _as_claim(run_id, before, now, table)
 
     def _holder(self, owner: str, now: datetime, phase: str) -> dict[str, Any]:
@@ -200,7 +200,7 @@ class MongoLeaseStore:
                 {"_id": run_id, "owner": owner, "status": RUNNING}, {"$set": {"checkpoint": checkpoint}}
             )
         except PyMongoError as exc:
-            raise RetryableError(f"database error while saving a checkpoint of {run_id}: {exc}") from exc
+            raise database_error(f"saving a checkpoint of {run_id}", exc) from exc
 
     async def load_checkpoint(self, run_id: str) -> dict[str, Any] | None:
         doc = await self.leases.find_one({"_id": run_id}, {"checkpoint": 1})
@@ -233,9 +233,7 @@ class MongoLeaseStore:
                 {"_id": run_id, "owner": owner, "status": RUNNING}, {"$max": {"log_seq": log_seq}}
             )
         except PyMongoError as exc:
-            raise RetryableError(
-                f"database error while recording the log numbers of {run_id}: {exc}"
-            ) from exc
+            raise database_error(f"recording the log numbers of {run_id}", exc) from exc
         return result.matched_count == 1
 
     async def finish(self, run_id: str, owner: str, finished_message: str) -> bool:
@@ -247,7 +245,7 @@ class MongoLeaseStore:
                 {"_id": run_id, "owner": owner}, {"$set": done, "$unset": {WRITING: ""}}
             )
         except PyMongoError as exc:
-            raise RetryableError(f"database error while storing the result of run {run_id}: {exc}") from exc
+            raise database_error(f"storing the result of run {run_id}", exc) from exc
         return result.matched_count == 1
 
     async def mark_reported(self, run_ids: Sequence[str]) -> None:
@@ -345,7 +343,7 @@ class MongoRejectStore:
         except PyMongoError as exc:
             if run_id == self._counted:  # some may be stored, which ones is not known: count from now on
                 self._counted = None
-            raise RetryableError(f"database error while saving rejected records: {exc}") from exc
+            raise database_error("saving rejected records", exc) from exc
         if run_id == self._counted:
             # The lines this attempt rejected, each once: a retry saves a line again and adds nothing, and a
             # line an earlier claim of the run already stored counts (the lease may be gone, the rejects not).

@@ -23,8 +23,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from services.executor.ports import TableHold
 from services.executor.repository import FINISHED, RUNNING, WRITING, ensure_one_writer_index
 from shared.collections import ExecutorCollections
-from shared.errors import RetryableError
-from shared.mongo import MongoClient
+from shared.mongo import MongoClient, database_error
 
 
 def _now() -> datetime:
@@ -60,9 +59,7 @@ class MongoTableWriters:
                     return TableHold(acquired=False)
                 return TableHold(acquired=True, continued=before.get(WRITING) == table)
         except PyMongoError as exc:
-            raise RetryableError(
-                f"database error while taking table {table} for run {run_id}: {exc}"
-            ) from exc
+            raise database_error(f"taking table {table} for run {run_id}", exc) from exc
         return TableHold(acquired=False)
 
     async def _holder(self, table: str) -> dict[str, Any] | None:

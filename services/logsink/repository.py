@@ -20,7 +20,7 @@ from services.logsink.domain import Keyed, RunWrites
 from services.logsink.ports import Written
 from shared.collections import LogsinkCollections
 from shared.errors import RetryableError
-from shared.mongo import MongoClient
+from shared.mongo import MongoClient, database_error
 from shared.runlogs import chunk_id, chunk_lines, chunk_rest
 
 DUPLICATE_KEY = 11000
@@ -86,7 +86,7 @@ class MongoRunRecords:
                 self._insert_logs(logs), self._write_runs(runs), self._write_group_runs(group_runs)
             )
         except PyMongoError as exc:
-            raise RetryableError(f"database error while writing a batch: {exc}") from exc
+            raise database_error("writing a batch", exc) from exc
         return Written(duplicates, refused_runs + refused_groups)
 
     async def _write_runs(self, runs: list[RunWrites]) -> Counter[str]:

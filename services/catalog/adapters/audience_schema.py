@@ -8,8 +8,7 @@ from pymongo.errors import CollectionInvalid, PyMongoError
 
 from shared.audience import table_indexes
 from shared.catalog_records import TableRecord
-from shared.errors import RetryableError
-from shared.mongo import MongoClient
+from shared.mongo import MongoClient, database_error
 
 
 class MongoAudienceSchema:
@@ -22,4 +21,4 @@ class MongoAudienceSchema:
                 await self.db.create_collection(table.collection)
             await self.db[table.collection].create_indexes(table_indexes(table))
         except PyMongoError as exc:
-            raise RetryableError(f"could not create the collection of table {table.name}: {exc}") from exc
+            raise database_error(f"creating the collection of table {table.name}", exc) from exc

@@ -7,12 +7,12 @@ from typing import Any, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession as Session
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
 from shared.catalog_records import ConnectionRecord, TableRecord
 from shared.collections import CatalogCollections
-from shared.errors import Conflict, NotFound, RetryableError
-from shared.mongo import MongoClient
+from shared.errors import Conflict, NotFound
+from shared.mongo import MongoClient, database_errors, in_transaction
 from shared.outbox import Outbox
 
 T = TypeVar("T")
@@ -40,13 +40,11 @@ class MongoCatalogRepository:
 
     async def atomically(self, work: Callable[[Session], Awaitable[T]]) -> T:
         """Run `work` in one transaction (retried by the driver on transient conflicts)."""
-        try:
-            async with self.client.start_session() as session:
-                return await session.with_transaction(work)
-        except DuplicateKeyError as exc:
-            raise Conflict(f"the name {_duplicate_name(exc)} is already taken", field="name") from exc
-        except (ConnectionFailure, OperationFailure) as exc:
-            raise RetryableError(f"database error: {exc}") from exc
+        with database_errors("a catalog change"):
+            try:
+                return await in_transaction(self.client, work)
+            except DuplicateKeyError as exc:
+                raise Conflict(f"the name {_duplicate_name(exc)} is already taken", field="name") from exc
 
     async def next_id(self, kind: str, session: Session | None = None) -> int:
         doc = await self.db[CatalogCollections.COUNTERS].find_one_and_update(
@@ -60,13 +58,12 @@ class MongoCatalogRepository:
         return int(doc["last"])
 
     async def insert(self, collection: str, document: dict[str, Any], session: Session | None = None) -> None:
-        try:
-            await self.db[collection].insert_one(document, session=session)
-        except DuplicateKeyError as exc:
-            name = document.get("name", document.get("_id"))
-            raise Conflict(f"a {collection[:-1]} named '{name}' already exists", field="name") from exc
-        except PyMongoError as exc:
-            raise RetryableError(f"database error: {exc}") from exc
+        with database_errors(f"storing a {collection[:-1]}"):
+            try:
+                await self.db[collection].insert_one(document, session=session)
+            except DuplicateKeyError as exc:
+                name = document.get("name", document.get("_id"))
+                raise Conflict(f"a {collection[:-1]} named '{name}' already exists", field="name") from exc
 
     async def find(
         self, collection: str, filter_: dict[str, Any], session: Session | None = None

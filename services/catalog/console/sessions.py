@@ -21,8 +21,8 @@ from pymongo.errors import PyMongoError
 from services.catalog.domain import Role, hash_token
 from services.catalog.service import Principal
 from shared.collections import CatalogCollections
-from shared.errors import Forbidden, RetryableError, Unauthorized
-from shared.mongo import MongoClient
+from shared.errors import Forbidden, Unauthorized
+from shared.mongo import MongoClient, database_error
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class ConsoleSessions:
         try:
             return await operation
         except PyMongoError as exc:
-            raise RetryableError(f"database error: {exc}") from exc
+            raise database_error("reading or writing a console session", exc) from exc
 
 
 def _aware(value: datetime) -> datetime:

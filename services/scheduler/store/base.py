@@ -10,10 +10,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-import pymongo
 from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from services.scheduler.store.documents import (
     EPOCH,
@@ -26,14 +25,12 @@ from services.scheduler.store.documents import (
     Doc,
     epoch_seconds,
 )
-from shared.contracts import ALL_MESSAGES, Envelope
-from shared.errors import RetryableError
-from shared.mongo import MongoClient
+from shared.contracts import MESSAGE_TYPES, Envelope
+from shared.mongo import MongoClient, database_errors, in_transaction
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MESSAGE_TYPES: dict[str, type[Envelope]] = {m.model_fields["type"].default: m for m in ALL_MESSAGES}
 RELAY_CLAIM = timedelta(seconds=30)
 # How long a transaction retries on conflicts before giving up for this pass (SCHEDULER_TRANSACTION_WAIT_SECONDS).
 TRANSACTION_WAIT = timedelta(seconds=10)
@@ -124,13 +121,10 @@ class SchedulerDb:
             return await work(session)
 
         try:
-            with pymongo.timeout(self.transaction_wait.total_seconds()):
-                async with self.client.start_session() as session:
-                    return await session.with_transaction(attempt)
-        except DuplicateKeyError:
-            raise
-        except (ConnectionFailure, OperationFailure) as exc:
-            raise RetryableError(f"database error in the scheduler: {exc}") from exc
+            with database_errors("a scheduler transaction", passing=(DuplicateKeyError,)):
+                return await in_transaction(
+                    self.client, attempt, timeout=self.transaction_wait.total_seconds()
+                )
         finally:
             if attempts > 1:
                 waited = round(time.monotonic() - started, 3)
