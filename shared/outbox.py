@@ -1,7 +1,9 @@
 """Transactional outbox: a message is stored in the same transaction as the change it announces.
 
 After the commit the message is published at once; if the process dies in between, a relay
-publishes it later (consumers are idempotent by message id, so a resend is harmless).
+publishes it later (consumers are idempotent by message id, so a resend is harmless). A published
+entry is needed by nobody: the relay deletes those older than `retention` (kept that long to be read
+when something went wrong), at most once a minute.
 """
 
 from __future__ import annotations
@@ -23,9 +25,16 @@ class MessagePublisher(Protocol):
     async def publish(self, message: Envelope) -> None: ...
 
 
+# How long a published entry is kept, and how often the relay deletes the older ones.
+RETENTION = timedelta(hours=1)
+PRUNE_EVERY = timedelta(minutes=1)
+
+
 class Outbox:
-    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], retention: timedelta = RETENTION) -> None:
         self.collection = collection
+        self.retention = retention
+        self._pruned_at: datetime | None = None
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("published", 1), ("created_at", 1)])
@@ -58,4 +67,13 @@ class Outbox:
         )
         pending = [parse_message(doc["message"]) async for doc in cursor.limit(500)]
         await self.deliver(publisher, pending)
+        now = datetime.now(UTC)
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            await self.prune(now - self.retention)
         return len(pending)
+
+    async def prune(self, before: datetime) -> int:
+        """Delete the entries published and created before `before`; the unpublished stay for the relay."""
+        result = await self.collection.delete_many({"published": True, "created_at": {"$lt": before}})
+        return int(result.deleted_count)

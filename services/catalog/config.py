@@ -11,5 +11,10 @@ class CatalogSettings(ServiceSettings):
     run_request_timeout: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     outbox_relay_interval: float = Field(default=2.0, gt=0)
+    outbox_retention_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How long a published outbox entry is kept before the relay deletes it.",
+    )
     # A revoked (deleted) token is refused at most this long after; 0 looks every token up every time.
     token_cache_seconds: float = Field(default=5.0, ge=0)

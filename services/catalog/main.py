@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -41,7 +43,9 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
     common = common or CommonSettings()
     settings = settings or CatalogSettings()
     runtime = ServiceRuntime.create("catalog", common, prefetch=settings.prefetch)
-    repo = MongoCatalogRepository(runtime.mongo, runtime.db_name)
+    repo = MongoCatalogRepository(
+        runtime.mongo, runtime.db_name, outbox_retention=timedelta(seconds=settings.outbox_retention_seconds)
+    )
     service = CatalogService(
         repo,
         secret_box(common),

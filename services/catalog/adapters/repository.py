@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
@@ -13,7 +14,7 @@ from shared.catalog_records import ConnectionRecord, TableRecord
 from shared.collections import CatalogCollections
 from shared.errors import Conflict, NotFound
 from shared.mongo import MongoClient, database_errors, in_transaction
-from shared.outbox import Outbox
+from shared.outbox import RETENTION, Outbox
 
 T = TypeVar("T")
 
@@ -21,10 +22,10 @@ T = TypeVar("T")
 class MongoCatalogRepository:
     """The catalog's own collections. Multi-document changes run in transactions with the outbox."""
 
-    def __init__(self, client: MongoClient, db_name: str) -> None:
+    def __init__(self, client: MongoClient, db_name: str, *, outbox_retention: timedelta = RETENTION) -> None:
         self.client = client
         self.db = client[db_name]
-        self.outbox = Outbox(self.db[CatalogCollections.OUTBOX])
+        self.outbox = Outbox(self.db[CatalogCollections.OUTBOX], retention=outbox_retention)
 
     async def ensure_indexes(self) -> None:
         for collection in (
