@@ -6,9 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from pymongo.asynchronous.client_session import AsyncClientSession as Session
-
-from services.catalog.ports import CatalogRepository, CommandBus
+from services.catalog.ports import CatalogRepository, CommandBus, UnitOfWork
 from shared.contracts import Envelope
 
 T = TypeVar("T")
@@ -22,16 +20,16 @@ class Change(Generic[T]):
 
 
 async def commit(
-    repo: CatalogRepository, bus: CommandBus, work: Callable[[Session], Awaitable[Change[T]]]
+    repo: CatalogRepository, bus: CommandBus, work: Callable[[UnitOfWork], Awaitable[Change[T]]]
 ) -> T:
     """Run `work` in a transaction that also stores its events in the outbox; publish them after."""
 
-    async def transaction(session: Session) -> Change[T]:
-        change = await work(session)
+    async def transaction(unit: UnitOfWork) -> Change[T]:
+        change = await work(unit)
         for event in change.events:
-            await repo.outbox.add(event, session)
+            await unit.announce(event)
         return change
 
     change = await repo.atomically(transaction)
-    await repo.outbox.deliver(bus, change.events)
+    await repo.deliver(bus, change.events)
     return change.result

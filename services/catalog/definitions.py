@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from pymongo.asynchronous.client_session import AsyncClientSession as Session
-
-from services.catalog.ports import CatalogRepository, CommandBus, ReadModels
+from services.catalog.ports import CatalogRecords, CatalogRepository, CommandBus, Definitions, ReadModels
 from shared.errors import NotFound
 
 Stored = TypeVar("Stored")
@@ -15,9 +13,8 @@ View = TypeVar("View")
 
 
 class DefinitionService(ABC, Generic[Stored, View]):
-    """A catalog collection of user definitions (`jobs`, `groups`) and how its items are shown."""
+    """A kind of user definition (jobs, groups) and how its items are shown."""
 
-    collection: str
     kind: str  # "job" or "group": names the item in messages and error fields
 
     def __init__(
@@ -29,23 +26,19 @@ class DefinitionService(ABC, Generic[Stored, View]):
         self.run_request_timeout = run_request_timeout
 
     @abstractmethod
-    def parse(self, document: dict[str, Any]) -> Stored: ...
+    def definitions(self, records: CatalogRecords) -> Definitions[Stored]:
+        """This kind's store among `records`."""
 
     @abstractmethod
     async def views(self, items: list[Stored]) -> list[View]:
         """Views of a page of items, with a fixed number of extra reads (never one per item)."""
 
-    async def load(self, item_id: int, session: Session | None = None) -> Stored:
-        doc = await self.repo.find(self.collection, {"_id": item_id}, session)
-        if doc is None:
+    async def load(self, item_id: int, records: CatalogRecords | None = None) -> Stored:
+        """The item, read on its own or within a unit of work (`records`)."""
+        item = await self.definitions(records or self.repo).get(item_id)
+        if item is None:
             raise NotFound(f"{self.kind} {item_id} does not exist", field=f"{self.kind}_id")
-        return self.parse(doc)
+        return item
 
     async def get(self, item_id: int) -> View:
         return (await self.views([await self.load(item_id)]))[0]
-
-    async def page(
-        self, filter_: dict[str, Any], *, sort: str, offset: int, limit: int
-    ) -> tuple[list[View], int]:
-        docs, total = await self.repo.page(self.collection, filter_, sort=sort, offset=offset, limit=limit)
-        return await self.views([self.parse(doc) for doc in docs]), total

@@ -5,24 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo.asynchronous.client_session import AsyncClientSession as Session
-
 from services.catalog import domain
 from services.catalog.changes import SOURCE, Change, commit
 from services.catalog.definitions import DefinitionService
 from services.catalog.domain import StoredGroup
 from services.catalog.group_schemas import GroupCreate, GroupMember, GroupUpdate, GroupView
-from services.catalog.ports import CatalogRepository
+from services.catalog.ports import CatalogRecords, Definitions, UnitOfWork
 from services.catalog.scheduler_client import request_run
-from shared.collections import CatalogCollections
 from shared.contracts import GroupChanged, GroupDeleted, RunGroup, StopGroupRun
 from shared.contracts.catalog import GroupChangedData, GroupDeletedData
 from shared.contracts.groups import RunGroupData, StopGroupRunData
 from shared.contracts.runs import Trigger
 from shared.errors import Conflict
 from shared.scheduling import validate_schedule
-
-GROUPS = CatalogCollections.GROUPS
 
 
 def group_changed(group: StoredGroup) -> GroupChanged:
@@ -38,36 +33,30 @@ def group_changed(group: StoredGroup) -> GroupChanged:
     return GroupChanged(source=SOURCE, subject=str(group.id), data=data)
 
 
-async def remove_members(repo: CatalogRepository, job_ids: list[int], session: Session) -> list[GroupChanged]:
+async def remove_members(unit: UnitOfWork, job_ids: list[int]) -> list[GroupChanged]:
     """Deleted jobs leave their groups (inside the deleting transaction); the groups are announced."""
     events = []
-    for doc in await repo.find_all(GROUPS, {"job_ids": {"$in": job_ids}}, session):
-        group = StoredGroup.model_validate(doc)
+    for group in await unit.groups.containing(job_ids):
         remaining = tuple(j for j in group.job_ids if j not in job_ids)
-        group = group.model_copy(update={"job_ids": remaining, "version": group.version + 1})
-        await repo.update(
-            GROUPS,
-            {"_id": group.id},
-            {"$set": {"job_ids": list(remaining), "version": group.version}},
-            session,
-        )
-        events.append(group_changed(group))
+        changed = group.model_copy(update={"job_ids": remaining, "version": group.version + 1})
+        await unit.groups.replace(changed, group.version)
+        events.append(group_changed(changed))
     return events
 
 
 class GroupService(DefinitionService[StoredGroup, GroupView]):
-    collection = GROUPS
     kind = "group"
 
-    def parse(self, document: dict[str, Any]) -> StoredGroup:
-        return StoredGroup.model_validate(document)
+    def definitions(self, records: CatalogRecords) -> Definitions[StoredGroup]:
+        return records.groups
+
+    async def find(self, *, sort: str, offset: int, limit: int) -> tuple[list[GroupView], int]:
+        """A page of all groups ordered by `sort` (a field, "-" first for descending), and how many there are."""
+        groups, total = await self.repo.groups.page(sort=sort, offset=offset, limit=limit)
+        return await self.views(groups), total
 
     async def views(self, groups: list[StoredGroup]) -> list[GroupView]:
-        member_ids = {j for g in groups for j in g.job_ids}
-        names = {
-            d["_id"]: d["name"]
-            for d in await self.repo.find_all(CatalogCollections.JOBS, {"_id": {"$in": list(member_ids)}})
-        }
+        names = await self.repo.jobs.names({j for g in groups for j in g.job_ids})
         states = await self.reads.schedule_states("group", [g.id for g in groups])
         views = []
         for group in groups:
@@ -93,9 +82,9 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
         validate_schedule(body.schedule)
         domain.check_instants(body.schedule, body.expires_at, datetime.now(UTC))
 
-        async def work(session: Session) -> Change[StoredGroup]:
-            group_id = await self.repo.next_id("group", session)
-            await self._claim_members(group_id, body.job_ids, session)
+        async def work(unit: UnitOfWork) -> Change[StoredGroup]:
+            group_id = await unit.groups.new_id()
+            await _claim_members(unit, group_id, body.job_ids)
             group = StoredGroup(
                 id=group_id,
                 name=body.name,
@@ -107,7 +96,7 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
                 created_at=datetime.now(UTC),
                 created_by=by,
             )
-            await self.repo.insert(GROUPS, _document(group), session)
+            await unit.groups.add(group)
             return Change(group, [group_changed(group)])
 
         return await self.get((await commit(self.repo, self.bus, work)).id)
@@ -125,17 +114,17 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
         return await self._edit(group_id, (await self.load(group_id)).version, {"active": active})
 
     async def _edit(self, group_id: int, version: int, changes: dict[str, Any]) -> GroupView:
-        async def work(session: Session) -> Change[StoredGroup]:
-            current = await self.load(group_id, session)
+        async def work(unit: UnitOfWork) -> Change[StoredGroup]:
+            current = await self.load(group_id, unit)
             if current.version != version:
                 raise Conflict(f"group {group_id} was changed by someone else; reload it", field="version")
             if "job_ids" in changes:
-                await self._release_members(current, session)
-                await self._claim_members(group_id, list(changes["job_ids"]), session)
-            group = StoredGroup.model_validate(_document(current) | changes | {"version": version + 1})
-            document = _document(group)
-            del document["_id"]
-            await self.repo.update(GROUPS, {"_id": group_id, "version": version}, {"$set": document}, session)
+                await unit.jobs.leave_group(group_id)
+                await _claim_members(unit, group_id, list(changes["job_ids"]))
+            group = StoredGroup.model_validate(
+                current.model_dump(by_alias=True) | changes | {"version": version + 1}
+            )
+            await unit.groups.replace(group, version)
             return Change(group, [group_changed(group)])
 
         return await self.get((await commit(self.repo, self.bus, work)).id)
@@ -146,10 +135,10 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
         if await self.reads.group_run_in_flight(group_id):
             raise Conflict(f"group {group_id} is running; stop it first")
 
-        async def work(session: Session) -> Change[None]:
-            group = await self.load(group_id, session)
-            await self._release_members(group, session)
-            await self.repo.delete(GROUPS, {"_id": group_id}, session)
+        async def work(unit: UnitOfWork) -> Change[None]:
+            await self.load(group_id, unit)
+            await unit.jobs.leave_group(group_id)
+            await unit.groups.remove(group_id)
             event = GroupDeleted(
                 source=SOURCE, subject=str(group_id), data=GroupDeletedData(group_id=group_id)
             )
@@ -159,7 +148,7 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
 
     async def expire(self, group_id: int) -> None:
         """Delete a group whose expiration date passed; its jobs stay."""
-        if await self.repo.find(GROUPS, {"_id": group_id}) is not None:
+        if await self.repo.groups.get(group_id) is not None:
             await self.delete(group_id, confirm=True)
 
     async def run_now(self, group_id: int, by: str) -> str:
@@ -181,22 +170,9 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
         await self.bus.publish(StopGroupRun(source=SOURCE, subject=group_run_id, data=data))
         return group_run_id
 
-    async def _claim_members(self, group_id: int, job_ids: list[int], session: Session) -> None:
-        """A job belongs to at most one group; every member must exist (`domain.check_members`)."""
-        jobs = await self.repo.find_all(CatalogCollections.JOBS, {"_id": {"$in": job_ids}}, session)
-        domain.check_members(group_id, job_ids, {j["_id"]: j.get("group_id") for j in jobs})
-        await self.repo.update(
-            CatalogCollections.JOBS, {"_id": {"$in": job_ids}}, {"$set": {"group_id": group_id}}, session
-        )
 
-    async def _release_members(self, group: StoredGroup, session: Session) -> None:
-        await self.repo.update(
-            CatalogCollections.JOBS, {"group_id": group.id}, {"$set": {"group_id": None}}, session
-        )
-
-
-def _document(group: StoredGroup) -> dict[str, Any]:
-    document = group.model_dump(mode="json", by_alias=True)
-    document["created_at"] = group.created_at
-    document["expires_at"] = group.expires_at
-    return document
+async def _claim_members(unit: UnitOfWork, group_id: int, job_ids: list[int]) -> None:
+    """A job belongs to at most one group; every member must exist (`domain.check_members`)."""
+    jobs = await unit.jobs.get_many(job_ids)
+    domain.check_members(group_id, job_ids, {job.id: job.group_id for job in jobs})
+    await unit.jobs.join_group(job_ids, group_id)

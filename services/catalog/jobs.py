@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
-
-from pymongo.asynchronous.client_session import AsyncClientSession as Session
+from typing import Any, Generic, TypeVar
 
 from services.catalog import domain
 from services.catalog.changes import SOURCE, Change, commit
 from services.catalog.definitions import DefinitionService
-from services.catalog.domain import StoredJob
+from services.catalog.domain import JobQuery, StoredJob
 from services.catalog.groups import remove_members
 from services.catalog.job_schemas import JobCreate, JobPatch, JobUpdate, JobView
-from services.catalog.ports import CatalogRepository, CommandBus, ReadModels
+from services.catalog.ports import (
+    CatalogRecords,
+    CatalogRepository,
+    CommandBus,
+    Definitions,
+    ReadModels,
+    UnitOfWork,
+)
 from services.catalog.scheduler_client import request_run
-from shared.catalog_records import TableRecord
-from shared.collections import CatalogCollections
+from services.catalog.service import existing_connection, existing_table
 from shared.contracts import JobChanged, JobDeleted, RunJob, StopRun
 from shared.contracts.catalog import JobChangedData, JobDeletedData
 from shared.contracts.jobs import ExportSpec, ImportSpec, JobSpec, JobType, Schedule
@@ -28,9 +30,8 @@ from shared.contracts.runs import RunJobData, StopRunData, Trigger
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.scheduling import validate_schedule
 
-JOBS = CatalogCollections.JOBS
 MAX_READ_TOGETHER = 500  # jobs one coalesced read asks for at most
-Document = dict[str, Any]
+Item = TypeVar("Item")
 
 
 def _now() -> datetime:
@@ -43,20 +44,20 @@ def job_changed(job: StoredJob) -> JobChanged:
     )
 
 
-class CoalescedReads:
-    """Reads of documents by id: those asked for while one read is in flight go together in the next one.
+class CoalescedReads(Generic[Item]):
+    """Reads of items by id: those asked for while one read is in flight go together in the next one.
 
     A lone read waits for nothing; a burst of run-now requests costs a few queries, not one per request.
     Every read starts after it was asked for, so it sees each change committed before (nothing is cached:
     a user who edits a job and runs it at once runs the edited job)."""
 
-    def __init__(self, read: Callable[[list[int]], Awaitable[dict[int, Document]]]) -> None:
+    def __init__(self, read: Callable[[list[int]], Awaitable[dict[int, Item]]]) -> None:
         self.read = read
-        self._waiting: dict[int, list[asyncio.Future[Document | None]]] = {}
+        self._waiting: dict[int, list[asyncio.Future[Item | None]]] = {}
         self._reading: asyncio.Task[None] | None = None
 
-    async def get(self, item_id: int) -> Document | None:
-        found: asyncio.Future[Document | None] = asyncio.get_running_loop().create_future()
+    async def get(self, item_id: int) -> Item | None:
+        found: asyncio.Future[Item | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(item_id, []).append(found)
         if self._reading is None or self._reading.done():
             self._reading = asyncio.create_task(self._read_waiting())
@@ -80,34 +81,7 @@ class CoalescedReads:
                         future.set_result(docs.get(item_id))
 
 
-@dataclass(frozen=True)
-class JobQuery:
-    """The All jobs tab's filters and order, as the API takes them."""
-
-    name: str | None = None  # a substring of the name, any case
-    job_type: JobType | None = None
-    state: Literal["active", "inactive"] | None = None
-    group_id: int | None = None
-    sort: str = "id"  # a field, "-" first for descending
-
-    def filter(self) -> dict[str, Any]:
-        filter_: dict[str, Any] = {}
-        if self.name:
-            filter_["name"] = {"$regex": re.escape(self.name), "$options": "i"}
-        if self.job_type:
-            filter_["job_type"] = self.job_type.value
-        if self.state:
-            filter_["active"] = self.state == "active"
-        if self.group_id:
-            filter_["group_id"] = self.group_id
-        return filter_
-
-    def sort_field(self) -> str:
-        return self.sort.replace("id", "_id") if self.sort.lstrip("-") == "id" else self.sort
-
-
 class JobService(DefinitionService[StoredJob, JobView]):
-    collection = JOBS
     kind = "job"
 
     def __init__(
@@ -116,23 +90,20 @@ class JobService(DefinitionService[StoredJob, JobView]):
         super().__init__(repo, reads, bus, run_request_timeout=run_request_timeout)
         self.run_now_reads = CoalescedReads(self._read_jobs)
 
-    async def _read_jobs(self, job_ids: list[int]) -> dict[int, Document]:
-        return {doc["_id"]: doc for doc in await self.repo.find_all(JOBS, {"_id": {"$in": job_ids}})}
+    def definitions(self, records: CatalogRecords) -> Definitions[StoredJob]:
+        return records.jobs
+
+    async def _read_jobs(self, job_ids: list[int]) -> dict[int, StoredJob]:
+        return {job.id: job for job in await self.repo.jobs.get_many(job_ids)}
 
     async def find(self, query: JobQuery, *, offset: int, limit: int) -> tuple[list[JobView], int]:
         """A page of the jobs `query` selects, and how many it selects in all."""
-        return await self.page(query.filter(), sort=query.sort_field(), offset=offset, limit=limit)
-
-    def parse(self, document: dict[str, Any]) -> StoredJob:
-        return StoredJob.model_validate(document)
+        jobs, total = await self.repo.jobs.page(query, offset=offset, limit=limit)
+        return await self.views(jobs), total
 
     async def views(self, jobs: list[StoredJob]) -> list[JobView]:
         """Views of a page of jobs with two extra reads in all (groups, schedule state), not per job."""
-        group_ids = {job.group_id for job in jobs if job.group_id is not None}
-        groups = {
-            g["_id"]: g["name"]
-            for g in await self.repo.find_all(CatalogCollections.GROUPS, {"_id": {"$in": list(group_ids)}})
-        }
+        groups = await self.repo.groups.names({job.group_id for job in jobs if job.group_id is not None})
         states = await self.reads.schedule_states("job", [job.id for job in jobs])
         views = []
         for job in jobs:
@@ -142,7 +113,7 @@ class JobService(DefinitionService[StoredJob, JobView]):
                     **job.model_dump(
                         include={"id", "group_id", "name", "job_type", "created_at", "created_by"}
                     ),
-                    group=groups.get(job.group_id),
+                    group=None if job.group_id is None else groups.get(job.group_id),
                     state="active" if job.active else "inactive",
                     next_run=state.next_run if state else None,
                     previous_run=state.previous_run if state else None,
@@ -165,9 +136,9 @@ class JobService(DefinitionService[StoredJob, JobView]):
         if not copied:  # a copy keeps the original's instants; it is inactive until edited
             domain.check_instants(body.schedule, body.expires_at, now)
 
-        async def work(session: Session) -> Change[StoredJob]:
+        async def work(unit: UnitOfWork) -> Change[StoredJob]:
             job = StoredJob(
-                id=await self.repo.next_id("job", session),
+                id=await unit.jobs.new_id(),
                 name=body.name,
                 job_type=JobType(body.spec.kind),
                 active=body.active,
@@ -177,7 +148,7 @@ class JobService(DefinitionService[StoredJob, JobView]):
                 created_at=now,
                 created_by=by,
             )
-            await self.repo.insert(JOBS, _document(job), session)
+            await unit.jobs.add(job)
             return Change(job, [job_changed(job)])
 
         return await self.get((await commit(self.repo, self.bus, work)).id)
@@ -231,22 +202,23 @@ class JobService(DefinitionService[StoredJob, JobView]):
                 raise ValidationFailed(f"unknown field {unknown[0]}", field=unknown[0])
         validate_schedule(schedule)
         if isinstance(spec, ImportSpec):
-            table = await self.repo.table(spec.target.table, field="spec.target.table")
-            connection = await self.repo.connection(spec.source.connection_id)
+            table = await existing_table(self.repo, spec.target.table, field="spec.target.table")
+            connection = await existing_connection(self.repo, spec.source.connection_id)
             domain.validate_import(spec, table, connection)
         else:
             await self._validate_export(spec)
 
     async def _validate_export(self, spec: ExportSpec) -> None:
-        table = await self.repo.table(spec.source.table, field="spec.source.table")
-        extension_docs = await self.repo.find_all(CatalogCollections.TABLES, {"parent_list": table.name})
-        extensions = {doc["name"]: TableRecord.model_validate(doc) for doc in extension_docs}
-        connection = await self.repo.connection(spec.destination.connection_id)
+        table = await existing_table(self.repo, spec.source.table, field="spec.source.table")
+        extensions = {
+            extension.name: extension for extension in await self.repo.tables.extensions_of(table.name)
+        }
+        connection = await existing_connection(self.repo, spec.destination.connection_id)
         domain.validate_export(spec, table, extensions, connection)
 
     async def _edit(self, job_id: int, version: int, changes: dict[str, Any], by: str) -> JobView:
-        async def work(session: Session) -> Change[StoredJob]:
-            current = await self.load(job_id, session)
+        async def work(unit: UnitOfWork) -> Change[StoredJob]:
+            current = await self.load(job_id, unit)
             if current.version != version:
                 raise Conflict(
                     f"job {job_id} was changed by someone else (version {current.version}, yours {version}); "
@@ -256,13 +228,8 @@ class JobService(DefinitionService[StoredJob, JobView]):
             job = current.model_copy(
                 update={**changes, "version": version + 1, "updated_at": _now(), "updated_by": by}
             )
-            job = StoredJob.model_validate(_document(job))  # re-validate the merged job
-            document = _document(job)
-            del document["_id"]
-            matched = await self.repo.update(
-                JOBS, {"_id": job_id, "version": version}, {"$set": document}, session
-            )
-            if matched != 1:
+            job = StoredJob.model_validate(job.model_dump(by_alias=True))  # re-validate the merged job
+            if not await unit.jobs.replace(job, version):
                 raise Conflict(f"job {job_id} was changed by someone else; reload it", field="version")
             return Change(job, [job_changed(job)])
 
@@ -273,10 +240,9 @@ class JobService(DefinitionService[StoredJob, JobView]):
         """Ask the scheduler for a run; returns `JobID.RunID`. Scheduled runs are not affected.
 
         The job is read with the run-now requests that arrive meanwhile (`CoalescedReads`)."""
-        doc = await self.run_now_reads.get(job_id)
-        if doc is None:
+        job = await self.run_now_reads.get(job_id)
+        if job is None:
             raise NotFound(f"job {job_id} does not exist", field="job_id")
-        job = self.parse(doc)
         domain.check_run_now(job, _now())
         data = RunJobData(job=job.snapshot(), trigger=Trigger.ON_DEMAND, requested_by=by)
         command = RunJob(source=SOURCE, subject=str(job_id), data=data)
@@ -302,28 +268,21 @@ class JobService(DefinitionService[StoredJob, JobView]):
         running = await self.reads.jobs_in_flight(unique_ids)
         if running:
             raise Conflict(f"job(s) {', '.join(map(str, running))} are running; stop them first", field="ids")
-        return await commit(self.repo, self.bus, lambda session: self._delete(unique_ids, session))
+        return await commit(self.repo, self.bus, lambda unit: self._delete(unique_ids, unit))
 
     async def expire(self, job_id: int) -> None:
         """Delete a job whose expiration date passed (the scheduler waited for its run to finish)."""
-        if await self.repo.find(JOBS, {"_id": job_id}) is not None:
-            await commit(self.repo, self.bus, lambda session: self._delete([job_id], session))
+        if await self.repo.jobs.get(job_id) is not None:
+            await commit(self.repo, self.bus, lambda unit: self._delete([job_id], unit))
 
-    async def _delete(self, job_ids: list[int], session: Session) -> Change[list[int]]:
-        found = {doc["_id"] for doc in await self.repo.find_all(JOBS, {"_id": {"$in": job_ids}}, session)}
+    async def _delete(self, job_ids: list[int], unit: UnitOfWork) -> Change[list[int]]:
+        found = await unit.jobs.names(job_ids)  # those that exist
         missing = [job_id for job_id in job_ids if job_id not in found]
         if missing:
             raise NotFound(
                 f"job(s) {', '.join(map(str, missing))} do not exist; nothing was deleted", field="ids"
             )
-        await self.repo.delete(JOBS, {"_id": {"$in": job_ids}}, session)
-        group_events = await remove_members(self.repo, job_ids, session)
+        await unit.jobs.remove(job_ids)
+        group_events = await remove_members(unit, job_ids)
         deleted = [JobDeleted(source=SOURCE, subject=str(i), data=JobDeletedData(job_id=i)) for i in job_ids]
         return Change(job_ids, [*deleted, *group_events])
-
-
-def _document(job: StoredJob) -> dict[str, Any]:
-    document = job.model_dump(mode="json", by_alias=True)
-    for key in ("created_at", "updated_at", "expires_at"):  # dates stay BSON dates, not strings
-        document[key] = getattr(job, key)
-    return document

@@ -1,54 +1,163 @@
+"""What the catalog's use cases need from the outside world, in the catalog's own words (`adapters/`).
+
+The catalog's records are kept by `CatalogRepository`, a store per kind of record (`jobs`, `groups`,
+`connections`, `tables`, `tokens`), each read and write on its own. A change of several records runs in
+`CatalogRepository.atomically`: its `UnitOfWork` has the same stores, within one transaction, and keeps
+the events announcing the change with it (the outbox); `deliver` publishes them once committed.
+"""
+
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from pymongo.asynchronous.client_session import AsyncClientSession as Session
-
+from services.catalog.domain import JobQuery, StoredGroup, StoredJob, StoredToken
 from services.catalog.schemas import ConnectionTest, HostKeyView
 from shared.catalog_records import ConnectionRecord, TableRecord
 from shared.contracts import Envelope
-from shared.outbox import Outbox
 from shared.schedule_state import ScheduleState
 from shared.secrets import SecretBox
 
 T = TypeVar("T")
+Item = TypeVar("Item", covariant=True)
 
 
-class CatalogRepository(Protocol):
-    outbox: Outbox
+class Definitions(Protocol[Item]):
+    """User definitions (jobs, groups) by id."""
 
-    async def atomically(self, work: Callable[[Session], Awaitable[T]]) -> T: ...
+    async def get(self, item_id: int) -> Item | None: ...
 
-    async def next_id(self, kind: str, session: Session | None = None) -> int: ...
 
-    async def insert(
-        self, collection: str, document: dict[str, Any], session: Session | None = None
-    ) -> None: ...
+class JobStore(Definitions[StoredJob], Protocol):
+    async def new_id(self) -> int: ...
 
-    async def find(
-        self, collection: str, filter_: dict[str, Any], session: Session | None = None
-    ) -> dict[str, Any] | None: ...
+    async def get_many(self, job_ids: Sequence[int]) -> list[StoredJob]:
+        """Those of the jobs that exist, in no particular order."""
+        ...
 
-    async def find_all(
-        self, collection: str, filter_: dict[str, Any], session: Session | None = None
-    ) -> list[dict[str, Any]]: ...
+    async def names(self, ids: Iterable[int]) -> dict[int, str]:
+        """The name of each of the jobs that exists."""
+        ...
 
-    async def update(
-        self, collection: str, filter_: dict[str, Any], update: dict[str, Any], session: Session | None = None
-    ) -> int: ...
+    async def page(self, query: JobQuery, *, offset: int, limit: int) -> tuple[list[StoredJob], int]:
+        """A page of the jobs `query` selects, in its order, and how many it selects in all."""
+        ...
 
-    async def delete(
-        self, collection: str, filter_: dict[str, Any], session: Session | None = None
-    ) -> int: ...
+    async def add(self, record: StoredJob) -> None:
+        """Raises `Conflict` when its name is taken."""
+        ...
 
-    async def page(
-        self, collection: str, filter_: dict[str, Any], *, sort: str, offset: int, limit: int
-    ) -> tuple[list[dict[str, Any]], int]: ...
+    async def replace(self, record: StoredJob, version: int) -> bool:
+        """Store `record` over the one with its id, if that one is still at `version`; whether it was."""
+        ...
 
-    async def connection(self, connection_id: int) -> ConnectionRecord: ...
+    async def remove(self, job_ids: Sequence[int]) -> None: ...
 
-    async def table(self, name: str, field: str = "table") -> TableRecord: ...
+    async def join_group(self, job_ids: Sequence[int], group_id: int) -> None: ...
+
+    async def leave_group(self, group_id: int) -> None:
+        """Every job of the group leaves it."""
+        ...
+
+
+class GroupStore(Definitions[StoredGroup], Protocol):
+    async def new_id(self) -> int: ...
+
+    async def names(self, ids: Iterable[int]) -> dict[int, str]:
+        """The name of each of the groups that exists."""
+        ...
+
+    async def containing(self, job_ids: Sequence[int]) -> list[StoredGroup]:
+        """The groups with any of the jobs among their members."""
+        ...
+
+    async def page(self, *, sort: str, offset: int, limit: int) -> tuple[list[StoredGroup], int]:
+        """A page of all groups ordered by `sort` (a field of `StoredGroup`, "-" first for descending)."""
+        ...
+
+    async def add(self, record: StoredGroup) -> None:
+        """Raises `Conflict` when its name is taken."""
+        ...
+
+    async def replace(self, record: StoredGroup, version: int) -> bool:
+        """Store `record` over the one with its id, if that one is still at `version`; whether it was."""
+        ...
+
+    async def remove(self, group_id: int) -> None: ...
+
+
+class ConnectionStore(Protocol):
+    async def new_id(self) -> int: ...
+
+    async def get(self, connection_id: int) -> ConnectionRecord | None: ...
+
+    async def page(self, *, offset: int, limit: int) -> tuple[list[ConnectionRecord], int]:
+        """A page of all connections by id, and how many there are."""
+        ...
+
+    async def add(self, record: ConnectionRecord) -> None:
+        """Raises `Conflict` when its name is taken."""
+        ...
+
+
+class TableStore(Protocol):
+    async def get(self, name: str) -> TableRecord | None: ...
+
+    async def extensions_of(self, list_name: str) -> list[TableRecord]:
+        """The profile extension tables of a list."""
+        ...
+
+    async def page(self, *, offset: int, limit: int) -> tuple[list[TableRecord], int]:
+        """A page of all tables by name, and how many there are."""
+        ...
+
+    async def add(self, record: TableRecord) -> None:
+        """Raises `Conflict` when its name is taken."""
+        ...
+
+
+class TokenStore(Protocol):
+    async def get(self, token_hash: str) -> StoredToken | None: ...
+
+    async def add(self, token: StoredToken) -> None: ...
+
+
+class CatalogRecords(Protocol):
+    """The catalog's records, a store per kind."""
+
+    @property
+    def jobs(self) -> JobStore: ...
+
+    @property
+    def groups(self) -> GroupStore: ...
+
+    @property
+    def connections(self) -> ConnectionStore: ...
+
+    @property
+    def tables(self) -> TableStore: ...
+
+    @property
+    def tokens(self) -> TokenStore: ...
+
+
+class UnitOfWork(CatalogRecords, Protocol):
+    """The records within one transaction: what its stores change is committed together, or not at all."""
+
+    async def announce(self, event: Envelope) -> None:
+        """Keep `event` for publishing, committed with the change it announces (the outbox)."""
+        ...
+
+
+class CatalogRepository(CatalogRecords, Protocol):
+    async def atomically(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        """Run `work` in one transaction, again when the database asks for it (a transient conflict);
+        raises `Conflict` when the change would take a name already taken."""
+        ...
+
+    async def deliver(self, bus: CommandBus, events: Sequence[Envelope]) -> None:
+        """Publish events just committed by `atomically`; those that fail are published later."""
+        ...
 
 
 class ReadModels(Protocol):

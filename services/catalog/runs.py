@@ -1,8 +1,9 @@
 """Reading runs, group runs and run logs (the Completed jobs tab and "Viewing job execution logs").
 
-The records are the logsink's; the catalog only reads them. A run's log is read in order with gaps
-shown as "log lines missing"; a live tail follows a run in progress until it is terminal and every
-line up to its last announced number has been sent (or reported missing).
+The records are the logsink's; the catalog only reads them, as `shared.run_records` models them. A
+run's log is read in order with gaps shown as "log lines missing"; a live tail follows a run in
+progress until it is terminal and every line up to its last announced number has been sent (or
+reported missing).
 """
 
 from __future__ import annotations
@@ -12,19 +13,28 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.catalog.rejects import RejectCursor, RunRejectPage, reject_view
 from shared.contracts.jobs import JobType
-from shared.contracts.runs import TERMINAL_STATUSES, RunCounts, RunStatus, Trigger
+from shared.contracts.runs import RunCounts, RunStatus, Trigger
 from shared.errors import NotFound, ValidationFailed
+from shared.run_records import TERMINAL as TERMINAL  # the stored terminal statuses (the CLI's tests)
+from shared.run_records import (
+    GroupMember,
+    GroupRunField,
+    GroupRunRecord,
+    ProgressSnapshot,
+    RunField,
+    RunRecord,
+    run_number,
+)
 from shared.runid import RunId
 from shared.runlogs import missing_sequences
 
 Document = dict[str, Any]
-TERMINAL = {status.value for status in TERMINAL_STATUSES}
 
 # --- views -----------------------------------------------------------------------------------------
 
@@ -45,14 +55,9 @@ def display_status(status: str) -> DisplayStatus:
     return "Running" if status == "running" else "Queued"
 
 
-class ProgressView(View):
-    records_read: int
-    records_written: int
-    records_rejected: int
-    bytes_read: int
-    bytes_total: int | None = None
-    records_per_second: float
-    at: datetime
+# The record's progress as the API shows it (no docstring: it would become the schema's description).
+class ProgressView(ProgressSnapshot):
+    model_config = ConfigDict(from_attributes=True)
 
 
 class RunView(View):
@@ -120,13 +125,13 @@ class RunLogPage(View):
 # --- queries ---------------------------------------------------------------------------------------
 
 SORTS: dict[str, list[tuple[str, int]]] = {
-    "requested_at": [("requested_at", 1)],
-    "start_time": [("started_at", 1)],
-    "finished_at": [("finished_at", 1)],
-    "duration": [("duration_seconds", 1)],
-    "run_id": [("job_id", 1), ("run_number", 1)],
-    "job_name": [("job_name", 1)],
-    "status": [("status", 1)],
+    "requested_at": [(RunField.REQUESTED_AT, 1)],
+    "start_time": [(RunField.STARTED_AT, 1)],
+    "finished_at": [(RunField.FINISHED_AT, 1)],
+    "duration": [(RunField.DURATION_SECONDS, 1)],
+    "run_id": [(RunField.JOB_ID, 1), (RunField.RUN_NUMBER, 1)],
+    "job_name": [(RunField.JOB_NAME, 1)],
+    "status": [(RunField.STATUS, 1)],
 }
 SortKey = Literal[
     "requested_at", "-requested_at", "start_time", "-start_time", "finished_at", "-finished_at",
@@ -147,47 +152,55 @@ class RunQuery:
     sort: SortKey = "-requested_at"
 
     def filter(self) -> Document:
-        filter_: Document = {}
-        for name in ("job_id", "group_id", "group_run_id"):
-            if (value := getattr(self, name)) is not None:
-                filter_[name] = value
+        ids = {
+            RunField.JOB_ID: self.job_id,
+            RunField.GROUP_ID: self.group_id,
+            RunField.GROUP_RUN_ID: self.group_run_id,
+        }
+        filter_: Document = {name: value for name, value in ids.items() if value is not None}
         if self.statuses:
-            filter_["status"] = {"$in": [status.value for status in self.statuses]}
+            filter_[RunField.STATUS] = _any_of(self.statuses)
         if self.job_type is not None:
-            filter_["job_type"] = self.job_type.value
+            filter_[RunField.JOB_TYPE] = self.job_type.value
         if self.trigger is not None:
-            filter_["trigger"] = self.trigger.value
+            filter_[RunField.TRIGGER] = self.trigger.value
         started: Document = {}
         if self.started_from is not None:
             started["$gte"] = self.started_from
         if self.started_to is not None:
             started["$lt"] = self.started_to
         if started:
-            filter_["started_at"] = started
+            filter_[RunField.STARTED_AT] = started
         return filter_
 
     def sort_spec(self) -> list[tuple[str, int]]:
         direction = -1 if self.sort.startswith("-") else 1
         keys = [(field, direction) for field, _ in SORTS[self.sort.lstrip("-")]]
-        return [*keys, ("job_id", direction), ("run_number", direction)]  # stable across pages
+        return [*keys, (RunField.JOB_ID, direction), (RunField.RUN_NUMBER, direction)]  # stable across pages
+
+
+def _any_of(statuses: tuple[RunStatus, ...]) -> Document:
+    return {"$in": [status.value for status in statuses]}
 
 
 class RunsReadModel(Protocol):
+    """The logsink's records, read as `shared.run_records` models them; log lines and rejects as stored."""
+
     async def page(
         self, filter_: Document, *, sort: list[tuple[str, int]], offset: int, limit: int
-    ) -> tuple[list[Document], int]: ...
+    ) -> tuple[list[RunRecord], int]: ...
 
-    async def get(self, run_id: str) -> Document | None: ...
+    async def get(self, run_id: str) -> RunRecord | None: ...
 
-    async def of_group_run(self, group_run_id: str) -> list[Document]: ...
+    async def of_group_run(self, group_run_id: str) -> list[RunRecord]: ...
 
     async def logs(self, run_id: str, *, after: int, limit: int) -> list[Document]: ...
 
     async def group_runs_page(
         self, filter_: Document, *, offset: int, limit: int
-    ) -> tuple[list[Document], int]: ...
+    ) -> tuple[list[GroupRunRecord], int]: ...
 
-    async def group_run(self, group_run_id: str) -> Document | None: ...
+    async def group_run(self, group_run_id: str) -> GroupRunRecord | None: ...
 
     async def rejects(
         self, run_id: str, *, after: RejectCursor | None, offset: int, limit: int
@@ -216,8 +229,8 @@ class RunsService:
         self.gap_grace = gap_grace  # how long a gap may be "still arriving" before it is shown missing
 
     async def list_runs(self, query: RunQuery, *, offset: int, limit: int) -> tuple[list[RunView], int]:
-        docs, total = await self.read.page(query.filter(), sort=query.sort_spec(), offset=offset, limit=limit)
-        return [run_view(doc) for doc in docs], total
+        runs, total = await self.read.page(query.filter(), sort=query.sort_spec(), offset=offset, limit=limit)
+        return [run_view(run) for run in runs], total
 
     async def get_run(self, run_id: str) -> RunView:
         return run_view(await self._run(run_id))
@@ -227,20 +240,20 @@ class RunsService:
     ) -> tuple[list[GroupRunView], int]:
         filter_: Document = {}
         if group_id is not None:
-            filter_["group_id"] = group_id
+            filter_[GroupRunField.GROUP_ID] = group_id
         if statuses:
-            filter_["status"] = {"$in": [status.value for status in statuses]}
-        docs, total = await self.read.group_runs_page(filter_, offset=offset, limit=limit)
-        return [group_run_view(doc) for doc in docs], total
+            filter_[GroupRunField.STATUS] = _any_of(statuses)
+        group_runs, total = await self.read.group_runs_page(filter_, offset=offset, limit=limit)
+        return [group_run_view(group_run) for group_run in group_runs], total
 
     async def get_group_run(self, group_run_id: str) -> GroupRunDetail:
         group_run_id = str(_parse(group_run_id, "group_run_id"))
-        doc = await self.read.group_run(group_run_id)
-        if doc is None:
+        group_run = await self.read.group_run(group_run_id)
+        if group_run is None:
             raise NotFound(f"group run {group_run_id} does not exist", field="group_run_id")
-        members = order_members(doc, await self.read.of_group_run(group_run_id))
-        view = group_run_view(doc)
-        ordered_ids = [member["_id"] for member in members]
+        members = order_members(group_run, await self.read.of_group_run(group_run_id))
+        view = group_run_view(group_run)
+        ordered_ids = [member.run_id for member in members]
         return GroupRunDetail(
             **view.model_dump() | {"member_run_ids": ordered_ids},
             members=[run_view(member) for member in members],
@@ -248,15 +261,15 @@ class RunsService:
 
     async def run_logs(self, run_id: str, *, after: int, limit: int) -> RunLogPage:
         run = await self._run(run_id)
-        docs = await self.read.logs(run["_id"], after=after, limit=limit)
+        docs = await self.read.logs(run.run_id, after=after, limit=limit)
         lines = [RunLogLine.model_validate(doc) for doc in docs]
         last_page = len(lines) < limit  # only the last page can compare with the announced end
-        announced = run.get("last_log_seq") if last_page else None
+        announced = run.last_log_seq if last_page else None
         gaps = missing_sequences([line.seq for line in lines], start=after + 1, last_seq=announced)
         next_after = max([after, *(line.seq for line in lines), *(end for _, end in gaps)])
-        complete = last_page and run.get("status") in TERMINAL
+        complete = last_page and run.ended
         return RunLogPage(
-            run_id=run["_id"], lines=lines, missing=gaps, next_after=next_after, complete=complete
+            run_id=run.run_id, lines=lines, missing=gaps, next_after=next_after, complete=complete
         )
 
     async def run_rejects(self, run_id: str, *, after: str | None, offset: int, limit: int) -> RunRejectPage:
@@ -265,12 +278,12 @@ class RunsService:
         if after and offset:
             raise ValidationFailed("page with either after or offset, not both", field="offset")
         cursor = RejectCursor.parse(after) if after else None
-        docs, total = await self.read.rejects(run["_id"], after=cursor, offset=offset, limit=limit + 1)
+        docs, total = await self.read.rejects(run.run_id, after=cursor, offset=offset, limit=limit + 1)
         items = [reject_view(doc) for doc in docs[:limit]]
         last = docs[limit - 1] if len(docs) > limit else None
         next_after = RejectCursor(int(last["file"]), int(last["line"])).text() if last else None
         return RunRejectPage(
-            run_id=run["_id"], items=items, total=total, offset=offset, limit=limit, next_after=next_after
+            run_id=run.run_id, items=items, total=total, offset=offset, limit=limit, next_after=next_after
         )
 
     async def tail_logs(self, run_id: str, *, after: int = 0) -> AsyncGenerator[TailEvent, None]:
@@ -281,29 +294,28 @@ class RunsService:
         """
         run = await self._run(run_id)  # 404 before the stream starts
         tail = _Tail(cursor=after, grace=self.gap_grace)
-        status = None
+        status: RunStatus | None = None
         while True:
-            terminal = run.get("status") in TERMINAL
-            if run.get("status") != status:
-                status = run.get("status")
-                view = {"status": status, "run_status": display_status(str(status)), "ended": terminal}
+            if run.status != status:
+                status = run.status
+                view = {"status": status.value, "run_status": display_status(status), "ended": run.ended}
                 yield TailEvent("status", view)
-            last_seq = int(run.get("last_log_seq") or 0)
-            docs = await self.read.logs(run["_id"], after=tail.cursor, limit=500)
-            for event in tail.advance(docs, terminal=terminal, last_seq=last_seq):
+            last_seq = run.last_log_seq or 0
+            docs = await self.read.logs(run.run_id, after=tail.cursor, limit=500)
+            for event in tail.advance(docs, terminal=run.ended, last_seq=last_seq):
                 yield event
-            if terminal and tail.cursor >= last_seq:
-                yield TailEvent("end", {"status": status, "last_log_seq": last_seq}, id=tail.cursor)
+            if run.ended and tail.cursor >= last_seq:
+                yield TailEvent("end", {"status": run.status.value, "last_log_seq": last_seq}, id=tail.cursor)
                 return
             if len(docs) < 500:
                 await asyncio.sleep(self.poll_interval)
             run = await self._run(run_id)
 
-    async def _run(self, run_id: str) -> Document:
-        doc = await self.read.get(str(_parse(run_id, "run_id")))
-        if doc is None:
+    async def _run(self, run_id: str) -> RunRecord:
+        run = await self.read.get(str(_parse(run_id, "run_id")))
+        if run is None:
             raise NotFound(f"run {run_id} does not exist", field="run_id")
-        return doc
+        return run
 
 
 @dataclass
@@ -345,78 +357,48 @@ def _parse(run_id: str, field: str) -> RunId:
         raise NotFound(f"'{run_id}' is not a run id", field=field) from exc
 
 
-# --- documents → views -----------------------------------------------------------------------------
+# --- records → views ------------------------------------------------------------------------------
 
 
-def run_view(doc: Document) -> RunView:
-    status = doc.get("status", "queued")
-    progress = doc.get("progress") if status not in TERMINAL else None
-    return RunView(
-        run_id=doc["_id"],
-        job_id=doc["job_id"],
-        group_run_id=doc.get("group_run_id"),
-        group_id=doc.get("group_id"),
-        group_name=doc.get("group_name"),
-        job_name=doc.get("job_name"),
-        job_type=doc.get("job_type"),
-        trigger=doc.get("trigger"),
-        status=status,
-        run_status=display_status(status),
-        ended=status in TERMINAL,
-        requested_at=doc.get("requested_at"),
-        requested_by=doc.get("requested_by"),
-        start_time=doc.get("started_at"),
-        finished_at=doc.get("finished_at"),
-        duration_seconds=doc.get("duration_seconds"),
-        counts=RunCounts.model_validate(doc.get("counts") or {}),
-        rejects_file=doc.get("rejects_file"),
-        error=doc.get("error"),
-        executor=doc.get("executor"),
-        attempt=doc.get("attempt"),
-        last_log_seq=doc.get("last_log_seq"),
-        progress=ProgressView.model_validate(progress) if progress else None,
-    )
+def run_view(run: RunRecord) -> RunView:
+    """The record as the API shows it; its progress only while the run is in progress."""
+    shown = _shown(run)
+    if run.ended:
+        shown["progress"] = None
+    return RunView.model_validate(shown)
 
 
-def group_run_view(doc: Document) -> GroupRunView:
-    status = doc.get("status", "running")
-    started, finished = doc.get("started_at"), doc.get("finished_at")
-    duration = max((finished - started).total_seconds(), 0.0) if started and finished else None
-    members = doc.get("member_run_ids") or [m["run_id"] for m in order_members(doc, _members_of(doc))]
-    return GroupRunView(
-        group_run_id=doc["_id"],
-        group_id=doc.get("group_id"),
-        group_name=doc.get("group_name"),
-        trigger=doc.get("trigger"),
-        status=status,
-        run_status=display_status(status),
-        ended=status in TERMINAL,
-        job_ids=doc.get("job_ids") or [],
-        start_time=started,
-        finished_at=finished,
-        duration_seconds=duration,
-        error=doc.get("error"),
-        member_run_ids=members,
-    )
+def group_run_view(group_run: GroupRunRecord) -> GroupRunView:
+    """The record as the API shows it; its members in order, once it finished in the order it ran them."""
+    members = group_run.member_run_ids or [m.run_id for m in order_members(group_run, group_run.members)]
+    shown = _shown(group_run) | {"duration_seconds": group_run.duration_seconds, "member_run_ids": members}
+    return GroupRunView.model_validate(shown)
 
 
-def _members_of(doc: Document) -> list[Document]:
-    return [{"_id": m["run_id"], **m} for m in doc.get("members") or []]
+def _shown(record: RunRecord | GroupRunRecord) -> Document:
+    """A record's fields (a view takes those it shows), its start time, and its status as the console
+    shows it."""
+    status = {"run_status": display_status(record.status), "ended": record.ended}
+    return record.model_dump() | {"start_time": record.started_at, **status}
 
 
-def order_members(group_run: Document, runs: list[Document]) -> list[Document]:
+# A member run: its run record, or its entry in the group-run record.
+MemberT = TypeVar("MemberT", RunRecord, GroupMember)
+
+
+def order_members(group_run: GroupRunRecord, runs: list[MemberT]) -> list[MemberT]:
     """Members in the group's order: the order the group run finished with, else the jobs' order."""
-    final = {run_id: i for i, run_id in enumerate(group_run.get("member_run_ids") or [])}
-    position = {job_id: i for i, job_id in enumerate(group_run.get("job_ids") or [])}
+    final = {run_id: i for i, run_id in enumerate(group_run.member_run_ids)}
+    position = {job_id: i for i, job_id in enumerate(group_run.job_ids)}
     big = len(final) + len(position) + 1
 
-    def key(run: Document) -> tuple[int, int, str, int]:
-        requested = run.get("requested_at")
+    def key(run: MemberT) -> tuple[int, int, str, int]:
+        requested = run.requested_at
         return (
-            final.get(run["_id"], big),
-            position.get(run.get("job_id", -1), big),
+            final.get(run.run_id, big),
+            position.get(run.job_id, big),
             requested.isoformat() if requested else "",
-            int(str(run["_id"]).split(".")[1]),
+            run_number(run.run_id),
         )
 
     return sorted(runs, key=key)

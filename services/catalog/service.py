@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from services.catalog import domain
-from services.catalog.domain import Role
-from services.catalog.ports import AudienceSchema, CatalogRepository, SftpProbe
+from services.catalog.domain import Role, StoredToken
+from services.catalog.ports import AudienceSchema, CatalogRecords, CatalogRepository, SftpProbe
 from services.catalog.schemas import (
     ConnectionCreate,
     ConnectionTest,
@@ -24,8 +24,7 @@ from services.catalog.schemas import (
     TableView,
 )
 from shared.catalog_records import ConnectionKind, ConnectionRecord, TableRecord
-from shared.collections import CatalogCollections
-from shared.errors import Unauthorized, ValidationFailed
+from shared.errors import NotFound, Unauthorized, ValidationFailed
 from shared.secrets import SecretBox
 
 logger = logging.getLogger(__name__)
@@ -45,14 +44,22 @@ def _now() -> datetime:
 async def issue_token(repo: CatalogRepository, name: str, role: Role) -> str:
     """A new API token; only its hash is stored, so it is shown once."""
     token = f"cnt_{secrets.token_urlsafe(32)}"
-    document = {
-        "_id": domain.hash_token(token),
-        "name": name,
-        "role": role.name.lower(),
-        "created_at": _now(),
-    }
-    await repo.insert(CatalogCollections.TOKENS, document)
+    await repo.tokens.add(StoredToken(domain.hash_token(token), name, role, _now()))
     return token
+
+
+async def existing_connection(records: CatalogRecords, connection_id: int) -> ConnectionRecord:
+    connection = await records.connections.get(connection_id)
+    if connection is None:
+        raise NotFound(f"connection {connection_id} does not exist", field="connection_id")
+    return connection
+
+
+async def existing_table(records: CatalogRecords, name: str, field: str = "table") -> TableRecord:
+    table = await records.tables.get(name)
+    if table is None:
+        raise NotFound(f"table '{name}' does not exist", field=field)
+    return table
 
 
 class CatalogService:
@@ -90,10 +97,10 @@ class CatalogService:
 
     async def _look_up(self, token_hash: str) -> Principal:
         now = time.monotonic()
-        doc = await self.repo.find(CatalogCollections.TOKENS, {"_id": token_hash})
-        if doc is None:
+        stored = await self.repo.tokens.get(token_hash)
+        if stored is None:
             raise Unauthorized("invalid or revoked token")
-        principal = Principal(name=doc["name"], role=Role.parse(doc["role"]))
+        principal = Principal(name=stored.name, role=stored.role)
         self.tokens.put(token_hash, principal, now)
         return principal
 
@@ -103,7 +110,7 @@ class CatalogService:
             key = body.private_key.get_secret_value() if body.private_key else None
             domain.validate_sftp_connection(private_key=key, host_key=body.host_key, base_dir=body.base_dir)
         document: dict[str, Any] = body.model_dump(exclude={"password", "private_key", "token"}, mode="json")
-        document.update(_id=await self.repo.next_id("connection"), created_at=_now(), created_by=by.name)
+        document.update(_id=await self.repo.connections.new_id(), created_at=_now(), created_by=by.name)
         secrets_to_store = {
             "password_encrypted": getattr(body, "password", None),
             "private_key_encrypted": getattr(body, "private_key", None),
@@ -112,21 +119,20 @@ class CatalogService:
         for key, secret in secrets_to_store.items():
             if secret is not None:
                 document[key] = self.secret_box.encrypt(secret.get_secret_value())
-        await self.repo.insert(CatalogCollections.CONNECTIONS, document)
-        return connection_view(ConnectionRecord.model_validate(document))
+        connection = ConnectionRecord.model_validate(document)
+        await self.repo.connections.add(connection)
+        return connection_view(connection)
 
     async def get_connection(self, connection_id: int) -> ConnectionView:
-        return connection_view(await self.repo.connection(connection_id))
+        return connection_view(await existing_connection(self.repo, connection_id))
 
     async def list_connections(self, *, offset: int, limit: int) -> tuple[list[ConnectionView], int]:
-        docs, total = await self.repo.page(
-            CatalogCollections.CONNECTIONS, {}, sort="_id", offset=offset, limit=limit
-        )
-        return [connection_view(ConnectionRecord.model_validate(doc)) for doc in docs], total
+        connections, total = await self.repo.connections.page(offset=offset, limit=limit)
+        return [connection_view(connection) for connection in connections], total
 
     async def test_connection(self, connection_id: int) -> ConnectionTest:
         """Connect with the stored credentials and pinned host key; report what happened."""
-        record = await self.repo.connection(connection_id)
+        record = await existing_connection(self.repo, connection_id)
         if record.kind != ConnectionKind.SFTP:
             raise ValidationFailed("only SFTP connections can be tested", field="connection_id")
         return await self.probe.test(record, self.secret_box)
@@ -136,7 +142,9 @@ class CatalogService:
 
     # --- tables ------------------------------------------------------------------------------------
     async def create_table(self, body: TableCreate, by: Principal) -> TableView:
-        parent = await self.repo.table(body.parent_list, field="parent_list") if body.parent_list else None
+        parent = None
+        if body.parent_list:
+            parent = await existing_table(self.repo, body.parent_list, field="parent_list")
         fields = domain.table_fields(body.kind, body.fields)
         domain.validate_new_table(body.name, body.kind, tuple(body.primary_key), fields, parent)
         table = TableRecord(
@@ -148,20 +156,16 @@ class CatalogService:
             created_at=_now(),
             created_by=by.name,
         )
-        await self.repo.insert(
-            CatalogCollections.TABLES, table.model_dump(mode="json") | {"created_at": table.created_at}
-        )
+        await self.repo.tables.add(table)
         await self.audience.create(table)
         return TableView.model_validate(table.model_dump())
 
     async def get_table(self, name: str) -> TableView:
-        return TableView.model_validate((await self.repo.table(name)).model_dump())
+        return TableView.model_validate((await existing_table(self.repo, name)).model_dump())
 
     async def list_tables(self, *, offset: int, limit: int) -> tuple[list[TableView], int]:
-        docs, total = await self.repo.page(
-            CatalogCollections.TABLES, {}, sort="name", offset=offset, limit=limit
-        )
-        return [TableView.model_validate(doc) for doc in docs], total
+        tables, total = await self.repo.tables.page(offset=offset, limit=limit)
+        return [TableView.model_validate(table.model_dump()) for table in tables], total
 
 
 def connection_view(record: ConnectionRecord) -> ConnectionView:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 
 from services.executor.exporters.run import ExportSettings
-from services.executor.importers.run import ImportSettings
+from services.executor.importers.context import ImportSettings
 from services.executor.ports import Claim
 from services.executor.reporting import RunReporter
 from services.executor.repository import MongoRejectStore
@@ -47,6 +48,8 @@ class ActiveRun:
     table_continued: bool = False  # the lock held was the run's before this claim (nobody wrote since)
     rejects: MongoRejectStore | None = None  # what its imports save rejects with (one per claim)
     halted_for: set[str] = field(default_factory=set)  # why `stop` is set
+    # When the write that last extended the lease (and the table lock on it) was sent (time.monotonic()).
+    lease_extended_at: float = field(default_factory=time.monotonic)
 
     def took_table(self, claim: Claim) -> None:
         if claim.table is not None:

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from services.executor.audience import MongoAudienceStore
 from services.executor.config import ExecutorSettings
 from services.executor.exporters.run import ExportSettings
-from services.executor.importers.run import ImportSettings
+from services.executor.importers.context import ImportSettings
 from services.executor.importers.sources import SourceLimits
 from services.executor.repository import (
     MongoCatalogReader,

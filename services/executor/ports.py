@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from services.executor.domain import Tally
+from services.executor.domain.outcomes import Ending
 from shared.catalog_records import ConnectionRecord, TableRecord
 from shared.contracts import Envelope, RunRequested
 
@@ -103,3 +105,35 @@ class CatalogReader(Protocol):
 
 class EventPublisher(Protocol):
     async def publish(self, message: Envelope) -> None: ...
+
+
+class WorkOutcome(Protocol):
+    """How a run's work ended when it ran to its end (`domain/outcomes.py`)."""
+
+    @property
+    def tally(self) -> Tally: ...
+
+    def ending(self) -> Ending:
+        """The status of the run, its error when partial for more than rejected records, its rejects file."""
+        ...
+
+    def records_processed(self) -> Mapping[str, int]:
+        """Records to count now in `records_processed_total`, by outcome (exported, rejected …)."""
+        ...
+
+
+class RunWork(Protocol):
+    """One attempt of a run's work — an import or an export — as the service drives it: it runs it,
+    tells its progress meanwhile, and reports what it counted when it fails or stops."""
+
+    @property
+    def tally(self) -> Tally:
+        """The counts so far."""
+        ...
+
+    @property
+    def bytes_total(self) -> int | None:
+        """The size of what the work reads, once known (progress events show how far it is)."""
+        ...
+
+    async def run(self) -> WorkOutcome: ...

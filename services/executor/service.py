@@ -28,7 +28,6 @@ import contextlib
 import logging
 import time
 from functools import partial
-from typing import Any
 
 from services.executor.active import (
     LEASE_LOST,
@@ -44,11 +43,21 @@ from services.executor.audience import MongoAudienceStore
 from services.executor.errors import RunStopped
 from services.executor.event_buffer import EventBuffer
 from services.executor.exporters.run import ExportRun
+from services.executor.importers.context import ImportContext
 from services.executor.importers.pipeline import Checkpoint
-from services.executor.importers.run import ImportContext, ImportRun
-from services.executor.ports import CatalogReader, Claim, EventPublisher, LeaseStore, TableWriters
+from services.executor.importers.run import ImportRun
+from services.executor.ports import (
+    CatalogReader,
+    Claim,
+    EventPublisher,
+    LeaseStore,
+    RunWork,
+    TableWriters,
+    WorkOutcome,
+)
 from services.executor.reporting import ReportedMarks, RunReporter
 from services.executor.repository import MongoRejectStore, MongoWatermarks
+from services.executor.work import Attempt, WorkFactory
 from shared.catalog_records import table_collection
 from shared.contracts import ExportSpec, ImportSpec, RunFinished, RunRequested, RunStatus
 from shared.contracts.jobs import SftpSource
@@ -94,6 +103,9 @@ class ExecutorService:
         self.slots = asyncio.Semaphore(settings.concurrency)
         self.active: dict[str, ActiveRun] = {}  # claimed here: running or waiting for a slot
         self.writing_here = LocalWriters()
+        self.work = WorkFactory()  # a run's work, by its job's kind
+        self.work.add(ExportSpec, self._export_work)
+        self.work.add(ImportSpec, self._import_work)
 
     async def accept(self, request: RunRequested) -> bool:
         """Claim a run and queue it for a slot here; False when it is already claimed or finished.
@@ -210,8 +222,9 @@ class ExecutorService:
             logger.info("all %d slots busy; the run waits for one", self.settings.concurrency)
         if not await wait_for_slot(self.slots, active):
             return None
-        run_id, request = active.request.data.run_id, active.request
+        run_id, request, sent = active.request.data.run_id, active.request, time.monotonic()
         active.claim = await self.leases.start(run_id, self.settings.executor_id, self._claim_table(request))
+        active.lease_extended_at = sent
         if active.claim is None:
             logger.info("run taken over by another executor while it waited for a slot")
         else:
@@ -330,7 +343,9 @@ class ExecutorService:
             trigger=active.request.data.trigger.value,
         )
         for attempt in range(1, self.settings.max_attempts + 1):
-            work = await self._work(active, claim, reporter, attempt)
+            work = await self.work.build(
+                active.request.data.job.spec, Attempt(active, claim, reporter, attempt)
+            )
             if active.stop.is_set() and active.halted_for != {TABLE_LOST}:  # while it waited for a slot
                 await reporter.log(_why_stopped(active), LogLevel.WARNING)
                 return reporter.finished(RunStatus.STOPPED, work.tally)
@@ -356,6 +371,10 @@ class ExecutorService:
                 return await self._failed(reporter, work, PermanentError(text[:500]))
             finally:
                 ticker.cancel()
+            if failure is None and not await self._kept_the_table(active, claim.run_id):
+                self.writing_here.let_go(active.tables, claim.run_id)
+                active.resume_after_table_lost()
+                failure = RetryableError(TABLE_LOST_MESSAGE)
             if failure is None:
                 return await self._succeeded(reporter, work, outcome)
             if attempt == self.settings.max_attempts:
@@ -368,6 +387,27 @@ class ExecutorService:
                 active.resume_after_table_lost()  # lost during the backoff: the next attempt waits for it
         raise AssertionError("unreachable: the last attempt returns")
 
+    async def _kept_the_table(self, active: ActiveRun, run_id: str) -> bool:
+        """Whether the run still holds its table's writer lock now that its last write is done.
+
+        The heartbeat notices a lost lock only at its next renewal; an executor whose renewals stalled past a
+        lease period may meanwhile finish its load while another run took the table and wrote it too. Taking
+        the lock clears the former holder's, so a lock still held after the last write means nobody else
+        wrote in between; one lost means the run loads again, after the other. The lock expires a lease
+        period after the lease was last extended: within half of it nobody can have taken it, and no
+        renewal is needed (a short run costs no operation more)."""
+        since_extended = time.monotonic() - active.lease_extended_at
+        if not active.tables or since_extended < self.settings.lease_seconds / 2:
+            return True
+        held = set(active.tables)
+        renewal = await self.leases.renew(run_id, self.settings.executor_id)
+        if not renewal.held:
+            return True  # the lease is lost: storing the result fails and drops this copy's result
+        if renewal.writing in held:
+            return True
+        logger.error("table writer lock lost before the run ended; the next attempt loads again")
+        return False
+
     async def _pause(self, active: ActiveRun, reporter: RunReporter, attempt: int, exc: ConnectError) -> bool:
         """The backoff before the next attempt; False when a stop came meanwhile."""
         delay = self.settings.retry_backoff * 2 ** (attempt - 1)
@@ -378,36 +418,29 @@ class ExecutorService:
             await asyncio.wait_for(active.stop.wait(), timeout=delay)
         return not active.stop.is_set()
 
-    async def _succeeded(self, reporter: RunReporter, work: Any, outcome: Any) -> RunFinished:
-        tally = outcome.tally
-        await reporter.progress(tally, getattr(work, "bytes_total", None), force=True)
-        status = tally.final_status()
-        error = None
-        if isinstance(work, ExportRun) and outcome.failures:
-            status, error = (
-                RunStatus.PARTIAL,
-                f"{len(outcome.failures)} batch(es) failed; first: {outcome.failures[0]}",
-            )
-        if isinstance(work, ExportRun) and self.metrics:
-            self.metrics.records_processed_total.labels("export", "exported").inc(tally.inserted)
-            self.metrics.records_processed_total.labels("export", "rejected").inc(tally.rejected)
+    async def _succeeded(self, reporter: RunReporter, work: RunWork, outcome: WorkOutcome) -> RunFinished:
+        tally, ending = outcome.tally, outcome.ending()
+        await reporter.progress(tally, work.bytes_total, force=True)
+        if self.metrics:
+            kind = reporter.request.data.job.spec.kind
+            for counted, count in outcome.records_processed().items():
+                self.metrics.records_processed_total.labels(kind, counted).inc(count)
         await reporter.log(
-            f"finished: {status.value}; read {tally.read}, inserted {tally.inserted}, "
+            f"finished: {ending.status.value}; read {tally.read}, inserted {tally.inserted}, "
             f"updated {tally.updated}, rejected {tally.rejected}"
         )
-        rejects_file = getattr(outcome, "rejects_file", None)
-        return reporter.finished(status, tally, rejects_file=rejects_file, error=error)
+        return reporter.finished(ending.status, tally, rejects_file=ending.rejects_file, error=ending.error)
 
-    async def _failed(self, reporter: RunReporter, work: Any, exc: ConnectError) -> RunFinished:
+    async def _failed(self, reporter: RunReporter, work: RunWork, exc: ConnectError) -> RunFinished:
         await reporter.log(f"failed: {exc.message}", LogLevel.ERROR)
         return reporter.finished(RunStatus.FAILED, work.tally, error=exc.message)
 
-    async def _progress_loop(self, reporter: RunReporter, work: Any) -> None:
+    async def _progress_loop(self, reporter: RunReporter, work: RunWork) -> None:
         """`RunProgress` every interval, however long a single read or write takes."""
         while True:
             await asyncio.sleep(self.settings.progress_interval)
             with contextlib.suppress(Exception):
-                await reporter.progress(work.tally, getattr(work, "bytes_total", None), force=True)
+                await reporter.progress(work.tally, work.bytes_total, force=True)
 
     async def _store_result(self, run_id: str, message: str) -> bool:
         """A short database blip here must not make the reaper run a finished run again: retry a little."""
@@ -450,7 +483,7 @@ class ExecutorService:
             try:
                 # What the run held when the renewal was sent: a table it takes while the renewal is on its
                 # way is not on the lease the renewal read, and is not lost.
-                held = set(active.tables)
+                held, sent = set(active.tables), time.monotonic()
                 renewal = await self.leases.renew(run_id, self.settings.executor_id)
                 renewed = renewal.held
                 if renewed and held and held <= active.tables and renewal.writing not in held:
@@ -458,6 +491,8 @@ class ExecutorService:
                         "table writer lock lost; this attempt stops and the next one waits for the table"
                     )
                     active.halt(TABLE_LOST)
+                elif renewed:
+                    active.lease_extended_at = sent
             except Exception:
                 logger.warning("lease renewal failed; trying again", exc_info=True)
                 continue
@@ -479,15 +514,16 @@ class ExecutorService:
             log_flush_seconds=self.settings.log_flush_seconds,
         )
 
-    async def _work(self, active: ActiveRun, claim: Claim, reporter: RunReporter, attempt: int) -> Any:
-        spec = active.request.data.job.spec
-        if isinstance(spec, ExportSpec):
-            return ExportRun(
-                spec, reporter, job_id=active.request.data.job.job_id, catalog=self.catalog, store=self.store,
-                watermarks=self.watermarks, secrets=self.secrets, settings=self.settings.exports,
-                stop_requested=active.stop.is_set, on_bytes=self._count_bytes,
-            )  # fmt: skip
-        assert isinstance(spec, ImportSpec)
+    async def _export_work(self, spec: ExportSpec, attempt: Attempt) -> RunWork:
+        active = attempt.active
+        return ExportRun(
+            spec, attempt.reporter, job_id=active.request.data.job.job_id, catalog=self.catalog,
+            store=self.store, watermarks=self.watermarks, secrets=self.secrets, settings=self.settings.exports,
+            stop_requested=active.stop.is_set, on_bytes=self._count_bytes,
+        )  # fmt: skip
+
+    async def _import_work(self, spec: ImportSpec, attempt: Attempt) -> RunWork:
+        active, claim, reporter = attempt.active, attempt.claim, attempt.reporter
         run_id, owner = claim.run_id, self.settings.executor_id
 
         async def save(checkpoint: Checkpoint) -> None:
@@ -498,10 +534,10 @@ class ExecutorService:
 
         context = ImportContext(
             run_id=run_id,
-            tag=f"{run_id}#{claim.attempt}.{attempt}",
+            tag=f"{run_id}#{claim.attempt}.{attempt.number}",
             # The claim read the checkpoint; a later attempt of this claim may have saved a newer one.
             resume=Checkpoint.from_doc(
-                claim.checkpoint if attempt == 1 else await self.leases.load_checkpoint(run_id)
+                claim.checkpoint if attempt.number == 1 else await self.leases.load_checkpoint(run_id)
             ),
             save_checkpoint=save,
             hold_table=hold_table,

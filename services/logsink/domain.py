@@ -8,6 +8,8 @@ ids; `RunProgress` replaces an older snapshot of a run not terminal. The changes
 one run are folded into one statement; a record that refuses them together takes them one by one (a
 late `RunStarted` still fills in who ran the run and when it started). Group-run changes are
 order-tolerant by construction; log lines are stored once by (run, seq).
+
+The records' fields are named by `shared.run_records`, which the catalog reads them with.
 """
 
 from __future__ import annotations
@@ -31,14 +33,23 @@ from shared.contracts import (
     RunRequested,
     RunStarted,
 )
-from shared.contracts.runs import TERMINAL_STATUSES, RunStatus
+from shared.contracts.runs import RunStatus
+from shared.run_records import (
+    TERMINAL,
+    GroupRunField,
+    MemberField,
+    RunField,
+    duration_seconds,
+    progress_snapshot,
+    run_number,
+)
 
 Update = tuple[dict[str, Any], dict[str, Any], bool]  # filter, update, upsert
 Keyed = tuple[str, Update]  # an update and the kind of event it comes from (the metric label)
 
-_TERMINAL = [status.value for status in TERMINAL_STATUSES]
-NOT_TERMINAL = {"status": {"$nin": _TERMINAL}}
-NOT_REQUESTED = {"requested_at": {"$exists": False}}
+NOT_ENDED = {"$nin": list(TERMINAL)}  # a status not terminal (or none yet)
+NOT_TERMINAL = {RunField.STATUS: NOT_ENDED}
+NOT_REQUESTED = {RunField.REQUESTED_AT: {"$exists": False}}
 # The order a run's changes of one batch are folded in, whatever order they arrived in.
 FOLD_ORDER = {
     RunRequested.routing_key: 0,
@@ -68,7 +79,7 @@ class RunChange:
             update["$setOnInsert"] = self.on_insert
         if self.minimum:
             update["$min"] = self.minimum
-        return {"_id": self.run_id, **self.guard}, update, self.upsert
+        return {RunField.ID: self.run_id, **self.guard}, update, self.upsert
 
     def statements(self) -> tuple[Update, ...]:
         return self.alone or (self.statement(),)
@@ -159,21 +170,30 @@ def _unknown(exc: ValidationError) -> UnknownEvent | None:
 
 
 def job_fields(run_id: str, job_id: int, name: str, job_type: str, trigger: str) -> dict[str, Any]:
-    return {"run_id": run_id, "job_id": job_id, "job_name": name, "job_type": job_type, "trigger": trigger}
+    return {
+        RunField.RUN_ID: run_id,
+        RunField.JOB_ID: job_id,
+        RunField.JOB_NAME: name,
+        RunField.JOB_TYPE: job_type,
+        RunField.TRIGGER: trigger,
+    }
 
 
 def on_requested(event: RunRequested) -> RunChange:
     """Fills in a record not requested yet; the status only on insert (a later event got further)."""
     data = event.data
     fields = job_fields(data.run_id, data.job.job_id, data.job.name, data.job.job_type.value, data.trigger)
-    fields.update(
-        requested_at=data.requested_at, requested_by=data.requested_by, run_number=_number(data.run_id)
-    )
+    fields[RunField.REQUESTED_AT] = data.requested_at
+    fields[RunField.REQUESTED_BY] = data.requested_by
+    fields[RunField.RUN_NUMBER] = run_number(data.run_id)
     if data.slot is not None:
-        fields["slot"] = data.slot
+        fields[RunField.SLOT] = data.slot
     if data.group_run_id is not None:
-        fields.update(group_run_id=data.group_run_id, group_id=data.group_id, group_name=data.group_name)
-    return RunChange(data.run_id, NOT_REQUESTED, fields, on_insert={"status": RunStatus.QUEUED.value})
+        fields[RunField.GROUP_RUN_ID] = data.group_run_id
+        fields[RunField.GROUP_ID] = data.group_id
+        fields[RunField.GROUP_NAME] = data.group_name
+    queued = {RunField.STATUS: RunStatus.QUEUED.value}
+    return RunChange(data.run_id, NOT_REQUESTED, fields, on_insert=queued)
 
 
 def on_started(event: RunStarted) -> RunChange:
@@ -185,24 +205,22 @@ def on_started(event: RunStarted) -> RunChange:
     """
     data = event.data
     fields = job_fields(data.run_id, data.job_id, data.job_name, data.job_type.value, data.trigger)
-    fields["run_number"] = _number(data.run_id)
-    taken_by = {"executor": data.executor, "attempt": data.attempt}
-    later_attempt = {"attempt": {"$not": {"$gte": data.attempt}}}
-    first_start = {"started_at": data.started_at}
-    running = RunStatus.RUNNING.value
+    fields[RunField.RUN_NUMBER] = run_number(data.run_id)
+    taken_by = {RunField.EXECUTOR: data.executor, RunField.ATTEMPT: data.attempt}
+    later_attempt = {RunField.ATTEMPT: {"$not": {"$gte": data.attempt}}}
+    first_start = {RunField.STARTED_AT: data.started_at}
+    running = {RunField.STATUS: RunStatus.RUNNING.value}
+    queued = {RunField.STATUS: RunStatus.QUEUED.value}
+    record = {RunField.ID: data.run_id}
     alone: tuple[Update, ...] = (
-        (
-            {"_id": data.run_id, **later_attempt},
-            {"$set": {**fields, **taken_by}, "$setOnInsert": {"status": running}},
-            True,
-        ),
-        ({"_id": data.run_id}, {"$min": first_start}, False),
-        ({"_id": data.run_id, "status": RunStatus.QUEUED.value}, {"$set": {"status": running}}, False),
+        ({**record, **later_attempt}, {"$set": {**fields, **taken_by}, "$setOnInsert": running}, True),
+        (record, {"$min": first_start}, False),
+        ({**record, **queued}, {"$set": running}, False),
     )
     return RunChange(
         data.run_id,
         {**later_attempt, **NOT_TERMINAL},
-        {**fields, **taken_by, "status": running},
+        {**fields, **taken_by, **running},
         minimum=first_start,
         alone=alone,
     )
@@ -212,29 +230,29 @@ def on_progress(event: RunProgress) -> RunChange:
     """A run's latest progress, in its record: only a newer snapshot replaces it, and none once the run
     is terminal (readers show progress only while it is not). A snapshot never creates a record."""
     data = event.data
-    snapshot = data.model_dump(mode="python", exclude={"run_id"})
-    newer = {"progress.at": {"$not": {"$gte": data.at}}}
-    return RunChange(data.run_id, {**NOT_TERMINAL, **newer}, {"progress": snapshot}, upsert=False)
+    newer = {RunField.PROGRESS_AT: {"$not": {"$gte": data.at}}}
+    progress = {RunField.PROGRESS: progress_snapshot(data)}
+    return RunChange(data.run_id, {**NOT_TERMINAL, **newer}, progress, upsert=False)
 
 
 def on_finished(event: RunFinished) -> RunChange:
     """The outcome of a record not terminal yet; a terminal record never changes again."""
     data = event.data
-    duration = max((data.finished_at - data.started_at).total_seconds(), 0.0)
     finished = {
-        "run_id": data.run_id,
-        "job_id": data.job_id,
-        "run_number": _number(data.run_id),
-        "status": data.status.value,
-        "counts": data.counts.model_dump(),
-        "finished_at": data.finished_at,
-        "duration_seconds": duration,
-        "error": data.error,
-        "rejects_file": data.rejects_file,
-        "last_log_seq": data.last_log_seq,
-        "finished_event_id": event.id,
+        RunField.RUN_ID: data.run_id,
+        RunField.JOB_ID: data.job_id,
+        RunField.RUN_NUMBER: run_number(data.run_id),
+        RunField.STATUS: data.status.value,
+        RunField.COUNTS: data.counts.model_dump(),
+        RunField.FINISHED_AT: data.finished_at,
+        RunField.DURATION_SECONDS: duration_seconds(data.started_at, data.finished_at),
+        RunField.ERROR: data.error,
+        RunField.REJECTS_FILE: data.rejects_file,
+        RunField.LAST_LOG_SEQ: data.last_log_seq,
+        RunField.FINISHED_EVENT_ID: event.id,
     }
-    return RunChange(data.run_id, NOT_TERMINAL, finished, minimum={"started_at": data.started_at})
+    first_start = {RunField.STARTED_AT: data.started_at}
+    return RunChange(data.run_id, NOT_TERMINAL, finished, minimum=first_start)
 
 
 def fold(changes: Sequence[RunChange]) -> Update:
@@ -281,57 +299,52 @@ def on_member_requested(event: RunRequested) -> Update | None:
     data = event.data
     if data.group_run_id is None:
         return None
-    member = {"run_id": data.run_id, "job_id": data.job.job_id, "requested_at": data.requested_at}
-    fields: dict[str, Any] = {"group_run_id": data.group_run_id, "run_number": _number(data.group_run_id)}
+    member = {
+        MemberField.RUN_ID: data.run_id,
+        MemberField.JOB_ID: data.job.job_id,
+        MemberField.REQUESTED_AT: data.requested_at,
+    }
+    fields = _group_run_fields(data.group_run_id)
     if data.group_id is not None:
-        fields["group_id"] = data.group_id
+        fields[GroupRunField.GROUP_ID] = data.group_id
     if data.group_name is not None:
-        fields["group_name"] = data.group_name
-    return (
-        {"_id": data.group_run_id},
-        {
-            "$set": fields,
-            "$addToSet": {"members": member},
-            "$setOnInsert": {"status": RunStatus.RUNNING.value},
-        },
-        True,
-    )
+        fields[GroupRunField.GROUP_NAME] = data.group_name
+    update = {"$set": fields, "$addToSet": {GroupRunField.MEMBERS: member}, "$setOnInsert": _group_running()}
+    return {GroupRunField.ID: data.group_run_id}, update, True
 
 
 def on_group_started(event: GroupRunStarted) -> Update:
     data = event.data
-    fields = {
-        "group_run_id": data.group_run_id,
-        "run_number": _number(data.group_run_id),
-        "group_id": data.group_id,
-        "group_name": data.group_name,
-        "job_ids": list(data.job_ids),
-        "trigger": data.trigger.value,
-    }
-    return (
-        {"_id": data.group_run_id},
-        {
-            "$set": fields,
-            "$min": {"started_at": data.started_at},
-            "$setOnInsert": {"status": RunStatus.RUNNING.value},
-        },
-        True,
-    )
+    fields = _group_run_fields(data.group_run_id)
+    fields[GroupRunField.GROUP_ID] = data.group_id
+    fields[GroupRunField.GROUP_NAME] = data.group_name
+    fields[GroupRunField.JOB_IDS] = list(data.job_ids)
+    fields[GroupRunField.TRIGGER] = data.trigger.value
+    first_start = {GroupRunField.STARTED_AT: data.started_at}
+    update = {"$set": fields, "$min": first_start, "$setOnInsert": _group_running()}
+    return {GroupRunField.ID: data.group_run_id}, update, True
 
 
 def on_group_finished(event: GroupRunFinished) -> Update:
     data = event.data
-    finished = {
-        "group_run_id": data.group_run_id,
-        "run_number": _number(data.group_run_id),
-        "group_id": data.group_id,
-        "status": data.status.value,
-        "member_run_ids": list(data.member_run_ids),
-        "finished_at": data.finished_at,
-        "error": data.error,
-        "finished_event_id": event.id,
-    }
-    return ({"_id": data.group_run_id, **NOT_TERMINAL}, {"$set": finished}, True)
+    finished = _group_run_fields(data.group_run_id)
+    finished[GroupRunField.GROUP_ID] = data.group_id
+    finished[GroupRunField.STATUS] = data.status.value
+    finished[GroupRunField.MEMBER_RUN_IDS] = list(data.member_run_ids)
+    finished[GroupRunField.FINISHED_AT] = data.finished_at
+    finished[GroupRunField.ERROR] = data.error
+    finished[GroupRunField.FINISHED_EVENT_ID] = event.id
+    not_terminal = {GroupRunField.ID: data.group_run_id, GroupRunField.STATUS: NOT_ENDED}
+    return not_terminal, {"$set": finished}, True
+
+
+def _group_run_fields(group_run_id: str) -> dict[str, Any]:
+    return {GroupRunField.GROUP_RUN_ID: group_run_id, GroupRunField.RUN_NUMBER: run_number(group_run_id)}
+
+
+def _group_running() -> dict[str, Any]:
+    """A group-run record is inserted running (its first event may come from any of its members)."""
+    return {GroupRunField.STATUS: RunStatus.RUNNING.value}
 
 
 # --- run logs --------------------------------------------------------------------------------------
@@ -382,7 +395,7 @@ def superseded_progress(batch: Sequence[Planned]) -> set[int]:
     for index, planned in enumerate(batch):
         if planned.kind != RunProgress.routing_key or planned.run is None:
             continue
-        run_id, at = planned.run.run_id, planned.run.sets["progress"]["at"]
+        run_id, at = planned.run.run_id, planned.run.sets[RunField.PROGRESS]["at"]
         current = newest.get(run_id)
         if current is None or at >= current[0]:
             if current is not None:
@@ -391,7 +404,3 @@ def superseded_progress(batch: Sequence[Planned]) -> set[int]:
         else:
             superseded.add(index)
     return superseded
-
-
-def _number(run_id: str) -> int:
-    return int(run_id.split(".", 1)[1])

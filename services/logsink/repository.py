@@ -21,6 +21,7 @@ from services.logsink.ports import Written
 from shared.collections import LogsinkCollections
 from shared.errors import RetryableError
 from shared.mongo import MongoClient, database_error
+from shared.run_records import GroupRunField, RunField
 from shared.runlogs import chunk_id, chunk_lines, chunk_rest
 
 DUPLICATE_KEY = 11000
@@ -49,12 +50,13 @@ class MongoRunRecords:
         self.log_retention_seconds = int(log_retention_days * 86400)
 
     async def ensure_indexes(self) -> None:
-        await self.runs.create_index([("job_id", 1), ("run_number", -1)])
-        await self.runs.create_index([("requested_at", -1)])
-        await self.runs.create_index([("started_at", -1)])
-        await self.runs.create_index([("group_run_id", 1)])
-        await self.group_runs.create_index([("group_id", 1), ("run_number", -1)])
-        await self.group_runs.create_index([("started_at", -1)])
+        # What the catalog filters and sorts runs and group runs by.
+        await self.runs.create_index([(RunField.JOB_ID, 1), (RunField.RUN_NUMBER, -1)])
+        await self.runs.create_index([(RunField.REQUESTED_AT, -1)])
+        await self.runs.create_index([(RunField.STARTED_AT, -1)])
+        await self.runs.create_index([(RunField.GROUP_RUN_ID, 1)])
+        await self.group_runs.create_index([(GroupRunField.GROUP_ID, 1), (GroupRunField.RUN_NUMBER, -1)])
+        await self.group_runs.create_index([(GroupRunField.STARTED_AT, -1)])
         # Log chunks are read by `_id` range (`run:first`); they expire, run records are kept.
         await self._ttl_index(self.logs, "at", self.log_retention_seconds)
 

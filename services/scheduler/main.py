@@ -27,12 +27,10 @@ def build_app(common: CommonSettings | None = None, settings: SchedulerSettings 
         runtime.mongo, runtime.db_name, partitions=settings.partitions,
         lease_seconds=settings.partition_lease_seconds,
         transaction_wait_seconds=settings.transaction_wait_seconds,
-    )  # fmt: skip
-    clock = scaled_clock(settings.clock_origin, settings.clock_scale)
-    service = SchedulerService(
-        repo, runtime.publisher, clock, wall=utc_now, metrics=runtime.metrics,
         outbox_retention=timedelta(seconds=settings.outbox_retention_seconds),
     )  # fmt: skip
+    clock = scaled_clock(settings.clock_origin, settings.clock_scale)
+    service = SchedulerService(repo, runtime.publisher, clock, wall=utc_now, metrics=runtime.metrics)
     register_subscribers(runtime, service)
     runtime.documents_publishing(RunRequested, GroupRunStarted, GroupRunFinished, Expire, StopRun)
 

@@ -21,9 +21,10 @@ from shared.runid import RunId
 if TYPE_CHECKING:
     from services.scheduler.domain import SlotPlan
     from services.scheduler.domain.fires import OwnerKind
-    from services.scheduler.store.documents import Doc, ScheduleDoc
+    from services.scheduler.store.documents import ScheduleDoc
     from services.scheduler.store.fires import FireBatch, FireResult, PartitionWork
     from services.scheduler.store.runs import RunRequest
+    from shared.outbox import OutboxDelivery
 
     Planner = Callable[[ScheduleDoc], SlotPlan]
 
@@ -83,15 +84,11 @@ class CatalogFollower(Protocol):
 
 
 class Outbox(Protocol):
-    """Messages committed with a change and not yet confirmed by the broker."""
+    """Messages committed with a change and not yet confirmed by the broker (`shared.outbox`): published
+    after the commit, relayed after a crash or a refusal, pruned once published."""
 
-    async def mark_published(self, entry_id: str) -> None: ...
-
-    async def mark_published_many(self, entry_ids: Sequence[str]) -> None: ...
-
-    async def prune_published(self, before: datetime) -> int: ...
-
-    async def claim_unpublished(self, older_than: datetime, now: datetime) -> list[Doc]: ...
+    @property
+    def outbox(self) -> OutboxDelivery: ...
 
 
 class SlotFiring(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +14,6 @@ from services.scheduler.domain import Outcome, build_run_requested, trigger_slot
 from services.scheduler.domain.deadlines import expired_reply, past_deadline
 from services.scheduler.errors import CommandExpired
 from services.scheduler.ports import EventPublisher, SchedulerStore
-from services.scheduler.store.base import decode_outbox
 from services.scheduler.store.fires import FireResult
 from services.scheduler.store.runs import RunRequest
 from shared.contracts import (
@@ -31,14 +30,24 @@ from shared.contracts import (
     StopGroupRun,
     TriggerFired,
 )
-from shared.errors import Conflict, RetryableError
+from shared.errors import Conflict
 from shared.metrics import Metrics
+from shared.outbox import Entry
 
 logger = logging.getLogger(__name__)
-PUBLISH_CONCURRENCY = 200
 RUN_NOW_BATCH = 100  # run-now commands allocated in one transaction at most
-OUTBOX_RETENTION = timedelta(hours=1)  # published entries kept (a redelivered command's answer)
-PRUNE_EVERY = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class _LagObserved:
+    """The publisher, observing each message's fire lag once the broker confirmed it."""
+
+    publisher: EventPublisher
+    observe: Callable[[Envelope], None]
+
+    async def publish(self, message: Envelope) -> None:
+        await self.publisher.publish(message)
+        self.observe(message)
 
 
 @dataclass
@@ -57,18 +66,16 @@ class SchedulerService:
         *,
         wall: Clock = utc_now,
         metrics: Metrics | None = None,
-        outbox_retention: timedelta = OUTBOX_RETENTION,
     ) -> None:
         self.repo = repo
         self.publisher = publisher
         self.clock = clock  # schedule time (slots)
         self.wall = wall  # real time (leases, outbox ages)
         self.metrics = metrics
-        self.outbox_retention = outbox_retention
+        self._observed = _LagObserved(publisher, self._observe_lag)
         self._waiting: list[_Waiting] = []
         self._allocating: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._pruned_at: datetime | None = None
 
     # --- commands ----------------------------------------------------------------------------------
     async def run_now(self, command: RunJob) -> RunJobReply:
@@ -134,11 +141,9 @@ class SchedulerService:
         task.add_done_callback(self._background.discard)
 
     async def _publish_entries(self, entries: Sequence[tuple[str, Envelope]]) -> None:
-        """Publish one message per outbox entry; the confirmed ones are marked in one update."""
-        oks = await asyncio.gather(*(self.publish_all([message]) for _, message in entries))
-        await self.repo.mark_published_many(
-            [entry for (entry, _), ok in zip(entries, oks, strict=True) if ok]
-        )
+        """Publish one message per outbox entry, all at once; the confirmed ones are marked in one update."""
+        batch = [Entry(entry, (message,)) for entry, message in entries]
+        await self.repo.outbox.deliver(self._observed, batch, ordered=False)
 
     async def settle(self) -> None:
         """Wait for the allocations and publishes still in flight (drain; tests)."""
@@ -219,42 +224,18 @@ class SchedulerService:
 
     # --- outbox ------------------------------------------------------------------------------------
     async def publish(self, result: FireResult) -> bool:
-        """Publish an outbox entry's messages; mark it published once all are confirmed."""
+        """Publish an outbox entry's messages (in order unless they need none: a fire's run requests);
+        it is marked published once all are confirmed."""
         if not result.messages:
             return True
-        ok = await self.publish_all(result.messages)
-        if ok and result.outbox_id is not None:
-            await self.repo.mark_published(result.outbox_id)
-        return ok
-
-    async def publish_all(self, messages: Sequence[Envelope]) -> bool:
-        gate = asyncio.Semaphore(PUBLISH_CONCURRENCY)
-
-        async def one(message: Envelope) -> bool:
-            async with gate:
-                try:
-                    await self.publisher.publish(message)
-                except RetryableError:
-                    logger.warning("publish failed; the outbox relay will resend", extra={"id": message.id})
-                    return False
-            self._observe_lag(message)
-            return True
-
-        # Group messages keep their order (GroupRunStarted before the first member's RunRequested).
-        if len(messages) <= 3:
-            return all([await one(m) for m in messages])
-        return all(await asyncio.gather(*(one(m) for m in messages)))
+        assert result.outbox_id is not None, "messages are published from the entry committed with them"
+        entry = Entry(result.outbox_id, result.messages)
+        return await self.repo.outbox.deliver(self._observed, [entry], ordered=result.ordered)
 
     async def relay_outbox(self, older_than: timedelta) -> int:
-        """Publish what a crash between commit and publish left behind; consumers drop duplicates."""
-        wall = self.wall()
-        entries = await self.repo.claim_unpublished(wall - older_than, wall)
-        for entry in entries:
-            await self.publish(FireResult(outbox_id=entry["_id"], messages=decode_outbox(entry)))
-        if self._pruned_at is None or wall - self._pruned_at >= PRUNE_EVERY:
-            self._pruned_at = wall
-            await self.repo.prune_published(wall - self.outbox_retention)
-        return len(entries)
+        """Publish what a crash or a refusal left behind (consumers drop duplicates), claimed so that two
+        replicas never publish one entry at once; published entries past the retention are pruned."""
+        return await self.repo.outbox.relay(self._observed, older_than, self.wall())
 
     # --- metrics -----------------------------------------------------------------------------------
     def count(self, result: FireResult) -> None:

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 
@@ -22,12 +21,13 @@ from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 from shared.topology import Topology
 from tests.conftest import DEEP
-from tests.e2e.test_executor_crash_and_stop import big_file, count_rows, job
+from tests.e2e.test_executor_crash_and_stop import big_file, count_rows, job, wait_for_rows
 from tests.support.api import wait_for_run
 from tests.support.broker import queue_depth
 from tests.support.rabbit_node import RabbitNode, rabbit_node
 from tests.support.servers import Sshd
 from tests.support.system import admin_api, isolated_settings, service_env, start_services, started_system
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 CONSUMER_TIMEOUT_S = 3
@@ -81,13 +81,6 @@ async def run_now(api: httpx.AsyncClient, job_id: int) -> str:
     return str(response.json()["run_id"])
 
 
-async def wait_for_rows(mongo: MongoClient, settings: CommonSettings, unique: str, rows: int) -> None:
-    deadline = time.monotonic() + 120
-    while await count_rows(mongo, settings, unique) < rows:
-        assert time.monotonic() < deadline, "the import did not get going"
-        await asyncio.sleep(0.2)
-
-
 def runs_queue_idle(node: RabbitNode, queue: str) -> bool:
     """No request is ready or delivered-but-unacknowledged on the executor's work queue."""
     for line in node.ctl("list_queues", "name", "messages_ready", "messages_unacknowledged").splitlines():
@@ -114,9 +107,11 @@ async def test_runs_waiting_for_a_slot_hold_no_delivery_past_the_consumer_timeou
     waiting_runs = [await run_now(api, job_id) for job_id in waiting_jobs]
 
     # The waiting requests are claimed and acknowledged while the long run holds the only slot.
-    deadline = time.monotonic() + 30
-    while not runs_queue_idle(node, topology.executor_runs.name):
-        assert time.monotonic() < deadline, "requests wait in the broker for the executor's slot"
+    await eventually(
+        lambda: runs_queue_idle(node, topology.executor_runs.name),
+        what="the waiting requests claimed and acknowledged (not waiting in the broker)",
+        timeout=30,
+    )
     await asyncio.sleep(2 * CONSUMER_TIMEOUT_S + 1)  # the experiment: waiting past the timeout, twice over
     still_running = (await api.get(f"/runs/{long_run}")).json()
     assert still_running["status"] == "running", ("the long run ended too soon", still_running)

@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from tests.conftest import DEEP
 from tests.support.api import wait_for_run
 from tests.support.servers import Sshd
 from tests.support.system import admin_api, isolated_settings, service_env, start_services, started_system
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 ROWS = 100_000 if DEEP else 30_000  # the kill lands at a fifth, the take-over does the rest
@@ -88,6 +90,19 @@ async def count_rows(mongo: MongoClient, settings: CommonSettings, unique: str) 
     return int(await mongo[settings.audience_database][f"table_events_{unique}"].count_documents({}))
 
 
+async def wait_for_rows(
+    mongo: MongoClient, settings: CommonSettings, unique: str, rows: int, timeout: float = 120
+) -> None:
+    """Until the import has written at least `rows` rows (the import got going)."""
+    await eventually(
+        lambda: count_rows(mongo, settings, unique),
+        until=lambda count: count >= rows,
+        what=f"the import to get going ({rows} rows)",
+        timeout=timeout,
+        interval=0.1,
+    )
+
+
 @pytest.mark.timeout(420)  # 100k rows, a crash and a take-over on a 2-core machine: minutes, bounded
 async def test_sigkill_mid_append_a_second_executor_finishes_each_row_once(
     api: httpx.AsyncClient, processes: SystemProcesses, crash_settings: CommonSettings, sshd: Sshd,
@@ -96,10 +111,7 @@ async def test_sigkill_mid_append_a_second_executor_finishes_each_row_once(
     big_file(sshd, f"{unique}/big.csv", ROWS)
     job_id = await job(api, sshd, unique, f"{unique}/big.csv", "append")
     run_id = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]
-    deadline = time.monotonic() + 120
-    while await count_rows(mongo, crash_settings, unique) < ROWS // 5:
-        assert time.monotonic() < deadline, "the import did not get going"
-        await asyncio.sleep(0.2)
+    await wait_for_rows(mongo, crash_settings, unique, ROWS // 5)
     processes.kill("executora")  # SIGKILL mid-import
     killed_at = await count_rows(mongo, crash_settings, unique)
     assert killed_at < ROWS
@@ -137,10 +149,7 @@ async def test_stop_mid_import_ends_within_two_seconds_as_stopped(
     big_file(sshd, f"{unique}/stop.csv", 60_000)
     job_id = await job(api, sshd, unique, f"{unique}/stop.csv", "merge")
     run_id = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]
-    deadline = time.monotonic() + 60
-    while await count_rows(mongo, crash_settings, unique) < 3000:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.1)
+    await wait_for_rows(mongo, crash_settings, unique, 3000, timeout=60)
     stop = await api.post(f"/jobs/{job_id}/stop", params={"confirm": "true"})
     assert stop.status_code == 202, stop.text
     asked = time.monotonic()
@@ -165,10 +174,7 @@ async def test_sigterm_returns_a_run_that_outlasts_the_grace_period(
     big_file(sshd, f"{unique}/term.csv", rows)
     job_id = await job(api, sshd, unique, f"{unique}/term.csv", "merge")
     run_id = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]
-    deadline = time.monotonic() + 60
-    while await count_rows(mongo, crash_settings, unique) < 2000:
-        assert time.monotonic() < deadline, "the import did not get going"
-        await asyncio.sleep(0.1)
+    await wait_for_rows(mongo, crash_settings, unique, 2000, timeout=60)
     # The grace period is 2 s; the import needs far longer, so the run is handed back, not lost.
     log_path = processes.processes[running].log_path
     exit_code = await asyncio.to_thread(processes.terminate, running, 60.0)
@@ -242,14 +248,17 @@ async def test_sigkill_mid_merge_the_take_over_reports_the_uninterrupted_counts(
     collection = mongo[crash_settings.audience_database][collection_name]
     leases = mongo[crash_settings.database("executor")]["run_leases"]
     run_id = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]
-    deadline = time.monotonic() + 120
-    while True:  # after the first checkpoint, with rows written past it
-        lease = await leases.find_one({"_id": run_id}) or {}
-        checkpoint = lease.get("checkpoint")
-        if checkpoint and await collection.count_documents({}) > checkpoint["line"]:
-            break
-        assert time.monotonic() < deadline, f"no checkpoint within 120 s: {lease}"
-        await asyncio.sleep(0.05)
+
+    async def lease_and_rows() -> tuple[dict[str, Any], int]:
+        return await leases.find_one({"_id": run_id}) or {}, await collection.count_documents({})
+
+    def past_a_checkpoint(seen: tuple[dict[str, Any], int]) -> bool:
+        checkpoint = seen[0].get("checkpoint")
+        return bool(checkpoint) and seen[1] > checkpoint["line"]
+
+    await eventually(  # after the first checkpoint, with rows written past it
+        lease_and_rows, until=past_a_checkpoint, what="a checkpoint with rows past it", timeout=120
+    )
     processes.kill(first)  # SIGKILL mid-merge
     assert await collection.count_documents({}) < TAKEOVER_ROWS, "the run finished before the kill"
     second = f"t{next(_takeovers)}"

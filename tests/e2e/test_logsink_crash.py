@@ -8,7 +8,6 @@ line exactly once.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from shared.settings import CommonSettings
 from shared.topology import Topology
 from tests.support.broker import delete_topology
 from tests.support.runlogs import stored_lines
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -102,20 +102,28 @@ async def test_sigkill_during_a_flood_loses_no_acknowledged_event(
     await asyncio.to_thread(logsink_processes.wait_ready)
     messages = bodies()
 
+    async def stored_count() -> int:
+        return len(await stored_lines(logs))
+
+    async def queue() -> tuple[int, int]:  # (messages ready or unacknowledged, consumers)
+        return await queue_state(settings.amqp_url, topology.logsink_events.name)
+
     flood = asyncio.create_task(publish_all(settings.amqp_url, topology.events.name, messages))
-    deadline = time.monotonic() + 120
-    while len(await stored_lines(logs)) < len(messages) // 5:
-        assert time.monotonic() < deadline, "the logsink stored too little before the kill"
-        await asyncio.sleep(0.05)
+    await eventually(
+        stored_count,
+        until=lambda n: n >= len(messages) // 5,
+        what="the logsink to store a fifth of the flood before the kill",
+        timeout=120,
+    )
     logsink_processes.kill("logsink")  # SIGKILL mid-flood
-    killed_at = len(await stored_lines(logs))
+    killed_at = await stored_count()
     await asyncio.wait_for(flood, 120)
 
     # The broker requeues what the dead consumer held; what is not in the queue was acknowledged.
-    while (state := await queue_state(settings.amqp_url, topology.logsink_events.name))[1] != 0:
-        await asyncio.sleep(0.1)
-    in_queue = state[0]
-    stored = len(await stored_lines(logs))
+    in_queue, _ = await eventually(
+        queue, until=lambda state: state[1] == 0, what="the dead consumer gone", timeout=60, interval=0.1
+    )
+    stored = await stored_count()
     acknowledged = len(messages) - in_queue
     assert killed_at < len(messages), "the kill came after the flood was stored"
     assert in_queue > 0
@@ -123,15 +131,18 @@ async def test_sigkill_during_a_flood_loses_no_acknowledged_event(
 
     logsink_processes.start("logsink")
     await asyncio.to_thread(logsink_processes.wait_ready)
-    deadline = time.monotonic() + 180
-    while (count := len(await stored_lines(logs))) < len(messages):
-        assert time.monotonic() < deadline, f"only {count} of {len(messages)} stored after restart"
-        await asyncio.sleep(0.2)
+    count = await eventually(
+        stored_count,
+        until=lambda n: n >= len(messages),
+        what=f"all {len(messages)} lines stored after the restart",
+        timeout=180,
+        interval=0.2,
+    )
     assert count == len(messages)
     for run in (1, RUNS):
         run_id = f"{run}.1"
         assert await stored_lines(logs, run_id) == [(run_id, seq) for seq in range(1, LINES + 1)]
-    while (await queue_state(settings.amqp_url, topology.logsink_events.name))[0] != 0:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.2)
+    await eventually(
+        queue, until=lambda state: state[0] == 0, what="the queue drained", timeout=30, interval=0.2
+    )
     await mongo.drop_database(settings.database("logsink"))

@@ -18,7 +18,7 @@ from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 from shared.topology import Topology
 from tests.e2e.test_import_run import write_csv
-from tests.support.api import contacts_table, import_job, wait_for_run
+from tests.support.api import contacts_table, import_job, wait_for_group_run, wait_for_run
 from tests.support.broker import get_message, queue_depth
 from tests.support.servers import Sshd
 from tests.support.system import admin_api, isolated_settings, service_env, start_services, started_system
@@ -77,22 +77,6 @@ async def runs(api: httpx.AsyncClient, **query: Any) -> list[str]:
     response = await api.get("/runs", params=query)
     assert response.status_code == 200, response.text
     return sorted(item["run_id"] for item in response.json()["items"])
-
-
-async def wait_for_group_run(
-    api: httpx.AsyncClient, group_run_id: str, timeout: float = 60
-) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last: dict[str, Any] = {}
-    while loop.time() < deadline:
-        response = await api.get(f"/group-runs/{group_run_id}")
-        if response.status_code == 200:
-            last = response.json()
-            if last["status"] in {"succeeded", "partial", "failed", "stopped"}:
-                return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"group run {group_run_id} did not finish within {timeout}s; last seen: {last}")
 
 
 @pytest.mark.timeout(180)

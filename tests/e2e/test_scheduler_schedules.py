@@ -5,8 +5,6 @@ writes the marker."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,18 +14,17 @@ import pytest
 from tests.e2e.test_import_run import create_job, write_csv
 from tests.support.api import wait_for_run
 from tests.support.servers import Sshd
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
 
 async def runs_of(api: httpx.AsyncClient, job_id: int, timeout: float = 60) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    async def listed() -> list[dict[str, Any]] | None:
         response = await api.get("/runs", params={"job_id": job_id})
-        if response.status_code == 200 and (items := response.json().get("items")):
-            return list(items)
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"no run of job {job_id} within {timeout}s")
+        return list(response.json().get("items") or []) if response.status_code == 200 else None
+
+    return await eventually(listed, what=f"a run of job {job_id}", timeout=timeout, interval=0.3)
 
 
 async def test_one_time_schedule_fires_and_run_now_while_running_is_refused(

@@ -19,6 +19,7 @@ from shared.mongo import MongoClient, free_port
 from tests.e2e.conftest import RunningSystem
 from tests.support.api import wait_for_run
 from tests.support.servers import Sshd
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -40,9 +41,7 @@ async def echoing_endpoint() -> AsyncIterator[str]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:
-            await asyncio.sleep(0.02)
+    await eventually(lambda: server.started, what="the server started", timeout=10)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await task

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from shared.settings import CommonSettings
 from shared.topology import Topology
 from tests.support.api import contacts_table, import_job
 from tests.support.catalog_api import Api, running_catalog, sftp_connection
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -237,10 +237,13 @@ async def test_expired_job_is_deleted_when_the_scheduler_says_so(
         await Publisher(broker, topology).publish(
             Expire(source="test", data=ExpireData(kind="job", id=job["id"]))
         )
-    deadline = datetime.now(UTC) + timedelta(seconds=10)
-    while (await api.call("GET", f"/jobs/{job['id']}")).status_code != 404:
-        assert datetime.now(UTC) < deadline, "the expired job was not deleted"
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: api.call("GET", f"/jobs/{job['id']}"),
+        until=lambda response: response.status_code == 404,
+        what="the expired job deleted",
+        timeout=10,
+        interval=0.1,
+    )
 
 
 async def test_listing_filters_sorts_and_pages(api: Api) -> None:

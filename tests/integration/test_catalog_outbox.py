@@ -9,7 +9,7 @@ from shared.contracts import Envelope, JobDeleted
 from shared.contracts.catalog import JobDeletedData
 from shared.errors import RetryableError
 from shared.mongo import MongoClient
-from shared.outbox import Outbox
+from shared.outbox import Entry, Outbox
 
 
 class Broker:
@@ -31,7 +31,7 @@ def deleted(job_id: int) -> JobDeleted:
 
 async def add(mongo: MongoClient, outbox: Outbox, message: Envelope) -> None:
     async with mongo.start_session() as session:
-        await session.with_transaction(lambda s: outbox.add(message, s))
+        await session.with_transaction(lambda s: outbox.add(s, [message], entry_id=message.id))
 
 
 async def test_published_entries_are_pruned_after_their_retention_and_unpublished_ones_kept(
@@ -43,11 +43,11 @@ async def test_published_entries_are_pruned_after_their_retention_and_unpublishe
     old_published, old_unpublished, recent = deleted(1), deleted(2), deleted(3)
     for message in (old_published, old_unpublished, recent):
         await add(mongo, outbox, message)
-    await outbox.deliver(broker, [old_published])
+    await outbox.deliver(broker, [Entry.of(old_published)])
     broker.down = True
-    await outbox.deliver(broker, [old_unpublished])  # refused: it stays for the relay
+    await outbox.deliver(broker, [Entry.of(old_unpublished)])  # refused: it stays for the relay
     broker.down = False
-    await outbox.deliver(broker, [recent])
+    await outbox.deliver(broker, [Entry.of(recent)])
     two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
     await collection.update_many({"_id": {"$in": [old_published.id, old_unpublished.id]}},
                                  {"$set": {"created_at": two_hours_ago}})  # fmt: skip

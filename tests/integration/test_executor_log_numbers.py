@@ -5,7 +5,6 @@ after. Real database; events collected."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +23,7 @@ from tests.support.executor_harness import (
     csv_text,
     import_spec,
 )
+from tests.support.waiting import eventually
 
 FLUSH = 0.2
 
@@ -46,12 +46,6 @@ def sent(events: Events) -> list[tuple[int, str]]:
     return [(m.data.seq, m.data.message) for m in events.messages if isinstance(m, RunLog)]
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(10):
-        while not condition():
-            await asyncio.sleep(0.02)
-
-
 async def test_a_take_over_numbers_after_the_lines_sent_and_the_old_copy_sends_no_more(
     harness: Harness,
 ) -> None:
@@ -64,7 +58,7 @@ async def test_a_take_over_numbers_after_the_lines_sent_and_the_old_copy_sends_n
     await first.log("one")
     await first.log("two")
     assert sent(events) == []  # not yet recorded: held
-    await until(lambda: len(sent(events)) == 2)
+    await eventually(lambda: len(sent(events)) == 2, what="the two lines sent", timeout=10)
     assert sent(events) == [(1, "one"), (2, "two")]
     assert (await leases.leases.find_one({"_id": request.data.run_id}))["log_seq"] == 2
 
@@ -75,7 +69,11 @@ async def test_a_take_over_numbers_after_the_lines_sent_and_the_old_copy_sends_n
     second = reporter(request, leases, second_claim, "exec-b", events)
     await first.log("three, from the copy that does not know yet it lost the run")
     await second.log("resumed")
-    await until(lambda: first.lease_lost and len(sent(events)) == 3)
+    await eventually(
+        lambda: first.lease_lost and len(sent(events)) == 3,
+        what="the lease lost and 3 lines sent",
+        timeout=10,
+    )
 
     assert sent(events) == [(1, "one"), (2, "two"), (3, "resumed")]  # no number twice, no gap
     await first.log("four")

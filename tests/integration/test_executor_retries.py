@@ -58,10 +58,11 @@ async def test_a_transient_failure_is_retried_and_the_run_then_succeeds(harness:
     service = h.service(max_attempts=5)
     request = h.request(spec)
     await service.accept(request)
-    async with asyncio.timeout(30):  # the first attempt fails ...
-        while not any("attempt 1 failed, retrying" in line for line in h.events.logs(request.data.run_id)):
-            h.events.changed.clear()
-            await h.events.changed.wait()
+    # The first attempt fails ...
+    await h.until(
+        lambda: any("attempt 1 failed, retrying" in line for line in h.events.logs(request.data.run_id)),
+        timeout=30,
+    )
     # ... and the server comes back while the run waits to retry.
     connections = h.mongo[h.settings.database("catalog")]["connections"]
     await connections.update_one({"_id": 1}, {"$set": {"port": h.sshd.port}})
@@ -87,10 +88,7 @@ async def test_a_copy_that_lost_its_lease_publishes_no_result(
     request = h.request(import_spec("big.csv", {"kind": "custom", "table": "contacts"}, CONTACT_MAPPING))
     run_id = request.data.run_id
     assert await losing.accept(request)
-    async with asyncio.timeout(30):
-        while not any(m.startswith("header read") for m in h.events.logs(run_id)):
-            h.events.changed.clear()
-            await h.events.changed.wait()
+    await h.until(lambda: any(m.startswith("header read") for m in h.events.logs(run_id)), timeout=30)
     leases = h.mongo[h.settings.database("executor")]["run_leases"]
     await leases.update_one({"_id": run_id}, {"$set": {"owner": "executor-that-took-over"}})
     task = losing.active[run_id].task

@@ -11,8 +11,7 @@ import gc
 import logging
 import os
 import signal
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from tests.support.executor_harness import (
     import_spec,
 )
 from tests.support.servers import Sshd
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -73,14 +73,6 @@ def descendants(pid: int) -> list[int]:
     return found + [grandchild for child in found for grandchild in descendants(child)]
 
 
-async def eventually(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.05)
-
-
 def server_connections(sshd: Sshd) -> int:
     return len(children(listener_pid(sshd)))
 
@@ -118,7 +110,7 @@ async def test_two_runs_in_a_row_open_one_ssh_connection(
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
     assert (pool.opened, pool.reused, pool.stale) == (1, 1, 0)
     assert len(pool.connections()) == 1
-    await eventually(lambda: server_connections(h.sshd) == 1, "sshd serves exactly one connection")
+    await eventually(lambda: server_connections(h.sshd) == 1, what="sshd serves exactly one connection")
     assert [r["customer_id"] for r in await h.rows("contacts", "customer_id")] == ["C1", "C2"]
 
 
@@ -150,11 +142,11 @@ async def test_a_connection_the_server_killed_between_runs_does_not_fail_the_nex
     h = harness
     await contacts(h)
     await succeeds(h, "a.csv", 921)
-    await eventually(lambda: server_connections(h.sshd) == 1, "sshd serves the pooled connection")
+    await eventually(lambda: server_connections(h.sshd) == 1, what="sshd serves the pooled connection")
     killed = descendants(listener_pid(h.sshd))
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
-    await eventually(lambda: not set(killed) & set(descendants(listener_pid(h.sshd))), "sshd child gone")
+    await eventually(lambda: not set(killed) & set(descendants(listener_pid(h.sshd))), what="sshd child gone")
     await succeeds(h, "b.csv", 922)  # at once: the client may or may not have seen the close yet
     assert (pool.opened, pool.stale) == (2, 1)
 
@@ -169,7 +161,7 @@ async def test_an_idle_connection_is_closed_after_the_idle_time(harness: Harness
         async with asyncio.timeout(15):
             await connection.wait_closed()
         assert idle.connections() == []
-        await eventually(lambda: server_connections(h.sshd) == 0, "sshd's connection ended")
+        await eventually(lambda: server_connections(h.sshd) == 0, what="sshd's connection ended")
         await succeeds(h, "b.csv", 932)
         assert (idle.opened, idle.reused) == (2, 0)
     finally:
@@ -183,7 +175,7 @@ async def test_idle_zero_opens_a_connection_per_run_and_keeps_none(harness: Harn
     await succeeds(h, "a.csv", 941)
     await succeeds(h, "b.csv", 942)
     assert (none.opened, none.reused) == (2, 0) and none.connections() == []
-    await eventually(lambda: server_connections(h.sshd) == 0, "no connection left open")
+    await eventually(lambda: server_connections(h.sshd) == 0, what="no connection left open")
 
 
 async def test_every_run_on_a_reused_connection_registers_the_secrets_with_its_redactor(

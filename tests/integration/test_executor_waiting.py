@@ -41,10 +41,10 @@ async def busy_with_a_long_run(
     busy = h.service(executor_id=executor_id, concurrency=1)
     long_run, short_run = h.request(spec("long.csv", "contacts")), h.request(spec("short.csv", "others"))
     assert await busy.accept(long_run)
-    async with asyncio.timeout(30):
-        while not any(line.startswith("waiting for run") for line in h.events.logs(long_run.data.run_id)):
-            h.events.changed.clear()
-            await h.events.changed.wait()
+    await h.until(
+        lambda: any(line.startswith("waiting for run") for line in h.events.logs(long_run.data.run_id)),
+        timeout=30,
+    )
     assert await busy.accept(short_run)  # returns with the claim durable, though no slot is free
     return busy, long_run, short_run
 

@@ -36,6 +36,7 @@ from tests.integration.test_export_model_cases import (
 )
 from tests.model.export_model import ModelTable, csv_file, expected, rest_batches
 from tests.support.executor_harness import Harness
+from tests.support.waiting import eventually
 
 _job_ids = itertools.count(5000)
 pytestmark = pytest.mark.timeout(7200 if DEEP else 180)  # the deep run draws 20x the examples
@@ -61,9 +62,7 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app.app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: server.started, what="the server started", timeout=10)
     yield app, f"http://127.0.0.1:{port}"
     server.should_exit = True
     await task

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request, Response
 from shared.contracts.runs import RunStatus
 from shared.mongo import free_port
 from tests.support.executor_harness import Harness, csv_text, import_spec
+from tests.support.waiting import eventually
 
 USER_FIELDS = [{"name": "FIRST_NAME", "type": "string"}, {"name": "SCORE", "type": "integer"}]
 
@@ -136,8 +137,7 @@ async def endpoint() -> AsyncIterator[tuple[Endpoint, str]]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app.app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
+    await eventually(lambda: server.started, what="the server started", timeout=10)
     yield app, f"http://127.0.0.1:{port}"
     server.should_exit = True
     await task

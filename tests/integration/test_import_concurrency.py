@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from services.executor.audience import BulkOutcome
 from services.executor.service import ExecutorService
 from shared.contracts import RunFinished
 from shared.contracts.runs import RunLog, RunStatus
@@ -88,13 +89,6 @@ def contacts_file(rows: dict[str, dict[str, Any]]) -> str:
     return csv_text([["id", "email", "points"], *lines])
 
 
-async def until(h: Harness, ready: Callable[[], bool], timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not ready():
-            h.events.changed.clear()
-            await h.events.changed.wait()
-
-
 def waiting(h: Harness, run_id: str) -> bool:
     return any(line.startswith("waiting for run") for line in h.events.logs(run_id))
 
@@ -107,7 +101,7 @@ async def race(h: Harness, collection: str, specs: list[dict[str, Any]]) -> list
     for service, request in zip(services, requests, strict=True):
         assert await service.accept(request)
     run_ids = [r.data.run_id for r in requests]
-    await until(h, lambda: all(waiting(h, run_id) for run_id in run_ids))
+    await h.until(lambda: all(waiting(h, run_id) for run_id in run_ids))
     await free_table(h, collection, BLOCKER)
     finished = [await h.finished(run_id) for run_id in run_ids]
     for done in finished:
@@ -264,7 +258,7 @@ async def test_a_waiting_run_says_whom_it_waits_for_and_stops_without_writing(ha
     service, request = h.service(), h.request(custom_spec("a.csv", "merge"))
     run_id = request.data.run_id
     await service.accept(request)
-    await until(h, lambda: waiting(h, run_id))
+    await h.until(lambda: waiting(h, run_id))
     assert f"waiting for run {BLOCKER}, which is writing table contacts" in h.events.logs(run_id)
     assert service.request_stop(run_id)
     stopped = await h.finished(run_id)
@@ -288,12 +282,13 @@ async def test_a_dead_holder_blocks_others_one_lease_at_most_and_its_take_over_c
     doomed = h.service(batch_size=5, in_flight=1, executor_id="doomed", lease_seconds=lease)
     survivor = h.service(batch_size=10, executor_id="survivor", lease_seconds=lease)
     checkpointed = spy_on_checkpoints(doomed, monkeypatch)
+    pace_writes(doomed, monkeypatch)
     dying, other = h.request(custom_spec("big.csv", "merge")), h.request(custom_spec("small.csv", "merge"))
     await doomed.accept(dying)
-    await until(h, lambda: any(p.data.records_written for p in h.progress(dying.data.run_id)))
+    await h.until(lambda: any(p.data.records_written for p in h.progress(dying.data.run_id)))
     await survivor.accept(other)  # the doomed run is writing: it holds the table
     await asyncio.wait_for(checkpointed.wait(), timeout=30)
-    await until(h, lambda: waiting(h, other.data.run_id))
+    await h.until(lambda: waiting(h, other.data.run_id))
     abandon(doomed, monkeypatch)  # the executor dies: no renewal, no release, no hand-over
     died_at = datetime.now(UTC)
 
@@ -323,6 +318,7 @@ async def test_a_handed_over_run_keeps_its_table_and_resumes_after_its_checkpoin
     stopping = h.service(batch_size=5, in_flight=1, executor_id="stopping")
     successor = h.service(batch_size=10, executor_id="successor")
     checkpointed = spy_on_checkpoints(stopping, monkeypatch)
+    pace_writes(stopping, monkeypatch)
     request = h.request(custom_spec("big.csv", "merge"))
     await stopping.accept(request)
     await asyncio.wait_for(checkpointed.wait(), timeout=30)
@@ -350,14 +346,14 @@ async def test_a_holder_that_stalled_past_its_hold_loads_again_after_the_run_tha
     quick = h.service(executor_id="quick")
     slow, other = h.request(custom_spec("big.csv", "merge")), h.request(custom_spec("small.csv", "merge"))
     await stalling.accept(slow)
-    await until(h, lambda: any(line.startswith("header read") for line in h.events.logs(slow.data.run_id)))
+    await h.until(lambda: any(line.startswith("header read") for line in h.events.logs(slow.data.run_id)))
     await quick.accept(other)  # the slow run is loading: it holds the table
-    await until(h, lambda: waiting(h, other.data.run_id))
+    await h.until(lambda: waiting(h, other.data.run_id))
     # An executor that stalls for longer than a hold: its heartbeat renews nothing until the other run has
     # taken the table (a one-shot expiry alone could be renewed before the other run polls), then resumes.
     stalled = stall_renewals(stalling, monkeypatch)
     await expire_table_hold(h, "table_contacts")
-    await until(h, lambda: any(" is free after " in line for line in h.events.logs(other.data.run_id)))
+    await h.until(lambda: any(" is free after " in line for line in h.events.logs(other.data.run_id)))
     stalled.set()
     assert (await h.finished(other.data.run_id)).data.status == RunStatus.SUCCEEDED
     done = await h.finished(slow.data.run_id)
@@ -396,6 +392,18 @@ def stall_renewals(service: ExecutorService, monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(service.leases, "renew", stalled)
     return resumed
+
+
+def pace_writes(service: ExecutorService, monkeypatch: pytest.MonkeyPatch, seconds: float = 0.005) -> None:
+    """Each of the service's writes takes at least `seconds` more: its load lasts past a checkpoint
+    interval (1 s) however fast the database is, so a checkpoint is saved before the load ends."""
+    bulk = service.store.bulk
+
+    async def paced(collection: str, operations: Sequence[Any]) -> BulkOutcome:
+        await asyncio.sleep(seconds)
+        return await bulk(collection, operations)
+
+    monkeypatch.setattr(service.store, "bulk", paced)
 
 
 def spy_on_checkpoints(service: ExecutorService, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:

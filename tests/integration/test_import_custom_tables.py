@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.executor.audience import BulkOutcome, MongoAudienceStore
-from services.executor.importers.targets import CustomMergeTarget, Item, Target, WriteOutcome
+from services.executor.importers.batch import Item, WriteOutcome
+from services.executor.importers.targets import CustomMergeTarget, Target
 from shared.catalog_records import TableRecord
 from shared.contracts.runs import RunCounts, RunStatus
 from shared.mongo import MongoClient

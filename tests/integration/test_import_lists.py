@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from services.executor.audience import MongoAudienceStore
+from services.executor.importers.batch import Item
 from services.executor.importers.lists import ListTarget
-from services.executor.importers.targets import Item
 from shared.catalog_records import LIST_SYSTEM_FIELDS, TableKind, TableRecord
 from shared.contracts.jobs import TableField
 from shared.contracts.runs import RunCounts, RunStatus

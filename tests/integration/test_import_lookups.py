@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.executor.audience import LOOKUP_CHUNK, SPARSE_PAUSE, MongoAudienceStore
+from services.executor.importers.batch import Item, WriteOutcome
 from services.executor.importers.lists import ListTarget
-from services.executor.importers.targets import CustomMergeTarget, Item, WriteOutcome
+from services.executor.importers.targets import CustomMergeTarget
 from shared.catalog_records import LIST_SYSTEM_FIELDS, TableField, TableKind, TableRecord
 from tests.integration.test_import_reimport import contacts_table
 from tests.support.executor_harness import Harness

@@ -73,13 +73,6 @@ async def contacts(h: Harness) -> None:
     h.write("small.csv", csv_text([["id", "email", "points"], ["S1", "s1@example.com", "1"]]))
 
 
-async def until(h: Harness, condition: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            h.events.changed.clear()
-            await h.events.changed.wait()
-
-
 class LagWatch:
     """The service's loop-lag monitor on the test's loop, observing into a real histogram."""
 
@@ -104,11 +97,11 @@ async def run_beside(h: Harness, heavy: str, started: Callable[[str], bool]) -> 
     request = h.request(spec(heavy))
     await service.accept(request)
     heavy_id = request.data.run_id
-    await until(h, lambda: started(heavy_id), timeout=60)
+    await h.until(lambda: started(heavy_id), timeout=60)
     small = h.request(spec("small.csv"))
     requested = time.monotonic()
     await service.accept(small)
-    await until(h, lambda: bool(h.events.of(small.data.run_id, RunStarted)), timeout=60)
+    await h.until(lambda: bool(h.events.of(small.data.run_id, RunStarted)), timeout=60)
     delay = time.monotonic() - requested
     assert (await h.finished(small.data.run_id, timeout=60)).data.status == RunStatus.SUCCEEDED
     return delay, heavy_id, watch

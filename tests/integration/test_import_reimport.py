@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from services.executor.audience import MongoAudienceStore
-from services.executor.importers.targets import CustomMergeTarget, Item, WriteOutcome
+from services.executor.importers.batch import Item, WriteOutcome
+from services.executor.importers.targets import CustomMergeTarget
 from shared.catalog_records import TableRecord
 from shared.contracts.runs import RunCounts
 from tests.integration.test_import_lists import HEADER as LIST_HEADER

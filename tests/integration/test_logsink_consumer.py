@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import aio_pika
@@ -20,6 +18,7 @@ from shared.settings import CommonSettings
 from shared.topology import Topology
 from tests.support.broker import get_message, queue_depth
 from tests.support.runlogs import stored_lines
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -50,13 +49,6 @@ async def consumers(amqp_url: str, queue: str) -> int:
         return int(declared.declaration_result.consumer_count or 0)
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.1)
-
-
 def log_lines(run_id: str, count: int) -> list[bytes]:
     at = datetime.now(UTC)
     return [
@@ -80,13 +72,15 @@ async def test_one_consumer_stores_every_line_once_and_acknowledges_it(
     async def stored_and_acknowledged() -> bool:
         return len(await stored_lines(logs)) == 520 and await queue_depth(settings.amqp_url, queue) == 0
 
-    await wait_until(stored_and_acknowledged, "every line stored and the queue drained")
+    await eventually(
+        stored_and_acknowledged, what="every line stored and the queue drained", timeout=30, interval=0.1
+    )
     consumer = logsink.state.consumer
 
     async def all_settled() -> bool:
         return bool(consumer.window.unsettled == 0)
 
-    await wait_until(all_settled, "every delivery acknowledged")
+    await eventually(all_settled, what="every delivery acknowledged", timeout=30, interval=0.1)
     assert await stored_lines(logs, "7.1") == [("7.1", seq) for seq in range(1, 521)]
 
 
@@ -113,9 +107,11 @@ async def test_a_malformed_or_unknown_event_is_dead_lettered_with_its_reason(
     async def stored() -> bool:
         return len(await stored_lines(logs, "8.1")) == 3
 
-    await wait_until(stored, "the valid events after the poison ones are stored")
+    await eventually(
+        stored, what="the valid events after the poison ones are stored", timeout=30, interval=0.1
+    )
 
     async def drained() -> bool:
         return await queue_depth(settings.amqp_url, topology.logsink_events.name) == 0
 
-    await wait_until(drained, "the queue drained")
+    await eventually(drained, what="the queue drained", timeout=30, interval=0.1)

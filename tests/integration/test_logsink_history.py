@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,6 +51,7 @@ from shared.messaging import Publisher
 from shared.mongo import MongoClient, free_port
 from shared.settings import CommonSettings
 from shared.topology import Topology
+from tests.support.waiting import eventually
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -81,32 +81,34 @@ class History:
 
     async def wait_run(
         self, run_id: str, until: Callable[[dict[str, Any]], bool], timeout: float = 15
-    ) -> Any:
-        return await _wait(lambda: self._maybe(f"/runs/{run_id}"), until, timeout, f"run {run_id}")
+    ) -> dict[str, Any]:
+        return await self._wait(f"/runs/{run_id}", until, timeout, f"run {run_id}")
 
-    async def wait_group_run(self, group_run_id: str, until: Callable[[dict[str, Any]], bool]) -> Any:
-        return await _wait(lambda: self._maybe(f"/group-runs/{group_run_id}"), until, 15, group_run_id)
+    async def wait_group_run(
+        self, group_run_id: str, until: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any]:
+        return await self._wait(f"/group-runs/{group_run_id}", until, 15, f"group run {group_run_id}")
+
+    async def wait_log_lines(self, run_id: str, count: int) -> dict[str, Any]:
+        """The run's first log page once it holds `count` lines."""
+        return await eventually(
+            lambda: self.get(f"/runs/{run_id}/logs"),
+            until=lambda page: len(page["lines"]) == count,
+            what=f"{count} log lines of run {run_id}",
+            interval=0.1,
+        )
+
+    async def _wait(
+        self, path: str, until: Callable[[dict[str, Any]], bool], timeout: float, what: str
+    ) -> dict[str, Any]:
+        return await eventually(
+            lambda: self._maybe(path), until=until, what=f"{what} as expected", timeout=timeout, interval=0.1
+        )
 
     async def _maybe(self, path: str) -> dict[str, Any] | None:
         async with self.client() as client:
             response = await client.get(path)
         return response.json() if response.status_code == 200 else None
-
-
-async def _wait(
-    read: Callable[[], Awaitable[dict[str, Any] | None]],
-    until: Callable[[dict[str, Any]], bool],
-    timeout: float,
-    what: str,
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await read()
-        if last is not None and until(last):
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what} not as expected within {timeout}s; last seen: {last}")
 
 
 @pytest.fixture
@@ -346,9 +348,7 @@ async def test_duplicated_and_reordered_events_never_change_a_terminal_record(hi
     assert run["duration_seconds"] == 42.5 and run["last_log_seq"] == 3
     assert datetime.fromisoformat(run["start_time"]) == T0  # the first start stays
     assert run["progress"] is None and logs["job_name"] == "dup"
-    page = await _wait(
-        lambda: history.get("/runs/41.1/logs"), lambda p: len(p["lines"]) == 3, 15, "log lines"
-    )
+    page = await history.wait_log_lines("41.1", 3)
     assert [line["seq"] for line in page["lines"]] == [1, 2, 3]
     metrics = await _logsink_metrics(history)
     assert metrics.get('connect_logsink_duplicates_total{type="run.finished"}', 0) >= 1
@@ -394,7 +394,7 @@ async def test_log_pages_and_gaps_shown_as_missing(history: History) -> None:
     await history.publish(requested("61.1", "logs"), started("61.1", "logs"), *lines)
     await history.publish(finished("61.1", RunStatus.SUCCEEDED, RunCounts(), seconds=1, last_log_seq=12))
     await history.wait_run("61.1", terminal)
-    await _wait(lambda: history.get("/runs/61.1/logs"), lambda p: len(p["lines"]) == 8, 15, "lines")
+    await history.wait_log_lines("61.1", 8)
 
     first = await history.get("/runs/61.1/logs", limit=4)
     assert [line["seq"] for line in first["lines"]] == [1, 2, 3, 6]
@@ -430,7 +430,7 @@ async def test_live_tail_follows_a_run_until_it_ends(history: History) -> None:
                     received.append((event, json.loads(text.removeprefix("data: "))))
 
     reader = asyncio.create_task(follow())
-    await _wait_for(lambda: sum(e == "line" for e, _ in received) == 2)
+    await eventually(lambda: sum(e == "line" for e, _ in received) == 2, what="the 2 lines streamed")
     assert not reader.done()  # still running: the stream stays open
     await history.publish(log("71.1", 3), log("71.1", 5))  # 4 is lost
     await history.publish(finished("71.1", RunStatus.SUCCEEDED, RunCounts(), seconds=3, last_log_seq=6))
@@ -454,18 +454,11 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None))
     task = asyncio.create_task(server.serve())
     try:
-        await _wait_for(lambda: server.started, timeout=10)
+        await eventually(lambda: server.started, what="the server started", timeout=10)
         yield f"http://127.0.0.1:{port}/api/v1"
     finally:
         server.should_exit = True
         await task
-
-
-async def _wait_for(condition: Callable[[], bool], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def _logsink_metrics(history: History) -> dict[str, float]:

@@ -15,9 +15,10 @@ from shared.contracts import RunLog
 from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 from shared.topology import Topology
-from tests.integration.test_logsink_consumer import log_lines, publish, wait_until
+from tests.integration.test_logsink_consumer import log_lines, publish
 from tests.support.broker import queue_depth
 from tests.support.runlogs import stored_lines
+from tests.support.waiting import eventually
 
 PREFETCH = 200
 
@@ -57,6 +58,11 @@ async def test_deliveries_are_received_inline_stored_once_and_acknowledged(
         drained = await queue_depth(settings.amqp_url, queue) == 0
         return drained and consumer.window.unsettled == 0 and len(await stored_lines(logs)) == 430
 
-    await wait_until(stored_and_acknowledged, "every line stored and every delivery acknowledged")
+    await eventually(
+        stored_and_acknowledged,
+        what="every line stored and every delivery acknowledged",
+        timeout=30,
+        interval=0.1,
+    )
     assert await stored_lines(logs, "9.1") == [("9.1", seq) for seq in range(1, 431)]
     assert through_tasks == []  # every delivery was received inline

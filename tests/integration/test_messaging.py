@@ -19,6 +19,7 @@ from shared.metrics import create_metrics
 from shared.settings import CommonSettings
 from shared.topology import Topology, declare_topology
 from tests.support.broker import delete_topology, get_message, queue_depth
+from tests.support.waiting import eventually
 
 REQUESTED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -287,8 +288,7 @@ async def test_closing_fails_the_requests_still_waiting(settings: CommonSettings
         await responder.start()
         publisher = Publisher(caller, topology)
         waiting = asyncio.create_task(publisher.request(run_job(SLOW), timeout=30))
-        while not publisher.requester.waiting:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: publisher.requester.waiting, what="the request waiting for its reply")
         await publisher.close()
         with pytest.raises(RetryableError, match="stopping"):
             await waiting

@@ -20,6 +20,7 @@ from shared.contracts.runs import RunStatus
 from shared.logging import JsonFormatter
 from shared.mongo import free_port
 from tests.support.executor_harness import Harness, csv_text, import_spec
+from tests.support.waiting import eventually
 
 TOKEN = "tok-S3cr3t/+value=42"
 LEAKED_FORMS = (TOKEN, base64.b64encode(TOKEN.encode()).decode(), quote(TOKEN, safe=""))
@@ -59,9 +60,7 @@ async def echoing() -> AsyncIterator[tuple[EchoingEndpoint, str]]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(endpoint.app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:
-            await asyncio.sleep(0.02)
+    await eventually(lambda: server.started, what="the server started", timeout=10)
     yield endpoint, f"http://127.0.0.1:{port}"
     server.should_exit = True
     await task

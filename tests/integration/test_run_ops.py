@@ -28,9 +28,9 @@ from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 from tests.support.api import contacts_table, import_job
 from tests.support.commands import Commands
-from tests.support.scheduler_harness import wait_for
 from tests.support.servers import Sshd
 from tests.support.system import admin_token, isolated_settings, service_env, started_system
+from tests.support.waiting import eventually
 
 Op = tuple[str, str, str]  # (service database, collection, command); "admin" for transaction commits
 
@@ -164,7 +164,7 @@ async def _settled(mongo: MongoClient, settings: CommonSettings, job_id: int, ru
             and unpublished is None
         )
 
-    await wait_for(done, timeout=60, what=f"run {run_id} settled in every service")
+    await eventually(done, what=f"run {run_id} settled in every service", timeout=60)
 
 
 def _write_row(root: Path, points: int) -> None:

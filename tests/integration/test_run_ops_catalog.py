@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 import pytest
 from pymongo import AsyncMongoClient
 
-from services.catalog.adapters.repository import MongoCatalogRepository
 from services.catalog.domain import Role
 from services.catalog.jobs import CoalescedReads
 from shared.mongo import MongoClient
@@ -38,10 +37,10 @@ async def test_reads_asked_for_together_are_one_query_and_each_later_read_is_fre
     commands = Commands()
     assert settings.mongo_url
     client: MongoClient = AsyncMongoClient(settings.mongo_url, tz_aware=True, event_listeners=[commands])
-    repo = MongoCatalogRepository(client, settings.database("catalog"))
+    counted = client[settings.database("catalog")]["jobs"]
 
     async def read(ids: list[int]) -> dict[int, dict[str, object]]:
-        return {doc["_id"]: doc for doc in await repo.find_all("jobs", {"_id": {"$in": ids}})}
+        return {doc["_id"]: doc async for doc in counted.find({"_id": {"$in": ids}})}
 
     reads = CoalescedReads(read)
     try:

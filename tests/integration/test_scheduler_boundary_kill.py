@@ -36,7 +36,8 @@ from shared.settings import CommonSettings
 from shared.topology import Topology
 from tests.conftest import DEEP, TEST_SECRET_KEY
 from tests.integration.test_scheduler_ha import _fake_executors
-from tests.support.scheduler_harness import job_changed, snapshot, wait_for
+from tests.support.scheduler_harness import job_changed, snapshot
+from tests.support.waiting import eventually
 
 KILL_AFTER = 0.3  # real seconds after the boundary
 WAITED = "waited on a conflicting transaction"
@@ -133,7 +134,9 @@ async def _experiment(
         every_minute = RecurringSchedule(rule=EveryRule(minutes=1))
         for job_id in job_ids:
             await publisher.publish(job_changed(snapshot(job_id, every_minute)))
-        await wait_for(lambda: _all_known(db, form.jobs), 30, "every job known to the scheduler")
+        await eventually(
+            lambda: _all_known(db, form.jobs), what="every job known to the scheduler", timeout=30
+        )
         # The first boundary at least 3 real seconds ahead (every job is due at it).
         ahead = origin + (datetime.now(UTC) + timedelta(seconds=3) - origin) * form.scale
         first = ahead.replace(second=0, microsecond=0) + timedelta(minutes=1)
@@ -146,13 +149,17 @@ async def _experiment(
             logs.append(system.start("scheduler", instance=victim.removeprefix("scheduler")).log_path)
         last = boundaries[-1]
         settle = 30 + (form.server_lifetime or 0) * 2
-        await wait_for(
-            lambda: _recorded_until(db, last, form.jobs), settle, f"every job's slot {last} recorded"
+        await eventually(
+            lambda: _recorded_until(db, last, form.jobs),
+            what=f"every job's slot {last} recorded",
+            timeout=settle,
         )
-        await wait_for(lambda: _all_published(db), 30, "the outbox to be empty")
+        await eventually(lambda: _all_published(db), what="the outbox to be empty", timeout=30)
         ledger = await db["fire_ledger"].find({"slot": {"$lte": last}}).to_list(None)
         requested = {(e["owner"], e["slot"]) for e in ledger if e["outcome"] == "requested"}
-        await wait_for(lambda: _seen(received) >= requested, 30, "every requested run delivered")
+        await eventually(
+            lambda: _seen(received) >= requested, what="every requested run delivered", timeout=30
+        )
     finally:
         await broker.stop()
         system.stop()

@@ -9,7 +9,8 @@ from shared.contracts import RunJob
 from shared.contracts.runs import RequestCommand
 from tests.integration.test_scheduler_groups import run_group, setup_group
 from tests.integration.test_scheduler_runs import run_now
-from tests.support.scheduler_harness import Harness, wait_for
+from tests.support.scheduler_harness import Harness
+from tests.support.waiting import eventually
 
 
 def due(command: RequestCommand, seconds: float) -> RequestCommand:
@@ -36,7 +37,7 @@ async def test_run_now_and_run_group_past_their_deadline_are_answered_expired_an
     assert fresh.accepted and fresh.run_id == "60.1"
     group = await h.request(due(run_group(61), 20))
     assert group.accepted and group.run_id == "61.1"
-    await wait_for(lambda: h.runs_of(60) and h.runs_of(62), 15, "the fresh runs requested")
+    await eventually(lambda: h.runs_of(60) and h.runs_of(62), what="the fresh runs requested", timeout=15)
     assert [m.data.run_id for m in h.runs_of(60)] == ["60.1"]
     assert [m.data.run_id for m in h.runs_of(62)] == ["62.1"]
 
@@ -58,6 +59,6 @@ async def test_an_expired_command_replayed_from_the_dead_letter_queue_is_not_car
     # Commands are consumed in order: once this one is answered, the replayed one was handled before it.
     fresh = await h.request(due(run_now(63), 20))
     assert fresh.accepted and fresh.run_id == "63.1"
-    await wait_for(lambda: h.runs_of(63), 15, "the fresh run requested")
+    await eventually(lambda: h.runs_of(63), what="the fresh run requested", timeout=15)
     assert [m.data.run_id for m in h.runs_of(63)] == ["63.1"]
     assert await stale_request_ids(h) == 1  # the fresh one only

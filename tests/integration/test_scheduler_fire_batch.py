@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from services.scheduler.domain import CatchUp, SlotPlan, plan_slots
+from services.scheduler.service import SchedulerService
 from services.scheduler.store import MongoSchedulerRepository
 from services.scheduler.store.documents import ScheduleDoc
+from shared.contracts import Envelope
 from shared.contracts.jobs import EveryRule, RecurringSchedule
 from shared.mongo import MongoClient
 from shared.settings import CommonSettings
+from tests.support.commands import Commands
 from tests.support.scheduler_harness import snapshot
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -130,3 +135,37 @@ async def test_a_batch_with_a_slot_already_recorded_is_refused_and_left_to_fire_
     singles = [await repo.fire_one(key, planner, AT, AT) for key in batch.singles]
     assert sorted(m.data.run_id for r in singles for m in r.messages) == ["1.1", "3.1", "4.1"]  # type: ignore[attr-defined]
     assert await repo.db.ledger.count_documents({}) == 4
+
+
+class Confirmed:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def publish(self, message: Envelope) -> None:
+        self.sent.append(message.id)
+
+
+async def test_a_batch_and_its_publish_cost_one_outbox_insert_and_one_outbox_update_whatever_its_size(
+    mongo_url: str, settings: CommonSettings
+) -> None:
+    """Issue #15: the outbox shared with the catalog adds no write to a fire (bench/scheduler_scale.py)."""
+    listener = Commands()
+    client: MongoClient = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[listener])
+    repo = MongoSchedulerRepository(client, settings.database("scheduler"), partitions=1)
+    try:
+        await repo.ensure_indexes()
+        await add_jobs(repo, range(1, 51))
+        publisher = Confirmed()
+        service = SchedulerService(repo, publisher, lambda: AT, wall=lambda: AT)
+        listener.take()
+        batch = await repo.fire_due(0, int(AT.timestamp()), 100, planner, AT, AT)
+        assert await service.publish(batch.result)
+        assert listener.take() == Counter(
+            {("find", "schedule_state"): 2, ("insert", "fire_ledger"): 1, ("update", "schedule_state"): 1,
+             ("insert", "outbox"): 1, ("commitTransaction", ""): 1, ("update", "outbox"): 1}
+        )  # fmt: skip
+        assert sorted(publisher.sent) == sorted(f"run-requested-{j}.1" for j in range(1, 51))
+        assert await repo.outbox.collection.count_documents({"published": False}) == 0
+    finally:
+        await client.drop_database(settings.database("scheduler"))
+        await client.close()

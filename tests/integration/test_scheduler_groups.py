@@ -30,8 +30,8 @@ from tests.support.scheduler_harness import (
     job_changed,
     running_scheduler,
     snapshot,
-    wait_for,
 )
+from tests.support.waiting import eventually
 
 
 def group_changed(group_id: int, job_ids: tuple[int, ...], **extra: object) -> GroupChanged:
@@ -56,7 +56,7 @@ async def setup_group(h: Harness, group_id: int, job_ids: tuple[int, ...], **ext
 
 async def step(h: Harness, job_id: int, count: int = 1) -> str:
     """Wait for the `count`-th run of a member and return its run id."""
-    await wait_for(lambda: len(h.runs_of(job_id)) >= count, 15, f"run {count} of job {job_id}")
+    await eventually(lambda: len(h.runs_of(job_id)) >= count, what=f"run {count} of job {job_id}", timeout=15)
     return h.runs_of(job_id)[count - 1].data.run_id
 
 
@@ -84,7 +84,7 @@ async def test_group_runs_members_in_order_and_stops_after_a_failing_step(schedu
     await h.finish(51, first, RunStatus.PARTIAL)  # partial counts as success
     second = await step(h, 52)
     await h.finish(52, second, RunStatus.FAILED)
-    done = await wait_for(lambda: finished_group(h, "5.1"), 15, "GroupRunFinished")
+    done = await eventually(lambda: finished_group(h, "5.1"), what="GroupRunFinished", timeout=15)
     assert done.data.status == RunStatus.FAILED
     assert done.data.member_run_ids == (first, second)
     assert h.runs_of(53) == []
@@ -101,7 +101,7 @@ async def test_group_with_continue_on_failure_runs_every_member(scheduler: Harne
     await h.finish(61, await step(h, 61), RunStatus.FAILED)
     await h.finish(62, await step(h, 62), RunStatus.SUCCEEDED)
     await h.finish(63, await step(h, 63), RunStatus.SUCCEEDED)
-    done = await wait_for(lambda: finished_group(h, "6.1"), 15, "GroupRunFinished")
+    done = await eventually(lambda: finished_group(h, "6.1"), what="GroupRunFinished", timeout=15)
     assert done.data.status == RunStatus.FAILED and "61.1" in (done.data.error or "")
     assert done.data.member_run_ids == ("61.1", "62.1", "63.1")
 
@@ -118,7 +118,7 @@ async def test_group_succeeds_across_a_scheduler_restart(
         await after.finish(71, first)
         second = await step(after, 72)
         await after.finish(72, second)
-        done = await wait_for(lambda: finished_group(after, "7.1"), 15, "GroupRunFinished")
+        done = await eventually(lambda: finished_group(after, "7.1"), what="GroupRunFinished", timeout=15)
     assert done.data.status == RunStatus.SUCCEEDED
     assert done.data.member_run_ids == ("71.1", "72.1")
     await mongo.drop_database(settings.database("scheduler"))
@@ -131,9 +131,11 @@ async def test_stopping_a_group_run_stops_the_current_member_and_requests_no_mor
     current = await step(h, 81)
     stop = StopGroupRun(source="test", data=StopGroupRunData(group_run_id="8.1", requested_by="tester"))
     assert (await h.request(stop)).accepted
-    await wait_for(lambda: [s for s in h.stops if s.data.run_id == current], 15, "StopRun of the member")
+    await eventually(
+        lambda: [s for s in h.stops if s.data.run_id == current], what="StopRun of the member", timeout=15
+    )
     await h.finish(81, current, RunStatus.STOPPED)
-    done = await wait_for(lambda: finished_group(h, "8.1"), 15, "GroupRunFinished")
+    done = await eventually(lambda: finished_group(h, "8.1"), what="GroupRunFinished", timeout=15)
     assert done.data.status == RunStatus.STOPPED
     assert h.runs_of(82) == []
 
@@ -154,16 +156,18 @@ async def test_a_trigger_starts_subscribed_jobs_once_per_idempotency_key(schedul
 
     for _ in range(3):  # the same event three times
         await h.publish_trigger(fired("batch-1"))
-    await wait_for(lambda: h.runs_of(91) and h.runs_of(92), 15, "triggered runs")
+    await eventually(lambda: h.runs_of(91) and h.runs_of(92), what="triggered runs", timeout=15)
     await h.finish(91, "91.1")
     await h.finish(92, "92.1")
-    await wait_for(lambda: _free(h, 91, 92), 15, "jobs freed")
+    await eventually(lambda: _free(h, 91, 92), what="jobs freed", timeout=15)
     await h.publish_trigger(fired("batch-2"))
-    await wait_for(lambda: len(h.runs_of(91)) == 2 and len(h.runs_of(92)) == 2, 15, "second key's runs")
+    await eventually(
+        lambda: len(h.runs_of(91)) == 2 and len(h.runs_of(92)) == 2, what="second key's runs", timeout=15
+    )
     await h.publish_trigger(fired("batch-1"))  # a late duplicate of the first key
     marker = TriggerData(name="other", idempotency_key="marker")  # published after the duplicate
     await h.publish_trigger(TriggerFired(source="crm", data=marker))
-    await wait_for(lambda: h.runs_of(93), 15, "the marker run")
+    await eventually(lambda: h.runs_of(93), what="the marker run", timeout=15)
     ledger = await h.ledger("job:91")
     assert [e["slot"] for e in ledger] == [
         "trigger:crm.export-ready:batch-1",
@@ -191,8 +195,10 @@ async def test_expiration_waits_for_the_run_in_progress(scheduler: Harness, kind
     from tests.integration.test_scheduler_runs import run_now
 
     assert (await h.request(run_now(95))).accepted
-    await wait_for(lambda: datetime.now(UTC) > expires + timedelta(seconds=1), 5)
+    await eventually(
+        lambda: datetime.now(UTC) > expires + timedelta(seconds=1), what="a second past the expiry", timeout=5
+    )
     assert h.expires == []  # the run in progress finishes first
     await h.finish(95, "95.1")
-    expire = await wait_for(lambda: h.expires, 15, "Expire sent to the catalog")
+    expire = await eventually(lambda: h.expires, what="Expire sent to the catalog", timeout=15)
     assert (expire[0].data.kind, expire[0].data.id) == ("job", 95)

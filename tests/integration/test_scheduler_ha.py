@@ -26,7 +26,8 @@ from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 from shared.topology import Topology
 from tests.conftest import TEST_SECRET_KEY
-from tests.support.scheduler_harness import finished, job_changed, snapshot, wait_for
+from tests.support.scheduler_harness import finished, job_changed, snapshot
+from tests.support.waiting import eventually
 
 SCALE = 900.0  # one simulated minute every 67 ms
 JOBS = 12
@@ -97,12 +98,16 @@ async def test_two_replicas_killed_at_random_fire_every_slot_exactly_once(
             kills += 1
             system.start("scheduler", instance=victim.removeprefix("scheduler"))
             await asyncio.to_thread(system.wait_ready)
-        await wait_for(
-            lambda: _all_published(db), 30, "the outbox to be empty (the relay resends what the kills left)"
+        await eventually(
+            lambda: _all_published(db),
+            what="the outbox to be empty (the relay resends what the kills left)",
+            timeout=30,
         )
         ledger = await db["fire_ledger"].find({}).to_list(None)
         requested = {(e["owner"], e["slot"]) for e in ledger if e["outcome"] == "requested"}
-        await wait_for(lambda: _seen(received) >= requested, 30, "every requested run delivered")
+        await eventually(
+            lambda: _seen(received) >= requested, what="every requested run delivered", timeout=30
+        )
     finally:
         await broker.stop()
         system.stop()

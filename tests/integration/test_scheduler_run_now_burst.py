@@ -9,7 +9,8 @@ import time
 from collections import Counter
 
 from tests.integration.test_scheduler_runs import run_now
-from tests.support.scheduler_harness import Harness, wait_for
+from tests.support.scheduler_harness import Harness
+from tests.support.waiting import eventually
 
 JOBS = range(300, 400)
 
@@ -24,7 +25,7 @@ async def test_a_hundred_concurrent_run_now_commands_are_each_answered_with_one_
     print(f"\n{len(commands)} concurrent run-now answered in {time.perf_counter() - started:.2f} s")
     assert [r.run_id for r in replies[:-1]] == [f"{job}.1" for job in JOBS]
     assert not replies[-1].accepted and "running" in (replies[-1].reason or "")
-    await wait_for(lambda: len(h.requested) >= len(JOBS), 30, "every run requested")
+    await eventually(lambda: len(h.requested) >= len(JOBS), what="every run requested", timeout=30)
     await h.service.settle()
     assert Counter(m.data.run_id for m in h.requested) == Counter(f"{job}.1" for job in JOBS)
     assert await h.db["outbox"].count_documents({"published": False}) == 0

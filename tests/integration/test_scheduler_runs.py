@@ -11,8 +11,8 @@ from tests.support.scheduler_harness import (
     Harness,
     job_changed,
     snapshot,
-    wait_for,
 )
+from tests.support.waiting import eventually
 
 
 def run_now(job_id: int, **extra: object) -> RunJob:
@@ -31,12 +31,14 @@ async def test_run_now_while_running_is_refused_and_never_moves_the_next_run(sch
     assert "running" in (second.reason or "")
 
     await scheduler.finish(21, "21.1")
-    third = await wait_for(lambda: _accepted(scheduler, 21), 15, "run now after the run finished")
+    third = await eventually(
+        lambda: _accepted(scheduler, 21), what="run now after the run finished", timeout=15
+    )
     assert third == "21.2"
     after = await scheduler.schedule_doc("job:21")
     assert after is not None
     assert after["next_run"] == before["next_run"] and after["previous_run"] is None
-    await wait_for(lambda: len(scheduler.runs_of(21)) == 2, 10, "both RunRequested published")
+    await eventually(lambda: len(scheduler.runs_of(21)) == 2, what="both RunRequested published", timeout=10)
     assert [m.data.trigger for m in scheduler.runs_of(21)] == ["on_demand", "on_demand"]
 
 
@@ -55,7 +57,7 @@ async def test_one_time_schedule_fires_once_then_next_run_is_blank(scheduler: Ha
     at = datetime.now(UTC) + timedelta(seconds=1)
     job = snapshot(23, OneTimeSchedule(at=at))
     await scheduler.publish(job_changed(job))
-    await wait_for(lambda: scheduler.runs_of(23), 15, "the one-time run")
+    await eventually(lambda: scheduler.runs_of(23), what="the one-time run", timeout=15)
     message = scheduler.runs_of(23)[0]
     assert message.data.trigger == "scheduled"
     assert message.data.slot == at.replace(microsecond=at.microsecond // 1000 * 1000)
@@ -64,7 +66,7 @@ async def test_one_time_schedule_fires_once_then_next_run_is_blank(scheduler: Ha
     # The catalog announcing the job again (an edit of its name) does not fire the slot again.
     await scheduler.finish(23, "23.1")
     await scheduler.publish(job_changed(job.model_copy(update={"name": "renamed", "version": 2})))
-    await wait_for(lambda: _renamed(scheduler), 10, "the rename applied")
+    await eventually(lambda: _renamed(scheduler), what="the rename applied", timeout=10)
     ledger = await scheduler.ledger("job:23")
     assert [(e["outcome"], e.get("run_id")) for e in ledger] == [("requested", "23.1")]
     assert len(scheduler.runs_of(23)) == 1

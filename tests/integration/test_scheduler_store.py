@@ -15,7 +15,6 @@ from services.scheduler.domain import CatchUp, SlotPlan, build_run_requested, pl
 from services.scheduler.errors import CommandExpired, JobAlreadyRunning, JobExpired
 from services.scheduler.service import SchedulerService
 from services.scheduler.store import MongoSchedulerRepository
-from services.scheduler.store.base import decode_outbox
 from services.scheduler.store.documents import ScheduleDoc, partition_of
 from services.scheduler.store.runs import RunRequest
 from services.scheduler.ticker import Ticker
@@ -82,7 +81,7 @@ async def test_a_batch_of_run_now_commands_is_checked_one_by_one_and_committed_t
         JobAlreadyRunning,
     ]
     # The allocated ones are taken and in the outbox under their request ids; the refused left nothing.
-    outbox = await repo.db.outbox.find({"request_id": {"$exists": True}}).to_list(None)
+    outbox = await repo.outbox.collection.find({"request_id": {"$exists": True}}).to_list(None)
     assert sorted(e["request_id"] for e in outbox) == sorted(
         [commands[0].id, commands[1].id, busy_command.id]
     )
@@ -103,7 +102,7 @@ async def test_a_batch_holding_a_redelivered_command_answers_it_as_the_first_tim
     await repo.run_finished(210, first.data.run_id, RunStatus.SUCCEEDED, NOW, NOW)  # free again
     results = await repo.allocate_runs([request_for(first_command), request_for(other)], NOW)
     assert [r[0].data.run_id for r in results if isinstance(r, tuple)] == ["210.1", "211.1"]
-    assert await repo.db.outbox.count_documents({"request_id": first_command.id}) == 1
+    assert await repo.outbox.collection.count_documents({"request_id": first_command.id}) == 1
     doc = await repo.schedules.find_one({"_id": "job:210"})
     assert doc is not None and doc["last_run"] == 1 and doc["running"] is None
 
@@ -113,11 +112,15 @@ async def test_published_entries_are_pruned_after_their_retention_and_unpublishe
 ) -> None:
     results = await repo.allocate_runs([request_for(command_for(j)) for j in (220, 221, 222)], NOW)
     entries = [r[1] for r in results if isinstance(r, tuple)]
-    await repo.mark_published_many(entries[:2])
-    assert await repo.unpublished_count() == 1
-    assert await repo.prune_published(NOW) == 0  # not older than the cut
-    assert await repo.prune_published(NOW + timedelta(seconds=1)) == 2
-    assert [e["_id"] for e in await repo.db.outbox.find({}).to_list(None)] == [entries[2]]
+    await repo.outbox.mark_published(entries[:2])
+    assert await unpublished(repo) == 1
+    assert await repo.outbox.prune(NOW) == 0  # not older than the cut
+    assert await repo.outbox.prune(NOW + timedelta(seconds=1)) == 2
+    assert [e["_id"] for e in await repo.outbox.collection.find({}).to_list(None)] == [entries[2]]
+
+
+async def unpublished(repo: MongoSchedulerRepository) -> int:
+    return await repo.outbox.collection.count_documents({"published": False})
 
 
 async def test_run_numbers_count_up_per_job(repo: MongoSchedulerRepository) -> None:
@@ -161,11 +164,12 @@ async def test_a_redelivered_command_gets_the_same_run(repo: MongoSchedulerRepos
 async def test_outbox_lists_unpublished_runs_until_marked(repo: MongoSchedulerRepository) -> None:
     message = await allocate(repo, command_for(12))
     later = NOW + timedelta(minutes=1)
-    entries = await repo.claim_unpublished(later, later)
-    assert [decode_outbox(e)[0].data.run_id for e in entries] == ["12.1"]  # type: ignore[attr-defined]
-    assert await repo.claim_unpublished(later, later) == []  # claimed: another replica leaves it alone
-    await repo.mark_published(entries[0]["_id"])
-    assert await repo.claim_unpublished(later + timedelta(minutes=5), later + timedelta(minutes=5)) == []
+    entries = await repo.outbox.unclaimed(later, later, 100)
+    assert [e.messages[0].data.run_id for e in entries] == ["12.1"]  # type: ignore[attr-defined]
+    assert await repo.outbox.claim(entries[0], later) is not None
+    assert await repo.outbox.unclaimed(later, later, 100) == []  # claimed: another replica leaves it alone
+    await repo.outbox.mark_published([entries[0].id])
+    assert await repo.outbox.unclaimed(later + timedelta(minutes=5), later + timedelta(minutes=5), 100) == []
     assert message.id == "run-requested-12.1"
 
 
@@ -322,12 +326,12 @@ async def test_run_now_costs_one_transaction_per_batch_and_its_end_one_write(
             await repo.apply_job(snapshot(job), True, NOW)
         listener.take()
         results = await repo.allocate_runs([request_for(c) for c in commands], NOW)
-        await repo.mark_published_many([r[1] for r in results if isinstance(r, tuple)])
+        await repo.outbox.mark_published([r[1] for r in results if isinstance(r, tuple)])
         assert listener.take() == Counter(
             {("find", "schedule_state"): 1, ("update", "schedule_state"): 1, ("insert", "outbox"): 1,
              ("commitTransaction", ""): 1, ("update", "outbox"): 1}
         )  # fmt: skip
-        assert await repo.unpublished_count() == 0
+        assert await unpublished(repo) == 0
         listener.take()
         await repo.run_finished(230, "230.1", RunStatus.SUCCEEDED, NOW, NOW)
         assert listener.take() == Counter({("update", "schedule_state"): 1})

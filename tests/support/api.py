@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import httpx
 
+from tests.support.waiting import eventually
+
 
 async def wait_for_run(api: httpx.AsyncClient, run_id: str, timeout: float = 60.0) -> dict[str, Any]:
-    """Poll the run until it has ended (bounded by `timeout`)."""
-    deadline = time.monotonic() + timeout
-    last: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        response = await api.get(f"/runs/{run_id}")
-        if response.status_code == 200:
-            last = response.json()
-            if last["ended"]:
-                return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"run {run_id} did not finish within {timeout}s; last seen: {last}")
+    """Poll the run until it has ended (bounded by `timeout`); the ended run."""
+    return await _until_ended(api, f"/runs/{run_id}", f"run {run_id} to end", timeout)
+
+
+async def wait_for_group_run(
+    api: httpx.AsyncClient, group_run_id: str, timeout: float = 60.0
+) -> dict[str, Any]:
+    """Poll the group run until it has ended (bounded by `timeout`); the ended group run."""
+    return await _until_ended(api, f"/group-runs/{group_run_id}", f"group run {group_run_id} to end", timeout)
+
+
+async def _until_ended(api: httpx.AsyncClient, path: str, what: str, timeout: float) -> dict[str, Any]:
+    """The view at `path` once it says `ended`; a timeout's message shows the last view seen."""
+
+    async def view() -> dict[str, Any] | None:
+        response = await api.get(path)
+        return dict(response.json()) if response.status_code == 200 else None
+
+    return await eventually(view, until=lambda seen: seen["ended"], what=what, timeout=timeout, interval=0.2)
 
 
 def contacts_table(name: str) -> dict[str, Any]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from shared.topology import Topology
+from tests.support.waiting import eventually
 
 
 async def delete_topology(amqp_url: str, topology: Topology) -> None:
@@ -31,13 +30,12 @@ async def get_message(amqp_url: str, queue_name: str, timeout: float = 10.0) -> 
     async with connection:
         channel = await connection.channel()
         queue = await channel.get_queue(queue_name, ensure=False)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = await queue.get(fail=False, no_ack=True)
-            if message is not None:
-                return message
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"no message on {queue_name} within {timeout}s")
+        return await eventually(
+            lambda: queue.get(fail=False, no_ack=True),
+            what=f"a message on {queue_name}",
+            timeout=timeout,
+            interval=0.1,
+        )
 
 
 async def queue_depth(amqp_url: str, queue_name: str) -> int:

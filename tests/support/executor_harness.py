@@ -9,11 +9,11 @@ import asyncio
 import csv
 import io
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -38,6 +38,7 @@ from shared.settings import CommonSettings
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.servers import Sshd
 
+T = TypeVar("T")
 BOOKKEEPING = {"_id": 0, "_cx_run": 0, "_cx_at": 0}
 _job_ids = itertools.count(1)
 
@@ -155,13 +156,17 @@ class Harness:
         return await self.finished(request.data.run_id, timeout)
 
     async def finished(self, run_id: str, timeout: float = 60.0) -> RunFinished:
+        done: list[RunFinished] = await self.until(lambda: self.events.of(run_id, RunFinished), timeout)
+        return done[0]
+
+    async def until(self, condition: Callable[[], T], timeout: float = 30.0) -> T:
+        """Wait for `condition()` to be truthy and return its value: checked again on each collected event,
+        not polled (`TimeoutError` after `timeout` seconds)."""
         async with asyncio.timeout(timeout):
-            while True:
-                done = self.events.of(run_id, RunFinished)
-                if done:
-                    return done[0]  # type: ignore[no-any-return]
+            while not (value := condition()):
                 self.events.changed.clear()
                 await self.events.changed.wait()
+        return value
 
     def progress(self, run_id: str) -> list[RunProgress]:
         return self.events.of(run_id, RunProgress)

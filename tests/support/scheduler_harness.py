@@ -4,9 +4,7 @@ database, and a test side that plays the catalog (events, commands) and the exec
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +39,7 @@ from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 from shared.topology import Topology
 from tests.integration.test_messaging import run_requested
+from tests.support.waiting import eventually
 
 
 def snapshot(job_id: int, schedule: Schedule | None = None, **extra: Any) -> JobSnapshot:
@@ -119,25 +118,12 @@ class Harness:
         return sorted(docs, key=lambda d: str(d["slot"]))
 
     async def until_known(self, key: str, timeout: float = 15) -> dict[str, Any]:
-        async def known() -> dict[str, Any] | None:
-            doc = await self.schedule_doc(key)
-            return doc if doc and doc.get("known") else None
-
-        return await wait_for(known, timeout, f"{key} known to the scheduler")
-
-
-async def wait_for(probe: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
-    """Poll `probe` (sync or async) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
+        return await eventually(
+            lambda: self.schedule_doc(key),
+            until=lambda doc: doc.get("known"),
+            what=f"{key} known to the scheduler",
+            timeout=timeout,
+        )
 
 
 @asynccontextmanager

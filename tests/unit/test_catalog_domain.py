@@ -9,6 +9,7 @@ import pytest
 
 from services.catalog.domain import (
     Role,
+    StoredToken,
     TokenCache,
     hash_token,
     require_role,
@@ -22,6 +23,7 @@ from shared.errors import Forbidden, PermanentError, Unauthorized, ValidationFai
 from shared.paths import resolve_inside
 from shared.runlogs import missing_sequences
 from shared.secrets import SecretBox
+from tests.support.catalog_fakes import FakeCatalog, FakeTokens
 from tests.unit.factories import T0, import_spec
 
 # --- roles and tokens ------------------------------------------------------------------------------
@@ -321,19 +323,22 @@ def test_a_token_cache_of_zero_seconds_keeps_nothing_and_a_full_one_stays_bounde
 
 
 async def test_a_burst_of_requests_with_one_token_shares_one_lookup() -> None:
-    class Tokens:
-        """Only what `authenticate` reads: a tokens collection answering slowly, counting its lookups."""
+    class Tokens(FakeTokens):
+        """What `authenticate` reads: tokens answering slowly, counting their lookups."""
 
         def __init__(self) -> None:
+            super().__init__()
             self.lookups = 0
 
-        async def find(self, collection: str, filter_: dict[str, Any]) -> dict[str, Any] | None:
+        async def get(self, token_hash: str) -> StoredToken | None:
             self.lookups += 1
             await asyncio.sleep(0.05)
-            return {"name": "ops", "role": "operator"} if filter_["_id"] == hash_token("good") else None
+            return await super().get(token_hash)
 
-    tokens = Tokens()
-    service = CatalogService(cast(Any, tokens), cast(Any, None), audience=cast(Any, None),
+    catalog, tokens = FakeCatalog(), Tokens()
+    catalog.tokens = tokens
+    await tokens.add(StoredToken(hash_token("good"), "ops", Role.OPERATOR, T0))
+    service = CatalogService(catalog, cast(Any, None), audience=cast(Any, None),
                              probe=cast(Any, None), token_cache_seconds=5.0)  # fmt: skip
     principals = await asyncio.gather(*(service.authenticate("good") for _ in range(50)))
     assert {p.name for p in principals} == {"ops"} and tokens.lookups == 1

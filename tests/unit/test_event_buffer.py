@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from services.executor.event_buffer import EventBuffer
 from shared.contracts import Envelope, RunLog, RunProgress
 from shared.contracts.runs import LogLevel, RunLogData, RunProgressData
+from tests.support.waiting import eventually
 
 RUN = "7.1"
 
@@ -61,8 +62,7 @@ async def test_events_held_during_an_outage_leave_in_order_with_progress_coalesc
         await buffer.publish(progress(read))
     await buffer.publish(log(3))
     assert len(buffer) == 4  # three log lines and one (the latest) progress
-    while broker.failures < 3:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: broker.failures >= 3, what="three failed sends")
     assert broker.sent == []
     broker.down = False
     assert await buffer.drain(timeout=10)

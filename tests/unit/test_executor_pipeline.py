@@ -7,8 +7,8 @@ from typing import Any
 
 from services.executor.domain import Rejection
 from services.executor.domain.adobe import parse_manifest, record_continues, split_hit_line
+from services.executor.importers.batch import Item, WriteOutcome
 from services.executor.importers.pipeline import Checkpoint, WritePipeline
-from services.executor.importers.targets import Item, WriteOutcome
 
 
 class SlowTarget:

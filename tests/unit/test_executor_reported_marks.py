@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from services.executor.reporting import ReportedMarks
+from tests.support.waiting import eventually
 
 
 class Marks:
@@ -20,19 +20,13 @@ class Marks:
         self.calls.append(list(run_ids))
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(10):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 async def test_runs_published_together_are_marked_in_one_write() -> None:
     marks = Marks()
     reported = ReportedMarks(marks.mark, delay=0.05)
     for run_id in ("1.1", "2.1", "3.1"):
         await reported.add(run_id)
     assert reported.holds("2.1")  # the reaper skips it until it is marked
-    await until(lambda: bool(marks.calls))
+    await eventually(lambda: marks.calls, what="a mark written", timeout=10)
     assert marks.calls == [["1.1", "2.1", "3.1"]]
     assert not reported.holds("2.1")
 
@@ -41,7 +35,7 @@ async def test_a_failed_mark_is_tried_again_and_close_marks_what_is_left() -> No
     marks = Marks(failures=1)
     reported = ReportedMarks(marks.mark, delay=0.05)
     await reported.add("1.1")
-    await until(lambda: bool(marks.calls))
+    await eventually(lambda: marks.calls, what="a mark written", timeout=10)
     assert marks.calls == [["1.1"]]  # the first try failed, the next one marked it
     reported.delay = 60
     await reported.add("2.1")

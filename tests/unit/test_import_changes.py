@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from services.executor.importers.batch import Item
 from services.executor.importers.changes import Mark, leaves_as_is, plan_item
-from services.executor.importers.targets import Item
 
 TAG, EARLIER = "7.1#2.1", "7.1#1.1"  # this attempt, an earlier attempt of the same run
 

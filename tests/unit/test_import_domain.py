@@ -20,7 +20,7 @@ from services.executor.domain import (
     rejects_path,
 )
 from services.executor.errors import BadFile
-from services.executor.importers.targets import Item, WriteOutcome
+from services.executor.importers.batch import Item, WriteOutcome
 from shared.contracts.jobs import CsvFormat, FieldMapping, FieldType, TableField
 from shared.contracts.runs import RunCounts, RunStatus
 

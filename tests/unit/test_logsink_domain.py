@@ -130,6 +130,9 @@ class Runs:
                 elif operator == "$min":
                     if name not in doc or value < doc[name]:
                         doc[name] = value
+                elif operator == "$addToSet":
+                    items = list(doc.get(name, []))
+                    doc[name] = items if value in items else [*items, value]
                 elif operator != "$setOnInsert":
                     raise AssertionError(f"update operator {operator} not supported by this evaluator")
         self.docs[filter_["_id"]] = doc

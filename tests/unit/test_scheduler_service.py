@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -16,13 +15,13 @@ from services.scheduler.errors import CommandExpired, GroupRefused, JobAlreadyRu
 from services.scheduler.ports import EventPublisher, SchedulerStore
 from services.scheduler.service import SchedulerService
 from services.scheduler.store import FireResult
-from services.scheduler.store.base import outbox_doc
 from services.scheduler.store.documents import ScheduleDoc
 from services.scheduler.store.runs import RunRequest
 from shared.contracts import Envelope, JobSnapshot, RunJob, RunJobReply, RunRequested
 from shared.contracts.catalog import GroupChangedData
 from shared.contracts.runs import RunStatus, Trigger
 from shared.errors import Conflict, RetryableError
+from shared.outbox import EPOCH, Entry, OutboxDelivery
 from shared.runid import RunId
 from tests.unit.factories import T0, job_snapshot, run_finished, run_job
 
@@ -35,6 +34,48 @@ class OutboxEntry:
     message: RunRequested
     created_at: datetime
     published: bool = False
+    relay_until: datetime = EPOCH
+
+
+class InMemoryOutbox(OutboxDelivery):
+    """The outbox's storage in memory (claims included); publishing and relaying are the shared ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[str, OutboxEntry] = {}  # by run id (the entry id here)
+
+    async def unclaimed(self, older_than: datetime, now: datetime, limit: int) -> list[Entry]:
+        waiting = [
+            (e.relay_until, e.created_at, run_id)
+            for run_id, e in self.entries.items()
+            if not e.published and e.created_at < older_than and e.relay_until <= now
+        ]
+        return [self._entry(run_id) for *_, run_id in sorted(waiting)[:limit]]
+
+    async def claim(self, entry: Entry, now: datetime) -> Entry | None:
+        stored = self.entries[entry.id]
+        if stored.published or stored.relay_until != entry.relay_until:
+            return None
+        stored.relay_until = now + timedelta(seconds=30)
+        return self._entry(entry.id)
+
+    async def release(self, entry: Entry, now: datetime) -> None:
+        if self.entries[entry.id].relay_until == entry.relay_until:
+            self.entries[entry.id].relay_until = now
+
+    async def mark_published(self, entry_ids: Sequence[str]) -> None:
+        for entry_id in entry_ids:
+            self.entries[entry_id].published = True
+
+    async def prune(self, before: datetime) -> int:
+        pruned = [k for k, e in self.entries.items() if e.published and e.created_at < before]
+        for k in pruned:
+            del self.entries[k]
+        return len(pruned)
+
+    def _entry(self, run_id: str) -> Entry:
+        stored = self.entries[run_id]
+        return Entry(run_id, (stored.message,), stored.relay_until)
 
 
 class InMemorySchedulerRepository:
@@ -46,7 +87,7 @@ class InMemorySchedulerRepository:
     def __init__(self) -> None:
         self.counters: dict[int, int] = {}
         self.running: dict[int, str | None] = {}
-        self.outbox: dict[str, OutboxEntry] = {}  # by run id (the entry id here)
+        self.outbox = InMemoryOutbox()
         self.allocations = 0
         self.before_commit: Callable[[], None] = lambda: None  # e.g. time spent waiting on a conflict
         self.followed: dict[int, bool] = {}  # job id: active, as the catalog announced
@@ -56,7 +97,7 @@ class InMemorySchedulerRepository:
         self, *, request_id: str, job_id: int, build: Callable[[RunId], RunRequested], now: datetime,
         wall: datetime, expires_at: datetime | None = None, still_wanted: Callable[[], bool] = lambda: True,
     ) -> tuple[RunRequested, str]:  # fmt: skip
-        for entry in self.outbox.values():
+        for entry in self.outbox.entries.values():
             if entry.request_id == request_id:
                 return entry.message, entry.message.data.run_id
         if running := self.running.get(job_id):
@@ -68,7 +109,7 @@ class InMemorySchedulerRepository:
             raise CommandExpired(f"the request to run job {job_id} passed its deadline")
         self.counters[job_id] = run_id.number
         self.running[job_id] = message.data.run_id
-        self.outbox[message.data.run_id] = OutboxEntry(request_id, message, created_at=wall)
+        self.outbox.entries[message.data.run_id] = OutboxEntry(request_id, message, created_at=wall)
         self.allocations += 1
         return message, message.data.run_id
 
@@ -93,26 +134,6 @@ class InMemorySchedulerRepository:
             except Conflict as refused:
                 results.append(refused)
         return results
-
-    async def mark_published(self, entry_id: str) -> None:
-        self.outbox[entry_id].published = True
-
-    async def mark_published_many(self, entry_ids: Sequence[str]) -> None:
-        for entry_id in entry_ids:
-            self.outbox[entry_id].published = True
-
-    async def prune_published(self, before: datetime) -> int:
-        pruned = [k for k, e in self.outbox.items() if e.published and e.created_at < before]
-        for k in pruned:
-            del self.outbox[k]
-        return len(pruned)
-
-    async def claim_unpublished(self, older_than: datetime, now: datetime) -> list[dict[str, Any]]:
-        return [
-            outbox_doc([e.message], e.created_at) | {"_id": run_id}
-            for run_id, e in self.outbox.items()
-            if not e.published and e.created_at < older_than
-        ]
 
     async def run_finished(
         self, job_id: int, run_id: str, status: RunStatus, now: datetime, wall: datetime
@@ -221,7 +242,7 @@ async def test_run_now_allocates_the_first_run_of_the_job(scheduler: Scheduler) 
     assert reply.run_id == "7.1"
     assert reply.reason is None
     assert [m.data.run_id for m in scheduler.publisher.sent] == ["7.1"]
-    assert scheduler.repo.outbox["7.1"].published
+    assert scheduler.repo.outbox.entries["7.1"].published
 
 
 async def test_run_now_refuses_while_the_job_is_running(scheduler: Scheduler) -> None:
@@ -269,7 +290,7 @@ async def test_redelivered_command_gets_the_same_run_id_and_allocates_nothing(sc
     assert again.run_id == first.run_id == "7.1"
     assert scheduler.repo.allocations == 1
     assert scheduler.repo.counters == {7: 1}
-    assert list(scheduler.repo.outbox) == ["7.1"]
+    assert list(scheduler.repo.outbox.entries) == ["7.1"]
     # A resend is the same message, so downstream consumers can drop the duplicate.
     assert {m.id for m in scheduler.publisher.sent} == {scheduler.publisher.sent[0].id}
 
@@ -294,7 +315,7 @@ async def test_failed_publish_stays_in_the_outbox_until_the_relay_sends_it_once(
     assert reply.accepted
     assert reply.run_id == "7.1"
     assert scheduler.publisher.sent == []
-    assert not scheduler.repo.outbox["7.1"].published
+    assert not scheduler.repo.outbox.entries["7.1"].published
 
     scheduler.publisher.broker_down = False
     scheduler.clock.advance(1)
@@ -304,7 +325,7 @@ async def test_failed_publish_stays_in_the_outbox_until_the_relay_sends_it_once(
     scheduler.clock.advance(10)
     assert await scheduler.service.relay_outbox(timedelta(seconds=5)) == 1
     assert [m.data.run_id for m in scheduler.publisher.sent] == ["7.1"]
-    assert scheduler.repo.outbox["7.1"].published
+    assert scheduler.repo.outbox.entries["7.1"].published
 
     scheduler.clock.advance(10)
     assert await scheduler.service.relay_outbox(timedelta(seconds=5)) == 0
@@ -318,7 +339,7 @@ async def test_relay_during_an_outage_keeps_the_entry_for_later(scheduler: Sched
 
     await scheduler.service.relay_outbox(timedelta(seconds=5))
 
-    assert not scheduler.repo.outbox["7.1"].published
+    assert not scheduler.repo.outbox.entries["7.1"].published
     scheduler.publisher.broker_down = False
     assert await scheduler.service.relay_outbox(timedelta(seconds=5)) == 1
     assert len(scheduler.publisher.sent) == 1
@@ -368,7 +389,7 @@ async def test_a_deadline_that_passes_while_the_run_is_allocated_aborts_it(sched
     scheduler.repo.before_commit = lambda: scheduler.clock.advance(20)
     reply = await run_now(scheduler, command)
     assert reply.expired and not reply.accepted
-    assert scheduler.repo.allocations == 0 and scheduler.repo.outbox == {}
+    assert scheduler.repo.allocations == 0 and scheduler.repo.outbox.entries == {}
 
 
 async def test_concurrent_run_now_commands_are_allocated_together_and_each_answered(
@@ -382,7 +403,7 @@ async def test_concurrent_run_now_commands_are_allocated_together_and_each_answe
     assert not replies[10].accepted and "running" in (replies[10].reason or "")
     assert scheduler.repo.batches == [11]  # all arrived before the allocation started: one allocation
     assert sorted(m.data.run_id for m in scheduler.publisher.sent) == sorted(f"{j}.1" for j in range(20, 30))
-    assert all(e.published for e in scheduler.repo.outbox.values())
+    assert all(e.published for e in scheduler.repo.outbox.entries.values())
     # A lone command is allocated at once, alone.
     assert (await run_now(scheduler, run_job(31))).run_id == "31.1"
     assert scheduler.repo.batches == [11, 1]
@@ -400,11 +421,11 @@ async def test_the_answer_does_not_wait_for_the_publish(scheduler: Scheduler) ->
     scheduler.publisher.publish = slow  # type: ignore[method-assign]
     reply = await asyncio.wait_for(scheduler.service.run_now(run_job(7)), 5)
     assert reply.accepted and reply.run_id == "7.1"
-    assert scheduler.publisher.sent == [] and not scheduler.repo.outbox["7.1"].published
+    assert scheduler.publisher.sent == [] and not scheduler.repo.outbox.entries["7.1"].published
     gate.set()
     await scheduler.service.settle()
     assert [m.data.run_id for m in scheduler.publisher.sent] == ["7.1"]
-    assert scheduler.repo.outbox["7.1"].published
+    assert scheduler.repo.outbox.entries["7.1"].published
 
 
 async def test_the_relay_prunes_published_entries_past_their_retention_only(scheduler: Scheduler) -> None:
@@ -413,7 +434,7 @@ async def test_the_relay_prunes_published_entries_past_their_retention_only(sche
     await run_now(scheduler, run_job(8))  # unpublished: kept whatever its age
     scheduler.clock.advance(30 * 60)
     await scheduler.service.relay_outbox(timedelta(hours=10))
-    assert set(scheduler.repo.outbox) == {"7.1", "8.1"}  # younger than the retention (1 h)
+    assert set(scheduler.repo.outbox.entries) == {"7.1", "8.1"}  # younger than the retention (1 h)
     scheduler.clock.advance(31 * 60)
     await scheduler.service.relay_outbox(timedelta(hours=10))
-    assert set(scheduler.repo.outbox) == {"8.1"}
+    assert set(scheduler.repo.outbox.entries) == {"8.1"}

@@ -8,9 +8,10 @@ from pymongo import DESCENDING
 
 from shared.collections import LogsinkCollections, SchedulerCollections
 from shared.mongo import MongoClient
+from shared.run_records import IN_FLIGHT, GroupRunField, RunField
 from shared.schedule_state import ScheduleState, state_id
 
-IN_FLIGHT = ["queued", "running"]
+QUEUED_OR_RUNNING = {"$in": list(IN_FLIGHT)}
 
 
 class MongoReadModels:
@@ -28,18 +29,21 @@ class MongoReadModels:
     async def run_in_flight(self, job_id: int) -> str | None:
         """The job's run that is queued or running, if any (from the logsink's records)."""
         doc = await self.runs.find_one(
-            {"job_id": job_id, "status": {"$in": IN_FLIGHT}}, sort=[("requested_at", DESCENDING)]
+            {RunField.JOB_ID: job_id, RunField.STATUS: QUEUED_OR_RUNNING},
+            sort=[(RunField.REQUESTED_AT, DESCENDING)],
         )
-        return str(doc["_id"]) if doc else None
+        return str(doc[RunField.ID]) if doc else None
 
     async def jobs_in_flight(self, job_ids: Iterable[int]) -> list[int]:
         cursor = self.runs.find(
-            {"job_id": {"$in": list(job_ids)}, "status": {"$in": IN_FLIGHT}}, {"job_id": 1}
+            {RunField.JOB_ID: {"$in": list(job_ids)}, RunField.STATUS: QUEUED_OR_RUNNING},
+            {RunField.JOB_ID: 1},
         )
-        return sorted({int(doc["job_id"]) async for doc in cursor})
+        return sorted({int(doc[RunField.JOB_ID]) async for doc in cursor})
 
     async def group_run_in_flight(self, group_id: int) -> str | None:
         doc = await self.group_runs.find_one(
-            {"group_id": group_id, "status": {"$in": IN_FLIGHT}}, sort=[("started_at", DESCENDING)]
+            {GroupRunField.GROUP_ID: group_id, GroupRunField.STATUS: QUEUED_OR_RUNNING},
+            sort=[(GroupRunField.STARTED_AT, DESCENDING)],
         )
-        return str(doc["_id"]) if doc else None
+        return str(doc[GroupRunField.ID]) if doc else None

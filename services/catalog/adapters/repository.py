@@ -1,30 +1,64 @@
-"""MongoDB adapter of the catalog's own collections (the runs read model: `runs_read_model`)."""
+"""MongoDB adapter of the catalog's own records (`ports.CatalogRepository`; the stores: `records`) and its
+outbox (the runs read model: `runs_read_model`)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession as Session
 from pymongo.errors import DuplicateKeyError
 
-from shared.catalog_records import ConnectionRecord, TableRecord
+from services.catalog.adapters.records import (
+    Database,
+    MongoConnectionStore,
+    MongoGroupStore,
+    MongoJobStore,
+    MongoTableStore,
+    MongoTokenStore,
+)
+from services.catalog.ports import CommandBus, UnitOfWork
 from shared.collections import CatalogCollections
-from shared.errors import Conflict, NotFound
+from shared.contracts import Envelope
+from shared.errors import Conflict
 from shared.mongo import MongoClient, database_errors, in_transaction
-from shared.outbox import RETENTION, Outbox
+from shared.outbox import RETENTION, Entry, Outbox
 
 T = TypeVar("T")
 
 
-class MongoCatalogRepository:
+class MongoCatalogRecords:
+    """A store per kind of record, each in `session` (a transaction's) or on its own (`None`)."""
+
+    def __init__(self, db: Database, session: Session | None = None) -> None:
+        self.jobs = MongoJobStore(db, session)
+        self.groups = MongoGroupStore(db, session)
+        self.connections = MongoConnectionStore(db, session)
+        self.tables = MongoTableStore(db, session)
+        self.tokens = MongoTokenStore(db, session)
+
+
+class MongoUnitOfWork(MongoCatalogRecords):
+    """The stores within one transaction; the events announced go to the outbox in it."""
+
+    def __init__(self, db: Database, session: Session, outbox: Outbox) -> None:
+        super().__init__(db, session)
+        self.session = session
+        self.outbox = outbox
+
+    async def announce(self, event: Envelope) -> None:
+        # One entry per event, stored under the event's id (as the catalog always did).
+        await self.outbox.add(self.session, [event], entry_id=event.id)
+
+
+class MongoCatalogRepository(MongoCatalogRecords):
     """The catalog's own collections. Multi-document changes run in transactions with the outbox."""
 
     def __init__(self, client: MongoClient, db_name: str, *, outbox_retention: timedelta = RETENTION) -> None:
         self.client = client
         self.db = client[db_name]
+        super().__init__(self.db)
         self.outbox = Outbox(self.db[CatalogCollections.OUTBOX], retention=outbox_retention)
 
     async def ensure_indexes(self) -> None:
@@ -39,72 +73,20 @@ class MongoCatalogRepository:
         await self.db[CatalogCollections.GROUPS].create_index("job_ids")
         await self.outbox.ensure_indexes()
 
-    async def atomically(self, work: Callable[[Session], Awaitable[T]]) -> T:
+    async def atomically(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
         """Run `work` in one transaction (retried by the driver on transient conflicts)."""
+
+        async def in_session(session: Session) -> T:
+            return await work(MongoUnitOfWork(self.db, session, self.outbox))
+
         with database_errors("a catalog change"):
             try:
-                return await in_transaction(self.client, work)
+                return await in_transaction(self.client, in_session)
             except DuplicateKeyError as exc:
                 raise Conflict(f"the name {_duplicate_name(exc)} is already taken", field="name") from exc
 
-    async def next_id(self, kind: str, session: Session | None = None) -> int:
-        doc = await self.db[CatalogCollections.COUNTERS].find_one_and_update(
-            {"_id": kind},
-            {"$inc": {"last": 1}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-            session=session,
-        )
-        assert doc is not None
-        return int(doc["last"])
-
-    async def insert(self, collection: str, document: dict[str, Any], session: Session | None = None) -> None:
-        with database_errors(f"storing a {collection[:-1]}"):
-            try:
-                await self.db[collection].insert_one(document, session=session)
-            except DuplicateKeyError as exc:
-                name = document.get("name", document.get("_id"))
-                raise Conflict(f"a {collection[:-1]} named '{name}' already exists", field="name") from exc
-
-    async def find(
-        self, collection: str, filter_: dict[str, Any], session: Session | None = None
-    ) -> dict[str, Any] | None:
-        return await self.db[collection].find_one(filter_, session=session)
-
-    async def find_all(
-        self, collection: str, filter_: dict[str, Any], session: Session | None = None
-    ) -> list[dict[str, Any]]:
-        return [doc async for doc in self.db[collection].find(filter_, session=session)]
-
-    async def update(
-        self, collection: str, filter_: dict[str, Any], update: dict[str, Any], session: Session | None = None
-    ) -> int:
-        result = await self.db[collection].update_many(filter_, update, session=session)
-        return result.matched_count
-
-    async def delete(self, collection: str, filter_: dict[str, Any], session: Session | None = None) -> int:
-        result = await self.db[collection].delete_many(filter_, session=session)
-        return result.deleted_count
-
-    async def page(
-        self, collection: str, filter_: dict[str, Any], *, sort: str, offset: int, limit: int
-    ) -> tuple[list[dict[str, Any]], int]:
-        direction = DESCENDING if sort.startswith("-") else ASCENDING
-        order = [(sort.lstrip("-"), direction), ("_id", direction)]
-        cursor = self.db[collection].find(filter_).sort(order).skip(offset).limit(limit)
-        return [doc async for doc in cursor], await self.db[collection].count_documents(filter_)
-
-    async def connection(self, connection_id: int) -> ConnectionRecord:
-        doc = await self.find(CatalogCollections.CONNECTIONS, {"_id": connection_id})
-        if doc is None:
-            raise NotFound(f"connection {connection_id} does not exist", field="connection_id")
-        return ConnectionRecord.model_validate(doc)
-
-    async def table(self, name: str, field: str = "table") -> TableRecord:
-        doc = await self.find(CatalogCollections.TABLES, {"name": name})
-        if doc is None:
-            raise NotFound(f"table '{name}' does not exist", field=field)
-        return TableRecord.model_validate(doc)
+    async def deliver(self, bus: CommandBus, events: Sequence[Envelope]) -> None:
+        await self.outbox.deliver(bus, [Entry.of(event) for event in events])
 
 
 def _duplicate_name(exc: DuplicateKeyError) -> str:

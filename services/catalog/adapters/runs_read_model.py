@@ -1,5 +1,6 @@
 """The logsink's run records, group-run records and run logs, and the executor's rejected records:
-read-only (the catalog never writes them)."""
+read-only (the catalog never writes them). Run and group-run records are read as `shared.run_records`
+models them."""
 
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ from pymongo import ASCENDING, DESCENDING
 from services.catalog.rejects import RejectCursor
 from shared.collections import ExecutorCollections, LogsinkCollections
 from shared.mongo import MongoClient
+from shared.run_records import GroupRunField, GroupRunRecord, RunField, RunRecord
 from shared.runlogs import LinePage, chunk_id, lookback_start
 
 Document = dict[str, Any]
 Sort = list[tuple[str, int]]
 REJECT_ORDER: Sort = [("file", ASCENDING), ("line", ASCENDING)]
+GROUP_RUN_ORDER: Sort = [
+    (GroupRunField.STARTED_AT, DESCENDING),
+    (GroupRunField.GROUP_ID, DESCENDING),
+    (GroupRunField.RUN_NUMBER, DESCENDING),
+]  # newest first
 
 
 class MongoRunsReadModel:
@@ -29,16 +36,19 @@ class MongoRunsReadModel:
 
     async def page(
         self, filter_: Document, *, sort: Sort, offset: int, limit: int
-    ) -> tuple[list[Document], int]:
+    ) -> tuple[list[RunRecord], int]:
         cursor = self.runs.find(filter_).sort(sort)
-        items = [doc async for doc in cursor.skip(offset).limit(limit)]
+        items = [RunRecord.from_document(doc) async for doc in cursor.skip(offset).limit(limit)]
         return items, await self.runs.count_documents(filter_)
 
-    async def get(self, run_id: str) -> Document | None:
-        return await self.runs.find_one({"_id": run_id})  # progress is in the record (shown while running)
+    async def get(self, run_id: str) -> RunRecord | None:
+        # Progress is in the record (shown while running).
+        doc = await self.runs.find_one({RunField.ID: run_id})
+        return RunRecord.from_document(doc) if doc is not None else None
 
-    async def of_group_run(self, group_run_id: str) -> list[Document]:
-        return [doc async for doc in self.runs.find({"group_run_id": group_run_id})]
+    async def of_group_run(self, group_run_id: str) -> list[RunRecord]:
+        cursor = self.runs.find({RunField.GROUP_RUN_ID: group_run_id})
+        return [RunRecord.from_document(doc) async for doc in cursor]
 
     async def logs(self, run_id: str, *, after: int, limit: int) -> list[Document]:
         """The first `limit` lines after `after`, read from the run's chunks (one `_id` range)."""
@@ -54,13 +64,14 @@ class MongoRunsReadModel:
 
     async def group_runs_page(
         self, filter_: Document, *, offset: int, limit: int
-    ) -> tuple[list[Document], int]:
-        sort = [("started_at", DESCENDING), ("group_id", DESCENDING), ("run_number", DESCENDING)]
-        cursor = self.group_runs.find(filter_).sort(sort).skip(offset).limit(limit)
-        return [doc async for doc in cursor], await self.group_runs.count_documents(filter_)
+    ) -> tuple[list[GroupRunRecord], int]:
+        cursor = self.group_runs.find(filter_).sort(GROUP_RUN_ORDER).skip(offset).limit(limit)
+        items = [GroupRunRecord.from_document(doc) async for doc in cursor]
+        return items, await self.group_runs.count_documents(filter_)
 
-    async def group_run(self, group_run_id: str) -> Document | None:
-        return await self.group_runs.find_one({"_id": group_run_id})
+    async def group_run(self, group_run_id: str) -> GroupRunRecord | None:
+        doc = await self.group_runs.find_one({GroupRunField.ID: group_run_id})
+        return GroupRunRecord.from_document(doc) if doc is not None else None
 
     async def rejects(
         self, run_id: str, *, after: RejectCursor | None, offset: int, limit: int

@@ -43,8 +43,7 @@ async def list_groups(
     offset: Offset = 0,
     limit: Limit = 50,
 ) -> Page[GroupView]:
-    field = sort.replace("id", "_id") if sort.lstrip("-") == "id" else sort
-    items, total = await groups.page({}, sort=field, offset=offset, limit=limit)
+    items, total = await groups.find(sort=sort, offset=offset, limit=limit)
     return Page(items=items, total=total, offset=offset, limit=limit)
 
 

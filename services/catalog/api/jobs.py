@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from services.catalog.api.deps import Operator, Viewer
 from services.catalog.api.resources import ERRORS, Limit, Offset
+from services.catalog.domain import JobQuery
 from services.catalog.job_schemas import (
     DeletedJobs,
     JobCopy,
@@ -19,7 +20,7 @@ from services.catalog.job_schemas import (
     JobView,
     SchedulePreview,
 )
-from services.catalog.jobs import JobQuery, JobService
+from services.catalog.jobs import JobService
 from services.catalog.schedule_preview import MAX_FIRES, PREVIEW_FROM, preview_schedule
 from services.catalog.schemas import Page, RunAccepted
 from shared.contracts.jobs import JobType

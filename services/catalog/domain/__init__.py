@@ -1,9 +1,10 @@
 """Catalog rules, free of I/O: who may do what, and what makes tables, jobs and groups valid."""
 
-from services.catalog.domain.auth import Role, TokenCache, hash_token, require_role
+from services.catalog.domain.auth import Role, StoredToken, TokenCache, hash_token, require_role
 from services.catalog.domain.connections import validate_sftp_connection
 from services.catalog.domain.groups import StoredGroup, check_group_run_now, check_members
 from services.catalog.domain.jobs import (
+    JobQuery,
     StoredJob,
     check_copy,
     check_run_now,
@@ -16,9 +17,11 @@ from services.catalog.domain.schedules import check_instants
 from services.catalog.domain.tables import table_fields, validate_new_table, validate_table
 
 __all__ = [
+    "JobQuery",
     "Role",
     "StoredGroup",
     "StoredJob",
+    "StoredToken",
     "TokenCache",
     "check_copy",
     "check_group_run_now",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from datetime import datetime
 from enum import IntEnum
 from typing import Generic, TypeVar
 
@@ -24,6 +26,16 @@ class Role(IntEnum):
             return cls[name.upper()]
         except KeyError:
             raise ValidationFailed(f"unknown role '{name}' (viewer, operator, admin)", field="role") from None
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """An API token as the catalog keeps it: its hash (`hash_token`), never the token itself."""
+
+    token_hash: str
+    name: str
+    role: Role
+    created_at: datetime
 
 
 def require_role(actual: Role, needed: Role) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,6 +79,17 @@ class StoredJob(BaseModel):
             expires_at=self.expires_at,
             group_id=self.group_id,
         )
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """The All jobs tab's filters and order, as the API takes them."""
+
+    name: str | None = None  # a substring of the name, any case
+    job_type: JobType | None = None
+    state: Literal["active", "inactive"] | None = None
+    group_id: int | None = None
+    sort: str = "id"  # a field of `StoredJob`, "-" first for descending
 
 
 # --- actions --------------------------------------------------------------------------------------

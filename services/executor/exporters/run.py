@@ -20,6 +20,7 @@ from services.executor.domain.export import (
     split_extension_field,
     typed,
 )
+from services.executor.domain.outcomes import ExportOutcome
 from services.executor.errors import DestinationFailed, RunStopped
 from services.executor.exporters.destinations import RestPusher, write_csv_file
 from services.executor.ports import CatalogReader
@@ -40,14 +41,9 @@ class ExportSettings:
     rest_backoff: float = 0.5
 
 
-@dataclass
-class ExportOutcome:
-    tally: Tally
-    destination: str
-    failures: list[str]
-
-
 class ExportRun:
+    """One attempt of an export (a `RunWork`, ports.py)."""
+
     def __init__(
         self,
         spec: ExportSpec,
@@ -73,6 +69,7 @@ class ExportRun:
         self.stop_requested = stop_requested
         self.on_bytes = on_bytes
         self.tally = Tally()
+        self.bytes_total: int | None = None  # an export does not know the size of what it reads
         self.types: dict[str, FieldType] = {}
 
     async def run(self) -> ExportOutcome:

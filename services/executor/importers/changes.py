@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from services.executor.audience import RUN_TAG
 
 if TYPE_CHECKING:
-    from services.executor.importers.targets import Item
+    from services.executor.importers.batch import Item
 
 Position = tuple[int, int]  # (file, line) in the source
 _MISSING = object()

@@ -10,7 +10,8 @@ are inserted), a batch is inserted without a lookup first: the unique indexes re
 exists (another writer's, or — its `_id` — an earlier attempt's of this run) or whose match value
 belongs to another record, and the refused rows are sorted out as a lost race always was: looked up
 and written again, or rejected naming the column. RIID_ values of refused inserts are left unused (a
-gap, never reused); a batch refused for more than a tenth turns the lookups back on.
+gap, never reused); a batch refused for more than a tenth turns the lookups back on (the rounds of
+`rounds.py`, shared with the other keyed targets).
 """
 
 from __future__ import annotations
@@ -23,20 +24,14 @@ from typing import Any
 from pymongo import InsertOne, UpdateOne
 
 from services.executor.audience import CHANGED_AT, RUN_TAG, MongoAudienceStore
+from services.executor.importers.batch import Item, WriteOutcome
 from services.executor.importers.changes import Mark, Position, leaves_as_is, plan_item
-from services.executor.importers.targets import (
-    RACE_ROUNDS,
-    Item,
-    WriteOutcome,
-    birth_id,
-    from_the_start,
-    now_utc,
-)
+from services.executor.importers.rounds import Found, KeyedRounds, KeyPattern, Planned
+from services.executor.importers.targets import birth_id, from_the_start, now_utc
 from shared.catalog_records import TableRecord
-from shared.errors import RetryableError
 
 
-class ListTarget:
+class ListTarget(KeyedRounds[Item]):
     """Merge into a list by 1-2 match columns (a record matches when all of them are equal)."""
 
     dedupe = True
@@ -54,7 +49,10 @@ class ListTarget:
         mapped_fields: tuple[str, ...],
         redo_after: Callable[[], Position] = from_the_start,
     ):
-        self.store = store
+        # A row that matches nothing is inserted (not rejected: that needs the lookup), so a batch of new
+        # keys may be inserted outright.
+        inserts_new = insert_on_no_match and "RIID_" not in match_columns
+        super().__init__(store, table.collection, shown_as=table.name, guesses_new=inserts_new)
         self.table = table
         self.tag = tag
         self.match_columns = match_columns
@@ -62,9 +60,6 @@ class ListTarget:
         self.replace_all = replace_all
         self.cleared = tuple(f for f in mapped_fields if f != "RIID_")
         self.redo_after = redo_after  # the checkpoint this attempt resumed after
-        self.expect_new = False  # the last lookup found none of its keys: insert the next batch outright
-        # A row that matches nothing is inserted (not rejected: that needs the lookup).
-        self.inserts_new = insert_on_no_match and "RIID_" not in match_columns
 
     def key(self, row: dict[str, Any]) -> tuple[Any, ...] | None:
         values = tuple(row.get(c) for c in self.match_columns)
@@ -74,56 +69,32 @@ class ListTarget:
         name = next(c for c in self.match_columns if row.get(c) is None)
         return name, "match column value is empty"
 
-    async def write(self, items: list[Item]) -> WriteOutcome:
-        outcome = WriteOutcome()
-        for round_no in range(RACE_ROUNDS):
-            look = round_no > 0 or not (self.expect_new and self.inserts_new)
-            items = await self._round(items, outcome, look=look)
-            if not items:
-                return outcome
-        raise RetryableError(
-            f"{len(items)} row(s) kept colliding with concurrent writers of {self.table.name}"
-        )
+    async def _look_up(self, entries: list[Item]) -> Found:
+        keys = [self.key(i.row) or () for i in entries]
+        compared = {name for item in entries for name in item.row}.union(self.cleared)
+        projection = ["RIID_", RUN_TAG, *compared]
+        return await self.store.find_by(self.table.collection, self.match_columns, keys, projection)
 
-    async def _round(self, items: list[Item], outcome: WriteOutcome, *, look: bool = True) -> list[Item]:
-        """One lookup (unless `look` is off: every key taken for new) and one bulk write; returns the
-        items whose insert lost a race (to do again)."""
-        keys = [self.key(i.row) or () for i in items]
-        existing: dict[tuple[Any, ...], dict[str, Any]] = {}
-        if look:
-            compared = {name for item in items for name in item.row}.union(self.cleared)
-            projection = ["RIID_", RUN_TAG, *compared]
-            existing = await self.store.find_by(self.table.collection, self.match_columns, keys, projection)
-            self.expect_new = not existing
+    async def _plan(self, entries: list[Item], found: Found, outcome: WriteOutcome) -> Planned[Item]:
+        """Updates of matched records that change them (with how each occurrence counts), rejects, and
+        inserts of new records; matched records that hold a row's values already are not written."""
         now = now_utc()
-        ops, planned, new = self._plan(items, [existing.get(k) for k in keys], outcome, now)
+        docs = [found.get(self.key(i.row) or ()) for i in entries]
+        planned, new = self._plan_matched(entries, docs, outcome, now)
         if new:
             first = await self.store.reserve_riids(self.table.name, len(new))
             for offset, item in enumerate(new):
                 mark = Mark(self.tag, item.start).text()
                 values = {**self._values(item.row), "RIID_": first + offset, **self._stamp(now, mark)}
-                ops.append(InsertOne({"_id": birth_id(self.tag, item), **values}))
-                planned.append((item, ("insert", *("duplicate" for _ in item.earlier))))
-        result = await self.store.bulk(self.table.collection, ops)
-        failed = dict(result.duplicates)
-        if not look and len(failed) * 10 > len(ops):
-            self.expect_new = False  # more than a tenth of the keys exist: look them up first again
-        collided: list[tuple[Item, dict[str, Any]]] = []
-        for index, (item, kinds) in enumerate(planned):
-            pattern = failed.get(index)
-            if pattern is None:
-                outcome.tally(kinds)
-            else:
-                collided.append((item, pattern))
-        return await self._sort_out(collided, outcome)
+                kinds = ("insert", *("duplicate" for _ in item.earlier))
+                planned.add(InsertOne({"_id": birth_id(self.tag, item), **values}), item, kinds)
+        return planned
 
-    def _plan(
+    def _plan_matched(
         self, items: list[Item], docs: list[dict[str, Any] | None], outcome: WriteOutcome, now: datetime
-    ) -> tuple[list[Any], list[tuple[Item, tuple[str, ...]]], list[Item]]:
-        """Updates of matched records that change them (with how each occurrence counts), rejects, and
-        the rows to insert; matched records that hold a row's values already are not written."""
-        ops: list[Any] = []
-        planned: list[tuple[Item, tuple[str, ...]]] = []
+    ) -> tuple[Planned[Item], list[Item]]:
+        """The updates and rejects of the rows, and the rows to insert."""
+        planned: Planned[Item] = Planned()
         new: list[Item] = []
         redo_after = self.redo_after()
         for item, doc in zip(items, docs, strict=True):
@@ -135,8 +106,9 @@ class ListTarget:
                 else:
                     # By `_id` (the record found; RIID_ is never reused): the embedded server finds a
                     # document by `_id` faster than through the `riid` index.
-                    ops.append(UpdateOne({"_id": doc["_id"]}, self._update(item, now, plan.mark)))
-                    planned.append((item, plan.kinds))
+                    planned.add(
+                        UpdateOne({"_id": doc["_id"]}, self._update(item, now, plan.mark)), item, plan.kinds
+                    )
             elif "RIID_" in self.match_columns:
                 outcome.reject(
                     item, "RIID_", f"no record with RIID_ {item.row['RIID_']} (Connect assigns RIID_)"
@@ -146,11 +118,9 @@ class ListTarget:
                 outcome.reject(item, columns, "no matching record and insert_on_no_match is off")
             else:
                 new.append(item)
-        return ops, planned, new
+        return planned, new
 
-    async def _sort_out(
-        self, collided: list[tuple[Item, dict[str, Any]]], outcome: WriteOutcome
-    ) -> list[Item]:
+    async def _sort_out(self, collided: list[tuple[Item, KeyPattern]], outcome: WriteOutcome) -> list[Item]:
         """A write that hit a unique index: a lost race if the row's full key exists now (written again,
         after a lookup), else its value of that column belongs to another record (rejected, naming it)."""
         if not collided:

@@ -19,7 +19,8 @@ from typing import Any
 
 from services.executor.domain import Rejection
 from services.executor.errors import RunStopped
-from services.executor.importers.targets import Item, Target, WriteOutcome
+from services.executor.importers.batch import Item, WriteOutcome
+from services.executor.importers.targets import Target
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,13 @@ records (plain inserts, much cheaper than upserts) from existing ones, existing 
 the row's values (unchanged: not written at all) from those it changes, and — through `_cx_run`, the
 run attempt that last wrote a row — a key repeated inside the file (the later occurrence wins; it is
 counted as updated) from a record that existed before (`changes.py`). An insert that loses a race with
-another writer (duplicate key) is looked up and written again, as an update of the record that won.
+another writer (duplicate key) is looked up and written again, as an update of the record that won
+(the rounds of `rounds.py`, shared with lists).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
@@ -20,62 +20,10 @@ from typing import Any, Protocol
 from pymongo import InsertOne, UpdateOne
 
 from services.executor.audience import CHANGED_AT, RUN_TAG, MongoAudienceStore
-from services.executor.domain import Rejection
+from services.executor.importers.batch import Item, WriteOutcome
 from services.executor.importers.changes import Position, leaves_as_is, plan_item, run_of
+from services.executor.importers.rounds import Found, KeyedRounds, Planned
 from shared.catalog_records import TableRecord
-from shared.errors import RetryableError
-
-
-@dataclass(frozen=True)
-class Item:
-    file: int
-    line: int
-    row: dict[str, Any]
-    raw: str = ""  # the record as in the file (cut), kept with a reject
-    earlier: tuple[Item, ...] = ()  # earlier occurrences of the key in the same batch, folded into this
-
-    @property
-    def start(self) -> Position:
-        """Where the key's first occurrence in the batch is."""
-        first = self.earlier[0] if self.earlier else self
-        return (first.file, first.line)
-
-
-@dataclass
-class WriteOutcome:
-    inserted: int = 0
-    updated: int = 0
-    duplicates: int = 0
-    unchanged: int = 0
-    rejections: list[Rejection] = field(default_factory=list)
-
-    def add(self, other: WriteOutcome) -> None:
-        self.inserted += other.inserted
-        self.updated += other.updated
-        self.duplicates += other.duplicates
-        self.unchanged += other.unchanged
-        self.rejections += other.rejections
-
-    def tally(self, kinds: tuple[str, ...]) -> None:
-        """Count the occurrences of one key (`changes.plan_item`), each one a row read.
-
-        `insert`: the row created the record; `update`: it changed a record that existed before the run;
-        `duplicate`: a later occurrence of a key this run wrote already (counted updated); `unchanged`: the
-        record existed and was left as it was (no_update, or it held the row's values already).
-        """
-        for kind in kinds:
-            if kind == "unchanged":
-                self.unchanged += 1
-            elif kind == "insert":
-                self.inserted += 1
-            else:
-                self.updated += 1
-                self.duplicates += kind == "duplicate"
-
-    def reject(self, item: Item, field_name: str, reason: str) -> None:
-        """Reject an item and the earlier occurrences of its key folded into it (the same reason holds)."""
-        for one in (*item.earlier, item):
-            self.rejections.append(Rejection(one.line, field_name, reason, one.file, record=one.raw))
 
 
 class Target(Protocol):
@@ -89,9 +37,6 @@ class Target(Protocol):
     async def write(self, items: list[Item]) -> WriteOutcome: ...
 
 
-RACE_ROUNDS = 4  # a batch's rows that lost a race are looked up and written again, this many times at most
-
-
 def from_the_start() -> Position:
     """No checkpoint: every row of the run is (re)loaded."""
     return (-1, 0)
@@ -101,18 +46,20 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-class KeyedWriter:
+Entry = tuple[Item, tuple[Any, ...], dict[str, Any]]  # an item, its key, the values its record gets
+
+
+class KeyedWriter(KeyedRounds[Entry]):
     """Insert new keys, update existing ones (`duplicate` when this attempt wrote them already), leave
     alone the records that hold a row's values already (`unchanged`, not written).
 
     An update sets the row's values and clears the `mapped` fields the row left empty: the record then
     holds the row's values whatever batch an earlier occurrence of its key was in (the last one wins).
 
-    `unique_key` (a unique index on the key fields): while the keys of a run are new (the last lookup
-    found none of its batch's keys), a batch is inserted without a lookup first. The index refuses the
-    insert of a key that exists (another writer's, or an earlier attempt's of this run), and a refused
-    row goes the usual way: looked up, counted and written as that record tells (as an insert that
-    lost a race always did). A batch whose inserts are mostly refused turns the lookups back on.
+    `unique_key` (a unique index on the key fields): while the keys of a run are new, a batch is
+    inserted without a lookup first (`rounds.py`). The index refuses the insert of a key that exists
+    (another writer's, or an earlier attempt's of this run), and a refused row goes the usual way:
+    looked up, counted and written as that record tells (as an insert that lost a race always did).
     """
 
     def __init__(
@@ -127,72 +74,35 @@ class KeyedWriter:
         *,
         unique_key: bool = False,
     ):
-        self.store = store
-        self.collection = collection
+        super().__init__(store, collection, shown_as=collection, guesses_new=unique_key)
         self.key_fields = key_fields
         self.tag = tag
         self.cleared = tuple(f for f in mapped if f not in key_fields)
         self.redo_after = redo_after  # the checkpoint this attempt resumed after
         self.shape = shape  # a row's own values, as written (an extension leaves its match column out)
-        self.unique_key = unique_key
-        self.expect_new = False  # the last lookup found none of its keys: insert the next batch outright
 
-    async def write(
-        self, entries: list[tuple[Item, tuple[Any, ...], dict[str, Any]]], *, update_existing: bool = True
-    ) -> WriteOutcome:
-        outcome = WriteOutcome()
-        for round_no in range(RACE_ROUNDS):
-            look = round_no > 0 or not (self.unique_key and self.expect_new)
-            entries = await self._round(entries, outcome, update_existing, look=look)
-            if not entries:
-                return outcome
-        raise RetryableError(
-            f"{len(entries)} row(s) kept colliding with concurrent writers of {self.collection}"
-        )
+    async def _look_up(self, entries: list[Entry]) -> Found:
+        compared = {name for _, _, values in entries for name in values}.union(self.cleared)
+        keys = [k for _, k, _ in entries]
+        return await self.store.find_by(self.collection, self.key_fields, keys, [RUN_TAG, *compared])
 
-    async def _round(
-        self,
-        entries: list[tuple[Item, tuple[Any, ...], dict[str, Any]]],
-        outcome: WriteOutcome,
-        update_existing: bool,
-        *,
-        look: bool = True,
-    ) -> list[tuple[Item, tuple[Any, ...], dict[str, Any]]]:
-        """One lookup (unless `look` is off: every key taken for new) and one bulk write of the rows that
-        change something; returns the entries whose insert was refused by the key's index (to do again)."""
-        existing: dict[tuple[Any, ...], dict[str, Any]] = {}
-        if look:
-            compared = {name for _, _, values in entries for name in values}.union(self.cleared)
-            keys = [k for _, k, _ in entries]
-            existing = await self.store.find_by(self.collection, self.key_fields, keys, [RUN_TAG, *compared])
-            self.expect_new = not existing
+    async def _plan(self, entries: list[Entry], found: Found, outcome: WriteOutcome) -> Planned[Entry]:
         now, redo_after = now_utc(), self.redo_after()
-        ops: list[Any] = []
-        planned: list[tuple[int, tuple[str, ...]]] = []  # (entry index, kinds) per operation
-        for index, (item, key, values) in enumerate(entries):
-            doc = existing.get(key)
-            plan = plan_item(doc, item, self.tag, update_existing=update_existing, redo_after=redo_after,
+        planned: Planned[Entry] = Planned()
+        for entry in entries:
+            item, key, values = entry
+            doc = found.get(key)
+            plan = plan_item(doc, item, self.tag, update_existing=True, redo_after=redo_after,
                              same=partial(self._leaves_as_is, doc))  # fmt: skip
             if not plan.write:
                 outcome.tally(plan.kinds)
                 continue
             stamped = {**values, RUN_TAG: plan.mark, CHANGED_AT: now}  # never `$set` an `_id`
             if doc is None:
-                ops.append(InsertOne({"_id": birth_id(self.tag, item), **stamped}))
+                planned.add(InsertOne({"_id": birth_id(self.tag, item), **stamped}), entry, plan.kinds)
             else:
-                ops.append(UpdateOne(self._filter(key), self._update(stamped)))
-            planned.append((index, plan.kinds))
-        result = await self.store.bulk(self.collection, ops)
-        failed = {index for index, _ in result.duplicates}
-        if not look and len(failed) * 10 > len(ops):
-            self.expect_new = False  # more than a tenth of the keys exist: look them up first again
-        lost = []
-        for op_index, (index, kinds) in enumerate(planned):
-            if op_index in failed:
-                lost.append(entries[index])
-            else:
-                outcome.tally(kinds)
-        return lost
+                planned.add(UpdateOne(self._filter(key), self._update(stamped)), entry, plan.kinds)
+        return planned
 
     def _leaves_as_is(self, doc: dict[str, Any] | None, row: dict[str, Any]) -> bool:
         return doc is not None and leaves_as_is(doc, self.shape(row), self.cleared)
@@ -208,6 +118,16 @@ class KeyedWriter:
 def birth_id(tag: str, item: Item) -> str:
     """`_id` of a record a run inserts, `<run id>:<file>:<line>`: a take-over tells its rows from others."""
     return f"{run_of(tag)}:{item.file}:{item.line}"
+
+
+def primary_key(table: TableRecord, row: dict[str, Any]) -> tuple[Any, ...] | None:
+    values = tuple(row.get(name) for name in table.primary_key)
+    return None if any(v is None for v in values) else values
+
+
+def missing_primary_key(table: TableRecord, row: dict[str, Any]) -> tuple[str, str]:
+    name = next(n for n in table.primary_key if row.get(n) is None)
+    return name, "primary key value is empty"
 
 
 class CustomMergeTarget:
@@ -232,12 +152,10 @@ class CustomMergeTarget:
         )  # fmt: skip
 
     def key(self, row: dict[str, Any]) -> tuple[Any, ...] | None:
-        values = tuple(row.get(name) for name in self.table.primary_key)
-        return None if any(v is None for v in values) else values
+        return primary_key(self.table, row)
 
     def missing_key(self, row: dict[str, Any]) -> tuple[str, str]:
-        name = next(n for n in self.table.primary_key if row.get(n) is None)
-        return name, "primary key value is empty"
+        return missing_primary_key(self.table, row)
 
     async def write(self, items: list[Item]) -> WriteOutcome:
         return await self.writer.write([(i, self.key(i.row) or (), i.row) for i in items])
@@ -256,12 +174,10 @@ class CustomAppendTarget:
         self.tag = tag
 
     def key(self, row: dict[str, Any]) -> tuple[Any, ...] | None:
-        values = tuple(row.get(name) for name in self.table.primary_key)
-        return None if any(v is None for v in values) else values
+        return primary_key(self.table, row)
 
     def missing_key(self, row: dict[str, Any]) -> tuple[str, str]:
-        name = next(n for n in self.table.primary_key if row.get(n) is None)
-        return name, "primary key value is empty"
+        return missing_primary_key(self.table, row)
 
     async def write(self, items: list[Item]) -> WriteOutcome:
         outcome = WriteOutcome()

@@ -2,21 +2,23 @@
 
 Each part owns one concern and shares the collections and the transaction helper (`SchedulerDb`):
 `fires` (due slots), `groups` (group runs), `runs` (run now, triggers, run ends), `catalog` (what the
-catalog announced), `leases` (partitions among replicas), `outbox` (committed, not yet confirmed).
-`MongoSchedulerRepository` puts them behind the ports `SchedulerStore` and `TickerStore`.
+catalog announced), `leases` (partitions among replicas); `outbox` (committed, not yet confirmed) is the
+shared one (`shared.outbox.Outbox`). `MongoSchedulerRepository` puts them behind the ports `SchedulerStore`
+and `TickerStore`.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from services.scheduler.store.base import OutboxStore, SchedulerDb
+from services.scheduler.store.base import SchedulerDb
 from services.scheduler.store.catalog import CatalogStore
 from services.scheduler.store.fires import FireBatch, FireResult, FireStore, Work
 from services.scheduler.store.groups import GroupStore
 from services.scheduler.store.leases import LeaseStore
 from services.scheduler.store.runs import RunStore
 from shared.mongo import MongoClient
+from shared.outbox import RETENTION
 
 
 class MongoSchedulerRepository:
@@ -28,12 +30,14 @@ class MongoSchedulerRepository:
         partitions: int = 16,
         lease_seconds: float = 10.0,
         transaction_wait_seconds: float = 10.0,
+        outbox_retention: timedelta = RETENTION,
     ) -> None:
         self.db = SchedulerDb(
             client,
             db_name,
             partitions=partitions,
             transaction_wait=timedelta(seconds=transaction_wait_seconds),
+            outbox_retention=outbox_retention,
         )
         self.schedules = self.db.schedules
         self.fires = FireStore(self.db)
@@ -41,7 +45,7 @@ class MongoSchedulerRepository:
         self.runs = RunStore(self.db, self.groups)
         self.catalog = CatalogStore(self.db)
         self.leases = LeaseStore(self.db, timedelta(seconds=lease_seconds))
-        self.outbox = OutboxStore(self.db)
+        self.outbox = self.db.outbox
         self.ensure_indexes = self.db.ensure_indexes
         # SchedulerStore
         self.allocate_run, self.run_finished = self.runs.allocate_run, self.runs.run_finished
@@ -56,15 +60,6 @@ class MongoSchedulerRepository:
             self.catalog.expired,
             self.catalog.expire_sent,
         )
-        self.mark_published, self.claim_unpublished = (
-            self.outbox.mark_published,
-            self.outbox.claim_unpublished,
-        )
-        self.mark_published_many, self.prune_published = (
-            self.outbox.mark_published_many,
-            self.outbox.prune_published,
-        )
-        self.unpublished_count = self.outbox.unpublished_count
         # TickerStore
         self.fire_due, self.fire_one, self.due = self.fires.fire_due, self.fires.fire_one, self.fires.due
         self.partition_work = self.fires.partition_work

@@ -57,6 +57,8 @@ class FireResult:
     outcomes: list[tuple[str, datetime, Outcome]] = field(default_factory=list)
     outbox_id: str | None = None
     messages: list[Envelope] = field(default_factory=list)
+    # False: the messages need no order among them (one run request per schedule), published at once.
+    ordered: bool = True
 
     def extend(self, other: FireResult) -> None:
         self.outcomes += other.outcomes
@@ -219,7 +221,7 @@ class FireStore:
         self, session: AsyncClientSession, works: Sequence[Work], now: datetime, wall: datetime
     ) -> FireResult:
         """One bulk ledger insert, one cursor-guarded `update_many` per alike advance, one outbox entry."""
-        result = FireResult()
+        result = FireResult(ordered=False)
         ledger: list[Doc] = []
         advances: dict[Advance, list[str]] = {}
         for work in works:
@@ -243,7 +245,7 @@ class FireStore:
             matched += written.matched_count
         if matched != len(works):
             raise ClaimLost(f"{len(works) - matched} schedules changed meanwhile")
-        result.outbox_id = await self.db.add_outbox(session, result.messages, wall)
+        result.outbox_id = await self.db.outbox.add(session, result.messages, now=wall)
         return result
 
 

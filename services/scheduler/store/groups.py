@@ -28,7 +28,7 @@ from services.scheduler.domain import (
 from services.scheduler.domain.groups import member_refused
 from services.scheduler.domain.runs import SOURCE, next_run_id
 from services.scheduler.errors import CommandExpired, GroupRefused
-from services.scheduler.store.base import SchedulerDb, decode_outbox
+from services.scheduler.store.base import SchedulerDb
 from services.scheduler.store.documents import Doc, ScheduleDoc, display_next_run, epoch_seconds
 from services.scheduler.store.fires import FireResult, ledger_entry, missed_entries, recorded
 from shared.contracts import Envelope, GroupRunStarted, StopRun
@@ -54,11 +54,11 @@ class GroupStore:
         CommandExpired when `still_wanted()` turns false before the commit (the caller gave up)."""
 
         async def work(session: AsyncClientSession) -> tuple[str, str | None, list[Envelope]]:
-            earlier = await self.outbox.find_one({"request_id": request_id}, session=session)
+            earlier = await self.outbox.find_request(request_id, session)
             if earlier is not None:
-                started = decode_outbox(earlier)[0]
+                started = earlier.messages[0]
                 assert isinstance(started, GroupRunStarted)
-                return started.data.group_run_id, earlier["_id"], []
+                return started.data.group_run_id, earlier.id, []
             raw = await self.schedules.find_one({"_id": owner_key("group", group_id)}, session=session)
             doc = ScheduleDoc(raw) if raw and raw.get("known") and not raw.get("deleted") else None
             if doc is None:
@@ -73,7 +73,7 @@ class GroupStore:
             assert group_run_id is not None
             if not still_wanted():
                 raise CommandExpired(f"the request to run group {group_id} passed its deadline")
-            entry = await self.db.add_outbox(session, messages, wall, request_id=request_id)
+            entry = await self.outbox.add(session, messages, now=wall, request_id=request_id)
             return group_run_id, entry, messages
 
         return await self.db.transaction(work)
@@ -215,7 +215,7 @@ class GroupStore:
             else:
                 messages += self._finish(grun, StepResult(None, RunStatus.STOPPED, (), "stopped"), now)
             await self._save(session, grun, current)
-            return FireResult(messages=messages, outbox_id=await self.db.add_outbox(session, messages, wall))
+            return FireResult(messages=messages, outbox_id=await self.outbox.add(session, messages, now=wall))
 
         return await self.db.transaction(work)
 
@@ -251,7 +251,7 @@ class GroupStore:
                 "next_run": display_next_run(doc.schedule, plan.next_slot, doc.active),
             }  # fmt: skip
             await self.schedules.update_one({"_id": key}, {"$set": changes}, session=session)
-            result.outbox_id = await self.db.add_outbox(session, result.messages, wall)
+            result.outbox_id = await self.outbox.add(session, result.messages, now=wall)
             return result
 
         return await self.db.transaction(work)

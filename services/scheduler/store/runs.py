@@ -15,7 +15,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from services.scheduler.domain import Outcome, decide, ledger_key, owner_key, scheduled_run_requested
 from services.scheduler.domain.runs import next_run_id
 from services.scheduler.errors import CommandExpired, JobAlreadyRunning, JobExpired
-from services.scheduler.store.base import SchedulerDb, decode_outbox, outbox_doc
+from services.scheduler.store.base import SchedulerDb
 from services.scheduler.store.documents import Doc, ScheduleDoc, new_schedule_doc
 from services.scheduler.store.fires import FireResult, ledger_entry
 from services.scheduler.store.groups import GroupStore
@@ -23,6 +23,7 @@ from shared.contracts import Envelope, JobSnapshot, RunRequested
 from shared.contracts.jobs import is_expired
 from shared.contracts.runs import RunStatus, Trigger
 from shared.errors import Conflict, RetryableError
+from shared.outbox import new_document
 from shared.runid import RunId
 
 Build = Callable[[RunId], RunRequested]
@@ -74,7 +75,7 @@ class RunStore:
             if message is None:
                 message = await self._take_read(*take)
             # `request_id` is unique: the same command delivered again collides here (and is answered below).
-            entry = await self.db.add_outbox(session, [message], wall, request_id=request_id)
+            entry = await self.outbox.add(session, [message], now=wall, request_id=request_id)
             assert entry is not None
             return message, entry
 
@@ -141,7 +142,7 @@ class RunStore:
                 else:
                     writes.append(self._take_write(doc, raw is None, message.data.run_id))
                 self._remember(request.job_id, doc.last_run + 1)
-                entry = outbox_doc([message], wall, request_id=request.request_id)
+                entry = new_document([message], wall, request_id=request.request_id)
                 entries.append(entry)
                 results.append((message, str(entry["_id"])))
             if writes:
@@ -149,7 +150,7 @@ class RunStore:
                     done = await self.schedules.bulk_write(writes, ordered=True, session=session)
                     if known is not None and done.matched_count != len(writes):
                         raise _StaleGuess  # aborts: decided again on the documents, below
-                    await self.outbox.insert_many(entries, ordered=True, session=session)
+                    await self.outbox.add_documents(session, entries)
                 except BulkWriteError as exc:
                     if not _duplicates_only(exc):
                         raise
@@ -265,12 +266,12 @@ class RunStore:
         return {"running": run_id, "last_run": RunId.parse(run_id).number, "group_run": False}
 
     async def _allocated(self, request_id: str) -> tuple[RunRequested, str] | None:
-        earlier = await self.outbox.find_one({"request_id": request_id})
+        earlier = await self.outbox.find_request(request_id)
         if earlier is None:
             return None
-        message = decode_outbox(earlier)[0]
+        message = earlier.messages[0]
         assert isinstance(message, RunRequested)
-        return message, str(earlier["_id"])
+        return message, earlier.id
 
     async def _take(self, session: AsyncClientSession, doc: ScheduleDoc, new: bool, run_id: str) -> None:
         changes = self._take_changes(run_id)
@@ -356,7 +357,7 @@ class RunStore:
     async def _with_outbox(
         self, session: AsyncClientSession, messages: list[Envelope], wall: datetime
     ) -> FireResult:
-        return FireResult(messages=messages, outbox_id=await self.db.add_outbox(session, messages, wall))
+        return FireResult(messages=messages, outbox_id=await self.outbox.add(session, messages, now=wall))
 
     async def ledger_entries(self, owner: str | None = None) -> list[Doc]:
         query: dict[str, Any] = {} if owner is None else {"owner": owner}

@@ -238,7 +238,7 @@ async function allJobs() {
   const table = h("table", { class: "grid jobs-table", "aria-label": "All jobs" });
   const deleteSelected = h("button", { type: "button", class: "primary danger", id: "delete-selected", hidden: true, onclick: () => deleteJobs([...st.selected]) });
   const count = h("span", { class: "muted", id: "jobs-count" });
-  let jobs = [], running = new Map(), lastRendered = "";
+  let jobs = [], running = new Map(), inFlight = 0, lastRendered = "";
 
   const filterInput = h("input", { id: "filter-name", type: "search", value: st.name, placeholder: "part of the name" });
   const typeSelect = h("select", { id: "filter-type" }, h("option", { value: "" }, "All"), h("option", { value: "import" }, "Import"), h("option", { value: "export" }, "Export"));
@@ -340,6 +340,7 @@ async function allJobs() {
     ]);
     jobs = page.items;
     running = new Map(runs.items.filter((r) => r.status === "running").map((r) => [r.job_id, r]));
+    inFlight = runs.items.length;  // queued ones too: a run just requested starts within the second
     count.textContent = page.total > jobs.length ? `${jobs.length} of ${page.total} jobs` : `${page.total} jobs`;
     render(force);
   }
@@ -358,8 +359,12 @@ async function allJobs() {
   }
 
   await load(true);
-  every(() => (running.size ? 1000 : 4000), () => load(false));
+  // Fast while runs are in flight, and for a while after a run now: the run's record appears once the
+  // logsink has recorded the request, and a short run may start and end between two slow polls.
+  every(() => (inFlight || Date.now() < runRequestedAt + 10_000 ? 1000 : 4000), () => load(false));
 }
+
+let runRequestedAt = 0;  // when this console last asked for a run now (see the jobs list's polling)
 
 function jobActions(job, isRunning, reload) {
   const act = async (fn, done) => {
@@ -370,7 +375,11 @@ function jobActions(job, isRunning, reload) {
   if (!job.partner_feed) {
     buttons.push(h("button", { type: "button", class: "run-now", "aria-label": `Run ${job.name} now`, disabled: isRunning || job.state !== "active",
       title: job.state !== "active" ? "Activate the job to run it" : "",
-      onclick: () => act(async () => { const r = await api("POST", `/jobs/${job.id}/run`); say(`Run ${r.run_id} requested.`); }, "Run requested.") }, "Run now"));
+      onclick: () => act(async () => {
+        const r = await api("POST", `/jobs/${job.id}/run`);
+        runRequestedAt = Date.now();
+        say(`Run ${r.run_id} requested.`);
+      }, "Run requested.") }, "Run now"));
   }
   if (isRunning) {
     buttons.push(h("button", { type: "button", class: "stop danger", "aria-label": `Stop ${job.name}`, onclick: async () => {
