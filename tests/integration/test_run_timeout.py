@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +17,14 @@ import pytest
 from services.executor.audience import BulkOutcome
 from services.executor.service import ExecutorService
 from shared.contracts.runs import RunStarted, RunStatus
-from tests.support.executor_harness import CONTACT_FIELDS, CONTACT_MAPPING, Harness, csv_text, import_spec
+from tests.support.executor_harness import (
+    CONTACT_FIELDS,
+    CONTACT_MAPPING,
+    Harness,
+    csv_text,
+    import_spec,
+    run_leases,
+)
 
 
 def contacts_file(keys: range, tag: str) -> str:
@@ -78,3 +86,29 @@ async def test_a_run_within_its_max_duration_is_not_affected(harness: Harness) -
     assert finished.data.status == RunStatus.SUCCEEDED
     assert finished.data.timed_out is False and finished.data.error is None
     assert finished.data.counts.inserted == 20
+
+
+async def test_a_take_over_keeps_the_first_start_so_a_run_already_past_its_limit_times_out_at_once(
+    harness: Harness,
+) -> None:
+    h = harness
+    await h.connection()
+    await h.table("contacts", CONTACT_FIELDS, primary_key=("customer_id",))
+    h.write("c.csv", contacts_file(range(20), "c"))
+    spec = import_spec(
+        "c.csv", {"kind": "custom", "table": "contacts"}, CONTACT_MAPPING, max_duration="PT30S"
+    )
+    request = h.request(spec)
+    now = datetime.now(UTC)
+    # What a dead executor leaves: its lease expired, the run first started a minute ago.
+    await run_leases(h).insert_one(
+        {"_id": request.data.run_id, "request": request.model_dump_json(), "log_seq": 0, "status": "running",
+         "phase": "attempting", "owner": "dead", "expires_at": now - timedelta(seconds=5), "claimed_at": now,
+         "attempt": 1, "started_at": now - timedelta(seconds=60)}
+    )  # fmt: skip
+    assert await h.service().take_over_expired() == 1
+    finished = await h.finished(request.data.run_id)
+    assert finished.data.status == RunStatus.FAILED
+    assert finished.data.error == "timed out after PT30S" and finished.data.timed_out
+    assert abs((finished.data.started_at - (now - timedelta(seconds=60))).total_seconds()) < 1
+    assert await h.rows("contacts", "customer_id") == []
