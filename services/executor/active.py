@@ -14,7 +14,7 @@ from services.executor.reporting import RunReporter
 from services.executor.repository import MongoRejectStore
 from shared.contracts import RunRequested
 
-STOP_REQUESTED, LEASE_LOST, TABLE_LOST = "stop requested", "lease lost", "table lost"
+STOP_REQUESTED, LEASE_LOST, TABLE_LOST, TIMED_OUT = "stop requested", "lease lost", "table lost", "timed out"
 TABLE_LOST_MESSAGE = (
     "lost the table's writer lock (this executor did not renew it for a lease period); "
     "the next attempt waits for the table and loads the file from the start"

@@ -170,7 +170,13 @@ class RunReporter:
         await self.publisher.publish(RunProgress(source=SOURCE, subject=self.run_id, data=data))
 
     def finished(
-        self, status: RunStatus, tally: Tally, *, error: str | None = None, rejects_file: str | None = None
+        self,
+        status: RunStatus,
+        tally: Tally,
+        *,
+        error: str | None = None,
+        rejects_file: str | None = None,
+        timed_out: bool = False,
     ) -> RunFinished:
         return RunFinished(
             id=f"run-finished-{self.run_id}",
@@ -186,6 +192,7 @@ class RunReporter:
                 error=self.redactor.scrub(error) if error else error,
                 rejects_file=rejects_file,
                 last_log_seq=self.last_seq,
+                timed_out=timed_out,
             ),
         )
 

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import UTC, datetime
 from functools import partial
 
 from services.executor.active import (
@@ -34,6 +35,7 @@ from services.executor.active import (
     STOP_REQUESTED,
     TABLE_LOST,
     TABLE_LOST_MESSAGE,
+    TIMED_OUT,
     ActiveRun,
     ExecutionSettings,
     LocalWriters,
@@ -60,6 +62,7 @@ from services.executor.repository import MongoRejectStore, MongoWatermarks
 from services.executor.work import Attempt, WorkFactory
 from shared.catalog_records import table_collection
 from shared.contracts import ExportSpec, ImportSpec, RunFinished, RunRequested, RunStatus
+from shared.contracts.durations import parse_max_duration
 from shared.contracts.jobs import SftpSource
 from shared.contracts.runs import LogLevel
 from shared.errors import ConnectError, PermanentError, RetryableError
@@ -342,21 +345,52 @@ class ExecutorService:
             f"run {claim.run_id} started on {self.settings.executor_id} (attempt {claim.attempt})",
             trigger=active.request.data.trigger.value,
         )
+        deadline = self._deadline(active, claim)
+        try:
+            return await self._run_attempts(active, claim, reporter)
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+
+    def _deadline(self, active: ActiveRun, claim: Claim) -> asyncio.Task[None] | None:
+        """The job's `max_duration`, counted from the run's first start (a take-over keeps it): past it,
+        the run is halted, and stops at its next safe point like a stopped one (it is not retried)."""
+        limit = active.request.data.job.spec.max_duration
+        if limit is None:
+            return None
+        ends = claim.started_at + parse_max_duration(limit)
+
+        async def expire() -> None:
+            await asyncio.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()))
+            logger.warning("run timed out after %s; stopping it at its next safe point", limit)
+            active.halt(TIMED_OUT)
+
+        return asyncio.create_task(expire(), name=f"deadline-{claim.run_id}")
+
+    async def _stopped(self, active: ActiveRun, reporter: RunReporter, work: RunWork) -> RunFinished:
+        """A halted run's end: failed when its time limit ran out, else stopped."""
+        limit = active.request.data.job.spec.max_duration
+        if TIMED_OUT in active.halted_for and LEASE_LOST not in active.halted_for and limit is not None:
+            message = f"timed out after {limit}"
+            await reporter.log(f"failed: {message}", LogLevel.ERROR)
+            return reporter.finished(RunStatus.FAILED, work.tally, error=message, timed_out=True)
+        await reporter.log(_why_stopped(active), LogLevel.WARNING)
+        return reporter.finished(RunStatus.STOPPED, work.tally)
+
+    async def _run_attempts(self, active: ActiveRun, claim: Claim, reporter: RunReporter) -> RunFinished:
         for attempt in range(1, self.settings.max_attempts + 1):
             work = await self.work.build(
                 active.request.data.job.spec, Attempt(active, claim, reporter, attempt)
             )
             if active.stop.is_set() and active.halted_for != {TABLE_LOST}:  # while it waited for a slot
-                await reporter.log(_why_stopped(active), LogLevel.WARNING)
-                return reporter.finished(RunStatus.STOPPED, work.tally)
+                return await self._stopped(active, reporter, work)
             ticker = asyncio.create_task(self._progress_loop(reporter, work))
             failure: RetryableError | None = None
             try:
                 outcome = await work.run()
             except RunStopped:
                 if active.halted_for != {TABLE_LOST}:
-                    await reporter.log(_why_stopped(active), LogLevel.WARNING)
-                    return reporter.finished(RunStatus.STOPPED, work.tally)
+                    return await self._stopped(active, reporter, work)
                 self.writing_here.let_go(active.tables, claim.run_id)
                 active.resume_after_table_lost()
                 failure = RetryableError(TABLE_LOST_MESSAGE)
@@ -381,8 +415,7 @@ class ExecutorService:
                 return await self._failed(reporter, work, failure)
             if not await self._pause(active, reporter, attempt, failure):
                 if active.halted_for != {TABLE_LOST}:
-                    await reporter.log(_why_stopped(active), LogLevel.WARNING)
-                    return reporter.finished(RunStatus.STOPPED, work.tally)
+                    return await self._stopped(active, reporter, work)
                 self.writing_here.let_go(active.tables, claim.run_id)
                 active.resume_after_table_lost()  # lost during the backoff: the next attempt waits for it
         raise AssertionError("unreachable: the last attempt returns")

@@ -11,12 +11,26 @@ from datetime import datetime, time
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, Field, field_validator
 
+from shared.contracts.durations import checked_max_duration
 from shared.contracts.envelope import Frozen
 
 TABLE_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 TRIGGER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+MaxDuration = Annotated[
+    str | None,
+    Field(
+        max_length=40,
+        examples=["PT2H"],
+        description=(
+            "Run timeout, an ISO 8601 duration (> 0, up to 24 h): past it, counted from the run's first "
+            "start, the run stops at its next safe point and ends failed with 'timed out after …'."
+        ),
+    ),
+    AfterValidator(lambda text: None if text is None else checked_max_duration(text)),
+]
 
 
 class JobType(StrEnum):
@@ -204,6 +218,7 @@ class ImportSpec(Frozen):
     mapping: tuple[FieldMapping, ...] = Field(min_length=1, max_length=500)
     target: ImportTarget
     guards: ImportGuards = ImportGuards()
+    max_duration: MaxDuration = None
 
     @property
     def is_partner_feed(self) -> bool:
@@ -282,6 +297,7 @@ class ExportSpec(Frozen):
     format: CsvFormat = CsvFormat()
     fields: tuple[str, ...] = Field(default=(), description="Columns in order; empty: all fields.")
     destination: ExportDestination
+    max_duration: MaxDuration = None
 
 
 JobSpec = Annotated[ImportSpec | ExportSpec, Field(discriminator="kind")]

@@ -89,6 +89,23 @@ async def test_an_unknown_encoding_is_refused(api: Api) -> None:
     assert await total(api, "/jobs") == 1
 
 
+async def test_a_bad_max_duration_is_refused_on_create_and_edit_and_a_good_one_kept(api: Api) -> None:
+    connection_id = await contacts(api)
+    for bad, why in (("PT25H", "24 hours"), ("PT0S", "longer than zero"), ("2 hours", "ISO 8601")):
+        body = import_job("j", connection_id, "a.csv", "contacts")
+        body["spec"]["max_duration"] = bad
+        assert why in await refused(api, "POST", "/jobs", body, "spec.max_duration")
+    assert await total(api, "/jobs") == 0
+    body = import_job("j", connection_id, "a.csv", "contacts")
+    body["spec"]["max_duration"] = "pt2h"
+    created = await api.ok("POST", "/jobs", json=body)
+    assert created["spec"]["max_duration"] == "PT2H"
+    spec = created["spec"] | {"max_duration": "P2D"}
+    await refused(api, "PATCH", f"/jobs/{created['id']}", {"version": 1, "spec": spec}, "spec.max_duration")
+    shown = await api.ok("GET", f"/jobs/{created['id']}")
+    assert shown["spec"]["max_duration"] == "PT2H" and shown["version"] == 1
+
+
 async def test_instants_in_the_past_are_refused_on_create_and_when_an_edit_changes_them(api: Api) -> None:
     connection_id = await contacts(api)
     job = import_job("j", connection_id, "a.csv", "contacts")

@@ -899,6 +899,7 @@ async function jobForm(jobId, newType = "import") {
   const name = textInput(job?.name ?? "", { maxlength: 100, autocomplete: "off" });
   const active = checkbox(job ? job.state === "active" : true);
   const expires = h("input", { type: "datetime-local", value: toLocalInput(job?.expiration_date) });
+  const maxDuration = textInput(spec.max_duration ?? "", { placeholder: "e.g. PT2H (none: no limit)", size: 12 });
   const schedule = scheduleFieldset(job?.schedule);
   const fmt = spec.format ?? {};
   const delimiter = textInput(fmt.delimiter ?? ",", { maxlength: 1, size: 2 });
@@ -1021,7 +1022,7 @@ async function jobForm(jobId, newType = "import") {
 
   const preview = h("pre", { class: "spec", id: "spec-preview", "aria-live": "off" });
   const body = () => {
-    const b = { name: name.value.trim(), spec: readSpec(), schedule: schedule.read(), expires_at: readInstant(expires, job?.expiration_date) };
+    const b = { name: name.value.trim(), spec: { ...readSpec(), max_duration: maxDuration.value.trim() || null }, schedule: schedule.read(), expires_at: readInstant(expires, job?.expiration_date) };
     if (job) b.version = job.version; else b.active = active.checked;
     return b;
   };
@@ -1029,7 +1030,8 @@ async function jobForm(jobId, newType = "import") {
   const form = h("form", { class: "editor", novalidate: true, id: "job-form", "aria-labelledby": "form-title" },
     h("p", { class: "form-error", role: "alert", tabindex: -1 }),
     h("fieldset", {}, h("legend", {}, "Job"), h("div", { class: "row" }, field("Name", name, { wide: true, name: "name" }),
-      job ? "" : field("Active", active, { check: true, name: "active" }), field("Expiration date", expires, { name: "expires_at" }))),
+      job ? "" : field("Active", active, { check: true, name: "active" }), field("Expiration date", expires, { name: "expires_at" }),
+      field("Run timeout (ISO 8601, up to PT24H)", maxDuration, { name: "spec.max_duration" }))),
     sections, schedule.element,
     h("details", {}, h("summary", {}, "Specification (JSON sent to the API)"), preview),
     h("div", { class: "form-buttons" }, h("button", { type: "submit", class: "primary" }, job ? "Save" : `Create ${kind} job`), h("a", { href: job ? `#/jobs/${job.id}` : "#/jobs" }, "Cancel")),
