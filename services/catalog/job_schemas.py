@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field, StrictInt, field_validator
 
 from services.catalog.schemas import NAME, Request, Response
 from shared.contracts.jobs import JobSpec, JobType, OnDemandSchedule, Schedule
@@ -73,6 +73,42 @@ class JobsDelete(Request):
 
     ids: list[int] = Field(min_length=1, max_length=500)
     confirm: bool = Field(default=False, description="Must be true: deletion needs confirmation.")
+
+
+MAX_RUN_TOGETHER = 5  # jobs one bulk trigger may start
+
+
+class JobsRun(Request):
+    """Run now for several jobs at once (Responsys's bulk trigger): each is checked on its own."""
+
+    ids: list[Annotated[StrictInt, Field(ge=1, le=2**62)]] = Field(
+        min_length=1, max_length=MAX_RUN_TOGETHER, description="1 to 5 distinct job IDs.", examples=[[12, 13]]
+    )
+
+    @field_validator("ids")
+    @classmethod
+    def distinct(cls, ids: list[int]) -> list[int]:
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"each job may appear once; repeated: {', '.join(map(str, repeated))}")
+        return ids
+
+
+class RunRefusal(Response):
+    code: str = Field(description="`conflict`, `not_found`, `retryable` (the scheduler did not answer) …")
+    message: str
+
+
+class JobRunResult(Response):
+    """One job's outcome: `run_id` when the run was started, else `error` with the refusal's reason."""
+
+    job_id: int
+    run_id: str | None = Field(default=None, examples=["12.3"])
+    error: RunRefusal | None = None
+
+
+class JobsRunResults(Response):
+    results: list[JobRunResult] = Field(description="One per requested job, in the order given.")
 
 
 class JobView(Response):

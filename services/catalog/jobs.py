@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -12,7 +13,7 @@ from services.catalog.changes import SOURCE, Change, commit
 from services.catalog.definitions import DefinitionService
 from services.catalog.domain import JobQuery, StoredJob
 from services.catalog.groups import remove_members
-from services.catalog.job_schemas import JobCreate, JobPatch, JobUpdate, JobView
+from services.catalog.job_schemas import JobCreate, JobPatch, JobRunResult, JobUpdate, JobView, RunRefusal
 from services.catalog.ports import (
     CatalogRecords,
     CatalogRepository,
@@ -27,15 +28,27 @@ from shared.contracts import JobChanged, JobDeleted, RunJob, StopRun
 from shared.contracts.catalog import JobChangedData, JobDeletedData
 from shared.contracts.jobs import ExportSpec, ImportSpec, JobSpec, JobType, Schedule
 from shared.contracts.runs import RunJobData, StopRunData, Trigger
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.errors import Conflict, ConnectError, NotFound, ValidationFailed
 from shared.scheduling import validate_schedule
 
+logger = logging.getLogger(__name__)
 MAX_READ_TOGETHER = 500  # jobs one coalesced read asks for at most
 Item = TypeVar("Item")
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _run_result(job_id: int, outcome: str | BaseException) -> JobRunResult:
+    if isinstance(outcome, str):
+        return JobRunResult(job_id=job_id, run_id=outcome)
+    if isinstance(outcome, ConnectError):
+        return JobRunResult(job_id=job_id, error=RunRefusal(code=outcome.code, message=outcome.message))
+    if not isinstance(outcome, Exception):
+        raise outcome  # cancellation and the like are not a job's outcome
+    logger.error("bulk run now of job %s failed unexpectedly", job_id, exc_info=outcome)
+    return JobRunResult(job_id=job_id, error=RunRefusal(code="internal_error", message="internal error"))
 
 
 def job_changed(job: StoredJob) -> JobChanged:
@@ -247,6 +260,16 @@ class JobService(DefinitionService[StoredJob, JobView]):
         data = RunJobData(job=job.snapshot(), trigger=Trigger.ON_DEMAND, requested_by=by)
         command = RunJob(source=SOURCE, subject=str(job_id), data=data)
         return await request_run(self.bus, command, self.run_request_timeout)
+
+    async def run_many(self, job_ids: list[int], by: str) -> list[JobRunResult]:
+        """Bulk trigger: Run now for each job at once, each checked on its own, results in `job_ids`' order.
+
+        A refusal (the same as `run_now`'s: unknown, inactive, expired, partner feed, running, scheduler
+        unavailable) is reported for its job and does not stop the others."""
+        outcomes = await asyncio.gather(
+            *(self.run_now(job_id, by) for job_id in job_ids), return_exceptions=True
+        )
+        return [_run_result(job_id, outcome) for job_id, outcome in zip(job_ids, outcomes, strict=True)]
 
     async def stop(self, job_id: int, confirm: bool, by: str) -> str:
         """The guide's Stop: needs confirmation; every executor hears it, the one running it stops."""

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from services.cli.common import (
+    EXIT_ERROR,
     api_command,
     client,
     confirm,
@@ -115,15 +116,22 @@ def edit_job(
 @app.command("run")
 @api_command
 def run_job(
-    job_id: JobId,
+    job_ids: Annotated[list[int], typer.Argument(help="Job ID(s): 1 to 5, each run on its own.", min=1)],
     watch: Annotated[
-        bool, typer.Option("--watch", "-w", help="Then follow the run (as `runs watch`).")
+        bool, typer.Option("--watch", "-w", help="Then follow the run (as `runs watch`; one job only).")
     ] = False,
     output: OutputOption = Format.TABLE,
 ) -> None:
-    """Run now (not for partner-feed jobs); prints the new JobID.RunID."""
+    """Run now (not for partner-feed jobs); prints the new JobID.RunID, one line per job.
+
+    With several jobs each is checked on its own; the exit code is 1 if any was refused."""
+    if len(job_ids) > 1:
+        if watch:
+            raise fail("--watch follows one run: give one job ID")
+        _run_jobs(job_ids, output)
+        return
     with client() as api:
-        accepted = api.post(f"/jobs/{job_id}/run")
+        accepted = api.post(f"/jobs/{job_ids[0]}/run")
     if output is Format.JSON and not watch:
         emit_json(accepted)
     elif not watch:
@@ -132,6 +140,22 @@ def run_job(
         from services.cli.runs import watch_run
 
         watch_run(accepted["run_id"], interval=1.0, timeout=None, output=output)
+
+
+def _run_jobs(job_ids: list[int], output: Format) -> None:
+    """The bulk trigger: one line per job in the given order, `JOB: RUN_ID` or `JOB: refused: reason`."""
+    with client() as api:
+        results = api.post("/jobs/run", {"ids": job_ids})["results"]
+    if output is Format.JSON:
+        emit_json(results)
+    else:
+        for result in results:
+            if result.get("run_id"):
+                typer.echo(f"{result['job_id']}: {result['run_id']}")
+            else:
+                typer.echo(f"{result['job_id']}: refused: {result['error']['message']}")
+    if any(not result.get("run_id") for result in results):
+        raise typer.Exit(EXIT_ERROR)
 
 
 @app.command("stop")

@@ -328,3 +328,63 @@ async def test_profile_extension_import_matches_on_any_list_match_column(api: Ap
         redefining = {**pet, "name": "people_pet2", "fields": [{"name": match_column}]}
         response = await api.call("POST", "/tables", json=redefining)
         assert response.status_code == 422 and "target.match_column" in response.json()["error"]["message"]
+
+
+async def test_bulk_run_checks_each_job_on_its_own(api: Api) -> None:
+    first = await setup_job(api, "first")
+    inactive = await setup_job(api, "dormant", active=False)
+    partner = await api.ok(
+        "POST", "/jobs", json=partner_job("feed", first["spec"]["source"]["connection_id"])
+    )
+    second = await setup_job(api, "second")
+    ids = [first["id"], 999_999, inactive["id"], partner["id"], second["id"]]
+
+    response = await api.call("POST", "/jobs/run", role=Role.OPERATOR, json={"ids": ids})
+
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["job_id"] for r in results] == ids
+    assert results[0] == {"job_id": first["id"], "run_id": f"{first['id']}.1", "error": None}
+    assert results[4] == {"job_id": second["id"], "run_id": f"{second['id']}.1", "error": None}
+    assert results[1]["run_id"] is None and results[1]["error"] == {
+        "code": "not_found", "message": "job 999999 does not exist"
+    }  # fmt: skip
+    assert results[2]["error"]["code"] == "conflict" and "inactive" in results[2]["error"]["message"]
+    assert results[3]["error"]["message"] == "Run now is not available for partner-feed (Omniture) jobs"
+
+    # No executor here: the two runs stay in flight, so running them again is refused, each on its own.
+    again = await api.ok("POST", "/jobs/run", role=Role.OPERATOR, json={"ids": [second["id"], first["id"]]})
+    assert [(r["job_id"], r["run_id"]) for r in again["results"]] == [
+        (second["id"], None),
+        (first["id"], None),
+    ]
+    assert all("is running" in r["error"]["message"] for r in again["results"])
+    forbidden = await api.call("POST", "/jobs/run", role=Role.VIEWER, json={"ids": [first["id"]]})
+    assert forbidden.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("ids", "field"),
+    [([], "ids"), ([1, 2, 3, 4, 5, 6], "ids"), ([3, 4, 3], "ids"), ([1, "2"], "ids[1]"), ([1.5], "ids[0]"),
+     ([0], "ids[0]"), (None, "ids")],
+)  # fmt: skip
+async def test_bulk_run_validates_the_ids(api: Api, ids: Any, field: str) -> None:
+    response = await api.call("POST", "/jobs/run", role=Role.OPERATOR, json={"ids": ids})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == field
+    if ids == [3, 4, 3]:
+        assert "repeated: 3" in response.json()["error"]["message"]
+
+
+async def test_bulk_run_reports_an_absent_scheduler_per_job(
+    settings: CommonSettings, mongo: MongoClient
+) -> None:
+    async with running_catalog(settings, mongo, with_scheduler=False) as api:
+        jobs = [await setup_job(api, f"job{i}") for i in range(2)]
+        response = await api.call(
+            "POST", "/jobs/run", role=Role.OPERATOR, json={"ids": [j["id"] for j in jobs]}
+        )
+    assert response.status_code == 200
+    for result in response.json()["results"]:
+        assert result["run_id"] is None and result["error"]["code"] == "retryable"
+        assert "nothing was started" in result["error"]["message"]

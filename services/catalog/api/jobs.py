@@ -16,6 +16,8 @@ from services.catalog.job_schemas import (
     JobCreate,
     JobPatch,
     JobsDelete,
+    JobsRun,
+    JobsRunResults,
     JobUpdate,
     JobView,
     SchedulePreview,
@@ -98,6 +100,17 @@ async def run_job(job_id: JobId, jobs: Jobs, by: Operator) -> RunAccepted:
     503 when the scheduler does not answer in time: then nothing was started, nor will it be later.
     """
     return RunAccepted(run_id=await jobs.run_now(job_id, by.name))
+
+
+@router.post("/run")
+async def run_jobs(body: JobsRun, jobs: Jobs, by: Operator) -> JobsRunResults:
+    """Bulk trigger: Run now for 1 to 5 jobs, each checked on its own; one result per job, in order.
+
+    Always 200 when the request itself is valid: each result holds the job's new `run_id` or, under
+    `error`, the refusal Run now would have answered (not found, inactive, expired, partner feed,
+    running, scheduler unavailable). Look at every result, not at the status.
+    """
+    return JobsRunResults(results=await jobs.run_many(body.ids, by.name))
 
 
 @router.post("/{job_id}/stop", status_code=202)
