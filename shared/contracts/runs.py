@@ -189,6 +189,7 @@ class RunFinishedData(Frozen):
     error: str | None = None
     rejects_file: str | None = None
     last_log_seq: int = Field(default=0, ge=0)
+    timed_out: bool = Field(default=False, description="Stopped by the job's max_duration.")
 
 
 class RunFinished(Envelope):
