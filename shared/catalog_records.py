@@ -94,3 +94,49 @@ class ConnectionRecord(Record):
     token_encrypted: str | None = None
     created_at: datetime
     created_by: str
+
+
+class NotifyOn(StrEnum):
+    """A run's final outcome a rule can notify on (`recovered`: the first success after failures)."""
+
+    FAILED = "failed"
+    PARTIAL = "partial"
+    SUCCEEDED = "succeeded"
+    RECOVERED = "recovered"
+    STOPPED = "stopped"
+    TIMED_OUT = "timed_out"
+
+
+class NotificationRule(BaseModel):
+    """On a job or a group: which final outcomes notify, and which channels (`/notification-channels`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    on: tuple[NotifyOn, ...] = Field(min_length=1, max_length=6)
+    channels: tuple[int, ...] = Field(min_length=1, max_length=20, description="Notification channel ids.")
+
+
+class ChannelKind(StrEnum):
+    SMTP = "smtp"
+    WEBHOOK = "webhook"
+
+
+class NotificationChannelRecord(Record):
+    """E-mail through SMTP, or a signed webhook. Secrets are stored encrypted (`shared.secrets.SecretBox`)."""
+
+    id: int = Field(alias="_id")
+    kind: ChannelKind
+    name: str
+    # smtp
+    host: str = ""
+    port: int = 587
+    starttls: bool = True
+    username: str = ""
+    password_encrypted: str | None = None
+    from_address: str = ""
+    to: tuple[str, ...] = ()
+    # webhook
+    url: str = ""
+    secret_encrypted: str | None = Field(default=None, description="The Standard Webhooks signing secret.")
+    created_at: datetime
+    created_by: str

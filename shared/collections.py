@@ -17,6 +17,7 @@ class CatalogCollections:
     CONNECTIONS: Final = "connections"
     TABLES: Final = "tables"
     TOKENS: Final = "tokens"
+    NOTIFICATION_CHANNELS: Final = "notification_channels"
     COUNTERS: Final = "counters"  # the next job, group and connection ids
     OUTBOX: Final = "outbox"
     CONSOLE_SESSIONS: Final = "console_sessions"

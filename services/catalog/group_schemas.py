@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, ConfigDict, Field
 
 from services.catalog.job_schemas import ScheduleType
 from services.catalog.schemas import NAME, Request, Response
+from shared.catalog_records import NotificationRule
 from shared.contracts.jobs import OnDemandSchedule, Schedule
 
 
@@ -29,6 +30,11 @@ class GroupCreate(Request):
         default=False, description="Default: a failed step stops the group run."
     )
     active: bool = True
+    notifications: list[NotificationRule] = Field(
+        default=[],
+        max_length=20,
+        description="Notify once, after the group run ends, naming each member's outcome.",
+    )
 
 
 class GroupUpdate(Request):
@@ -40,6 +46,9 @@ class GroupUpdate(Request):
     schedule: Schedule = OnDemandSchedule()
     expires_at: AwareDatetime | None = None
     continue_on_failure: bool = False
+    notifications: list[NotificationRule] = Field(
+        default=[], max_length=20, description="Which final outcomes notify which channels."
+    )
 
 
 class GroupMember(Response):
@@ -60,6 +69,7 @@ class GroupView(Response):
     jobs: list[GroupMember] = Field(description="Members in run order.")
     continue_on_failure: bool
     schedule: Schedule
+    notifications: list[NotificationRule] = []
     version: int
 
 

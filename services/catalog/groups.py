@@ -7,6 +7,7 @@ from typing import Any
 
 from services.catalog import domain
 from services.catalog.changes import SOURCE, Change, commit
+from services.catalog.channels import check_rules
 from services.catalog.definitions import DefinitionService
 from services.catalog.domain import StoredGroup
 from services.catalog.group_schemas import GroupCreate, GroupMember, GroupUpdate, GroupView
@@ -73,6 +74,7 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
                     state="active" if group.active else "inactive",
                     jobs=[GroupMember(id=j, name=names.get(j, "?")) for j in group.job_ids],
                     schedule=group.schedule,
+                    notifications=list(group.notifications),
                     version=group.version,
                 )
             )
@@ -80,6 +82,7 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
 
     async def create(self, body: GroupCreate, by: str) -> GroupView:
         validate_schedule(body.schedule)
+        await check_rules(self.repo, body.notifications)
         domain.check_instants(body.schedule, body.expires_at, datetime.now(UTC))
 
         async def work(unit: UnitOfWork) -> Change[StoredGroup]:
@@ -92,6 +95,7 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
                 schedule=body.schedule,
                 expires_at=body.expires_at,
                 continue_on_failure=body.continue_on_failure,
+                notifications=tuple(body.notifications),
                 active=body.active,
                 created_at=datetime.now(UTC),
                 created_by=by,
@@ -103,6 +107,7 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
 
     async def replace(self, group_id: int, body: GroupUpdate) -> GroupView:
         validate_schedule(body.schedule)
+        await check_rules(self.repo, body.notifications)
         current = await self.load(group_id)
         domain.check_instants(
             body.schedule, body.expires_at, datetime.now(UTC), before=(current.schedule, current.expires_at)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, ConfigDict, Field, StrictInt, field_validator
 
 from services.catalog.schemas import NAME, Request, Response
+from shared.catalog_records import NotificationRule
 from shared.contracts.jobs import JobSpec, JobType, OnDemandSchedule, Schedule
 
 ScheduleType = Literal["one_time", "recurring", "on_demand", "on_event"]
@@ -40,6 +41,9 @@ class JobCreate(Request):
         default=None, description="Expiration date: the job is deleted then."
     )
     active: bool = True
+    notifications: list[NotificationRule] = Field(
+        default=[], max_length=20, description="Which final outcomes notify which channels."
+    )
 
 
 class JobUpdate(Request):
@@ -52,6 +56,9 @@ class JobUpdate(Request):
     spec: JobSpec
     schedule: Schedule = OnDemandSchedule()
     expires_at: AwareDatetime | None = None
+    notifications: list[NotificationRule] = Field(
+        default=[], max_length=20, description="Which final outcomes notify which channels."
+    )
 
 
 class JobPatch(Request):
@@ -62,6 +69,7 @@ class JobPatch(Request):
     spec: JobSpec | None = None
     schedule: Schedule | None = None
     expires_at: AwareDatetime | None = None
+    notifications: list[NotificationRule] | None = Field(default=None, max_length=20)
 
 
 class JobCopy(Request):
@@ -129,6 +137,7 @@ class JobView(Response):
     partner_feed: bool = Field(description="Partner-feed (Omniture) job: no Run now, no copy.")
     schedule: Schedule
     spec: JobSpec
+    notifications: list[NotificationRule] = []
     version: int
     updated_at: datetime | None = None
     updated_by: str | None = None

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from services.catalog import domain
 from services.catalog.changes import SOURCE, Change, commit
+from services.catalog.channels import check_rules
 from services.catalog.definitions import DefinitionService
 from services.catalog.domain import JobQuery, StoredJob
 from services.catalog.groups import remove_members
@@ -135,6 +136,7 @@ class JobService(DefinitionService[StoredJob, JobView]):
                     partner_feed=job.is_partner_feed,
                     schedule=job.schedule,
                     spec=job.spec,
+                    notifications=list(job.notifications),
                     version=job.version,
                     updated_at=job.updated_at,
                     updated_by=job.updated_by,
@@ -145,6 +147,7 @@ class JobService(DefinitionService[StoredJob, JobView]):
     # --- defining ----------------------------------------------------------------------------------
     async def create(self, body: JobCreate, raw: dict[str, Any], by: str, *, copied: bool = False) -> JobView:
         await self.validate(body.spec, body.schedule, raw)
+        await check_rules(self.repo, body.notifications)
         now = _now()
         if not copied:  # a copy keeps the original's instants; it is inactive until edited
             domain.check_instants(body.schedule, body.expires_at, now)
@@ -158,6 +161,7 @@ class JobService(DefinitionService[StoredJob, JobView]):
                 spec=body.spec,
                 schedule=body.schedule,
                 expires_at=body.expires_at,
+                notifications=tuple(body.notifications),
                 created_at=now,
                 created_by=by,
             )
@@ -168,6 +172,7 @@ class JobService(DefinitionService[StoredJob, JobView]):
 
     async def replace(self, job_id: int, body: JobUpdate, raw: dict[str, Any], by: str) -> JobView:
         await self.validate(body.spec, body.schedule, raw)
+        await check_rules(self.repo, body.notifications)
         current = await self.load(job_id)
         domain.check_instants(
             body.schedule, body.expires_at, _now(), before=(current.schedule, current.expires_at)
@@ -177,6 +182,7 @@ class JobService(DefinitionService[StoredJob, JobView]):
             "spec": body.spec,
             "schedule": body.schedule,
             "expires_at": body.expires_at,
+            "notifications": tuple(body.notifications),
         }
         return await self._edit(job_id, body.version, changes, by)
 
@@ -184,6 +190,9 @@ class JobService(DefinitionService[StoredJob, JobView]):
         changes = {key: getattr(body, key) for key in body.model_fields_set - {"version"}}
         if None in (changes.get("name", ""), changes.get("spec", ""), changes.get("schedule", "")):
             raise ValidationFailed("name, spec and schedule cannot be null", field="body")
+        if "notifications" in changes:
+            changes["notifications"] = tuple(changes["notifications"] or ())
+            await check_rules(self.repo, changes["notifications"])
         current = await self.load(job_id)
         schedule = changes.get("schedule", current.schedule)
         await self.validate(changes.get("spec", current.spec), schedule, raw)
@@ -204,6 +213,7 @@ class JobService(DefinitionService[StoredJob, JobView]):
             spec=original.spec,
             schedule=original.schedule,
             expires_at=original.expires_at,
+            notifications=list(original.notifications),
             active=False,
         )
         return await self.create(body, {}, by, copied=True)

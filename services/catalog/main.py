@@ -14,8 +14,10 @@ from services.catalog.adapters.runs_read_model import MongoRunsReadModel
 from services.catalog.adapters.sftp_probe import AsyncsshProbe
 from services.catalog.api import groups as groups_api
 from services.catalog.api import jobs as jobs_api
+from services.catalog.api import notifications as notifications_api
 from services.catalog.api import resources, runs
 from services.catalog.api.errors import error_response, install_error_handlers
+from services.catalog.channels import NotificationChannels
 from services.catalog.config import CatalogSettings
 from services.catalog.console.routes import install_console
 from services.catalog.groups import GroupService
@@ -46,9 +48,10 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
     repo = MongoCatalogRepository(
         runtime.mongo, runtime.db_name, outbox_retention=timedelta(seconds=settings.outbox_retention_seconds)
     )
+    box = secret_box(common)
     service = CatalogService(
         repo,
-        secret_box(common),
+        box,
         audience=MongoAudienceSchema(runtime.mongo, common.audience_database),
         probe=AsyncsshProbe(),
         token_cache_seconds=settings.token_cache_seconds,
@@ -78,9 +81,16 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
     app.state.catalog = service
     app.state.jobs = jobs
     app.state.groups = groups
+    app.state.channels = NotificationChannels(repo, box)
     runs_read = MongoRunsReadModel(runtime.mongo, common.database("logsink"), common.database("executor"))
     app.state.runs = RunsService(runs_read)
-    for router in (resources.router, jobs_api.router, groups_api.router, runs.router):
+    for router in (
+        resources.router,
+        jobs_api.router,
+        groups_api.router,
+        runs.router,
+        notifications_api.router,
+    ):
         app.include_router(router)
     console = install_console(app, runtime.mongo, runtime.db_name)  # the web console at /
     runtime.on_start.append(console.ensure_indexes)

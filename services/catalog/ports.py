@@ -13,7 +13,7 @@ from typing import Any, Protocol, TypeVar
 
 from services.catalog.domain import JobQuery, StoredGroup, StoredJob, StoredToken
 from services.catalog.schemas import ConnectionTest, HostKeyView
-from shared.catalog_records import ConnectionRecord, TableRecord
+from shared.catalog_records import ConnectionRecord, NotificationChannelRecord, TableRecord
 from shared.contracts import Envelope
 from shared.schedule_state import ScheduleState
 from shared.secrets import SecretBox
@@ -100,6 +100,26 @@ class ConnectionStore(Protocol):
         ...
 
 
+class NotificationChannelStore(Protocol):
+    async def new_id(self) -> int: ...
+
+    async def get(self, channel_id: int) -> NotificationChannelRecord | None: ...
+
+    async def existing(self, channel_ids: Iterable[int]) -> set[int]:
+        """Those of `channel_ids` that name a channel."""
+        ...
+
+    async def page(self, *, offset: int, limit: int) -> tuple[list[NotificationChannelRecord], int]: ...
+
+    async def add(self, record: NotificationChannelRecord) -> None:
+        """Raises `Conflict` when its name is taken."""
+        ...
+
+    async def remove(self, channel_id: int) -> bool:
+        """Whether there was one to remove."""
+        ...
+
+
 class TableStore(Protocol):
     async def get(self, name: str) -> TableRecord | None: ...
 
@@ -139,6 +159,9 @@ class CatalogRecords(Protocol):
 
     @property
     def tokens(self) -> TokenStore: ...
+
+    @property
+    def channels(self) -> NotificationChannelStore: ...
 
 
 class UnitOfWork(CatalogRecords, Protocol):

@@ -14,7 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.catalog.domain import JobQuery, Role, StoredGroup, StoredJob, StoredToken
-from shared.catalog_records import ConnectionRecord, TableRecord
+from shared.catalog_records import ConnectionRecord, NotificationChannelRecord, TableRecord
 from shared.collections import CatalogCollections
 from shared.errors import Conflict
 from shared.mongo import database_errors
@@ -173,6 +173,29 @@ class MongoConnectionStore(RecordCollection[ConnectionRecord]):
 
     async def page(self, *, offset: int, limit: int) -> tuple[list[ConnectionRecord], int]:
         return await self._page({}, sort="id", offset=offset, limit=limit)
+
+
+class MongoNotificationChannelStore(RecordCollection[NotificationChannelRecord]):
+    collection_name = CatalogCollections.NOTIFICATION_CHANNELS
+    kind = "notification channel"
+    model = NotificationChannelRecord
+
+    async def new_id(self) -> int:
+        return await self._next_id()
+
+    async def get(self, channel_id: int) -> NotificationChannelRecord | None:
+        return await self._one({"_id": channel_id})
+
+    async def existing(self, channel_ids: Iterable[int]) -> set[int]:
+        cursor = self.collection.find({"_id": {"$in": list(channel_ids)}}, {"_id": 1}, session=self.session)
+        return {doc["_id"] async for doc in cursor}
+
+    async def page(self, *, offset: int, limit: int) -> tuple[list[NotificationChannelRecord], int]:
+        return await self._page({}, sort="id", offset=offset, limit=limit)
+
+    async def remove(self, channel_id: int) -> bool:
+        result = await self.collection.delete_one({"_id": channel_id}, session=self.session)
+        return result.deleted_count == 1
 
 
 class MongoTableStore(RecordCollection[TableRecord]):

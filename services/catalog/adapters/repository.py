@@ -15,6 +15,7 @@ from services.catalog.adapters.records import (
     MongoConnectionStore,
     MongoGroupStore,
     MongoJobStore,
+    MongoNotificationChannelStore,
     MongoTableStore,
     MongoTokenStore,
 )
@@ -37,6 +38,7 @@ class MongoCatalogRecords:
         self.connections = MongoConnectionStore(db, session)
         self.tables = MongoTableStore(db, session)
         self.tokens = MongoTokenStore(db, session)
+        self.channels = MongoNotificationChannelStore(db, session)
 
 
 class MongoUnitOfWork(MongoCatalogRecords):
@@ -67,6 +69,7 @@ class MongoCatalogRepository(MongoCatalogRecords):
             CatalogCollections.TABLES,
             CatalogCollections.JOBS,
             CatalogCollections.GROUPS,
+            CatalogCollections.NOTIFICATION_CHANNELS,
         ):
             await self.db[collection].create_index("name", unique=True)
         await self.db[CatalogCollections.JOBS].create_index("group_id")

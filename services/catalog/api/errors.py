@@ -46,6 +46,7 @@ UNION_FIELDS = frozenset({"spec", "source", "target", "destination", "schedule",
 UNION_TAGS = frozenset({
     "import", "export", "sftp", "rest", "adobe_analytics", "list", "profile_extension", "custom",
     "one_time", "recurring", "on_demand", "on_event", "cron", "every", "daily", "weekly", "monthly",
+    "smtp", "webhook",
 })  # fmt: skip
 LOCATIONS = frozenset({"body", "query", "path", "header"})
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.catalog.errors import RunRefused
+from shared.catalog_records import NotificationRule
 from shared.contracts.jobs import OnDemandSchedule, Schedule, is_expired
 from shared.errors import Conflict, NotFound
 
@@ -23,6 +24,7 @@ class StoredGroup(BaseModel):
     schedule: Schedule = OnDemandSchedule()
     expires_at: datetime | None = None
     continue_on_failure: bool = False
+    notifications: tuple[NotificationRule, ...] = ()
     active: bool = True
     version: int = 1
     created_at: datetime

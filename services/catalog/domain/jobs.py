@@ -17,6 +17,7 @@ from shared.catalog_records import (
     LIST_SYSTEM_FIELDS,
     ConnectionKind,
     ConnectionRecord,
+    NotificationRule,
     TableKind,
     TableRecord,
 )
@@ -57,6 +58,7 @@ class StoredJob(BaseModel):
     spec: JobSpec
     schedule: Schedule = OnDemandSchedule()
     expires_at: datetime | None = None
+    notifications: tuple[NotificationRule, ...] = ()
     group_id: int | None = None
     version: int = 1
     created_at: datetime
