@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -113,7 +114,10 @@ class NotificationRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     on: tuple[NotifyOn, ...] = Field(min_length=1, max_length=6)
-    channels: tuple[int, ...] = Field(min_length=1, max_length=20, description="Notification channel ids.")
+    # Bounded like the ids in paths: a number the database cannot store is a 422, not a server error.
+    channels: tuple[Annotated[int, Field(ge=1, le=2**62)], ...] = Field(
+        min_length=1, max_length=20, description="Notification channel ids."
+    )
 
 
 class ChannelKind(StrEnum):
