@@ -19,6 +19,7 @@ class Trigger(StrEnum):
     ON_DEMAND = "on_demand"
     GROUP = "group"
     EVENT = "event"
+    DRY_RUN = "dry_run"  # reads and checks, writes nothing; never notifies
 
 
 class RunStatus(StrEnum):
