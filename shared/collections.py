@@ -44,6 +44,7 @@ class LogsinkCollections:
     RUNS: Final = "runs"
     GROUP_RUNS: Final = "group_runs"
     RUN_LOGS: Final = "run_logs"
+    NOTIFICATIONS: Final = "notifications"  # shared.notification_records; the logsink sends them
 
 
 AUDIENCE_COUNTERS: Final = "_connect_counters"  # in the audience database, beside the tables
