@@ -49,16 +49,28 @@ def mongo_server(tmp: Path) -> Iterator[str]:
         server.stop()
 
 
-def require_broker(amqp_url: str) -> None:
+def require_broker(amqp_url: str, answer_timeout: float = 10.0) -> None:
+    """Fail the session at once when no broker answers, rather than every test timing out one by one.
+
+    A port that accepts TCP is not enough: a wedged node accepts connections and never answers the
+    AMQP protocol header (seen once on this machine), so the check waits for the server's first frame.
+    """
     parsed = urlparse(amqp_url)
+    where = f"{parsed.hostname}:{parsed.port or 5672}"
+    address = (parsed.hostname or "localhost", parsed.port or 5672)
     try:
-        with socket.create_connection((parsed.hostname or "localhost", parsed.port or 5672), timeout=3):
-            return
+        with socket.create_connection(address, timeout=3) as sock:
+            sock.settimeout(answer_timeout)
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+            first_frame = sock.recv(8)
+    except TimeoutError:
+        first_frame = b""
     except OSError as exc:
         raise RuntimeError(
-            f"RabbitMQ is not reachable at {parsed.hostname}:{parsed.port or 5672}; "
-            "start one (`rabbitmq-server -detached`) or set AMQP_URL"
+            f"RabbitMQ is not reachable at {where}; start one (`rabbitmq-server -detached`) or set AMQP_URL"
         ) from exc
+    if first_frame[:1] != b"\x01":  # a method frame (connection.start): the node speaks AMQP 0-9-1
+        raise RuntimeError(f"the broker at {where} accepts connections but does not answer AMQP; restart it")
 
 
 @dataclass(frozen=True)
