@@ -134,6 +134,7 @@ class NotificationView(View):
     status: NotificationStatus = Field(
         description="pending (to be sent or retried), sent or failed (given up)."
     )
+    status_text: str = Field(description="The status in words, as the console and the CLI show it.")
     attempts: int
     last_error: str | None = Field(default=None, description="Why the last attempt failed (no secret in it).")
     created_at: datetime
@@ -142,6 +143,16 @@ class NotificationView(View):
 
 class NotificationList(View):
     items: list[NotificationView] = Field(description="By rule, then channel.")
+
+
+def notification_status_text(status: NotificationStatus, attempts: int) -> str:
+    """In words: whether it is still on its way (and retried), sent, or given up."""
+    tries = f"{attempts} attempt{'' if attempts == 1 else 's'}"
+    if status is NotificationStatus.SENT:
+        return "Sent"
+    if status is NotificationStatus.FAILED:
+        return f"Failed after {tries}, given up"
+    return f"Retrying ({tries} failed)" if attempts else "Waiting to be sent"
 
 
 # --- queries ---------------------------------------------------------------------------------------
@@ -419,7 +430,12 @@ def _shown(record: RunRecord | GroupRunRecord) -> Document:
 
 
 def _notification_list(records: list[NotificationRecord]) -> NotificationList:
-    return NotificationList(items=[NotificationView.model_validate(record) for record in records])
+    return NotificationList(items=[notification_view(record) for record in records])
+
+
+def notification_view(record: NotificationRecord) -> NotificationView:
+    text = notification_status_text(record.status, record.attempts)
+    return NotificationView.model_validate(record.model_dump() | {"status_text": text})
 
 
 # A member run: its run record, or its entry in the group-run record.

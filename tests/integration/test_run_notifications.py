@@ -20,7 +20,7 @@ from tests.support.catalog_api import SECRET_TOKEN, Api, running_catalog
 from tests.support.notifications import AT, notification, store_notifications
 
 SHOWN = {"id", "rule", "channel_id", "channel_name", "channel_kind", "recipient", "outcome", "status",
-         "attempts", "last_error", "created_at", "sent_at"}  # fmt: skip
+         "status_text", "attempts", "last_error", "created_at", "sent_at"}  # fmt: skip
 WHEN = AT.isoformat().replace("+00:00", "Z")
 
 
@@ -53,16 +53,17 @@ async def test_a_runs_notifications_by_rule_then_channel_with_status_attempts_an
 
     items = (await api.ok("GET", "/runs/12.3/notifications", Role.VIEWER))["items"]
     assert [(n["rule"], n["channel_id"]) for n in items] == [(0, 2), (0, 5), (1, 2)]
-    assert all(set(n) == SHOWN for n in items)
+    assert [set(n) for n in items] == [SHOWN] * 3
     pending, sent, failed = items
     assert pending == {
         "id": "run-12.3-0-2", "rule": 0, "channel_id": 2, "channel_name": "smtp 2", "channel_kind": "smtp",
-        "recipient": "ops@example.com", "outcome": "failed", "status": "pending", "attempts": 0,
+        "recipient": "ops@example.com", "outcome": "failed", "status": "pending", "status_text": "Waiting to be sent", "attempts": 0,
         "last_error": None, "created_at": WHEN, "sent_at": None,
     }  # fmt: skip
     assert sent["status"] == "sent" and sent["sent_at"] == WHEN and sent["channel_kind"] == "webhook"
     assert sent["recipient"] == "https://hooks.example.com/connect"
     assert failed["status"] == "failed" and failed["attempts"] == 5
+    assert failed["status_text"] == "Failed after 5 attempts, given up"
     assert failed["last_error"] == "SMTP 550: mailbox unavailable"
     assert failed["recipient"] == "ops@example.com, oncall@example.com"
 
