@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from services.catalog.domain import Role
@@ -106,3 +107,16 @@ async def test_a_group_runs_notifications_are_its_own_not_a_job_runs_of_the_same
     (only,) = (await api.ok("GET", "/group-runs/4.2/notifications", Role.VIEWER))["items"]
     assert only["id"] == "group-run-4.2-0-3" and only["outcome"] == "partial" and only["status"] == "sent"
     assert (await api.call("GET", "/group-runs/not-a-run/notifications", Role.VIEWER)).status_code == 404
+
+
+async def test_the_openapi_document_describes_both_answers(api: Api) -> None:
+    transport = httpx.ASGITransport(app=api.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://catalog") as client:
+        document = (await client.get("/api/v1/openapi.json")).json()
+    for path in ("/api/v1/runs/{run_id}/notifications", "/api/v1/group-runs/{group_run_id}/notifications"):
+        answer = document["paths"][path]["get"]["responses"]
+        assert answer["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/NotificationList"
+        }
+        assert {"401", "404"} <= set(answer)
+    assert set(document["components"]["schemas"]["NotificationView"]["properties"]) == SHOWN
