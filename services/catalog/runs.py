@@ -21,6 +21,7 @@ from services.catalog.rejects import RejectCursor, RunRejectPage, reject_view
 from shared.contracts.jobs import JobType
 from shared.contracts.runs import RunCounts, RunStatus, Trigger
 from shared.errors import NotFound, ValidationFailed
+from shared.notification_records import NotificationRecord, NotificationStatus, OwnerKind
 from shared.run_records import TERMINAL as TERMINAL  # the stored terminal statuses (the CLI's tests)
 from shared.run_records import (
     GroupMember,
@@ -122,6 +123,38 @@ class RunLogPage(View):
     complete: bool = Field(description="The run is terminal and no line after this page exists.")
 
 
+class NotificationView(View):
+    id: str = Field(description="Stable per (run, rule, channel): the webhook's `webhook-id`.")
+    rule: int = Field(description="The rule's index in the job's (or group's) `notifications`.")
+    channel_id: int
+    channel_name: str
+    channel_kind: Literal["smtp", "webhook"]
+    recipient: str = Field(description="The mail's addresses (comma-separated), or the webhook URL.")
+    outcome: str = Field(description="The run's outcome that matched the rule (failed, recovered, …).")
+    status: NotificationStatus = Field(
+        description="pending (to be sent or retried), sent or failed (given up)."
+    )
+    status_text: str = Field(description="The status in words, as the console and the CLI show it.")
+    attempts: int
+    last_error: str | None = Field(default=None, description="Why the last attempt failed (no secret in it).")
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+class NotificationList(View):
+    items: list[NotificationView] = Field(description="By rule, then channel.")
+
+
+def notification_status_text(status: NotificationStatus, attempts: int) -> str:
+    """In words: whether it is still on its way (and retried), sent, or given up."""
+    tries = f"{attempts} attempt{'' if attempts == 1 else 's'}"
+    if status is NotificationStatus.SENT:
+        return "Sent"
+    if status is NotificationStatus.FAILED:
+        return f"Failed after {tries}, given up"
+    return f"Retrying ({tries} failed)" if attempts else "Waiting to be sent"
+
+
 # --- queries ---------------------------------------------------------------------------------------
 
 SORTS: dict[str, list[tuple[str, int]]] = {
@@ -206,6 +239,10 @@ class RunsReadModel(Protocol):
         self, run_id: str, *, after: RejectCursor | None, offset: int, limit: int
     ) -> tuple[list[Document], int]: ...
 
+    async def notifications_of(self, owner_kind: OwnerKind, run_id: str) -> list[NotificationRecord]:
+        """The notifications of a run (`job`) or of a group run (`group`), by rule then channel."""
+        ...
+
 
 # --- the live tail's events ------------------------------------------------------------------------
 
@@ -285,6 +322,16 @@ class RunsService:
         return RunRejectPage(
             run_id=run.run_id, items=items, total=total, offset=offset, limit=limit, next_after=next_after
         )
+
+    async def run_notifications(self, run_id: str) -> NotificationList:
+        run = await self._run(run_id)  # 404 for a run that does not exist
+        return _notification_list(await self.read.notifications_of("job", run.run_id))
+
+    async def group_run_notifications(self, group_run_id: str) -> NotificationList:
+        group_run_id = str(_parse(group_run_id, "group_run_id"))
+        if await self.read.group_run(group_run_id) is None:
+            raise NotFound(f"group run {group_run_id} does not exist", field="group_run_id")
+        return _notification_list(await self.read.notifications_of("group", group_run_id))
 
     async def tail_logs(self, run_id: str, *, after: int = 0) -> AsyncGenerator[TailEvent, None]:
         """Lines in order while the run is in progress; ends once it is terminal and all lines are out.
@@ -380,6 +427,15 @@ def _shown(record: RunRecord | GroupRunRecord) -> Document:
     shows it."""
     status = {"run_status": display_status(record.status), "ended": record.ended}
     return record.model_dump() | {"start_time": record.started_at, **status}
+
+
+def _notification_list(records: list[NotificationRecord]) -> NotificationList:
+    return NotificationList(items=[notification_view(record) for record in records])
+
+
+def notification_view(record: NotificationRecord) -> NotificationView:
+    text = notification_status_text(record.status, record.attempts)
+    return NotificationView.model_validate(record.model_dump() | {"status_text": text})
 
 
 # A member run: its run record, or its entry in the group-run record.

@@ -16,6 +16,7 @@ from services.cli.output import (
     OutputOption,
     console,
     emit_json,
+    notifications,
     show,
     table,
 )
@@ -190,11 +191,13 @@ def group_runs(
 def group_run(
     group_run_id: Annotated[str, typer.Argument(help="GroupID.RunID")], output: OutputOption = Format.TABLE
 ) -> None:
-    """A group run and each member run, in the group's order."""
+    """A group run and each member run, in the group's order; then its notifications."""
     with client() as api:
         detail = api.get(f"/group-runs/{group_run_id}")
+        sent = api.get(f"/group-runs/{group_run_id}/notifications")["items"]
     if output is Format.JSON:
-        emit_json(detail)
+        emit_json(detail | {"notifications": sent})
         return
     table([detail], GROUP_RUN_COLUMNS)
     table(detail["members"], RUN_COLUMNS, title="Member runs")
+    notifications(sent, f"group run {group_run_id}")

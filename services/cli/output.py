@@ -123,6 +123,14 @@ REJECT_COLUMNS: list[Column] = [
     ("Reason", lambda r: r["reason"]),
     ("Record", lambda r: r["record"]),
 ]
+NOTIFICATION_COLUMNS: list[Column] = [
+    ("Channel", lambda n: f"{n['channel_name']} ({n['channel_kind']})"),
+    ("Recipient", lambda n: n["recipient"]),
+    ("Outcome", lambda n: n["outcome"]),
+    ("Status", lambda n: n.get("status_text") or n["status"]),
+    ("Attempts", lambda n: n["attempts"]),
+    ("Last error", lambda n: n.get("last_error") or ""),
+]
 GROUP_RUN_COLUMNS: list[Column] = [
     ("Group ID.Run ID", lambda r: r["group_run_id"]),
     ("Group", lambda r: r.get("group_name") or ""),
@@ -161,6 +169,14 @@ def show(data: Any, output: Format, columns: list[Column] | None = None, **kwarg
         table(items, columns, total=total, **kwargs)
         return
     details(data)
+
+
+def notifications(items: Sequence[dict[str, Any]], what: str) -> None:
+    """A run's (or group run's) notifications under its fields, or a line saying it has none."""
+    if items:
+        table(items, NOTIFICATION_COLUMNS, title="Notifications")
+    else:
+        console.print(f"[dim]{escape(what)} has no notifications[/dim]", highlight=False)
 
 
 def details(data: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from services.cli.output import (
     console,
     emit_json,
     errors,
+    notifications,
     show,
     table,
     when,
@@ -74,10 +75,15 @@ def list_runs(
 @app.command("show")
 @api_command
 def show_run(run_id: RunId, output: OutputOption = Format.TABLE) -> None:
-    """A run: status, counts, rejects file, error, progress while running."""
+    """A run: status, counts, rejects file, error, progress while running; then its notifications."""
     with client() as api:
         run = api.get(f"/runs/{run_id}")
+        sent = api.get(f"/runs/{run_id}/notifications")["items"]
+    if output is Format.JSON:
+        emit_json(run | {"notifications": sent})
+        return
     show(run, output)
+    notifications(sent, f"run {run_id}")
 
 
 def format_line(line: dict[str, Any]) -> str:

@@ -14,8 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.mongo import MongoClient
+from shared.notification_records import NotificationStatus
 from tests.e2e.conftest import RunningSystem
 from tests.support.api import contacts_table, import_job, wait_for_run
+from tests.support.notifications import notification, store_notifications
 from tests.support.servers import Sshd
 
 pytestmark = pytest.mark.e2e
@@ -168,8 +171,9 @@ async def test_jobs_commands(cli: Cli, sftp_connection: int, table: str, unique:
 
 
 async def test_run_watch_logs_and_runs_list(
-    cli: Cli, api: httpx.AsyncClient, sshd: Sshd, sftp_connection: int, table: str, unique: str
-) -> None:
+    cli: Cli, api: httpx.AsyncClient, sshd: Sshd, sftp_connection: int, table: str, unique: str,
+    mongo: MongoClient,
+) -> None:  # fmt: skip
     write_contacts(sshd, f"{unique}/in.csv", 3000, bad_every=500)
     job = (
         await api.post(
@@ -182,8 +186,19 @@ async def test_run_watch_logs_and_runs_list(
     assert watched.returncode == 0 and "partial" in watched.stdout and "rejected 6" in watched.stdout
     assert "records" in watched.stdout
 
+    assert "has no notifications" in cli("runs", "show", run_id).stdout
+    # As the logsink stores them (the job has no rules, so it sends none of its own for this run).
+    failed = notification(run_id, channel_id=4, kind="smtp", status=NotificationStatus.FAILED, attempts=2,
+                          channel_name="ops mail", last_error="SMTP 550: mailbox unavailable")  # fmt: skip
+    await store_notifications(mongo, cli.system.settings.database("logsink"), [failed])
+    text = cli("runs", "show", run_id).stdout
+    assert "Notifications" in text and "ops mail (smtp)" in text and "SMTP 550: mailbox unavailable" in text
+    assert "Failed after 2 attempts, given up" in text
     shown = cli.json("runs", "show", run_id)
     assert shown["status"] == "partial" and shown["counts"]["rejected"] == 6
+    assert [(n["channel_name"], n["status"], n["attempts"]) for n in shown["notifications"]] == [
+        ("ops mail", "failed", 2)
+    ]
     listed = cli("runs", "list", "--job-id", str(job["id"]))
     for column in (
         "Job ID.Run ID",

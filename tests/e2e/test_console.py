@@ -12,8 +12,11 @@ import httpx
 import playwright.async_api as playwright_api
 import pytest
 
+from shared.mongo import MongoClient
+from shared.notification_records import NotificationStatus
 from tests.e2e.conftest import RunningSystem
 from tests.support.api import contacts_table, import_job, wait_for_run
+from tests.support.notifications import notification, store_notifications
 from tests.support.servers import Sshd
 
 pytestmark = pytest.mark.e2e
@@ -412,15 +415,29 @@ async def test_group_create_reorder_run_and_member_runs(
 # --- rejected records on the run page ------------------------------------------------------------
 
 
-async def test_a_partial_runs_rejects_are_listed_and_paged_on_its_page(
-    page: Any, api: httpx.AsyncClient, sshd: Sshd, sftp_connection: int, table: str, unique: str
-) -> None:
+async def test_a_partial_runs_rejects_and_notifications_are_listed_on_its_page(
+    page: Any, api: httpx.AsyncClient, sshd: Sshd, sftp_connection: int, table: str, unique: str,
+    system: RunningSystem, mongo: MongoClient,
+) -> None:  # fmt: skip
     write_contacts(sshd, f"{unique}/bad.csv", 120, bad_every=2)  # 60 rejects: two pages of 50
     job = await new_job(api, f"rejects {unique}", sftp_connection, f"{unique}/bad.csv", table)
     run_id = (await api.post(f"/jobs/{job['id']}/run")).json()["run_id"]
     assert (await wait_for_run(api, run_id))["status"] == "partial"
+    # As the logsink stores them (the job has no rules, so it sends none of its own for this run).
+    await store_notifications(mongo, system.settings.database("logsink"), [
+        notification(run_id, rule=0, channel_id=1, kind="smtp", status=NotificationStatus.FAILED, attempts=5,
+                     outcome="partial", channel_name="ops mail", last_error="SMTP 550: mailbox unavailable"),
+        notification(run_id, rule=1, channel_id=2, outcome="partial", channel_name="ops hook"),
+    ])  # fmt: skip
 
     await page.goto(f"/#/runs/{run_id}")
+    sent = page.locator("#run-notifications tbody tr")
+    await expect(sent).to_have_count(2)
+    await expect(sent.nth(0).locator("td")).to_have_text([
+        "ops mail (e-mail)", "ops@example.com", "partial", "Failed after 5 attempts, given up", "5",
+        "SMTP 550: mailbox unavailable", "",
+    ])  # fmt: skip
+    await expect(sent.nth(1).locator("td").nth(3)).to_have_text("Sent")
     rejects = page.locator("#run-rejects")
     await expect(rejects.get_by_role("heading")).to_have_text("Rejected records (60)")
     rows = rejects.locator("tbody tr")
@@ -442,3 +459,4 @@ async def test_a_partial_runs_rejects_are_listed_and_paged_on_its_page(
     await page.goto(f"/#/runs/{clean_run}")
     await expect(page.locator("#execution-log")).to_contain_text("finished")
     await expect(page.locator("#run-rejects")).to_be_hidden()
+    await expect(page.locator("#run-notifications")).to_contain_text("No notifications for this run.")

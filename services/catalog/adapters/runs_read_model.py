@@ -1,6 +1,6 @@
-"""The logsink's run records, group-run records and run logs, and the executor's rejected records:
-read-only (the catalog never writes them). Run and group-run records are read as `shared.run_records`
-models them."""
+"""The logsink's run records, group-run records, run logs and notifications, and the executor's rejected
+records: read-only (the catalog never writes them). Run and group-run records are read as
+`shared.run_records` models them, notifications as `shared.notification_records` does."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pymongo import ASCENDING, DESCENDING
 from services.catalog.rejects import RejectCursor
 from shared.collections import ExecutorCollections, LogsinkCollections
 from shared.mongo import MongoClient
+from shared.notification_records import NotificationField, NotificationRecord, OwnerKind
 from shared.run_records import GroupRunField, GroupRunRecord, RunField, RunRecord
 from shared.runlogs import LinePage, chunk_id, lookback_start
 
@@ -22,6 +23,7 @@ GROUP_RUN_ORDER: Sort = [
     (GroupRunField.GROUP_ID, DESCENDING),
     (GroupRunField.RUN_NUMBER, DESCENDING),
 ]  # newest first
+NOTIFICATION_ORDER: Sort = [(NotificationField.RULE, ASCENDING), (NotificationField.CHANNEL_ID, ASCENDING)]
 
 
 class MongoRunsReadModel:
@@ -30,6 +32,8 @@ class MongoRunsReadModel:
         self.runs = db[LogsinkCollections.RUNS]
         self.group_runs = db[LogsinkCollections.GROUP_RUNS]
         self.log_chunks = db[LogsinkCollections.RUN_LOGS]
+        # Indexed by the logsink on (run_id, owner_kind, rule, channel_id): the query and its order.
+        self.notifications = db[LogsinkCollections.NOTIFICATIONS]
         self.rejects_of_runs = client[executor_db][
             ExecutorCollections.RUN_REJECTS
         ]  # indexed on (run, file, line)
@@ -72,6 +76,12 @@ class MongoRunsReadModel:
     async def group_run(self, group_run_id: str) -> GroupRunRecord | None:
         doc = await self.group_runs.find_one({GroupRunField.ID: group_run_id})
         return GroupRunRecord.from_document(doc) if doc is not None else None
+
+    async def notifications_of(self, owner_kind: OwnerKind, run_id: str) -> list[NotificationRecord]:
+        # A job's run and a group's run may share an id ("2.5"): the owner kind tells them apart.
+        of_run = {NotificationField.RUN_ID: run_id, NotificationField.OWNER_KIND: owner_kind}
+        cursor = self.notifications.find(of_run).sort(NOTIFICATION_ORDER)
+        return [NotificationRecord.from_document(doc) async for doc in cursor]
 
     async def rejects(
         self, run_id: str, *, after: RejectCursor | None, offset: int, limit: int

@@ -19,6 +19,7 @@ from services.catalog.rejects import CURSOR_PATTERN, RunRejectPage
 from services.catalog.runs import (
     GroupRunDetail,
     GroupRunView,
+    NotificationList,
     RunLogPage,
     RunQuery,
     RunsService,
@@ -113,6 +114,16 @@ async def get_run_rejects(
     return await runs.run_rejects(run_id, after=after, offset=offset, limit=limit)
 
 
+@router.get("/runs/{run_id}/notifications")
+async def get_run_notifications(run_id: str, runs: Runs, _: Viewer) -> NotificationList:
+    """The run's notifications, by rule then channel: channel, recipient, status, attempts and last error.
+
+    The logsink writes one per (run, rule, channel) once the run has ended and sends it; a run that
+    notified nobody has none. No secret is ever shown.
+    """
+    return await runs.run_notifications(run_id)
+
+
 @router.get(
     "/runs/{run_id}/logs/stream",
     response_class=StreamingResponse,
@@ -191,3 +202,9 @@ async def list_group_runs(
 async def get_group_run(group_run_id: str, runs: Runs, _: Viewer) -> GroupRunDetail:
     """A group run and each member run's detail, in the group's order."""
     return await runs.get_group_run(group_run_id)
+
+
+@router.get("/group-runs/{group_run_id}/notifications", tags=["group runs"])
+async def get_group_run_notifications(group_run_id: str, runs: Runs, _: Viewer) -> NotificationList:
+    """The group run's notifications (sent once its last step has ended), by rule then channel."""
+    return await runs.group_run_notifications(group_run_id)

@@ -598,6 +598,7 @@ async function runDetail(runId) {
     h("h2", {}, `Run ${run.run_id}: `, h("a", { href: `#/jobs/${run.job_id}` }, run.job_name ?? `job ${run.job_id}`)),
     actions, summary,
     h("section", { class: "panel", "aria-labelledby": "log-title" }, h("h3", { id: "log-title" }, "Execution log"), logState, log),
+    notificationsPanel(`/runs/${runId}`, () => run.ended),
     rejectsBox,
   );
   const item = (label, value) => [h("dt", {}, label), h("dd", {}, value ?? "")];
@@ -688,6 +689,32 @@ async function rejectsTable(runId, box, offset) {
       h("button", { type: "button", "aria-label": "Next rejects", disabled: offset + page.items.length >= page.total, onclick: go(offset + 50) }, "Next")));
 }
 
+// A run's (or group run's) notifications: channel, recipient, status in words, attempts, last error. Read
+// again every 2 s until the run has ended and none is still on its way (the logsink sends them after the end).
+const NOTIFICATION_BADGES = { sent: "success", failed: "failed", pending: "queued" };
+function notificationsPanel(path, ended) {
+  const box = h("section", { class: "panel", id: "run-notifications", "aria-labelledby": "notifications-title" });
+  let settled = false;
+  async function load() {
+    const { items } = await api("GET", `${path}/notifications`);
+    settled = ended() && items.every((n) => n.status !== "pending");
+    const none = ended() ? "No notifications for this run." : "Notifications are sent once the run has ended.";
+    box.replaceChildren(h("h3", { id: "notifications-title" }, "Notifications"), items.length
+      ? h("table", { class: "grid notifications-table", "aria-label": "Notifications" },
+        h("thead", {}, h("tr", {}, ["Channel", "Recipient", "Outcome", "Status", "Attempts", "Last error", "Sent at"].map((c) => h("th", { scope: "col" }, c)))),
+        h("tbody", {}, items.map((n) => h("tr", { dataset: { notificationId: n.id, status: n.status } },
+          h("td", {}, `${n.channel_name} `, h("span", { class: "muted" }, n.channel_kind === "smtp" ? "(e-mail)" : "(webhook)")),
+          h("td", { class: "wrap" }, n.recipient), h("td", {}, n.outcome),
+          h("td", {}, h("span", { class: `badge ${NOTIFICATION_BADGES[n.status] ?? "queued"}` }, n.status_text)),
+          h("td", { class: "num" }, n.attempts), h("td", { class: "wrap last-error" }, n.last_error ?? ""),
+          h("td", {}, timeCell(n.sent_at))))))
+      : h("p", { class: "muted" }, none));
+  }
+  load().catch((error) => say(error.message, "error"));
+  every(2000, async () => { if (!settled) await load(); });
+  return box;
+}
+
 // --- Groups tab ----------------------------------------------------------------------------------
 
 const groupsState = { sort: { key: "id", dir: -1 } };
@@ -766,6 +793,7 @@ async function groupRunDetail(groupRunId) {
   const box = h("div");
   view.replaceChildren(h("p", {}, h("a", { href: "#/groups" }, "← Groups")), h("h2", {}, `Group run ${groupRunId}`), box);
   let done = false;
+  view.append(notificationsPanel(`/group-runs/${groupRunId}`, () => done));
   async function load() {
     const run = await api("GET", `/group-runs/${groupRunId}`);
     done = run.ended;
