@@ -43,6 +43,9 @@ function timeParts(iso) {
   if (Number.isNaN(d.getTime())) return null;
   return [`${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`, `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${zoneName(d)}`];
 }
+// Date-and-time inputs are in the browser's zone: their labels name it (the IANA name, right in summer and winter).
+const BROWSER_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+const inZone = (label) => `${label} (${BROWSER_ZONE})`;
 function fmtTime(iso) {
   if (!iso) return "";
   return timeParts(iso)?.join(" ") ?? iso;
@@ -978,7 +981,7 @@ function scheduleFieldset(schedule = { type: "on_demand" }) {
   const zone = textInput(schedule.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone ?? "UTC");
   const trigger = textInput(schedule.trigger ?? "");
   const parts = {
-    one_time: h("div", { class: "row" }, field("Run at", at, { name: "schedule.at" })),
+    one_time: h("div", { class: "row" }, field(inZone("Run at"), at, { name: "schedule.at" })),
     recurring: h("div", { class: "row" },
       field("Repeat", kind, { name: "schedule.rule" }),
       h("div", { class: "row", dataset: { rule: "every" } }, field("Minutes", minutes, { name: "schedule.rule.minutes" })),
@@ -1161,7 +1164,7 @@ async function jobForm(jobId, newType = "import") {
   const form = h("form", { class: "editor", novalidate: true, id: "job-form", "aria-labelledby": "form-title" },
     h("p", { class: "form-error", role: "alert", tabindex: -1 }),
     h("fieldset", {}, h("legend", {}, "Job"), h("div", { class: "row" }, field("Name", name, { wide: true, name: "name" }),
-      job ? "" : field("Active", active, { check: true, name: "active" }), field("Expiration date", expires, { name: "expires_at" }),
+      job ? "" : field("Active", active, { check: true, name: "active" }), field(inZone("Expiration date"), expires, { name: "expires_at" }),
       field("Run timeout (ISO 8601, up to PT24H)", maxDuration, { name: "spec.max_duration" }))),
     sections, schedule.element,
     h("details", {}, h("summary", {}, "Specification (JSON sent to the API)"), preview),
@@ -1212,7 +1215,7 @@ async function groupForm(groupId) {
   renderMembers();
   const form = h("form", { class: "editor", novalidate: true, id: "group-form" },
     h("p", { class: "form-error", role: "alert", tabindex: -1 }),
-    h("fieldset", {}, h("legend", {}, "Group"), h("div", { class: "row" }, field("Name", name, { wide: true, name: "name" }), field("Expiration date", expires, { name: "expires_at" }),
+    h("fieldset", {}, h("legend", {}, "Group"), h("div", { class: "row" }, field("Name", name, { wide: true, name: "name" }), field(inZone("Expiration date"), expires, { name: "expires_at" }),
       field("Continue with the next job when one fails", cont, { check: true, name: "continue_on_failure" }))),
     h("fieldset", {}, h("legend", {}, "Jobs, in run order"), list,
       h("div", { class: "member-row" }, field("Add a job", adder), h("button", { type: "button", id: "add-member", onclick: () => {
