@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -49,12 +50,29 @@ SCHEDULE_TYPES = {
 
 
 def when(value: str | None) -> str:
+    """An API instant as `2026-12-07 14:10:05 UTC`: always in UTC, and saying so (the API's instants
+    are UTC; a time without its zone is ambiguous to whoever reads it)."""
     if not value:
         return ""
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S")
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # the API's instants are UTC
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})")
+
+
+def shown(value: Any) -> str:
+    """A detail's value as text: instants as `when` shows them, lists and objects as JSON."""
+    if isinstance(value, str) and INSTANT.fullmatch(value):
+        return when(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, indent=2, default=str)
+    return str(value)
 
 
 def duration(seconds: float | None) -> str:
@@ -184,6 +202,5 @@ def details(data: dict[str, Any]) -> None:
     grid.add_column(style="bold")
     grid.add_column()
     for key, value in data.items():
-        text = json.dumps(value, indent=2, default=str) if isinstance(value, (dict, list)) else str(value)
-        grid.add_row(key, "" if value is None else escape(text))
+        grid.add_row(key, "" if value is None else escape(shown(value)))
     console.print(grid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -130,7 +131,9 @@ async def test_jobs_commands(cli: Cli, sftp_connection: int, table: str, unique:
         assert column in listed.stdout
     assert f"cli job {unique}" in listed.stdout and "On-demand" in listed.stdout
     assert [j["id"] for j in cli.json("jobs", "list", "--name", unique)["items"]] == [job_id]
-    assert "in.csv" in cli("jobs", "show", str(job_id)).stdout
+    shown = cli("jobs", "show", str(job_id)).stdout
+    assert "in.csv" in shown
+    assert re.search(r"created_at +\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", shown), shown  # says its zone
     missing = cli("jobs", "show", "999999", ok=False)
     assert missing.returncode == 1 and "does not exist" in missing.stderr and "404" in missing.stderr
 

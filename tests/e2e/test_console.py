@@ -113,6 +113,14 @@ def job_row(page: Any, job_id: int) -> Any:
     return page.locator(f'.jobs-table tbody tr[data-job-id="{job_id}"]')
 
 
+async def open_menu(row: Any) -> Any:
+    """The row's actions menu, opened from its button."""
+    await row.locator("button.menu-button").click()
+    menu = row.get_by_role("menu")
+    await expect(menu).to_be_visible()
+    return menu
+
+
 async def filter_jobs(page: Any, text: str) -> None:
     await page.get_by_label("Name", exact=True).fill(text)
 
@@ -201,7 +209,7 @@ async def test_create_import_job_run_now_progress_success_and_log(
     await page.get_by_role("link", name="All jobs").first.click()
     await filter_jobs(page, unique)
     row = job_row(page, job_id)
-    await row.locator("button.run-now").click()
+    await (await open_menu(row)).locator("button.run-now").click()
     progress = row.locator(".run-progress progress")
     await expect(progress).to_be_visible(timeout=20_000)  # live, without reloading
     await expect(row.locator(".run-progress .rate")).to_contain_text(
@@ -234,14 +242,22 @@ async def test_copy_is_offered_for_inactive_jobs_only(
     inactive = await new_job(api, f"inactive {unique}", sftp_connection, "x.csv", table, active=False)
     active = await new_job(api, f"active {unique}", sftp_connection, "x.csv", table)
     await filter_jobs(page, unique)
-    await expect(job_row(page, active["id"]).get_by_role("button", name="Copy")).to_have_count(0)
+    menu = await open_menu(job_row(page, active["id"]))
+    await expect(menu.get_by_role("menuitem", name=f"Deactivate active {unique}")).to_be_visible()
+    await expect(menu.get_by_role("menuitem", name=re.compile("^Copy"))).to_have_count(0)
+    await page.keyboard.press("Escape")
+    await expect(menu).to_be_hidden()
     csrf = await page.locator('meta[name="csrf-token"]').get_attribute("content")
     refused = await page.request.post(
         f"/api/v1/jobs/{active['id']}/copy", data={"name": "nope"}, headers={"X-CSRF-Token": csrf}
     )
     assert refused.status == 409  # the API refuses it too
 
-    await job_row(page, inactive["id"]).get_by_role("button", name="Copy").click()
+    await (
+        (await open_menu(job_row(page, inactive["id"])))
+        .get_by_role("menuitem", name=re.compile("^Copy"))
+        .click()
+    )
     dialog = page.get_by_role("dialog")
     await expect(dialog).to_be_visible()
     await dialog.get_by_label("Name of the copy").fill(f"copied {unique}")
@@ -250,7 +266,11 @@ async def test_copy_is_offered_for_inactive_jobs_only(
     await expect(copy_row).to_have_count(1)
     await expect(copy_row).to_contain_text("Inactive")
 
-    await job_row(page, inactive["id"]).get_by_role("button", name="Copy").click()
+    await (
+        (await open_menu(job_row(page, inactive["id"])))
+        .get_by_role("menuitem", name=re.compile("^Copy"))
+        .click()
+    )
     await page.keyboard.press("Escape")  # the dialog is keyboard-usable: Escape cancels
     await expect(dialog).to_be_hidden()
     jobs = (await api.get("/jobs", params={"name": unique})).json()["items"]
@@ -298,11 +318,11 @@ async def test_stop_a_long_run_after_confirmation(
     job = await new_job(api, f"long {unique}", sftp_connection, f"{unique}/big.csv", table)
     await filter_jobs(page, unique)
     row = job_row(page, job["id"])
-    await row.locator("button.run-now").click()
+    await (await open_menu(row)).locator("button.run-now").click()
     await expect(row.locator(".run-progress .rate")).to_contain_text(
         re.compile(r"[1-9][\d,]* records"), timeout=30_000
     )
-    await row.get_by_role("button", name="Stop").click()
+    await (await open_menu(row)).get_by_role("menuitem", name=f"Stop long {unique}").click()
     dialog = page.get_by_role("dialog")
     await expect(dialog).to_contain_text(f"Stop long {unique}?")
     await dialog.get_by_role("button", name="Stop").click()
@@ -460,3 +480,224 @@ async def test_a_partial_runs_rejects_and_notifications_are_listed_on_its_page(
     await expect(page.locator("#execution-log")).to_contain_text("finished")
     await expect(page.locator("#run-rejects")).to_be_hidden()
     await expect(page.locator("#run-notifications")).to_contain_text("No notifications for this run.")
+
+
+# --- issue 16: All jobs at 1366x768, row menus, times with their zone, bulk trigger -----------------
+
+SHOWN_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} (UTC|GMT[+-]\d{1,2}(:\d{2})?|[A-Z]{2,5})$")
+
+LAYOUT = """() => {
+  const inView = (el) => { const r = el.getBoundingClientRect(); return r.left >= 0 && r.right <= innerWidth; };
+  const table = document.querySelector(".jobs-table");
+  const headers = [...table.querySelectorAll("thead th")].filter((th) => th.getClientRects().length > 0);
+  return {
+    scrollWidth: document.documentElement.scrollWidth, innerWidth,
+    tableInView: inView(table),
+    headers: headers.map((th) => th.textContent.trim()),
+    headersOutOfView: headers.filter((th) => !inView(th)).map((th) => th.textContent.trim()),
+  };
+}"""
+
+
+async def test_all_jobs_fits_a_1366_screen_and_the_row_menu_runs_copies_and_deletes(
+    page: Any, api: httpx.AsyncClient, sshd: Sshd, sftp_connection: int, table: str, unique: str
+) -> None:
+    write_contacts(sshd, f"{unique}/menu.csv", 5)
+    daily = {"type": "recurring", "rule": {"kind": "daily", "at": "02:30"}, "timezone": "Europe/Paris"}
+    long_name = "Nightly import of loyalty programme members from the partner drop"
+    jobs = [
+        await new_job(
+            api,
+            f"{long_name} {unique} {i:02d}",
+            sftp_connection,
+            f"{unique}/menu.csv",
+            table,
+            schedule=daily,
+            expires_at="2031-01-01T00:00:00Z",
+            active=i != 0,
+        )
+        for i in range(12)
+    ]
+    inactive, active = jobs[0], jobs[1]
+    await page.set_viewport_size({"width": 1366, "height": 768})
+    await filter_jobs(page, unique)
+    await expect(page.locator(".jobs-table tbody tr")).to_have_count(12)
+    layout = await page.evaluate(LAYOUT)
+    assert layout["scrollWidth"] <= layout["innerWidth"], layout  # no horizontal scroll
+    assert layout["tableInView"] and layout["headersOutOfView"] == [], layout
+    assert {"Schedule type", "Expiration date", "Next run", "Actions"} <= set(layout["headers"]), layout
+    await shot(page, "all-jobs-1366")
+
+    next_run = job_row(page, active["id"]).locator("td.time time").nth(1)  # Created on, then Next run
+    assert SHOWN_TIME.match((await next_run.inner_text()).replace("\n", " ").strip())
+
+    # The menu by keyboard: Enter opens it on its first action, arrows move, Escape closes it.
+    row = job_row(page, active["id"])
+    button = row.locator("button.menu-button")
+    await button.focus()
+    await page.keyboard.press("Enter")
+    await expect(button).to_have_attribute("aria-expanded", "true")
+    items = row.get_by_role("menuitem")
+    await expect(items.first).to_be_focused()
+    await page.keyboard.press("ArrowDown")
+    await expect(items.nth(1)).to_be_focused()
+    await page.keyboard.press("Escape")
+    await expect(row.get_by_role("menu")).to_be_hidden()
+    await expect(button).to_have_attribute("aria-expanded", "false")
+    await expect(button).to_be_focused()
+
+    await (await open_menu(row)).get_by_role("menuitem", name=f"Run {active['name']} now").click()
+    assert (await wait_for_run(api, f"{active['id']}.1"))["ended"]  # the menu's Run now made a run
+
+    copy_name = f"copied {unique}"
+    await (
+        (await open_menu(job_row(page, inactive["id"])))
+        .get_by_role("menuitem", name=re.compile("^Copy"))
+        .click()
+    )
+    await page.get_by_role("dialog").get_by_label("Name of the copy").fill(copy_name)
+    await page.get_by_role("dialog").get_by_role("button", name="Copy").click()
+    await expect(page.locator(".jobs-table tbody tr", has_text=copy_name)).to_have_count(1)
+
+    doomed = jobs[2]
+    await (
+        (await open_menu(job_row(page, doomed["id"])))
+        .get_by_role("menuitem", name=f"Delete {doomed['name']}")
+        .click()
+    )
+    await page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    await expect(job_row(page, doomed["id"])).to_have_count(0)
+    assert (await api.get(f"/jobs/{doomed['id']}")).status_code == 404
+
+    # Narrower: the lowest-priority columns go (still on the job page), and nothing scrolls sideways.
+    await page.set_viewport_size({"width": 1024, "height": 768})
+    narrow = await page.evaluate(LAYOUT)
+    assert narrow["scrollWidth"] <= narrow["innerWidth"] and narrow["headersOutOfView"] == [], narrow
+    assert "Expiration date" not in narrow["headers"] and "Name" in narrow["headers"], narrow
+    await job_row(page, active["id"]).get_by_role("link", name=active["name"]).click()
+    expiration = page.locator("dl.summary dt", has_text="Expiration date").locator(
+        "xpath=following-sibling::dd[1]"
+    )
+    assert SHOWN_TIME.match((await expiration.inner_text()).replace("\n", " ").strip())
+
+
+async def test_run_selected_runs_up_to_five_jobs_and_shows_each_ones_result(
+    page: Any, api: httpx.AsyncClient, sshd: Sshd, sftp_connection: int, table: str, unique: str
+) -> None:
+    write_contacts(sshd, f"{unique}/bulk.csv", 5)
+    jobs = [
+        await new_job(
+            api, f"bulk run {unique} {i}", sftp_connection, f"{unique}/bulk.csv", table, active=i != 3
+        )
+        for i in range(6)
+    ]
+    await filter_jobs(page, f"bulk run {unique}")
+    for job in jobs:
+        await job_row(page, job["id"]).get_by_role("checkbox").check()
+    run_selected = page.locator("#run-selected")
+    await expect(run_selected).to_have_text("Run selected (6)")
+    await expect(run_selected).to_be_disabled()  # more than 5
+    await expect(page.locator("#run-selected-why")).to_contain_text("at most 5")
+    await job_row(page, jobs[5]["id"]).get_by_role("checkbox").uncheck()
+    await expect(run_selected).to_be_enabled()
+    await expect(page.locator("#run-selected-why")).to_be_hidden()
+    await run_selected.click()
+
+    results = page.locator("#bulk-results li")
+    await expect(results).to_have_count(5)
+    await expect(page.locator("#bulk-results h3")).to_have_text("Run selected: 4 of 5 started")
+    refused = page.locator(f'#bulk-results li[data-job-id="{jobs[3]["id"]}"]')
+    await expect(refused).to_have_attribute("data-outcome", "refused")
+    await expect(refused).to_contain_text("inactive")  # the refusal's reason
+    for job in [*jobs[:3], jobs[4]]:
+        result = page.locator(f'#bulk-results li[data-job-id="{job["id"]}"]')
+        await expect(result).to_contain_text(f"run {job['id']}.1 requested")
+        assert (await wait_for_run(api, f"{job['id']}.1"))["ended"]
+    assert (await api.get("/runs", params={"job_id": jobs[5]["id"]})).json()["total"] == 0
+    await shot(page, "bulk-run")
+
+
+async def test_job_form_says_errors_next_to_the_field_and_notices_do_not_outlive_their_page(
+    page: Any, api: httpx.AsyncClient, sftp_connection: int, table: str, unique: str
+) -> None:
+    job = await new_job(api, f"form {unique}", sftp_connection, f"{unique}/x.csv", table)
+    await filter_jobs(page, unique)
+    await (
+        (await open_menu(job_row(page, job["id"])))
+        .get_by_role("menuitem", name=f"Deactivate {job['name']}")
+        .click()
+    )
+    notice = page.locator("#notice")
+    await expect(notice).to_contain_text("deactivated")
+    await page.goto(f"/#/jobs/{job['id']}/edit")
+    await expect(page.get_by_role("heading", name=f"Edit job {job['id']}: {job['name']}")).to_be_visible()
+    await expect(notice).to_be_empty()  # the list's notice stayed on the list
+
+    form = page.locator("#job-form")
+    timeout_field = form.get_by_label(re.compile("^Run timeout"))
+    await timeout_field.fill("two hours")
+    await form.get_by_role("button", name="Save").click()
+    await expect(timeout_field).to_have_attribute("aria-invalid", "true")
+    inline = form.locator('[data-error-for="spec.max_duration"]')
+    await expect(inline).to_be_visible()
+    said = await inline.inner_text()
+    assert said.startswith("'two hours' is not an ISO 8601 duration"), said  # in words, without the path
+    assert await timeout_field.get_attribute("aria-describedby") == await inline.get_attribute("id")
+    same_field = form.locator(".field", has=page.locator('[data-error-for="spec.max_duration"]'))
+    await expect(same_field.get_by_label(re.compile("^Run timeout"))).to_have_count(1)  # next to it
+    await expect(form.locator(".form-error")).to_contain_text(re.compile("^Run timeout"))
+
+    await timeout_field.fill("PT2H")
+    await form.get_by_role("button", name="Save").click()
+    await expect(page.get_by_role("heading", name=f"Job {job['id']}: {job['name']}")).to_be_visible()
+    await expect(notice).to_contain_text(f"Saved {job['name']}")  # said for the page it led to
+    await page.get_by_role("link", name="← All jobs").click()
+    await expect(page.get_by_role("heading", name="All jobs")).to_be_visible()
+    await expect(notice).to_be_empty()
+
+
+CHART_LABELS = """() => {
+  const svg = document.querySelector("#runs-chart svg").getBoundingClientRect();
+  return {
+    svg: [svg.left, svg.top, svg.right, svg.bottom],
+    labels: [...document.querySelectorAll("#runs-chart svg text")].map((t) => {
+      const r = t.getBoundingClientRect();
+      return { text: t.textContent, box: [r.left, r.top, r.right, r.bottom] };
+    }),
+  };
+}"""
+
+
+async def test_the_runs_chart_labels_do_not_overlap_and_run_times_say_their_zone(
+    page: Any, api: httpx.AsyncClient, sshd: Sshd, sftp_connection: int, table: str, unique: str
+) -> None:
+    write_contacts(sshd, f"{unique}/chart.csv", 3)
+    job = await new_job(api, f"chart {unique}", sftp_connection, f"{unique}/chart.csv", table)
+    runs = 10  # before: up to 10 runs, a label under every one, 18 px apart and wider than that
+    for number in range(1, runs + 1):
+        assert (await api.post(f"/jobs/{job['id']}/run")).status_code == 202
+        await wait_for_run(api, f"{job['id']}.{number}")
+
+    await page.goto(f"/#/jobs/{job['id']}")
+    await expect(page.locator("#runs-chart svg rect.bar")).to_have_count(runs)
+    drawn = await page.evaluate(CHART_LABELS)
+    labels = drawn["labels"]
+    run_labels = [label["text"] for label in labels if "." in label["text"]]
+    assert f"{job['id']}.{runs}" in run_labels and len(run_labels) >= 3, labels  # the newest is labelled
+    left, top, right, bottom = drawn["svg"]
+    for label in labels:
+        x0, y0, x1, y1 = label["box"]
+        assert left <= x0 and x1 <= right and top <= y0 and y1 <= bottom, (label, drawn["svg"])
+    for i, a in enumerate(labels):
+        for b in labels[i + 1 :]:
+            apart = a["box"][2] <= b["box"][0] or b["box"][2] <= a["box"][0]
+            apart = apart or a["box"][3] <= b["box"][1] or b["box"][3] <= a["box"][1]
+            assert apart, (a, b)
+    await shot(page, "job-chart")
+
+    await page.goto(f"/#/runs/{job['id']}.{runs}")
+    await expect(page.locator("#execution-log")).to_contain_text("finished")
+    start = page.locator("dl.summary dt", has_text="Start time").locator("xpath=following-sibling::dd[1]")
+    assert SHOWN_TIME.match((await start.inner_text()).replace("\n", " ").strip())
+    logged_at = await page.locator("#execution-log li time").first.inner_text()
+    assert SHOWN_TIME.match(logged_at), logged_at

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import typer
+from rich.console import Console
 from typer.testing import CliRunner
 
 from services.catalog.runs import TERMINAL, display_status
@@ -174,3 +175,31 @@ def test_tables_and_details_show_bracketed_text_as_text() -> None:
         output.details({"name": "[/x] job"})
     text = captured.get()
     assert "sale [/b] [red]now" in text and "[/x] job" in text
+
+
+@pytest.mark.parametrize(
+    ("given", "text"),
+    [
+        ("2026-12-07T14:10:05Z", "2026-12-07 14:10:05 UTC"),
+        ("2026-12-07T15:10:05.123+01:00", "2026-12-07 14:10:05 UTC"),  # another offset: said in UTC
+        ("2026-12-07T14:10:05", "2026-12-07 14:10:05 UTC"),  # the API's instants are UTC
+        ("soon", "soon"),  # not an instant: shown as it is
+        (None, ""),
+    ],
+)
+def test_times_are_shown_in_utc_and_say_so(given: str | None, text: str) -> None:
+    assert output.when(given) == text
+
+
+def test_lists_details_and_log_lines_show_times_with_their_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(output, "console", Console(width=250))  # a wide terminal: no folded cells
+    job = {"id": 1, "name": "n", "job_type": "import", "created_at": "2026-12-07T14:10:05Z",
+           "next_run": "2026-12-08T01:30:00+00:00", "schedule_type": "recurring"}  # fmt: skip
+    with output.console.capture() as captured:
+        output.table([job], output.JOB_COLUMNS)
+        output.details({"start_time": "2026-12-07T14:11:00.5+00:00", "name": "2026-12-07 is a name"})
+    text = captured.get()
+    assert "2026-12-07 14:10:05 UTC" in text and "2026-12-08 01:30:00 UTC" in text
+    assert "2026-12-07 14:11:00 UTC" in text and "2026-12-07 is a name" in text
+    line = {"seq": 3, "at": "2026-12-07T14:10:05Z", "level": "info", "message": "file found", "fields": {}}
+    assert "2026-12-07 14:10:05 UTC INFO" in runs.format_line(line)

@@ -36,14 +36,26 @@ function s(tag, attrs = {}, ...children) {
 }
 
 const pad = (n) => String(n).padStart(2, "0");
+// Times are shown in the browser's zone and say which ("UTC", "GMT+1", "EST"): a bare "02:30" is ambiguous.
+const zoneName = (d) => new Intl.DateTimeFormat("en-US", { timeZoneName: "short" }).formatToParts(d).find((p) => p.type === "timeZoneName")?.value ?? "";
+function timeParts(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return null;
+  return [`${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`, `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${zoneName(d)}`];
+}
+// Date-and-time inputs are in the browser's zone: their labels name it (the IANA name, right in summer and winter).
+const BROWSER_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+const inZone = (label) => `${label} (${BROWSER_ZONE})`;
 function fmtTime(iso) {
   if (!iso) return "";
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return iso;
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  return timeParts(iso)?.join(" ") ?? iso;
 }
 function timeCell(iso) {
-  return iso ? h("time", { datetime: iso, title: iso }, fmtTime(iso)) : "";
+  if (!iso) return "";
+  const parts = timeParts(iso);
+  if (!parts) return iso;
+  // Date and time are separate unbreakable halves, so a narrow column wraps between them only.
+  return h("time", { datetime: iso, title: iso }, h("span", { class: "nb" }, parts[0]), " ", h("span", { class: "nb" }, parts[1]));
 }
 function fmtDuration(seconds) {
   if (seconds === null || seconds === undefined) return "";
@@ -56,11 +68,19 @@ const fmtNum = (n) => (n ?? 0).toLocaleString("en-US");
 const SCHEDULE_TYPES = { one_time: "One-time", recurring: "Recurring", on_demand: "On-demand", on_event: "On event" };
 const JOB_TYPES = { import: "Import", export: "Export" };
 
-function say(message, kind = "ok") {
+// A notice belongs to the page it was said on (route() clears it); `next` keeps one said just before
+// navigating ("Created job 12") for the page that follows, and only that one.
+function say(message, kind = "ok", { next = false } = {}) {
   notice.textContent = message;
   notice.className = kind === "error" ? "error" : "";
+  say.keepForNext = next;
   clearTimeout(say.timer);
-  say.timer = setTimeout(() => { notice.textContent = ""; }, 8000);
+  say.timer = setTimeout(clearNotice, 8000);
+}
+function clearNotice() {
+  clearTimeout(say.timer);
+  notice.textContent = "";
+  notice.className = "";
 }
 
 class ApiError extends Error {
@@ -160,6 +180,8 @@ const routes = [
 
 async function route() {
   for (const fn of cleanups.splice(0)) fn();
+  if (say.keepForNext) say.keepForNext = false; else clearNotice();
+  openMenu = null;
   const [path, search = ""] = (location.hash || "#/jobs").split("?");
   const found = routes.find(([re]) => re.test(path)) ?? routes[routes.length - 1];
   const [re, render, tab] = found;
@@ -226,17 +248,23 @@ function compare(a, b) {
 // --- All jobs tab --------------------------------------------------------------------------------
 
 const jobsState = { name: "", job_type: "", state: "", sort: { key: "id", dir: -1 }, selected: new Set(), anchor: null };
+// [label, sort key, priority]: app.css hides priority 3 columns on narrower screens, then priority 2;
+// the job page shows every one of them.
 const JOB_COLUMNS = [
-  ["Job ID", "id"], ["Group", "group"], ["Name", "name"], ["Job Type", "job_type"], ["Created on", "created_at"],
-  ["By", "created_by"], ["Job state", "state"], ["Next run", "next_run"], ["Previous run", "previous_run"],
-  ["Schedule type", "schedule_type"], ["Expiration date", "expiration_date"],
+  ["Job ID", "id", 1], ["Group", "group", 2], ["Name", "name", 1], ["Job Type", "job_type", 1], ["Created on", "created_at", 3],
+  ["By", "created_by", 3], ["Job state", "state", 1], ["Next run", "next_run", 1], ["Previous run", "previous_run", 2],
+  ["Schedule type", "schedule_type", 2], ["Expiration date", "expiration_date", 3],
 ];
+const BULK_RUN_MAX = 5;  // POST /jobs/run takes 1 to 5 ids
 
 async function allJobs() {
   const st = jobsState;
   const tbody = h("tbody");
   const table = h("table", { class: "grid jobs-table", "aria-label": "All jobs" });
   const deleteSelected = h("button", { type: "button", class: "primary danger", id: "delete-selected", hidden: true, onclick: () => deleteJobs([...st.selected]) });
+  const runSelected = h("button", { type: "button", class: "primary", id: "run-selected", hidden: true, "aria-describedby": "run-selected-why", onclick: () => runJobs([...st.selected]) });
+  const runSelectedWhy = h("span", { class: "muted", id: "run-selected-why", hidden: true });
+  const bulkResults = h("section", { class: "panel", id: "bulk-results", "aria-labelledby": "bulk-results-title", hidden: true });
   const count = h("span", { class: "muted", id: "jobs-count" });
   let jobs = [], running = new Map(), inFlight = 0, lastRendered = "";
 
@@ -258,20 +286,28 @@ async function allJobs() {
         h("div", {}, h("label", { for: "filter-state" }, "Job state"), stateSelect)),
       h("span", { class: "spacer" }),
       count,
+      CAN_OPERATE && runSelectedWhy,
+      CAN_OPERATE && runSelected,
       CAN_OPERATE && deleteSelected,
       CAN_OPERATE && h("a", { href: "#/jobs/new?type=import", class: "button primary" }, "New import job"),
       CAN_OPERATE && h("a", { href: "#/jobs/new?type=export", class: "button" }, "New export job")),
-    h("p", { class: "muted" }, "Click a row to select it; Shift-click selects a range, Ctrl-click adds one."),
+    h("p", { class: "muted" }, "Tick jobs (or click a row; Shift-click selects a range, Ctrl-click adds one) to run or delete them together."),
+    bulkResults,
     table,
   );
 
   function header() {
     return h("thead", {}, h("tr", {},
-      JOB_COLUMNS.map(([label, key]) => sortHeader(label, key, st.sort, (k) => {
-        st.sort = { key: k, dir: st.sort.key === k ? -st.sort.dir : 1 };
-        render(true);
-      })),
-      h("th", { scope: "col" }, "Actions")));
+      h("th", { scope: "col", class: "pick" }, h("span", { class: "visually-hidden" }, "Selected")),
+      JOB_COLUMNS.map(([label, key, priority]) => {
+        const th = sortHeader(label, key, st.sort, (k) => {
+          st.sort = { key: k, dir: st.sort.key === k ? -st.sort.dir : 1 };
+          render(true);
+        });
+        th.classList.add(`p${priority}`);
+        return th;
+      }),
+      h("th", { scope: "col", class: "actions" }, "Actions")));
   }
 
   function sorted() {
@@ -302,21 +338,23 @@ async function allJobs() {
     const tr = h("tr", {
       dataset: { jobId: job.id }, class: st.selected.has(job.id) ? "selected" : "",
       "aria-selected": st.selected.has(job.id) ? "true" : "false", tabindex: 0,
-      onclick: (event) => { if (!event.target.closest("button, a, input, select")) select(job.id, event); },
+      onclick: (event) => { if (!event.target.closest("button, a, input, select, .menu-wrap")) select(job.id, event); },
       onkeydown: (event) => { if (event.key === " " && event.target === tr) { event.preventDefault(); select(job.id, event); } },
     },
-      h("td", { class: "num" }, job.id),
-      h("td", {}, job.group ?? ""),
-      h("td", {}, h("a", { href: `#/jobs/${job.id}`, class: "job-name" }, job.name), run ? [" ", progressBar(run)] : ""),
-      h("td", {}, JOB_TYPES[job.job_type] ?? job.job_type, job.partner_feed ? h("span", { class: "muted" }, " (partner feed)") : ""),
-      h("td", {}, timeCell(job.created_at)),
-      h("td", {}, job.created_by),
-      h("td", {}, h("span", { class: `badge ${job.state}` }, job.state === "active" ? "Active" : "Inactive")),
-      h("td", {}, timeCell(job.next_run)),
-      h("td", {}, timeCell(job.previous_run)),
-      h("td", {}, SCHEDULE_TYPES[job.schedule_type] ?? job.schedule_type),
-      h("td", {}, timeCell(job.expiration_date)),
-      h("td", { class: "actions" }, CAN_OPERATE ? jobActions(job, !!run, () => load(true)) : ""),
+      h("td", { class: "pick" }, h("input", { type: "checkbox", checked: st.selected.has(job.id), "aria-label": `Select ${job.name}`, dataset: { focusKey: `${job.id}:pick` },
+        onclick: (event) => select(job.id, { shiftKey: event.shiftKey, ctrlKey: true }) })),
+      h("td", { class: "num p1" }, job.id),
+      h("td", { class: "p2 wrap" }, job.group ?? ""),
+      h("td", { class: "p1 name" }, h("a", { href: `#/jobs/${job.id}`, class: "job-name" }, job.name), run ? [" ", progressBar(run)] : ""),
+      h("td", { class: "p1" }, JOB_TYPES[job.job_type] ?? job.job_type, job.partner_feed ? h("span", { class: "muted" }, " (partner feed)") : ""),
+      h("td", { class: "p3 time" }, timeCell(job.created_at)),
+      h("td", { class: "p3 wrap" }, job.created_by),
+      h("td", { class: "p1" }, h("span", { class: `badge ${job.state}` }, job.state === "active" ? "Active" : "Inactive")),
+      h("td", { class: "p1 time" }, timeCell(job.next_run)),
+      h("td", { class: "p2 time" }, timeCell(job.previous_run)),
+      h("td", { class: "p2" }, SCHEDULE_TYPES[job.schedule_type] ?? job.schedule_type),
+      h("td", { class: "p3 time" }, timeCell(job.expiration_date)),
+      h("td", { class: "actions" }, CAN_OPERATE ? actionsMenu(job, jobActions(job, !!run, () => load(true))) : ""),
     );
     return tr;
   }
@@ -327,10 +365,19 @@ async function allJobs() {
     if (!force && snapshot === lastRendered) return;
     lastRendered = snapshot;
     for (const id of [...st.selected]) if (!jobs.some((j) => j.id === id)) st.selected.delete(id);
+    // A re-render (the list polls) must not take the focus or an open row menu away from the user.
+    const focusKey = document.activeElement?.dataset?.focusKey;
     table.replaceChildren(header(), tbody);
-    tbody.replaceChildren(...(list.length ? list.map(row) : [h("tr", {}, h("td", { colspan: 12, class: "muted" }, "No jobs."))]));
-    deleteSelected.hidden = st.selected.size === 0;
-    deleteSelected.textContent = `Delete selected (${st.selected.size})`;
+    tbody.replaceChildren(...(list.length ? list.map(row) : [h("tr", {}, h("td", { colspan: JOB_COLUMNS.length + 2, class: "muted" }, "No jobs."))]));
+    if (focusKey) tbody.querySelector(`[data-focus-key="${CSS.escape(focusKey)}"]`)?.focus();
+    const n = st.selected.size;
+    deleteSelected.hidden = n === 0;
+    deleteSelected.textContent = `Delete selected (${n})`;
+    runSelected.hidden = n === 0;
+    runSelected.textContent = `Run selected (${n})`;
+    runSelected.disabled = n > BULK_RUN_MAX;
+    runSelectedWhy.hidden = n <= BULK_RUN_MAX;
+    runSelectedWhy.textContent = `Run at most ${BULK_RUN_MAX} jobs together (${n} selected)`;
   }
 
   async function load(force = false) {
@@ -358,6 +405,27 @@ async function allJobs() {
     await load(true);
   }
 
+  // Bulk trigger: each job is checked on its own, so the answer is one result per job, shown in order.
+  async function runJobs(ids) {
+    if (!ids.length || ids.length > BULK_RUN_MAX) return;
+    const names = new Map(jobs.map((j) => [j.id, j.name]));
+    let results;
+    try {
+      results = (await api("POST", "/jobs/run", { ids })).results;
+    } catch (error) { say(error.message, "error"); return; }
+    runRequestedAt = Date.now();
+    const started = results.filter((r) => r.run_id).length;
+    bulkResults.hidden = false;
+    bulkResults.replaceChildren(
+      h("h3", { id: "bulk-results-title" }, `Run selected: ${started} of ${results.length} started`),
+      h("ul", { class: "bulk-results" }, results.map((r) => h("li", { dataset: { jobId: r.job_id, outcome: r.run_id ? "started" : "refused" } },
+        `Job ${r.job_id} ${names.get(r.job_id) ?? ""}: `,
+        r.run_id ? ["run ", h("a", { href: `#/runs/${r.run_id}` }, r.run_id), " requested"] : h("span", { class: "field-error" }, `not run: ${r.error?.message ?? "refused"}`)))),
+      h("button", { type: "button", onclick: () => { bulkResults.hidden = true; } }, "Dismiss"));
+    say(`${started} of ${results.length} runs requested.`, started === results.length ? "ok" : "error");
+    await load(true);
+  }
+
   await load(true);
   // Fast while runs are in flight, and for a while after a run now: the run's record appears once the
   // logsink has recorded the request, and a short run may start and end between two slow polls.
@@ -365,6 +433,51 @@ async function allJobs() {
 }
 
 let runRequestedAt = 0;  // when this console last asked for a run now (see the jobs list's polling)
+
+// --- a row's actions in a menu (a disclosure button; Arrow keys move, Escape closes) ----------------
+
+let openMenu = null;  // the job id whose row menu is open: it stays open across the list's re-renders
+function actionsMenu(job, items) {
+  const key = `${job.id}:menu`;
+  const list = h("div", { class: "menu", role: "menu", id: `menu-${job.id}`, "aria-label": `Actions for ${job.name}`, hidden: openMenu !== job.id });
+  const button = h("button", { type: "button", class: "menu-button", "aria-haspopup": "menu", "aria-controls": list.id,
+    "aria-expanded": String(openMenu === job.id), "aria-label": `Actions for ${job.name}`, dataset: { focusKey: key } }, "Actions ▾");
+  const entries = () => [...list.querySelectorAll("[role=menuitem]:not([disabled])")];
+  const setOpen = (open, focus = null) => {
+    if (open) closeMenus();
+    openMenu = open ? job.id : null;
+    list.hidden = !open;
+    button.setAttribute("aria-expanded", String(open));
+    if (focus === "first") entries()[0]?.focus();
+    if (focus === "last") entries().at(-1)?.focus();
+    if (focus === "button") button.focus();
+  };
+  list._close = () => setOpen(false);
+  for (const item of items) {
+    item.setAttribute("role", "menuitem");
+    item.dataset.focusKey = `${job.id}:${item.className}`;
+    // The action runs after the menu has closed (it may open a dialog or re-render the list).
+    item.addEventListener("click", () => setOpen(false), { capture: true });
+    list.append(item);
+  }
+  button.addEventListener("click", () => setOpen(list.hidden, list.hidden ? "first" : null));
+  button.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") { event.preventDefault(); setOpen(true, event.key === "ArrowDown" ? "first" : "last"); }
+  });
+  list.addEventListener("keydown", (event) => {
+    const all = entries(), at = all.indexOf(document.activeElement);
+    const moves = { ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: all.length - 1 };
+    if (event.key in moves) { event.preventDefault(); all[(moves[event.key] + all.length) % all.length]?.focus(); }
+    else if (event.key === "Escape") { event.preventDefault(); event.stopPropagation(); setOpen(false, "button"); }
+    else if (event.key === "Tab") setOpen(false);
+  });
+  return h("div", { class: "menu-wrap" }, button, list);
+}
+function closeMenus() {
+  for (const menu of document.querySelectorAll(".menu[role=menu]:not([hidden])")) menu._close?.();
+  openMenu = null;
+}
+document.addEventListener("click", (event) => { if (!event.target.closest?.(".menu-wrap")) closeMenus(); });
 
 function jobActions(job, isRunning, reload) {
   const act = async (fn, done) => {
@@ -477,18 +590,27 @@ function schedulePreview(preview, schedule) {
 function runsChart(runsNewestFirst) {
   const runs = [...runsNewestFirst].reverse().filter((r) => r.ended);
   if (!runs.length) return h("p", { class: "muted" }, "No finished runs yet.");
-  const W = 640, H = 170, left = 46, right = 46, top = 10, bottom = 26;
-  const plotW = W - left - right, plotH = H - top - bottom;
+  // Labels are monospace so their width is known before they are drawn (0.6 em a character): the
+  // margins fit the axis labels, and run ids are labelled only as often as they fit side by side.
+  const AXIS_FONT = 10, RUN_FONT = 9, CHAR = 0.6, GAP = 8;
+  const textWidth = (text, size) => String(text).length * size * CHAR;
   const maxDur = Math.max(...runs.map((r) => r.duration_seconds ?? 0), 0.001);
   const maxRec = Math.max(...runs.map((r) => r.counts?.read ?? 0), 1);
+  const W = 640, H = 170, top = 10, bottom = 26;
+  const left = Math.max(46, Math.ceil(Math.max(textWidth(fmtDuration(maxDur), AXIS_FONT), textWidth("0 s", AXIS_FONT)) + 10));
+  const right = Math.max(46, Math.ceil(Math.max(textWidth(fmtNum(maxRec), AXIS_FONT), textWidth("0 rec", AXIS_FONT)) + 10));
+  const plotW = W - left - right, plotH = H - top - bottom;
   const slot = plotW / 30, barW = Math.max(4, slot * 0.6);
+  const labelWidth = Math.max(...runs.map((r) => textWidth(r.run_id, RUN_FONT)));
+  const labelEvery = Math.max(1, Math.ceil((labelWidth + GAP) / slot));
+  const label = (attrs, text, size) => s("text", { ...attrs, "font-size": size, "font-family": "ui-monospace, Menlo, Consolas, monospace", fill: "#5d6b7a", class: "chart-label" }, text);
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-labelledby": "chart-desc" });
   svg.append(s("desc", { id: "chart-desc" }, `Duration (bars) and records read (dots) of the last ${runs.length} runs; runs with rejects in orange, failed runs in red.`));
   svg.append(s("line", { x1: left, y1: top + plotH, x2: left + plotW, y2: top + plotH, stroke: "#9aa5b1" }));
-  svg.append(s("text", { x: left - 6, y: top + 8, "text-anchor": "end", "font-size": 10, fill: "#5d6b7a" }, fmtDuration(maxDur)));
-  svg.append(s("text", { x: left - 6, y: top + plotH, "text-anchor": "end", "font-size": 10, fill: "#5d6b7a" }, "0 s"));
-  svg.append(s("text", { x: left + plotW + 6, y: top + 8, "font-size": 10, fill: "#5d6b7a" }, fmtNum(maxRec)));
-  svg.append(s("text", { x: left + plotW + 6, y: top + plotH, "font-size": 10, fill: "#5d6b7a" }, "0 rec"));
+  svg.append(label({ x: left - 6, y: top + 8, "text-anchor": "end" }, fmtDuration(maxDur), AXIS_FONT));
+  svg.append(label({ x: left - 6, y: top + plotH, "text-anchor": "end" }, "0 s", AXIS_FONT));
+  svg.append(label({ x: left + plotW + 6, y: top + 8 }, fmtNum(maxRec), AXIS_FONT));
+  svg.append(label({ x: left + plotW + 6, y: top + plotH }, "0 rec", AXIS_FONT));
   const points = [];
   runs.forEach((run, i) => {
     const x = left + i * slot + (slot - barW) / 2;
@@ -501,7 +623,8 @@ function runsChart(runsNewestFirst) {
     svg.append(bar);
     const cx = x + barW / 2, cy = top + plotH - ((run.counts?.read ?? 0) / maxRec) * plotH;
     points.push(`${cx},${cy}`);
-    if (i % Math.ceil(runs.length / 10) === 0) svg.append(s("text", { x: cx, y: H - 8, "text-anchor": "middle", "font-size": 9, fill: "#5d6b7a" }, run.run_id));
+    // Counted from the newest run, so the latest one is always labelled.
+    if ((runs.length - 1 - i) % labelEvery === 0) svg.append(label({ x: cx, y: H - 8, "text-anchor": "middle" }, run.run_id, RUN_FONT));
   });
   svg.append(s("polyline", { points: points.join(" "), fill: "none", stroke: "#1d2530", "stroke-width": 1 }));
   for (const p of points) { const [cx, cy] = p.split(","); svg.append(s("circle", { cx, cy, r: 2.5, fill: "#1d2530" })); }
@@ -632,7 +755,7 @@ async function runDetail(runId) {
 
   const addLine = (line) => {
     log.append(h("li", { class: `lvl-${line.level}`, dataset: { seq: line.seq } },
-      h("span", { class: "seq" }, line.seq), `${fmtTime(line.at)}  ${line.level.toUpperCase().padEnd(7)} ${line.message}`,
+      h("span", { class: "seq" }, line.seq), h("time", { datetime: line.at }, fmtTime(line.at)), `  ${line.level.toUpperCase().padEnd(7)} ${line.message}`,
       Object.keys(line.fields ?? {}).length ? h("span", { class: "muted" }, `  ${JSON.stringify(line.fields)}`) : ""));
   };
   const addMissing = (from, to) => log.append(h("li", { class: "missing", role: "note" }, `log lines missing: ${from}${to !== from ? `–${to}` : ""}`));
@@ -844,6 +967,15 @@ function clearErrors(form) {
   form.querySelector(".form-error").textContent = "";
 }
 
+// The API's 422 names the field (`spec.source.path`) and prefixes its message with it; next to the
+// field the path is noise, so the field's own label is said instead.
+function inWords(error) {
+  const prefix = `${error.field}: `;
+  const text = (error.field && error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message).replace(/^Value error, /, "");
+  return text ? text[0].toUpperCase() + text.slice(1) : text;
+}
+const controlLabel = (control) => (control.labels?.[0] ?? control.querySelector?.(":scope > legend"))?.textContent.trim() ?? "";
+
 function showError(form, error) {
   const summary = form.querySelector(".form-error");
   summary.textContent = error.message;
@@ -854,8 +986,10 @@ function showError(form, error) {
     path = cut > 0 ? path.slice(0, cut) : "";
   }
   if (!control) { summary.focus(); return; }
+  const words = inWords(error), label = controlLabel(control);
+  summary.textContent = label ? `${label}: ${words}` : words;
   control.setAttribute("aria-invalid", "true");
-  const message = h("p", { class: "field-error inline", id: `${control.id}-error`, dataset: { errorFor: error.field } }, error.message);
+  const message = h("p", { class: "field-error inline", id: `${control.id}-error`, dataset: { errorFor: error.field } }, words);
   control.setAttribute("aria-describedby", message.id);
   control.closest(".field, fieldset, .mapping-row")?.append(message);
   control.focus();
@@ -875,7 +1009,7 @@ function scheduleFieldset(schedule = { type: "on_demand" }) {
   const zone = textInput(schedule.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone ?? "UTC");
   const trigger = textInput(schedule.trigger ?? "");
   const parts = {
-    one_time: h("div", { class: "row" }, field("Run at", at, { name: "schedule.at" })),
+    one_time: h("div", { class: "row" }, field(inZone("Run at"), at, { name: "schedule.at" })),
     recurring: h("div", { class: "row" },
       field("Repeat", kind, { name: "schedule.rule" }),
       h("div", { class: "row", dataset: { rule: "every" } }, field("Minutes", minutes, { name: "schedule.rule.minutes" })),
@@ -1058,7 +1192,7 @@ async function jobForm(jobId, newType = "import") {
   const form = h("form", { class: "editor", novalidate: true, id: "job-form", "aria-labelledby": "form-title" },
     h("p", { class: "form-error", role: "alert", tabindex: -1 }),
     h("fieldset", {}, h("legend", {}, "Job"), h("div", { class: "row" }, field("Name", name, { wide: true, name: "name" }),
-      job ? "" : field("Active", active, { check: true, name: "active" }), field("Expiration date", expires, { name: "expires_at" }),
+      job ? "" : field("Active", active, { check: true, name: "active" }), field(inZone("Expiration date"), expires, { name: "expires_at" }),
       field("Run timeout (ISO 8601, up to PT24H)", maxDuration, { name: "spec.max_duration" }))),
     sections, schedule.element,
     h("details", {}, h("summary", {}, "Specification (JSON sent to the API)"), preview),
@@ -1072,7 +1206,7 @@ async function jobForm(jobId, newType = "import") {
     clearErrors(form);
     try {
       const saved = job ? await api("PUT", `/jobs/${job.id}`, body()) : await api("POST", "/jobs", body());
-      say(job ? `Saved ${saved.name}.` : `Created job ${saved.id}: ${saved.name}.`);
+      say(job ? `Saved ${saved.name}.` : `Created job ${saved.id}: ${saved.name}.`, "ok", { next: true });
       location.hash = `#/jobs/${saved.id}`;
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
@@ -1109,7 +1243,7 @@ async function groupForm(groupId) {
   renderMembers();
   const form = h("form", { class: "editor", novalidate: true, id: "group-form" },
     h("p", { class: "form-error", role: "alert", tabindex: -1 }),
-    h("fieldset", {}, h("legend", {}, "Group"), h("div", { class: "row" }, field("Name", name, { wide: true, name: "name" }), field("Expiration date", expires, { name: "expires_at" }),
+    h("fieldset", {}, h("legend", {}, "Group"), h("div", { class: "row" }, field("Name", name, { wide: true, name: "name" }), field(inZone("Expiration date"), expires, { name: "expires_at" }),
       field("Continue with the next job when one fails", cont, { check: true, name: "continue_on_failure" }))),
     h("fieldset", {}, h("legend", {}, "Jobs, in run order"), list,
       h("div", { class: "member-row" }, field("Add a job", adder), h("button", { type: "button", id: "add-member", onclick: () => {
@@ -1126,7 +1260,7 @@ async function groupForm(groupId) {
     try {
       if (group) await api("PUT", `/groups/${group.id}`, { ...body, version: group.version });
       else await api("POST", "/groups", body);
-      say(group ? `Saved ${body.name}.` : `Created group ${body.name}.`);
+      say(group ? `Saved ${body.name}.` : `Created group ${body.name}.`, "ok", { next: true });
       location.hash = "#/groups";
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
