@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -22,7 +22,6 @@ from services.scheduler.store.documents import (
     OUTBOX,
     PARTITIONS,
     SCHEDULES,
-    Doc,
 )
 from shared.mongo import MongoClient, database_errors, in_transaction
 from shared.outbox import RETENTION, Outbox
@@ -107,7 +106,3 @@ class SchedulerDb:
                     "waited on a conflicting transaction",
                     extra={"attempts": attempts, "waited_seconds": waited},
                 )
-
-
-def ids_of(docs: Sequence[Doc]) -> list[Any]:
-    return [d["_id"] for d in docs]

@@ -60,10 +60,6 @@ class FireResult:
     # False: the messages need no order among them (one run request per schedule), published at once.
     ordered: bool = True
 
-    def extend(self, other: FireResult) -> None:
-        self.outcomes += other.outcomes
-        self.messages += other.messages
-
 
 @dataclass
 class FireBatch:
