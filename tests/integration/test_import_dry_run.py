@@ -62,15 +62,31 @@ def runner_fixture(harness: Harness) -> Runner:
     return Runner(harness)
 
 
-SCENARIOS = st.one_of(
-    list_scenarios(), extension_scenarios(), *(custom_scenarios(m) for m in ("merge", "append", "overwrite"))
-)
+@settings(max_examples=examples(3, 30))
+@given(scenario=list_scenarios())
+async def test_dry_list_imports_count_as_the_model_and_write_nothing(
+    runner: Runner, scenario: Scenario
+) -> None:
+    await check_dry(runner, scenario)
 
 
-@settings(max_examples=examples(8, 80))
-@given(scenario=SCENARIOS)
-async def test_dry_runs_count_as_the_model_and_write_nothing(runner: Runner, scenario: Scenario) -> None:
-    r, s = runner, scenario
+@settings(max_examples=examples(3, 30))
+@given(scenario=extension_scenarios())
+async def test_dry_profile_extension_imports_count_as_the_model(runner: Runner, scenario: Scenario) -> None:
+    await check_dry(runner, scenario)
+
+
+@settings(max_examples=examples(6, 60))  # the three modes, twice each on average
+@given(scenario=st.sampled_from(("merge", "append", "overwrite")).flatmap(custom_scenarios))
+async def test_dry_custom_imports_count_as_the_model_and_write_nothing(
+    runner: Runner, scenario: Scenario
+) -> None:
+    await check_dry(runner, scenario)
+
+
+async def check_dry(r: Runner, s: Scenario) -> None:
+    """The scenario's tables seeded (real imports), then its file dry-run: the model's status, counts and
+    first rejects; every audience collection, the source file and its folder exactly as before."""
     name, parent = await seeded(r, s)
     before = await r.state(name, s.table)
     riids = [row["RIID_"] for row in (parent[1] if parent else before) if "RIID_" in row]
