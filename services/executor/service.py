@@ -59,7 +59,7 @@ from services.executor.ports import (
 )
 from services.executor.reporting import ReportedMarks, RunReporter
 from services.executor.repository import MongoRejectStore, MongoWatermarks
-from services.executor.work import Attempt, WorkFactory
+from services.executor.work import Attempt, RefusedWork, WorkFactory
 from shared.catalog_records import table_collection
 from shared.contracts import ExportSpec, ImportSpec, RunFinished, RunRequested, RunStatus
 from shared.contracts.durations import parse_max_duration
@@ -552,7 +552,7 @@ class ExecutorService:
     async def _export_work(self, spec: ExportSpec, attempt: Attempt) -> RunWork:
         active = attempt.active
         if _is_dry(active.request):  # the catalog refuses it; a message from elsewhere fails here
-            raise PermanentError("dry run is for import jobs")
+            return RefusedWork("dry run is for import jobs")
         return ExportRun(
             spec, attempt.reporter, job_id=active.request.data.job.job_id, catalog=self.catalog,
             store=self.store, watermarks=self.watermarks, secrets=self.secrets, settings=self.settings.exports,

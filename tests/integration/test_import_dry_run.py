@@ -182,3 +182,17 @@ async def test_a_dry_run_takes_no_table_writer_lock(harness: Harness) -> None:
     assert finished.data.status == RunStatus.SUCCEEDED
     assert finished.data.counts == RunCounts(read=1, inserted=1)
     assert not any("waiting for run" in line for line in h.events.logs(finished.data.run_id))
+
+
+async def test_a_dry_run_of_an_export_fails_and_sends_nothing(harness: Harness) -> None:
+    """The catalog refuses it (422); a request that reaches the executor anyway ends failed, reported."""
+    h = harness
+    await contacts(h)
+    spec = {"kind": "export", "source": {"kind": "table", "table": "contacts"},
+            "destination": {"kind": "sftp", "connection_id": 1, "path_template": "out_{run_id}.csv"}}  # fmt: skip
+
+    finished = await dry_run(h, spec)
+
+    assert finished.data.status == RunStatus.FAILED
+    assert finished.data.error == "dry run is for import jobs" and finished.data.dry_run
+    assert list(h.root.iterdir()) == []
