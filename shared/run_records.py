@@ -21,7 +21,14 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.contracts.jobs import JobType
-from shared.contracts.runs import TERMINAL_STATUSES, RunCounts, RunProgressData, RunStatus, Trigger
+from shared.contracts.runs import (
+    TERMINAL_STATUSES,
+    RejectSample,
+    RunCounts,
+    RunProgressData,
+    RunStatus,
+    Trigger,
+)
 
 Document = dict[str, Any]
 
@@ -57,6 +64,7 @@ class RunField:
     DURATION_SECONDS: Final = "duration_seconds"
     ERROR: Final = "error"
     REJECTS_FILE: Final = "rejects_file"
+    FIRST_REJECTS: Final = "first_rejects"  # a dry run's first rejected records
     LAST_LOG_SEQ: Final = "last_log_seq"
     FINISHED_EVENT_ID: Final = "finished_event_id"
 
@@ -144,6 +152,7 @@ class RunRecord(_Stored):
     duration_seconds: float | None = None
     error: str | None = None
     rejects_file: str | None = None
+    first_rejects: list[RejectSample] = []
     last_log_seq: int | None = None
     finished_event_id: str | None = None
 

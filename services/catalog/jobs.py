@@ -271,6 +271,17 @@ class JobService(DefinitionService[StoredJob, JobView]):
         command = RunJob(source=SOURCE, subject=str(job_id), data=data)
         return await request_run(self.bus, command, self.run_request_timeout)
 
+    async def dry_run(self, job_id: int, by: str) -> str:
+        """Ask the scheduler for a dry run (trigger `dry_run`): born there like every run, so it is
+        recorded with its log; the executor reads and checks the current file and writes nothing."""
+        job = await self.run_now_reads.get(job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist", field="job_id")
+        domain.check_dry_run(job, _now())
+        data = RunJobData(job=job.snapshot(), trigger=Trigger.DRY_RUN, requested_by=by)
+        command = RunJob(source=SOURCE, subject=str(job_id), data=data)
+        return await request_run(self.bus, command, self.run_request_timeout)
+
     async def run_many(self, job_ids: list[int], by: str) -> list[JobRunResult]:
         """Bulk trigger: Run now for each job at once, each checked on its own, results in `job_ids`' order.
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.catalog.rejects import RejectCursor, RunRejectPage, reject_view
 from shared.contracts.jobs import JobType
-from shared.contracts.runs import RunCounts, RunStatus, Trigger
+from shared.contracts.runs import RejectSample, RunCounts, RunStatus, Trigger
 from shared.errors import NotFound, ValidationFailed
 from shared.notification_records import NotificationRecord, NotificationStatus, OwnerKind
 from shared.run_records import TERMINAL as TERMINAL  # the stored terminal statuses (the CLI's tests)
@@ -79,6 +79,14 @@ class RunView(View):
     finished_at: datetime | None = None
     duration_seconds: float | None = None
     counts: RunCounts = RunCounts()
+    dry_run: bool = Field(
+        default=False,
+        description="A dry run (trigger `dry_run`): nothing was written; `counts` are what a real run "
+        "would insert, update, leave unchanged and reject.",
+    )
+    first_rejects: list[RejectSample] = Field(
+        default=[], description="A dry run's first rejected records (at most 20), in file order."
+    )
     rejects_file: str | None = None
     error: str | None = None
     executor: str | None = Field(default=None, description="The executor that ran it (the last attempt's).")
@@ -409,7 +417,7 @@ def _parse(run_id: str, field: str) -> RunId:
 
 def run_view(run: RunRecord) -> RunView:
     """The record as the API shows it; its progress only while the run is in progress."""
-    shown = _shown(run)
+    shown = _shown(run) | {"dry_run": run.trigger == Trigger.DRY_RUN}
     if run.ended:
         shown["progress"] = None
     return RunView.model_validate(shown)

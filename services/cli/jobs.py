@@ -142,6 +142,30 @@ def run_job(
         watch_run(accepted["run_id"], interval=1.0, timeout=None, output=output)
 
 
+@app.command("dry-run")
+@api_command
+def dry_run_job(
+    job_id: JobId,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", "-w", help="Then follow it and print what it would do (as `runs watch`)."),
+    ] = False,
+    output: OutputOption = Format.TABLE,
+) -> None:
+    """Dry run of an import: reads the current file, applies the mapping and every check, writes nothing.
+
+    Prints the new JobID.RunID; with --watch, once it ends, the would-insert / would-update / unchanged /
+    would-reject counts and the first rejects (line, field, reason)."""
+    with client() as api:
+        accepted = api.post(f"/jobs/{job_id}/dry-run")
+    if not watch:
+        emit_json(accepted) if output is Format.JSON else typer.echo(accepted["run_id"])
+        return
+    from services.cli.runs import watch_run
+
+    watch_run(accepted["run_id"], interval=1.0, timeout=None, output=output)
+
+
 def _run_jobs(job_ids: list[int], output: Format) -> None:
     """The bulk trigger: one line per job in the given order, `JOB: RUN_ID` or `JOB: refused: reason`."""
     with client() as api:

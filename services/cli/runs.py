@@ -215,6 +215,8 @@ def watch_run(run_id: str, *, interval: float, timeout: float | None, output: Fo
         raise fail(f"run {run_id} did not end within {timeout:g} s", EXIT_TIMEOUT)
     if output is Format.JSON:
         emit_json(run)
+    elif run.get("dry_run"):
+        show_dry_run(run)
     else:
         counts = run.get("counts") or {}
         shown = ("read", "inserted", "updated", "unchanged", "rejected", "skipped")
@@ -227,6 +229,24 @@ def watch_run(run_id: str, *, interval: float, timeout: float | None, output: Fo
         if run.get("rejects_file"):
             console.print(f"rejects file: {run['rejects_file']}", highlight=False)
     raise typer.Exit(EXIT_BY_STATUS.get(run["status"], EXIT_FAILED))
+
+
+def show_dry_run(run: dict[str, Any]) -> None:
+    """What a dry run found: what a real run would do, and the first rejects."""
+    counts = run.get("counts") or {}
+    would = (f"read {counts.get('read', 0):,}, would insert {counts.get('inserted', 0):,}, "
+             f"would update {counts.get('updated', 0):,}, unchanged {counts.get('unchanged', 0):,}, "
+             f"would reject {counts.get('rejected', 0):,}")  # fmt: skip
+    colour = "red" if run["status"] == "failed" else "green"
+    console.print(f"dry run {run['run_id']}: [bold {colour}]{run['status']}[/bold {colour}] ({would}); "
+                  "nothing was written" + (f" error: {run['error']}" if run.get("error") else ""),
+                  highlight=False)  # fmt: skip
+    rejects = run.get("first_rejects") or []
+    if rejects:
+        console.print(f"first {len(rejects)} reject(s):", highlight=False)
+    for reject in rejects:
+        console.print(f"  line {reject['line']} (file {reject['file'] + 1}): {reject['field']}: "
+                      f"{reject['reason']}", highlight=False, markup=False)  # fmt: skip
 
 
 def _poll(

@@ -46,6 +46,8 @@ def _first(key: tuple[Any, ...]) -> Any:
 
 
 class MongoAudienceStore:
+    dry = False  # a dry run's store writes nothing (`importers/dry_store.py`)
+
     def __init__(self, client: MongoClient, audience_db: str) -> None:
         self.client = client
         self.db = client[audience_db]

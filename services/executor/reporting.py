@@ -25,10 +25,12 @@ from shared import redact
 from shared.contracts import RunFinished, RunLog, RunProgress, RunRequested, RunStarted, RunStatus
 from shared.contracts.runs import (
     LogLevel,
+    RejectSample,
     RunFinishedData,
     RunLogData,
     RunProgressData,
     RunStartedData,
+    Trigger,
 )
 
 SOURCE = "connect/executor"
@@ -177,6 +179,7 @@ class RunReporter:
         error: str | None = None,
         rejects_file: str | None = None,
         timed_out: bool = False,
+        first_rejects: tuple[RejectSample, ...] = (),
     ) -> RunFinished:
         return RunFinished(
             id=f"run-finished-{self.run_id}",
@@ -193,6 +196,8 @@ class RunReporter:
                 rejects_file=rejects_file,
                 last_log_seq=self.last_seq,
                 timed_out=timed_out,
+                dry_run=self.request.data.trigger == Trigger.DRY_RUN,
+                first_rejects=first_rejects,
             ),
         )
 

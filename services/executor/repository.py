@@ -366,6 +366,13 @@ class MongoRejectStore:
             return sorted(f for f, lines in self._lines.items() if lines)
         return sorted(int(f) for f in await self.rejects.distinct("file", {"run": run_id}))
 
+    async def first(self, run_id: str, limit: int) -> list[Rejection]:
+        """The run's first `limit` rejects in (file, line) order (over the index above)."""
+        cursor = self.rejects.find({"run": run_id}).sort([("file", 1), ("line", 1)]).limit(limit)
+        return [
+            Rejection(int(doc["line"]), doc["field"], doc["reason"], int(doc["file"])) async for doc in cursor
+        ]
+
     async def iterate(self, run_id: str, file: int) -> AsyncIterator[Rejection]:
         cursor = self.rejects.find({"run": run_id, "file": file}).sort("line", 1).batch_size(1000)
         async for doc in cursor:

@@ -59,12 +59,12 @@ from services.executor.ports import (
 )
 from services.executor.reporting import ReportedMarks, RunReporter
 from services.executor.repository import MongoRejectStore, MongoWatermarks
-from services.executor.work import Attempt, WorkFactory
+from services.executor.work import Attempt, RefusedWork, WorkFactory
 from shared.catalog_records import table_collection
 from shared.contracts import ExportSpec, ImportSpec, RunFinished, RunRequested, RunStatus
 from shared.contracts.durations import parse_max_duration
 from shared.contracts.jobs import SftpSource
-from shared.contracts.runs import LogLevel
+from shared.contracts.runs import LogLevel, Trigger
 from shared.errors import ConnectError, PermanentError, RetryableError
 from shared.logging import current_job_id, current_run_id
 from shared.metrics import Metrics
@@ -458,11 +458,13 @@ class ExecutorService:
             kind = reporter.request.data.job.spec.kind
             for counted, count in outcome.records_processed().items():
                 self.metrics.records_processed_total.labels(kind, counted).inc(count)
+        would = "would be " if _is_dry(reporter.request) else ""
         await reporter.log(
-            f"finished: {ending.status.value}; read {tally.read}, inserted {tally.inserted}, "
-            f"updated {tally.updated}, rejected {tally.rejected}"
+            f"finished: {ending.status.value}; read {tally.read}, {would}inserted {tally.inserted}, "
+            f"{would}updated {tally.updated}, {would}rejected {tally.rejected}"
         )
-        return reporter.finished(ending.status, tally, rejects_file=ending.rejects_file, error=ending.error)
+        return reporter.finished(ending.status, tally, rejects_file=ending.rejects_file, error=ending.error,
+                                 first_rejects=ending.first_rejects)  # fmt: skip
 
     async def _failed(self, reporter: RunReporter, work: RunWork, exc: ConnectError) -> RunFinished:
         await reporter.log(f"failed: {exc.message}", LogLevel.ERROR)
@@ -549,6 +551,8 @@ class ExecutorService:
 
     async def _export_work(self, spec: ExportSpec, attempt: Attempt) -> RunWork:
         active = attempt.active
+        if _is_dry(active.request):  # the catalog refuses it; a message from elsewhere fails here
+            return RefusedWork("dry run is for import jobs")
         return ExportRun(
             spec, attempt.reporter, job_id=active.request.data.job.job_id, catalog=self.catalog,
             store=self.store, watermarks=self.watermarks, secrets=self.secrets, settings=self.settings.exports,
@@ -565,6 +569,16 @@ class ExecutorService:
         async def hold_table(collection: str, name: str) -> bool:
             return await self._hold_table(active, reporter, collection, name)
 
+        if _is_dry(active.request):
+            # Writes nothing, so it takes no table writer lock (a real run never waits for it), saves no
+            # checkpoint (a take-over reads the file again: its planned rows were in memory) and counts
+            # no processed records; its rejects are kept, for `GET /runs/{id}/rejects` and its result.
+            return ImportRun(
+                spec, reporter, catalog=self.catalog, store=self.store, rejects=self.rejects.counting(run_id),
+                secrets=self.secrets, settings=self.settings.imports, stop_requested=active.stop.is_set,
+                context=ImportContext(run_id=run_id, tag=f"{run_id}#{claim.attempt}.{attempt.number}",
+                                      on_bytes=self._count_bytes, dry_run=True),
+            )  # fmt: skip
         context = ImportContext(
             run_id=run_id,
             tag=f"{run_id}#{claim.attempt}.{attempt.number}",
@@ -602,6 +616,10 @@ async def _first_of(*events: asyncio.Event, timeout: float) -> None:
             wait.cancel()
 
 
+def _is_dry(request: RunRequested) -> bool:
+    return request.data.trigger == Trigger.DRY_RUN
+
+
 def _target(request: RunRequested) -> str | None:
     spec = request.data.job.spec
     return table_collection(spec.target.table) if isinstance(spec, ImportSpec) else None
@@ -612,7 +630,8 @@ def _claim_table(request: RunRequested) -> str | None:
     waits for a ready file (it takes the lock before its first write then, not for the whole wait)."""
     spec = request.data.job.spec
     if (
-        not isinstance(spec, ImportSpec)
+        _is_dry(request)  # writes nothing: holds no table
+        or not isinstance(spec, ImportSpec)
         or not isinstance(spec.source, SftpSource)
         or spec.source.ready_file == "wait"
     ):

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from services.executor.active import ActiveRun
-from services.executor.ports import Claim, RunWork
+from services.executor.domain import Tally
+from services.executor.ports import Claim, RunWork, WorkOutcome
 from services.executor.reporting import RunReporter
 from shared.errors import PermanentError
 
@@ -39,3 +40,15 @@ class WorkFactory:
         if build is None:
             raise PermanentError(f"the executor does no work for a {type(spec).__name__}")
         return await build(spec, attempt)
+
+
+class RefusedWork:
+    """Work that fails at once with `reason` (a `RunWork`): the run ends failed and reported, as any failure."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.tally = Tally()
+        self.bytes_total: int | None = None
+
+    async def run(self) -> WorkOutcome:
+        raise PermanentError(self.reason)

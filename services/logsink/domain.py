@@ -248,6 +248,7 @@ def on_finished(event: RunFinished) -> RunChange:
         RunField.DURATION_SECONDS: duration_seconds(data.started_at, data.finished_at),
         RunField.ERROR: data.error,
         RunField.REJECTS_FILE: data.rejects_file,
+        RunField.FIRST_REJECTS: [reject.model_dump() for reject in data.first_rejects],
         RunField.LAST_LOG_SEQ: data.last_log_seq,
         RunField.FINISHED_EVENT_ID: event.id,
     }

@@ -180,6 +180,18 @@ class RunLog(Envelope):
     data: RunLogData
 
 
+MAX_FIRST_REJECTS = 20  # rejects a dry run lists in its result
+
+
+class RejectSample(Frozen):
+    """A rejected record as a dry run lists it: where it is in the source and why."""
+
+    file: int = Field(default=0, ge=0, description="Which file of a multi-file source, from 0.")
+    line: int = Field(ge=0)
+    field: str
+    reason: str
+
+
 class RunFinishedData(Frozen):
     run_id: str = Field(pattern=RUN_ID_PATTERN)
     job_id: int
@@ -191,6 +203,16 @@ class RunFinishedData(Frozen):
     rejects_file: str | None = None
     last_log_seq: int = Field(default=0, ge=0)
     timed_out: bool = Field(default=False, description="Stopped by the job's max_duration.")
+    dry_run: bool = Field(
+        default=False,
+        description="A dry run: the counts are what a real run would insert, update, leave and reject; "
+        "nothing was written.",
+    )
+    first_rejects: tuple[RejectSample, ...] = Field(
+        default=(),
+        max_length=MAX_FIRST_REJECTS,
+        description="A dry run's first rejected records, in file order (at most 20).",
+    )
 
 
 class RunFinished(Envelope):

@@ -236,6 +236,38 @@ async def test_run_watch_logs_and_runs_list(
     assert "finished" in followed
 
 
+async def test_jobs_dry_run_prints_what_a_run_would_do_and_writes_nothing(
+    cli: Cli, api: httpx.AsyncClient, system: RunningSystem, mongo: MongoClient, sshd: Sshd, sftp_connection: int,
+    table: str, unique: str,
+) -> None:  # fmt: skip
+    write_contacts(sshd, f"{unique}/seed.csv", 2)
+    seed = import_job(f"seed {unique}", sftp_connection, f"{unique}/seed.csv", table)
+    seeded = (await api.post("/jobs", json=seed)).json()
+    assert cli("jobs", "run", str(seeded["id"]), "--watch").returncode == 0
+    write_contacts(sshd, f"{unique}/next.csv", 6, bad_every=3)  # C1, C2 exist; C3 and C6 are bad
+    source = sshd.root / unique / "next.csv"
+    written = source.read_bytes()
+    rows = mongo[system.settings.audience_database][f"table_{table}"]
+    before = await rows.find({}).sort("_id", 1).to_list(None)
+    job = (await api.post("/jobs", json=import_job(f"dry {unique}", sftp_connection, f"{unique}/next.csv", table)
+                          | {"active": False})).json()  # fmt: skip
+
+    shown = cli("jobs", "dry-run", str(job["id"]), "--watch")  # an inactive job may be tried
+
+    assert f"dry run {job['id']}.1: partial (read 6, would insert 2, would update 0, unchanged 2, " \
+           "would reject 2); nothing was written" in shown.stdout  # fmt: skip
+    assert "line 4 (file 1): email: 'bad' is not an email address" in shown.stdout
+    assert "line 7 (file 1): email:" in shown.stdout
+    assert await rows.find({}).sort("_id", 1).to_list(None) == before
+    assert source.read_bytes() == written  # not moved, no rejects file beside it
+    assert sorted(p.name for p in source.parent.iterdir()) == ["next.csv", "seed.csv"]
+    record = cli.json("runs", "show", f"{job['id']}.1")
+    assert record["trigger"] == "dry_run" and record["dry_run"] is True
+    assert [(r["line"], r["field"]) for r in record["first_rejects"]] == [(4, "email"), (7, "email")]
+    assert "would reject line 4" in cli("runs", "logs", f"{job['id']}.1").stdout
+    assert cli("jobs", "dry-run", "424242", ok=False).returncode == 1
+
+
 async def test_runs_watch_exit_codes(
     cli: Cli, api: httpx.AsyncClient, sshd: Sshd, sftp_connection: int, table: str, unique: str
 ) -> None:

@@ -702,3 +702,28 @@ async def test_the_runs_chart_labels_do_not_overlap_and_run_times_say_their_zone
     assert SHOWN_TIME.match((await start.inner_text()).replace("\n", " ").strip())
     logged_at = await page.locator("#execution-log li time").first.inner_text()
     assert SHOWN_TIME.match(logged_at), logged_at
+
+
+async def test_dry_run_button_shows_what_a_run_would_do_and_nothing_is_written(
+    page: Any, api: httpx.AsyncClient, sshd: Sshd, sftp_connection: int, table: str, unique: str
+) -> None:
+    write_contacts(sshd, f"{unique}/try.csv", 12, bad_every=4)  # 3 rejects: lines 5, 9, 13
+    job = await new_job(api, f"try {unique}", sftp_connection, f"{unique}/try.csv", table, active=False)
+
+    await page.goto(f"/#/jobs/{job['id']}")
+    await page.get_by_role("button", name=f"Dry run {job['name']}").click()
+
+    await expect(page).to_have_url(re.compile(rf"#/runs/{job['id']}\.1$"))
+    await expect(page.locator("#dry-run-note")).to_contain_text("nothing was written")
+    await expect(page.locator("#execution-log")).to_contain_text("would insert 9", timeout=30_000)
+    summary = page.locator("#run-summary")
+    await expect(summary.locator("#count-inserted")).to_have_text("9")
+    await expect(summary.locator("#count-rejected")).to_have_text("3")
+    await expect(summary.get_by_text("Would be inserted", exact=True)).to_be_visible()
+    await expect(page.locator("#run-rejects tbody tr")).to_have_count(3)
+    await shot(page, "dry-run")
+    run = await wait_for_run(api, f"{job['id']}.1")
+    assert run["dry_run"] is True and run["counts"]["inserted"] == 9
+    records = (await api.get("/runs", params={"job_id": job["id"]})).json()
+    assert [r["trigger"] for r in records["items"]] == ["dry_run"]
+    assert sorted(p.name for p in (sshd.root / unique).iterdir()) == ["try.csv"]  # no rejects file

@@ -111,6 +111,46 @@ async def test_run_now_does_not_change_the_schedule(api: Api) -> None:
     assert after["schedule"] == job["schedule"] and after["version"] == job["version"]
 
 
+async def test_dry_run_is_a_run_that_holds_nothing(api: Api) -> None:
+    """A dry run is born in the scheduler like Run now, leaves the schedule as it was, and holds no job:
+    a real run may start beside it (no executor here: both stay in flight)."""
+    schedule = {"type": "recurring", "rule": {"kind": "daily", "at": "02:00:00"}, "timezone": "Europe/Paris"}
+    created = await setup_job(api, schedule=schedule)
+    job = await eventually(
+        lambda: api.ok("GET", f"/jobs/{created['id']}"),
+        what="the next run scheduled",
+        until=lambda j: j["next_run"],
+    )
+    accepted = await api.call("POST", f"/jobs/{job['id']}/dry-run", role=Role.OPERATOR)
+    assert accepted.status_code == 202 and accepted.json() == {"run_id": f"{job['id']}.1"}
+    assert (await api.ok("POST", f"/jobs/{job['id']}/run", role=Role.OPERATOR))["run_id"] == f"{job['id']}.2"
+    busy = await api.call("POST", f"/jobs/{job['id']}/dry-run", role=Role.OPERATOR)  # the real run holds it
+    assert busy.status_code == 409 and "is running" in busy.json()["error"]["message"]
+    after = await api.ok("GET", f"/jobs/{job['id']}")
+    assert after["next_run"] == job["next_run"] and after["previous_run"] == job["previous_run"] is None
+    assert after["schedule"] == job["schedule"] and after["version"] == job["version"]
+
+
+async def test_dry_run_refusals(api: Api) -> None:
+    job = await setup_job(api, active=False)
+    inactive = await api.call("POST", f"/jobs/{job['id']}/dry-run", role=Role.OPERATOR)
+    assert inactive.status_code == 202  # an inactive job may be tried before it is activated
+    missing = await api.call("POST", "/jobs/999999/dry-run", role=Role.OPERATOR)
+    assert missing.status_code == 404 and missing.json()["error"]["field"] == "job_id"
+    assert (await api.call("POST", f"/jobs/{job['id']}/dry-run", role=None)).status_code == 401
+    assert (await api.call("POST", f"/jobs/{job['id']}/dry-run", role=Role.VIEWER)).status_code == 403
+    connection_id = job["spec"]["source"]["connection_id"]
+    export = {"kind": "export", "source": {"kind": "table", "table": "contacts"},
+              "destination": {"kind": "sftp", "connection_id": connection_id, "path_template": "x_{run_id}.csv"}}  # fmt: skip
+    exporting = await api.ok("POST", "/jobs", role=Role.OPERATOR, json={"name": "out", "spec": export})
+    refused = await api.call("POST", f"/jobs/{exporting['id']}/dry-run", role=Role.OPERATOR)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["message"] == "dry run is for import jobs"
+    partner = await api.ok("POST", "/jobs", json=partner_job("feed", connection_id))
+    feed = await api.call("POST", f"/jobs/{partner['id']}/dry-run", role=Role.OPERATOR)
+    assert feed.status_code == 409 and "partner-feed" in feed.json()["error"]["message"]
+
+
 async def test_copy_rules(api: Api) -> None:
     job = await setup_job(api)
     active = await api.call("POST", f"/jobs/{job['id']}/copy", role=Role.OPERATOR, json={"name": "copy"})

@@ -120,6 +120,19 @@ def _resolve(cells: tuple[str, ...] | None, riids: list[int]) -> tuple[str, ...]
 async def check(r: Runner, s: Scenario) -> None:
     """Seeds the scenario's tables through imports (each checked too), then runs its file."""
     EXAMPLES[s.mode] += 1
+    name, parent = await seeded(r, s)
+    expected = await import_and_compare(r, name=name, table=s.table, fmt=s.fmt, columns=s.columns, lines=s.lines,
+                                        mapping=s.mapping, target=s.target, guards=s.guards, parent=parent,
+                                        options=(s.batch_size, s.in_flight))  # fmt: skip
+    OUTCOMES[f"{s.mode} {expected.status}"] += 1
+    OUTCOMES.update(f"{s.mode} reject: {reject.reason}" for reject in expected.rejects)
+    OUTCOMES.update(f"{s.mode} {name}" for name, count in expected.counts.items() if count and name != "read")
+    save_counts()  # after each example, so an interrupted deep run still reports what it ran
+
+
+async def seeded(r: Runner, s: Scenario) -> tuple[str, tuple[Table, list[Record]] | None]:
+    """The scenario's tables, defined and seeded through imports (each checked): the table's name and,
+    for a profile extension, its parent list with its records."""
     name = f"m{next(_names)}"
     parent: tuple[Table, list[Record]] | None = None
     if s.parent is not None:
@@ -138,13 +151,7 @@ async def check(r: Runner, s: Scenario) -> None:
         if s.mode == "list":
             seed_target = {"kind": "list", "match_columns": ["EMAIL_ADDRESS_"]}
         await _seed(r, name, s.table, s.seed, seed_target)
-    expected = await import_and_compare(r, name=name, table=s.table, fmt=s.fmt, columns=s.columns, lines=s.lines,
-                                        mapping=s.mapping, target=s.target, guards=s.guards, parent=parent,
-                                        options=(s.batch_size, s.in_flight))  # fmt: skip
-    OUTCOMES[f"{s.mode} {expected.status}"] += 1
-    OUTCOMES.update(f"{s.mode} reject: {reject.reason}" for reject in expected.rejects)
-    OUTCOMES.update(f"{s.mode} {name}" for name, count in expected.counts.items() if count and name != "read")
-    save_counts()  # after each example, so an interrupted deep run still reports what it ran
+    return name, parent
 
 
 async def _seed(r: Runner, name: str, table: Table, seed: tuple[dict[str, str], ...], target: dict[str, Any],

@@ -102,6 +102,17 @@ async def run_job(job_id: JobId, jobs: Jobs, by: Operator) -> RunAccepted:
     return RunAccepted(run_id=await jobs.run_now(job_id, by.name))
 
 
+@router.post("/{job_id}/dry-run", status_code=202)
+async def dry_run_job(job_id: JobId, jobs: Jobs, by: Operator) -> RunAccepted:
+    """Dry run of an import: reads the current source file, applies the mapping and every check, and
+    reports what a run would insert, update, leave unchanged and reject (with the first rejects) —
+    writing nothing, moving no file. Returns the new run's `JobID.RunID` (trigger `dry_run`); its
+    record (`GET /runs/{run_id}`) has `dry_run: true`. An inactive job may be dry-run; an export is a
+    422 ("dry run is for import jobs"). 503 as for Run now: nothing was started.
+    """
+    return RunAccepted(run_id=await jobs.dry_run(job_id, by.name))
+
+
 @router.post("/run")
 async def run_jobs(body: JobsRun, jobs: Jobs, by: Operator) -> JobsRunResults:
     """Bulk trigger: Run now for 1 to 5 jobs, each checked on its own; one result per job, in order.

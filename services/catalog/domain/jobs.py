@@ -106,6 +106,17 @@ def check_run_now(job: StoredJob, now: datetime) -> None:
         raise RunRefused(f"job {job.id} expired on {job.expires_at:%Y-%m-%d %H:%M %Z}")
 
 
+def check_dry_run(job: StoredJob, now: datetime) -> None:
+    """A dry run reads an import's source and writes nothing; an inactive job may be tried before it is
+    activated. Exports have no dry run (their reading is their whole work: run them, or preview the rows)."""
+    if job.job_type is not JobType.IMPORT:
+        raise ValidationFailed("dry run is for import jobs", field="job_id")
+    if job.is_partner_feed:
+        raise RunRefused("a dry run is not available for partner-feed (Omniture) jobs")
+    if is_expired(job.expires_at, now):
+        raise RunRefused(f"job {job.id} expired on {job.expires_at:%Y-%m-%d %H:%M %Z}")
+
+
 def check_copy(job: StoredJob) -> None:
     if job.is_partner_feed:
         raise Conflict("partner-integration jobs cannot be copied")

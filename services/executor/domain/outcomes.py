@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.executor.domain.tally import Tally
-from shared.contracts.runs import RunStatus
+from shared.contracts.runs import RejectSample, RunStatus
 
 
 @dataclass(frozen=True)
@@ -14,15 +14,19 @@ class Ending:
     status: RunStatus
     error: str | None = None  # why a run that ended is partial, beyond its rejected records
     rejects_file: str | None = None
+    first_rejects: tuple[RejectSample, ...] = ()  # a dry run's, listed in its result
 
 
 @dataclass
 class ImportOutcome:
     tally: Tally
     rejects_file: str | None
+    first_rejects: tuple[RejectSample, ...] = ()
 
     def ending(self) -> Ending:
-        return Ending(self.tally.final_status(), rejects_file=self.rejects_file)
+        return Ending(
+            self.tally.final_status(), rejects_file=self.rejects_file, first_rejects=self.first_rejects
+        )
 
     def records_processed(self) -> dict[str, int]:
         """None left to count: an import counts its records as it writes them (`ImportContext.on_records`)."""

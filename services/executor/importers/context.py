@@ -29,3 +29,4 @@ class ImportContext:
     hold_table: Callable[[str, str], Awaitable[bool]] | None = None
     on_bytes: Callable[[str, int], None] = lambda direction, count: None
     on_records: Callable[[str, int], None] = lambda outcome, count: None
+    dry_run: bool = False  # reads and checks, writes nothing (its store is a `DryRunStore`)

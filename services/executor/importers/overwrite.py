@@ -48,6 +48,13 @@ class Staging:
             await enforce(reporter, shrink_guard(self.table.name, before, after, guards.max_shrink_percent))
         if stop_requested():
             raise RunStopped
+        if self.store.dry:  # the guards passed: a real run would swap the new contents in here
+            self.swapped = True
+            await reporter.log(
+                f"dry run: the contents of {self.table.name} would be replaced by {after} rows (now {before})",
+                rows=after,
+            )
+            return
         await self.store.swap_in(self.collection, self.table.collection)
         self.swapped = True
         await reporter.log(

@@ -17,6 +17,7 @@ from services.executor.domain.guards import is_overwrite, needs_validation_pass
 from services.executor.domain.outcomes import ImportOutcome
 from services.executor.domain.targets import mapped_fields, require_kind
 from services.executor.importers.context import ImportContext, ImportSettings
+from services.executor.importers.dry_store import DryRunStore
 from services.executor.importers.lists import ListTarget
 from services.executor.importers.load import Load
 from services.executor.importers.overwrite import Staging
@@ -38,6 +39,7 @@ from shared.catalog_records import TableKind, TableRecord
 from shared.contracts.jobs import ImportSpec
 from shared.contracts.jobs import ListTarget as ListTargetSpec
 from shared.contracts.jobs import ProfileExtensionTarget as ProfileExtensionSpec
+from shared.contracts.runs import MAX_FIRST_REJECTS, RejectSample
 from shared.errors import PermanentError
 from shared.secrets import SecretBox
 
@@ -63,7 +65,8 @@ class ImportRun:
         self.spec = spec
         self.reporter = reporter
         self.catalog = catalog
-        self.store = store
+        # A dry run reads the tables through a store that keeps its writes in memory (`dry_store.py`).
+        self.store = DryRunStore(store) if context.dry_run else store
         self.rejects = rejects
         self.secrets = secrets
         self.settings = settings
@@ -101,6 +104,8 @@ class ImportRun:
                 if self._staging is not None:  # failed or stopped: the old table stays, the new one goes
                     await self._staging.discard(self.tally)
             await self._finish_counts()
+            if self.context.dry_run:  # no rejects file: the first rejects go in the run's result
+                return ImportOutcome(self.tally, None, await self._first_rejects())
             rejects_file = await self._write_rejects(sftp)
         return ImportOutcome(self.tally, rejects_file)
 
@@ -158,6 +163,23 @@ class ImportRun:
             await self.reporter.log(
                 f"table {table.name} was written by another run since the checkpoint: loading from the start"
             )
+
+    async def _first_rejects(self) -> tuple[RejectSample, ...]:
+        """A dry run's first rejects, in file order, each logged; and what the run would have done."""
+        tally, target = self.tally, self.spec.target.table
+        first = await self.rejects.first(self.context.run_id, MAX_FIRST_REJECTS)
+        for r in first:
+            await self.reporter.log(
+                f"would reject line {r.line} (file {r.file + 1}): {r.field}: {r.reason}",
+                line=r.line, file=r.file, field=r.field,
+            )  # fmt: skip
+        await self.reporter.log(
+            f"dry run of {target}: would insert {tally.inserted}, would update {tally.updated}, "
+            f"unchanged {tally.unchanged}, would reject {tally.rejected}; nothing was written, no file moved",
+            would_insert=tally.inserted, would_update=tally.updated, unchanged=tally.unchanged,
+            would_reject=tally.rejected,
+        )  # fmt: skip
+        return tuple(RejectSample(file=r.file, line=r.line, field=r.field, reason=r.reason) for r in first)
 
     async def _write_rejects(self, sftp: SftpSession) -> str | None:
         if not self.tally.rejected:

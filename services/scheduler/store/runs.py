@@ -138,9 +138,9 @@ class RunStore:
                     continue
                 taken.add(key)
                 if known is not None:  # guarded on what was assumed of the document
-                    writes.append(self._guarded(request.job_id, doc.last_run, message.data.run_id, request))
+                    writes.append(self._guarded(request.job_id, doc.last_run, message, request))
                 else:
-                    writes.append(self._take_write(doc, raw is None, message.data.run_id))
+                    writes.append(self._take_write(doc, raw is None, message))
                 self._remember(request.job_id, doc.last_run + 1)
                 entry = new_document([message], wall, request_id=request.request_id)
                 entries.append(entry)
@@ -194,7 +194,7 @@ class RunStore:
         message = build(next_run_id(job_id, known))
         result = await self.schedules.update_one(
             self._guard(job_id, known, expires_at, now),
-            {"$set": self._take_changes(message.data.run_id)},
+            {"$set": self._take_changes(message.data.run_id, holds=holds_job(message))},
             session=session,
         )
         if result.matched_count != 1:
@@ -220,7 +220,7 @@ class RunStore:
         message = build(next_run_id(job_id, doc.last_run))
         if not still_wanted():
             raise CommandExpired(f"the request to run job {job_id} passed its deadline")
-        await self._take(session, doc, raw is None, message.data.run_id)
+        await self._take(session, doc, raw is None, message.data.run_id, holds=holds_job(message))
         self._remember(job_id, doc.last_run + 1)
         return message
 
@@ -235,10 +235,10 @@ class RunStore:
             docs[key] = {"_id": key, "running": None, "last_run": known, "expires_at": None}
         return docs
 
-    def _guarded(self, job_id: int, last_run: int, run_id: str, request: RunRequest) -> UpdateOne:
+    def _guarded(self, job_id: int, last_run: int, message: RunRequested, request: RunRequest) -> UpdateOne:
         return UpdateOne(
             self._guard(job_id, last_run, request.expires_at, request.now),
-            {"$set": self._take_changes(run_id)},
+            {"$set": self._take_changes(message.data.run_id, holds=holds_job(message))},
         )
 
     @staticmethod
@@ -254,15 +254,17 @@ class RunStore:
             del self._last_runs[next(iter(self._last_runs))]  # the oldest: it is read again when next run
         self._last_runs[job_id] = last_run
 
-    def _take_write(self, doc: ScheduleDoc, new: bool, run_id: str) -> InsertOne[Doc] | UpdateOne:
-        changes = self._take_changes(run_id)
+    def _take_write(self, doc: ScheduleDoc, new: bool, message: RunRequested) -> InsertOne[Doc] | UpdateOne:
+        changes = self._take_changes(message.data.run_id, holds=holds_job(message))
         if new:
             return InsertOne(doc.raw | changes)
         return UpdateOne({"_id": doc.id}, {"$set": changes})
 
     @staticmethod
-    def _take_changes(run_id: str) -> Doc:
+    def _take_changes(run_id: str, *, holds: bool = True) -> Doc:
         # `group_run: False`: this run is no group member, so its end needs no transaction (`run_finished`).
+        if not holds:  # a dry run takes its number only: the job stays free for its real runs
+            return {"last_run": RunId.parse(run_id).number}
         return {"running": run_id, "last_run": RunId.parse(run_id).number, "group_run": False}
 
     async def _allocated(self, request_id: str) -> tuple[RunRequested, str] | None:
@@ -273,8 +275,10 @@ class RunStore:
         assert isinstance(message, RunRequested)
         return message, earlier.id
 
-    async def _take(self, session: AsyncClientSession, doc: ScheduleDoc, new: bool, run_id: str) -> None:
-        changes = self._take_changes(run_id)
+    async def _take(
+        self, session: AsyncClientSession, doc: ScheduleDoc, new: bool, run_id: str, *, holds: bool = True
+    ) -> None:
+        changes = self._take_changes(run_id, holds=holds)
         if new:
             await self.schedules.insert_one(doc.raw | changes, session=session)
         else:
@@ -374,6 +378,14 @@ def _duplicates_only(exc: BulkWriteError) -> bool:
 
 
 DUPLICATE_KEY = 11000
+
+
+def holds_job(message: RunRequested) -> bool:
+    """Whether the run holds its job while it runs (a scheduled slot or Run now then waits or skips).
+
+    A dry run does not: it writes nothing, so a real run beside it changes nothing it does, and the job's
+    schedule goes on as if it had not been asked for."""
+    return message.data.trigger != Trigger.DRY_RUN
 
 
 def _by(trigger: Trigger) -> str:
