@@ -229,6 +229,8 @@ class GroupStore:
                 return result
             doc = ScheduleDoc(raw)
             plan = planner(doc)
+            if not plan.all_due:  # reached its slot but not its spread fire time yet
+                return result
             running, previous = doc.running, raw.get("previous_run")
             fresh = unrecorded(plan.all_due, await recorded(self.ledger, session, key, plan.all_due))
             missed = [s for s in plan.missed if s in fresh]
@@ -247,8 +249,8 @@ class GroupStore:
                 await self.ledger.insert_one(ledger_entry(key, slot, outcome, wall, run_id), session=session)
                 result.outcomes.append((key, slot, outcome))
             changes: dict[str, Any] = {
-                "next_slot": plan.next_slot, "due": epoch_seconds(plan.next_slot), "previous_run": previous,
-                "next_run": display_next_run(doc.schedule, plan.next_slot, doc.active),
+                "next_slot": plan.next_slot, "due": epoch_seconds(plan.next_due), "previous_run": previous,
+                "next_run": display_next_run(doc.schedule, plan.next_due, doc.active),
             }  # fmt: skip
             await self.schedules.update_one({"_id": key}, {"$set": changes}, session=session)
             result.outbox_id = await self.outbox.add(session, result.messages, now=wall)
