@@ -209,6 +209,33 @@ def test_around_daylight_saving_a_fire_never_reaches_the_next_slot(
         previous_fire, slot = at, following
 
 
+@settings(max_examples=examples(100))
+@given(
+    rule=WALL_RULES | st.builds(EveryRule, minutes=st.integers(min_value=2, max_value=120)),
+    day=DST_DAYS,
+    shift=st.integers(min_value=-600, max_value=600),
+    kind=KINDS,
+    owner_id=OWNER_IDS,
+)
+def test_each_previewed_fire_is_when_the_scheduler_finds_its_slot_due(
+    rule: CronRule | DailyRule | EveryRule, day: tuple[str, datetime], shift: int, kind: str, owner_id: int
+) -> None:
+    """The catalog's preview and the scheduler's plan agree: a previewed slot is not due a millisecond
+    before its previewed time and is due at it."""
+    zone, around = day
+    window = min(59, shortest_interval(rule, 59) - 1)
+    if window < 1:
+        return
+    schedule = RecurringSchedule(rule=rule, timezone=zone, spread_minutes=window)
+    offset = spread_offset(schedule, kind, owner_id)
+    for fire in preview(schedule, around + timedelta(minutes=shift), 4, offset):
+        assert fire.slot is not None
+        before = plan_slots(schedule, fire.slot, fire.utc - timedelta(milliseconds=1), CatchUp(), offset)
+        at = plan_slots(schedule, fire.slot, fire.utc, CatchUp(), offset)
+        assert before.all_due == () and before.next_due == fire.utc
+        assert at.candidates == (fire.slot,) and at.next_slot == next_fire(schedule, fire.slot)
+
+
 # --- examples -------------------------------------------------------------------------------------
 
 
