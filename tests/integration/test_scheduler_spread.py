@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.scheduler.store import MongoSchedulerRepository
 from services.scheduler.store.documents import partition_of
 from services.scheduler.ticker import Ticker
 from shared.contracts import GroupChanged
@@ -157,3 +158,28 @@ async def test_spread_owners_fire_at_slot_plus_offset_once_with_two_schedulers(
         sent = await eventually(lambda: b.expires + c.expires, what="Expire sent to the catalog")
         assert [m.data.id for m in sent] == [EXPIRING]
     await mongo.drop_database(settings.database("scheduler"))
+
+
+async def test_a_changed_spread_keeps_a_pending_slot_and_an_older_document_is_the_same_schedule(
+    settings: CommonSettings, mongo: MongoClient
+) -> None:
+    repo = MongoSchedulerRepository(mongo, settings.database("scheduler"), partitions=1)
+    await repo.ensure_indexes()
+    try:
+        key, now = f"job:{JOB}", SLOT + timedelta(seconds=2)  # the slot has passed, its fire time has not
+        await repo.apply_job(snapshot(JOB, SCHEDULE), True, SLOT - timedelta(minutes=1))
+        wider = SCHEDULE.model_copy(update={"spread_minutes": 4 - 1})
+        await repo.apply_job(snapshot(JOB, wider, version=2), True, now)
+        doc = await repo.schedules.find_one({"_id": key})
+        fires = SLOT + spread_offset(wider, "job", JOB)
+        assert fires > now  # (the owner's new offset is past the moment of the change)
+        assert doc is not None and (doc["next_slot"], doc["due"]) == (SLOT, int(fires.timestamp()))
+        # A document written before `spread_minutes` existed holds the same schedule: the cursor stays.
+        plain = RecurringSchedule(rule=EveryRule(minutes=5))
+        await repo.schedules.update_one({"_id": key}, {"$set": {"schedule": plain.model_dump(mode="json")}})
+        await repo.schedules.update_one({"_id": key}, {"$unset": {"schedule.spread_minutes": ""}})
+        await repo.apply_job(snapshot(JOB, plain, version=3), True, SLOT + timedelta(minutes=7))
+        kept = await repo.schedules.find_one({"_id": key})
+        assert kept is not None and kept["next_slot"] == SLOT
+    finally:
+        await mongo.drop_database(settings.database("scheduler"))

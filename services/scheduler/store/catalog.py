@@ -151,7 +151,8 @@ def _schedule_fields(
     offset: timedelta,
 ) -> dict[str, Any]:
     encoded = schedule.model_dump(mode="json")
-    same = current is not None and current.get("known") and current.get("schedule") == encoded
+    # Compared as models: a document written before a field was added (`spread_minutes`) still matches.
+    same = current is not None and current.get("known") and ScheduleDoc(current).schedule == schedule
     next_slot = ScheduleDoc(current).next_slot if same and current else first_slot(schedule, now, offset)
     fires = None if next_slot is None else fire_at(schedule, next_slot, offset)
     fields: Doc = {
