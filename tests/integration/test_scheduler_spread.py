@@ -168,10 +168,10 @@ async def test_a_changed_spread_keeps_a_pending_slot_and_an_older_document_is_th
     try:
         key, now = f"job:{JOB}", SLOT + timedelta(seconds=2)  # the slot has passed, its fire time has not
         await repo.apply_job(snapshot(JOB, SCHEDULE), True, SLOT - timedelta(minutes=1))
-        wider = SCHEDULE.model_copy(update={"spread_minutes": 4 - 1})
-        await repo.apply_job(snapshot(JOB, wider, version=2), True, now)
+        narrower = SCHEDULE.model_copy(update={"spread_minutes": 4 - 1})
+        await repo.apply_job(snapshot(JOB, narrower, version=2), True, now)
         doc = await repo.schedules.find_one({"_id": key})
-        fires = SLOT + spread_offset(wider, "job", JOB)
+        fires = SLOT + spread_offset(narrower, "job", JOB)
         assert fires > now  # (the owner's new offset is past the moment of the change)
         assert doc is not None and (doc["next_slot"], doc["due"]) == (SLOT, int(fires.timestamp()))
         # A document written before `spread_minutes` existed holds the same schedule: the cursor stays.
