@@ -145,6 +145,11 @@ async def test_spread_owners_fire_at_slot_plus_offset_once_with_two_schedulers(
         )
         assert sorted(m.data.job.job_id for m in requested) == sorted((JOB, MEMBER, EXPIRING))
         assert {m.data.slot for m in requested if m.data.job.job_id != MEMBER} == {SLOT}
+        due = {m.data.job.job_id: m.data.fire_at for m in requested}  # the fire lag counts from it
+        assert due == {
+            JOB: SLOT + offset_of("job", JOB), MEMBER: SLOT + offset_of("group", GROUP),
+            EXPIRING: SLOT + offset_of("job", EXPIRING),
+        }  # fmt: skip
         assert {m.data.run_id for m in requested if m.data.job.job_id == JOB} == {f"{JOB}.1"}
 
         # The expiring job's slot came before its expiration: it ran; once the run ends, it is expired.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
@@ -50,6 +50,10 @@ class SlotPlan:
     missed: tuple[datetime, ...] = ()  # due slots outside the catch-up window
     next_slot: datetime | None = None  # the first slot not yet due
     next_due: datetime | None = None  # when `next_slot` fires: the slot plus the spread offset
+    fire_times: Mapping[datetime, datetime] = field(default_factory=dict)  # due slot → its fire time
+
+    def fire_time(self, slot: datetime) -> datetime:
+        return self.fire_times.get(slot, slot)
 
     @property
     def all_due(self) -> tuple[datetime, ...]:
@@ -76,7 +80,7 @@ def plan_slots(
         slot = next_fire(schedule, slot)
         at = None if slot is None else fire_at(schedule, slot, offset)
     if at is not None and at <= now:  # an enormous backlog: this part is all missed
-        return SlotPlan(missed=tuple(s for s, _ in due), next_slot=slot, next_due=at)
+        return SlotPlan(missed=tuple(s for s, _ in due), next_slot=slot, next_due=at, fire_times=dict(due))
     late = [s for s, t in due if now - t <= catch_up.grace]  # delayed by a take-over, not by downtime
     before = [s for s, _ in due[: len(due) - len(late)]]
     keep = (before[len(before) - catch_up.slots :] if catch_up.slots else []) + late
@@ -84,7 +88,9 @@ def plan_slots(
         fired_at = dict(due)
         keep = [s for s in keep if now - fired_at[s] <= catch_up.max_age]
     missed = [s for s, _ in due if s not in keep]
-    return SlotPlan(candidates=tuple(keep), missed=tuple(missed), next_slot=slot, next_due=at)
+    return SlotPlan(
+        candidates=tuple(keep), missed=tuple(missed), next_slot=slot, next_due=at, fire_times=dict(due)
+    )
 
 
 @dataclass(frozen=True)

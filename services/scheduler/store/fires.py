@@ -210,6 +210,7 @@ class FireStore:
                 missed=tuple(s for s in plan.missed if s in fired),
                 next_slot=plan.next_slot,
                 next_due=plan.next_due,
+                fire_times=plan.fire_times,
             )
             if not plan.all_due:  # reached its slot but not its spread fire time yet
                 return FireResult()
@@ -295,7 +296,7 @@ def _fire_job(
         run_id = None
         if outcome is Outcome.REQUESTED and snapshot is not None:
             rid = next_run_id(doc.owner_id, last_run)
-            message = scheduled_run_requested(snapshot, rid, now, slot=slot)
+            message = scheduled_run_requested(snapshot, rid, now, slot=slot, fire_at=plan.fire_time(slot))
             run_id, running, last_run, previous = str(rid), str(rid), rid.number, slot
         entries.append(_entry(doc.id, slot, outcome, wall, run_id))
         result.outcomes.append((doc.id, slot, outcome))

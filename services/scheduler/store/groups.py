@@ -81,6 +81,7 @@ class GroupStore:
     async def start_group_run(
         self, session: AsyncClientSession, doc: ScheduleDoc, *, trigger: Trigger, requested_by: str,
         now: datetime, slot: datetime | None = None, params: dict[str, str] | None = None,
+        fire_at: datetime | None = None,
     ) -> tuple[str | None, list[Envelope]]:  # fmt: skip
         rid = next_run_id(doc.owner_id, doc.last_run)
         grun: Doc = {
@@ -93,6 +94,7 @@ class GroupStore:
             "requested_by": requested_by,
             "params": dict(params or {}),
             "slot": slot,
+            "fire_at": fire_at or slot,
             "status": RunStatus.RUNNING.value,
             "step": 0,
             "current_run_id": None,
@@ -142,7 +144,7 @@ class GroupStore:
                     member_run_requested(
                         snapshot, rid, now, group_run_id=grun["_id"], group_id=grun["group_id"],
                         group_name=grun["group_name"], requested_by=grun["requested_by"],
-                        slot=grun.get("slot"), params=grun.get("params"),
+                        slot=grun.get("slot"), params=grun.get("params"), fire_at=grun.get("fire_at"),
                     )
                 ]  # fmt: skip
             decision = member_refused(_state(grun, step), job_id, reason or "refused")
@@ -242,8 +244,9 @@ class GroupStore:
                 outcome = decide(slot, active=doc.active, expires_at=doc.expires_at, running=bool(running))
                 if outcome is Outcome.REQUESTED:
                     run_id, messages = await self.start_group_run(
-                        session, doc, trigger=Trigger.SCHEDULED, requested_by="scheduler", now=now, slot=slot
-                    )
+                        session, doc, trigger=Trigger.SCHEDULED, requested_by="scheduler", now=now, slot=slot,
+                        fire_at=plan.fire_time(slot),
+                    )  # fmt: skip
                     result.messages += messages
                     running, previous = run_id, slot
                 await self.ledger.insert_one(ledger_entry(key, slot, outcome, wall, run_id), session=session)
