@@ -10,14 +10,20 @@ Daylight-saving policy (docs/scheduling.md):
 * Slots are whole milliseconds (MongoDB's precision): a one-time instant is taken to the millisecond.
 * "Every N minutes" is elapsed time, not wall time: slots are the instants at whole multiples of N
   minutes since 1970-01-01T00:00Z, so daylight saving never shortens or stretches the interval.
+
+Spread start times (`spread_minutes`, recurring schedules): the slot stays the run's identity; the
+owner (job or group) fires at `fire_at(slot)` = slot + its stable offset (`spread_offset`, whole
+seconds from a SHA-256 of "kind:id"), never at or after the next slot (see `fire_at`).
 """
 
 from __future__ import annotations
 
 import calendar
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from itertools import pairwise
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,6 +36,7 @@ from shared.contracts.jobs import (
     EveryRule,
     MonthlyRule,
     OneTimeSchedule,
+    RecurrenceRule,
     RecurringSchedule,
     Schedule,
     WeeklyRule,
@@ -52,9 +59,10 @@ class FirePreview(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     local: datetime
-    utc: datetime
+    utc: datetime  # when it fires: the slot plus the owner's spread offset
     dst_change: bool = False
     note: str | None = None
+    slot: datetime | None = None  # the nominal slot (UTC), the run's identity
 
 
 @lru_cache(maxsize=1024)
@@ -73,6 +81,101 @@ def validate_schedule(schedule: Schedule) -> None:
     rule = schedule.rule
     if isinstance(rule, CronRule):
         _validate_cron(rule.expression)
+    _validate_spread(schedule)
+
+
+def _validate_spread(schedule: RecurringSchedule) -> None:
+    """The spread window must be shorter than the schedule's interval, so an offset never reaches
+    the next slot (the nominal interval; `fire_at` covers a daylight-saving change that shortens it)."""
+    window = schedule.spread_minutes
+    if not window:
+        return
+    interval = shortest_interval(schedule.rule, window)
+    if window >= interval:
+        raise ValidationFailed(
+            f"spread_minutes ({window}) must be shorter than the schedule's interval ({interval} minutes)",
+            field="schedule.spread_minutes",
+        )
+
+
+DAY_MINUTES = 24 * 60
+
+
+def shortest_interval(rule: RecurrenceRule, window: int = 60) -> int:
+    """The shortest nominal interval between two slots, in minutes (wall time, daylight saving aside).
+
+    Daily, weekly and monthly rules are a day or more apart (`DAY_MINUTES` is answered). For cron it
+    is exact when it is at most `window` (only then does it decide anything); longer answers may be
+    a lower bound. Every N minutes: N.
+    """
+    if isinstance(rule, EveryRule):
+        return rule.minutes
+    if not isinstance(rule, CronRule):
+        return DAY_MINUTES
+    minutes, hours = croniter(rule.expression).expanded[:2]
+    day = sorted({h * 60 + m for h in _all(hours, 24) for m in _all(minutes, 60)})
+    within = min((b - a for a, b in pairwise(day)), default=DAY_MINUTES)
+    across = DAY_MINUTES - day[-1] + day[0]  # last slot of a day to the first of the next
+    if across < within and across <= window and not _fires_on_consecutive_days(rule.expression):
+        across = DAY_MINUTES
+    return min(within, across)
+
+
+def _all(values: list[int | str], size: int) -> list[int]:
+    return list(range(size)) if values == ["*"] else [int(v) for v in values]
+
+
+def _fires_on_consecutive_days(expression: str) -> bool:
+    """Whether the cron's day fields ever match two days in a row (looked for over 8 years)."""
+    days = " ".join(expression.split()[2:])
+    it = croniter(f"0 0 {days}", datetime(2000, 1, 1))
+    previous: datetime | None = None
+    for _ in range(366 * 8):
+        day = it.get_next(datetime)
+        if previous is not None and day - previous == timedelta(days=1):
+            return True
+        if day.year >= 2008:
+            return False
+        previous = day
+    return False
+
+
+def spread_offset(schedule: Schedule, kind: str, owner_id: int) -> timedelta:
+    """The owner's stable offset inside its spread window: whole seconds in [0, spread_minutes·60).
+
+    A SHA-256 of "kind:id" (not Python's per-process `hash()`), so every process, replica and the
+    catalog's preview compute the same offset. Seconds: the scheduler ticks every second.
+    """
+    window = schedule.spread_minutes * 60 if isinstance(schedule, RecurringSchedule) else 0
+    if window <= 0:
+        return timedelta(0)
+    digest = hashlib.sha256(f"{kind}:{owner_id}".encode()).digest()
+    return timedelta(seconds=int.from_bytes(digest[:8], "big") % window)
+
+
+def fire_at(schedule: Schedule, slot: datetime, offset: timedelta) -> datetime:
+    """When `slot` fires: slot + offset, but always before the next slot.
+
+    Validation keeps the window shorter than the nominal interval; a daylight-saving change can still
+    bring two wall slots closer (`30 1,2 * * *` in New York on the spring-forward day: 01:30 EST and
+    03:00 EDT are 30 minutes apart), and then the fire moves to one second before the next slot.
+    """
+    if not offset:
+        return slot
+    shifted = slot + offset
+    following = next_fire(schedule, slot)
+    if following is not None and shifted >= following:
+        return max(slot, following - timedelta(seconds=1))
+    return shifted
+
+
+def first_pending(schedule: Schedule, after: datetime, offset: timedelta) -> datetime | None:
+    """The first slot whose fire time (`fire_at`) is strictly after `after`."""
+    after = _utc(after)
+    slot = next_fire(schedule, after - offset)  # earlier slots fire at or before `after`
+    while slot is not None and fire_at(schedule, slot, offset) <= after:
+        slot = next_fire(schedule, slot)
+    return slot
 
 
 def _validate_cron(expression: str) -> None:
@@ -170,20 +273,29 @@ def _transition(low: datetime, high: datetime, tz: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(hi, UTC)
 
 
-def preview(schedule: Schedule, now: datetime, count: int) -> list[FirePreview]:
-    """The next `count` fires after `now` (at most `MAX_PREVIEW`), flagged at daylight-saving changes."""
+def preview(
+    schedule: Schedule, now: datetime, count: int, offset: timedelta = timedelta(0)
+) -> list[FirePreview]:
+    """The next `count` fires after `now` (at most `MAX_PREVIEW`), flagged at daylight-saving changes.
+
+    With a spread `offset` each fire is `fire_at(slot)` (what the scheduler does) and `now` is compared
+    with fire times, so a page that starts at the previous page's last fire neither skips nor repeats.
+    """
     tz = zone(schedule.timezone) if isinstance(schedule, RecurringSchedule) else None
     result: list[FirePreview] = []
-    after = _utc(now)
+    start = first_pending(schedule, now, offset) if offset else None
+    after = start - timedelta(milliseconds=1) if start else _utc(now)
     while len(result) < min(count, MAX_PREVIEW):
         found = _next(schedule, after)
         if found is None:
             break
-        instant, adjustment = found
+        slot, adjustment = found
+        instant = fire_at(schedule, slot, offset)
         local = instant.astimezone(tz) if tz else _as_given(schedule, instant)
-        note = _note(adjustment, local)
-        result.append(FirePreview(local=local, utc=instant, dst_change=adjustment is not None, note=note))
-        after = instant
+        note = _note(adjustment, slot.astimezone(tz) if tz else slot)
+        fire = FirePreview(local=local, utc=instant, dst_change=adjustment is not None, note=note, slot=slot)
+        result.append(fire)
+        after = slot
     return result
 
 

@@ -151,11 +151,19 @@ class FirePreview(Response):
     local: datetime = Field(description="Fire time in the schedule's zone.")
     utc: datetime
     dst_change: bool = Field(description="The slot falls on a daylight-saving change.")
+    slot: datetime | None = Field(
+        default=None,
+        description="The nominal slot (UTC), the run's identity (its `slot`); `utc` is when it fires: "
+        "the slot plus the owner's spread offset (`schedule.spread_minutes`).",
+    )
 
 
 class SchedulePreview(Response):
     timezone: str
     fires: list[FirePreview]
+    spread_offset_seconds: int = Field(
+        default=0, description="This job's or group's stable offset after each slot (0: no spread)."
+    )
     next_from: datetime | None = Field(
         default=None,
         description="Pass as `from` for the next page; null when the schedule has no more fires.",

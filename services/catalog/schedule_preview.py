@@ -11,14 +11,18 @@ from datetime import UTC, datetime, timedelta
 from services.catalog.job_schemas import FirePreview, SchedulePreview
 from shared.contracts.jobs import RecurringSchedule, Schedule
 from shared.errors import ValidationFailed
-from shared.scheduling import MAX_PREVIEW, preview
+from shared.scheduling import MAX_PREVIEW, preview, spread_offset
 
 MAX_FIRES = 1000  # per request: a daily schedule's next ~2.7 years; `from` reaches further
 MAX_AHEAD = timedelta(days=366 * 100)
 PREVIEW_FROM = "Fires after this instant (ISO 8601 with offset); default now. Page on with `next_from`."
 
 
-def preview_schedule(schedule: Schedule, count: int, start: datetime | None = None) -> SchedulePreview:
+def preview_schedule(
+    schedule: Schedule, count: int, start: datetime | None = None, *, kind: str, owner_id: int
+) -> SchedulePreview:
+    """The owner's next fires: with `spread_minutes`, each slot shifted by the owner's stable offset
+    (`kind` and id), exactly when the scheduler fires it."""
     now = datetime.now(UTC)
     after = start or now
     if after.tzinfo is None:
@@ -28,14 +32,16 @@ def preview_schedule(schedule: Schedule, count: int, start: datetime | None = No
     if abs(after - now) > MAX_AHEAD:
         raise ValidationFailed("from: give an instant within 100 years of now", field="from")
     zone = schedule.timezone if isinstance(schedule, RecurringSchedule) else "UTC"
+    offset = spread_offset(schedule, kind, owner_id)
     fires: list[FirePreview] = []
     wanted = min(count, MAX_FIRES)
     while len(fires) < wanted:  # the shared math answers at most MAX_PREVIEW fires at a time
         asked = min(wanted - len(fires), MAX_PREVIEW)
-        page = preview(schedule, after, asked)
-        fires += [FirePreview(local=s.local, utc=s.utc, dst_change=s.dst_change) for s in page]
+        page = preview(schedule, after, asked, offset)
+        fires += [FirePreview(local=s.local, utc=s.utc, dst_change=s.dst_change, slot=s.slot) for s in page]
         if len(page) < asked:  # the schedule has no more fires
             break
         after = page[-1].utc
     next_from = fires[-1].utc if len(fires) == wanted else None
-    return SchedulePreview(timezone=zone, fires=fires, next_from=next_from)
+    spread = int(offset.total_seconds())
+    return SchedulePreview(timezone=zone, fires=fires, next_from=next_from, spread_offset_seconds=spread)

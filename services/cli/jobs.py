@@ -264,7 +264,11 @@ def preview(
         return
     from services.cli.output import table
 
-    rows = [{"local": f["local"], "utc": f["utc"], "dst": "DST change" if f["dst_change"] else ""}
-            for f in data["fires"]]  # fmt: skip
-    table(rows, [(f"Local ({data['timezone']})", lambda r: r["local"]), ("UTC", lambda r: r["utc"]),
+    rows = [{"local": f["local"], "utc": f["utc"], "slot": f.get("slot") or "",
+             "dst": "DST change" if f["dst_change"] else ""} for f in data["fires"]]  # fmt: skip
+    offset = int(data.get("spread_offset_seconds") or 0)
+    spread = [("Slot (UTC)", lambda r: r["slot"])] if offset else []  # fires at slot + the spread offset
+    table(rows, [(f"Local ({data['timezone']})", lambda r: r["local"]), ("UTC", lambda r: r["utc"]), *spread,
                  ("Daylight saving", lambda r: r["dst"])])  # fmt: skip
+    if offset:
+        console.print(f"spread: starts {offset // 60} min {offset % 60} s after each slot")

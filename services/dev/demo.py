@@ -1,4 +1,5 @@
-"""`connect dev`: database, SFTP server with a demo file, the four services, a demo job, a token."""
+"""`connect dev`: database, SFTP server with a demo file, a mail sink, the four services, a demo job
+that mails its outcome to the sink, a token."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import secrets
 import shutil
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,16 @@ import httpx
 from services.catalog.adapters.repository import MongoCatalogRepository
 from services.catalog.domain import Role
 from services.catalog.service import issue_token
+from services.dev.mail_sink import MailSink, start_mail_sink
 from services.dev.processes import SystemProcesses
 from services.dev.sftp_server import DemoSftp, start_demo_sftp
 from shared.mongo import EmbeddedMongo, create_client, free_port
 from shared.settings import CommonSettings
 
 VAR = Path("var/dev")
+MAIL = VAR / "mail"
+# The demo job's notification rule: every final outcome of a run, to the dev mail sink.
+DEMO_NOTIFY_ON = ["succeeded", "failed", "partial"]
 DEMO_ROWS = [
     ("customer_id", "email", "first_name", "loyalty_points", "subscribed"),
     ("C001", "ada@example.com", "Ada", "120", "yes"),
@@ -54,6 +60,7 @@ async def _run(common: CommonSettings) -> int:
     secret_key = common.secret_key or secrets.token_urlsafe(32)
     await asyncio.to_thread(_write_demo_file, VAR / "sftp")
     sftp, sftp_server = await start_demo_sftp(VAR / "sftp", free_port(), "demo", secrets.token_urlsafe(12))
+    mail, mail_server = await start_mail_sink(MAIL)
     env = {
         "MONGO_URL": mongo_url,
         "CONNECT_SECRET_KEY": secret_key,
@@ -66,13 +73,14 @@ async def _run(common: CommonSettings) -> int:
         await asyncio.to_thread(system.wait_ready)
         catalog_url = system.processes["catalog"].url
         token = await _admin_token(mongo_url, common.database("catalog"))
-        job_id = await _seed(catalog_url, token, sftp)
-        _print_welcome(catalog_url, token, job_id, system)
+        demo = await _seed(catalog_url, token, sftp, mail)
+        _print_welcome(catalog_url, token, demo.job_id, system, mail)
         await _until_interrupted()
     finally:
         print("\nstopping Connect …")
         system.stop()
         sftp_server.close()
+        mail_server.close()
         if database:
             database.stop()
     return 0
@@ -107,34 +115,50 @@ async def _admin_token(mongo_url: str, catalog_db: str) -> str:
         await client.close()
 
 
-async def _seed(catalog_url: str, token: str, sftp: DemoSftp) -> int:
+@dataclass(frozen=True)
+class Demo:
+    job_id: int
+    channel_id: int
+
+
+async def _seed(catalog_url: str, token: str, sftp: DemoSftp, mail: MailSink) -> Demo:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=f"{catalog_url}/api/v1", headers=headers, timeout=10) as api:
-        connection = await _post(api, "/connections", {
-            "name": "demo-sftp", "host": "127.0.0.1", "port": sftp.port, "username": sftp.username,
-            "password": sftp.password, "host_key": sftp.host_key, "base_dir": "/",
-        })  # fmt: skip
-        await _post(api, "/tables", {
-            "name": "contacts", "kind": "custom", "primary_key": ["customer_id"],
-            "fields": [
-                {"name": "customer_id", "type": "string", "required": True},
-                {"name": "email", "type": "email", "required": True},
-                {"name": "first_name", "type": "string"},
-                {"name": "loyalty_points", "type": "integer"},
-                {"name": "subscribed", "type": "boolean"},
-            ],
-        })  # fmt: skip
-        mapping = [{"column": c, "field": c} for c in DEMO_ROWS[0]]
-        job = await _post(api, "/jobs", {
-            "name": "Demo contacts import",
-            "spec": {
-                "kind": "import",
-                "source": {"kind": "sftp", "connection_id": connection["id"], "path": "incoming/contacts.csv"},
-                "mapping": mapping,
-                "target": {"kind": "custom", "table": "contacts", "mode": "merge"},
-            },
-        })  # fmt: skip
-    return int(job["id"])
+        return await seed_demo(api, sftp, mail)
+
+
+async def seed_demo(api: httpx.AsyncClient, sftp: DemoSftp, mail: MailSink) -> Demo:
+    """The demo's connection, table, mail channel (to the sink) and import job that notifies it."""
+    connection = await _post(api, "/connections", {
+        "name": "demo-sftp", "host": "127.0.0.1", "port": sftp.port, "username": sftp.username,
+        "password": sftp.password, "host_key": sftp.host_key, "base_dir": "/",
+    })  # fmt: skip
+    await _post(api, "/tables", {
+        "name": "contacts", "kind": "custom", "primary_key": ["customer_id"],
+        "fields": [
+            {"name": "customer_id", "type": "string", "required": True},
+            {"name": "email", "type": "email", "required": True},
+            {"name": "first_name", "type": "string"},
+            {"name": "loyalty_points", "type": "integer"},
+            {"name": "subscribed", "type": "boolean"},
+        ],
+    })  # fmt: skip
+    channel = await _post(api, "/notification-channels", {
+        "kind": "smtp", "name": "dev mail sink", "host": mail.host, "port": mail.port, "starttls": False,
+        "from_address": "connect@example.com", "to": ["you@example.com"],
+    })  # fmt: skip
+    mapping = [{"column": c, "field": c} for c in DEMO_ROWS[0]]
+    job = await _post(api, "/jobs", {
+        "name": "Demo contacts import",
+        "spec": {
+            "kind": "import",
+            "source": {"kind": "sftp", "connection_id": connection["id"], "path": "incoming/contacts.csv"},
+            "mapping": mapping,
+            "target": {"kind": "custom", "table": "contacts", "mode": "merge"},
+        },
+        "notifications": [{"on": DEMO_NOTIFY_ON, "channels": [channel["id"]]}],
+    })  # fmt: skip
+    return Demo(int(job["id"]), int(channel["id"]))
 
 
 async def _post(api: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +168,9 @@ async def _post(api: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict
     return result
 
 
-def _print_welcome(catalog_url: str, token: str, job_id: int, system: SystemProcesses) -> None:
+def _print_welcome(
+    catalog_url: str, token: str, job_id: int, system: SystemProcesses, mail: MailSink
+) -> None:
     api = f"{catalog_url}/api/v1"
     others = ", ".join(f"{k} {p.url}" for k, p in system.processes.items() if k != "catalog")
     print(
@@ -156,6 +182,7 @@ Connect is running.
   Admin token {token}
   Services:   catalog {catalog_url}, {others}  (each: /healthz /readyz /metrics)
   Logs:       {system.log_dir}/
+  Mail:       {mail.directory}/   (one .eml per message: the mail sink at smtp://{mail.host}:{mail.port})
 
 Run the demo import job and read its result:
 
@@ -163,6 +190,7 @@ Run the demo import job and read its result:
   curl -s -X POST -H "Authorization: Bearer $TOKEN" {api}/jobs/{job_id}/run
   curl -s -H "Authorization: Bearer $TOKEN" {api}/runs/{job_id}.1
   curl -s -H "Authorization: Bearer $TOKEN" {api}/runs/{job_id}.1/logs
+  ls {mail.directory}/    # the job mails its outcome (succeeded, failed or partial) to the sink
 
 Press Ctrl-C to stop.""",
         flush=True,

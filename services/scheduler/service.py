@@ -247,6 +247,9 @@ class SchedulerService:
                 self.metrics.scheduler_missed_slots_total.inc()
 
     def _observe_lag(self, message: Envelope) -> None:
-        if self.metrics is not None and isinstance(message, RunRequested) and message.data.slot is not None:
-            lag = (self.clock() - message.data.slot).total_seconds()
+        if self.metrics is None or not isinstance(message, RunRequested):
+            return
+        due = message.data.fire_at or message.data.slot  # a spread slot is due at slot + offset, not before
+        if due is not None:
+            lag = (self.clock() - due).total_seconds()
             self.metrics.scheduler_fire_lag_seconds.observe(max(lag, 0.0))

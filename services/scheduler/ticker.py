@@ -19,6 +19,7 @@ from services.scheduler.store.fires import FireResult
 from shared.contracts import Expire
 from shared.contracts.catalog import ExpireData
 from shared.errors import RetryableError
+from shared.scheduling import spread_offset
 
 logger = logging.getLogger(__name__)
 MIN_BATCH = 10
@@ -123,7 +124,9 @@ class Ticker:
         await self.repo.release_partitions(self.instance)
 
     def plan(self, doc: ScheduleDoc) -> SlotPlan:
-        return plan_slots(doc.schedule, doc.next_slot, self.service.clock(), self.catch_up)
+        schedule = doc.schedule
+        offset = spread_offset(schedule, doc.kind, doc.owner_id)
+        return plan_slots(schedule, doc.next_slot, self.service.clock(), self.catch_up, offset)
 
     async def fire_partition(self, part: int) -> int:
         """Fire what was due when the pass began, so one partition never starves the others.
@@ -166,8 +169,8 @@ class Ticker:
         """Ask the catalog to delete expired jobs and groups once no run of theirs is in flight."""
         wall = self.service.wall()
         for doc in expired:
-            if doc.running:
-                continue  # a run in progress finishes first
+            if doc.running or doc.slot_before_expiry:
+                continue  # a run in progress finishes first, and a slot before expiry fires first
             sent = doc.raw.get("expire_sent_at")
             if sent is not None and wall - sent < self.expire_resend:
                 continue

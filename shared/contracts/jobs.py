@@ -59,7 +59,20 @@ class TableField(Frozen):
 # --- schedules ------------------------------------------------------------------------------------
 
 
-class OneTimeSchedule(Frozen):
+class _Unspread(Frozen):
+    """Only recurring schedules spread their start times: 0 or left out elsewhere (never dumped)."""
+
+    spread_minutes: int = Field(default=0, exclude=True, description="Recurring schedules only: 0.")
+
+    @field_validator("spread_minutes")
+    @classmethod
+    def _only_recurring(cls, value: int) -> int:
+        if value:
+            raise ValueError("only a recurring schedule spreads its start times (leave it out or give 0)")
+        return value
+
+
+class OneTimeSchedule(_Unspread):
     type: Literal["one_time"] = "one_time"
     at: AwareDatetime
 
@@ -102,13 +115,22 @@ class RecurringSchedule(Frozen):
     type: Literal["recurring"] = "recurring"
     rule: RecurrenceRule
     timezone: str = Field(default="UTC", max_length=64, examples=["Europe/Paris"])
+    spread_minutes: int = Field(
+        default=0,
+        ge=0,
+        le=59,
+        description=(
+            "Spread start times: each job or group fires at a stable offset (whole seconds, derived from "
+            "its kind and id) inside this many minutes after each slot; shorter than the schedule's interval."
+        ),
+    )
 
 
-class OnDemandSchedule(Frozen):
+class OnDemandSchedule(_Unspread):
     type: Literal["on_demand"] = "on_demand"
 
 
-class OnEventSchedule(Frozen):
+class OnEventSchedule(_Unspread):
     type: Literal["on_event"] = "on_event"
     trigger: str = Field(
         pattern=TRIGGER_NAME, description="Routing key on the public `connect.triggers` exchange."

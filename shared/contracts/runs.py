@@ -110,6 +110,11 @@ class RunRequestedData(Frozen):
     requested_by: str
     requested_at: datetime
     slot: datetime | None = Field(default=None, description="The schedule slot this run fires, if scheduled.")
+    fire_at: datetime | None = Field(
+        default=None,
+        description="When the slot was due to fire: the slot plus the owner's spread offset "
+        "(`schedule.spread_minutes`); the scheduler's fire lag is counted from it.",
+    )
     group_run_id: str | None = Field(
         default=None, pattern=RUN_ID_PATTERN, description="`GroupID.RunID`, if any."
     )

@@ -152,6 +152,11 @@ async def test_jobs_commands(cli: Cli, sftp_connection: int, table: str, unique:
     assert cli.json("jobs", "preview", str(job_id), "--count", "3")["fires"].__len__() == 3
     later = cli.json("jobs", "preview", str(job_id), "--count", "1", "--from", "2031-06-01T12:00:00Z")
     assert later["fires"][0]["utc"].startswith("2031-06-02T03:00")  # daily 03:00 UTC, after --from
+    patch.write_text(json.dumps({"schedule": {"type": "recurring", "rule": {"kind": "daily", "at": "03:00"},
+                                              "spread_minutes": 30}}))  # fmt: skip
+    cli.json("jobs", "edit", str(job_id), "-f", str(patch))
+    spread = cli("jobs", "preview", str(job_id), "--count", "2", "--from", "2031-06-01T12:00:00Z").stdout
+    assert "Slot (UTC)" in spread and "2031-06-02T03:00:00Z" in spread and "after each slot" in spread
 
     refused = cli("jobs", "copy", str(job_id), "--name", f"copy {unique}", ok=False)
     assert refused.returncode == 1 and "inactive" in refused.stderr

@@ -386,6 +386,25 @@ async def test_job_detail_pages_the_schedule_preview_forward_and_back(
     await expect(first_cell).to_have_text(shown(0))
 
 
+async def test_a_spread_schedule_shows_its_offset_and_slots_and_its_form_field(
+    page: Any, api: httpx.AsyncClient, sftp_connection: int, table: str, unique: str
+) -> None:
+    schedule = {"type": "recurring", "rule": {"kind": "every", "minutes": 60}, "spread_minutes": 20}
+    job = await new_job(api, f"spread {unique}", sftp_connection, f"{unique}/x.csv", table, schedule=schedule)
+    preview = (await api.get(f"/jobs/{job['id']}/schedule-preview", params={"count": 10})).json()
+    offset = preview["spread_offset_seconds"]
+
+    await page.goto(f"/#/jobs/{job['id']}")
+    await expect(page.locator("#spread-offset")).to_contain_text(
+        f"{offset // 60} min {offset % 60} s after each slot"
+    )
+    first = page.locator("#schedule-preview tbody tr").first.locator("td")
+    await expect(first.nth(1)).to_have_text(preview["fires"][0]["utc"].replace("T", " "))
+    await expect(first.nth(2)).to_have_text(preview["fires"][0]["slot"].replace("T", " "))
+    await page.goto(f"/#/jobs/{job['id']}/edit")
+    await expect(page.locator('input[data-field="schedule.spread_minutes"]')).to_have_value("20")
+
+
 # --- groups: create, reorder, run --------------------------------------------------------------------
 
 

@@ -99,4 +99,6 @@ async def group_schedule_preview(
     count: Annotated[int, Query(ge=1, le=MAX_FIRES)] = 10,
     start: Annotated[datetime | None, Query(alias="from", description=PREVIEW_FROM)] = None,
 ) -> SchedulePreview:
-    return preview_schedule((await groups.load(group_id)).schedule, count, start)
+    return preview_schedule(
+        (await groups.load(group_id)).schedule, count, start, kind="group", owner_id=group_id
+    )

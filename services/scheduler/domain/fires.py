@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
 from shared.contracts.jobs import Schedule, is_expired
-from shared.scheduling import next_fire
+from shared.scheduling import fire_at, next_fire
 
 # Slots enumerated per schedule and pass; a longer backlog (all missed anyway) continues next pass.
 MAX_SLOTS_PER_PASS = 5000
@@ -49,6 +49,11 @@ class SlotPlan:
     candidates: tuple[datetime, ...] = ()  # due slots to fire (subject to overlap, activity, expiry)
     missed: tuple[datetime, ...] = ()  # due slots outside the catch-up window
     next_slot: datetime | None = None  # the first slot not yet due
+    next_due: datetime | None = None  # when `next_slot` fires: the slot plus the spread offset
+    fire_times: Mapping[datetime, datetime] = field(default_factory=dict)  # due slot → its fire time
+
+    def fire_time(self, slot: datetime) -> datetime:
+        return self.fire_times.get(slot, slot)
 
     @property
     def all_due(self) -> tuple[datetime, ...]:
@@ -56,23 +61,36 @@ class SlotPlan:
 
 
 def plan_slots(
-    schedule: Schedule, next_slot: datetime | None, now: datetime, catch_up: CatchUp = CatchUp()
+    schedule: Schedule,
+    next_slot: datetime | None,
+    now: datetime,
+    catch_up: CatchUp = CatchUp(),
+    offset: timedelta = timedelta(0),
 ) -> SlotPlan:
-    """Split the slots due by `now` (from `next_slot` on) into candidates and missed ones."""
-    due: list[datetime] = []
+    """Split the slots due by `now` (from `next_slot` on) into candidates and missed ones.
+
+    A slot is due once its fire time (`fire_at`: the slot plus the owner's spread `offset`) has come;
+    the catch-up window, grace and age limit are counted on fire times too. Slots stay the identity.
+    """
+    due: list[tuple[datetime, datetime]] = []  # (slot, fire time)
     slot = next_slot
-    while slot is not None and slot <= now and len(due) < MAX_SLOTS_PER_PASS:
-        due.append(slot)
+    at = None if slot is None else fire_at(schedule, slot, offset)
+    while slot is not None and at is not None and at <= now and len(due) < MAX_SLOTS_PER_PASS:
+        due.append((slot, at))
         slot = next_fire(schedule, slot)
-    if slot is not None and slot <= now:  # an enormous backlog: this part is all missed
-        return SlotPlan(missed=tuple(due), next_slot=slot)
-    late = [s for s in due if now - s <= catch_up.grace]  # delayed by a take-over, not by downtime
-    before = due[: len(due) - len(late)]
+        at = None if slot is None else fire_at(schedule, slot, offset)
+    if at is not None and at <= now:  # an enormous backlog: this part is all missed
+        return SlotPlan(missed=tuple(s for s, _ in due), next_slot=slot, next_due=at, fire_times=dict(due))
+    late = [s for s, t in due if now - t <= catch_up.grace]  # delayed by a take-over, not by downtime
+    before = [s for s, _ in due[: len(due) - len(late)]]
     keep = (before[len(before) - catch_up.slots :] if catch_up.slots else []) + late
     if catch_up.max_age is not None:
-        keep = [s for s in keep if now - s <= catch_up.max_age]
-    missed = [s for s in due if s not in keep]
-    return SlotPlan(candidates=tuple(keep), missed=tuple(missed), next_slot=slot)
+        fired_at = dict(due)
+        keep = [s for s in keep if now - fired_at[s] <= catch_up.max_age]
+    missed = [s for s, _ in due if s not in keep]
+    return SlotPlan(
+        candidates=tuple(keep), missed=tuple(missed), next_slot=slot, next_due=at, fire_times=dict(due)
+    )
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,9 @@ def scheduled_run_requested(
     slot: datetime | None,
     trigger: Trigger = Trigger.SCHEDULED,
     params: Mapping[str, str] | None = None,
+    fire_at: datetime | None = None,
 ) -> RunRequested:
-    """A run born from a schedule slot or a trigger event."""
+    """A run born from a schedule slot (due at `fire_at`: the slot plus the spread offset) or a trigger."""
     return _requested(
         RunRequestedData(
             run_id=str(run_id),
@@ -56,6 +57,7 @@ def scheduled_run_requested(
             requested_by="scheduler" if trigger == Trigger.SCHEDULED else "trigger",
             requested_at=now,
             slot=slot,
+            fire_at=fire_at or slot,
             trigger_params=dict(params or {}),
         ),
         now,
@@ -73,6 +75,7 @@ def member_run_requested(
     requested_by: str,
     slot: datetime | None = None,
     params: Mapping[str, str] | None = None,
+    fire_at: datetime | None = None,
 ) -> RunRequested:
     """A member job's run inside a group run (trigger "group")."""
     return _requested(
@@ -83,6 +86,7 @@ def member_run_requested(
             requested_by=requested_by,
             requested_at=now,
             slot=slot,
+            fire_at=fire_at or slot,
             group_run_id=group_run_id,
             group_id=group_id,
             group_name=group_name,

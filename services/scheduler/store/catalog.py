@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -23,7 +23,7 @@ from shared.contracts import JobSnapshot
 from shared.contracts.catalog import GroupChangedData
 from shared.contracts.jobs import OneTimeSchedule, Schedule
 from shared.errors import RetryableError
-from shared.scheduling import next_fire
+from shared.scheduling import fire_at, first_pending, spread_offset
 
 ATTEMPTS = 8
 # What the ticker reads of an expired schedule (`Ticker.expire`).
@@ -35,18 +35,22 @@ EXPIRY_FIELDS = {
     "expire_sent_at": 1,
     "deleted": 1,
     "known": 1,
+    "next_slot": 1,
+    "expires_at": 1,
 }
 
 
-def first_slot(schedule: Schedule, now: datetime) -> datetime | None:
-    """Where a new or changed schedule starts: its next slot after now; a one-time instant as is.
+def first_slot(schedule: Schedule, now: datetime, offset: timedelta = timedelta(0)) -> datetime | None:
+    """Where a new or changed schedule starts: its first slot that fires after now (with the spread
+    `offset`: a slot just past whose fire time is still to come counts); a one-time instant as is.
 
     A one-time instant already past still fires once inside the catch-up window (the ledger keeps it
-    from firing twice when the same schedule is announced again).
+    from firing twice when the same schedule is announced again, or a slot fired under an older
+    offset).
     """
     if isinstance(schedule, OneTimeSchedule):
         return schedule.at
-    return next_fire(schedule, now)
+    return first_pending(schedule, now, offset)
 
 
 class CatalogStore:
@@ -118,7 +122,10 @@ class CatalogStore:
             ):
                 return  # deleted, or an older announcement arriving late
             update, unset = split_sparse(
-                _schedule_fields(current, schedule, expires_at, active, now) | fields
+                _schedule_fields(
+                    current, schedule, expires_at, active, now, spread_offset(schedule, kind, owner_id)
+                )
+                | fields
             )
             if current is None:
                 try:
@@ -136,19 +143,26 @@ class CatalogStore:
 
 
 def _schedule_fields(
-    current: Doc | None, schedule: Schedule, expires_at: datetime | None, active: bool, now: datetime
+    current: Doc | None,
+    schedule: Schedule,
+    expires_at: datetime | None,
+    active: bool,
+    now: datetime,
+    offset: timedelta,
 ) -> dict[str, Any]:
     encoded = schedule.model_dump(mode="json")
-    same = current is not None and current.get("known") and current.get("schedule") == encoded
-    next_slot = ScheduleDoc(current).next_slot if same and current else first_slot(schedule, now)
+    # Compared as models: a document written before a field was added (`spread_minutes`) still matches.
+    same = current is not None and current.get("known") and ScheduleDoc(current).schedule == schedule
+    next_slot = ScheduleDoc(current).next_slot if same and current else first_slot(schedule, now, offset)
+    fires = None if next_slot is None else fire_at(schedule, next_slot, offset)
     fields: Doc = {
         "known": True,
         "schedule": encoded,
         "active": active,
         "trigger": trigger_of(schedule),
         "next_slot": next_slot,
-        "due": epoch_seconds(next_slot),
-        "next_run": display_next_run(schedule, next_slot, active),
+        "due": epoch_seconds(fires),
+        "next_run": display_next_run(schedule, fires, active),
         "expires_at": expires_at,
         "expires_s": epoch_seconds(expires_at),
     }

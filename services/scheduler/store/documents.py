@@ -4,7 +4,8 @@
 working set *and* the read model the catalog shows (`next_run`, `previous_run`, see
 `shared.schedule_state`). Besides those it holds the schedule, the job snapshot or group definition
 the catalog last announced, the run counter (`last_run`), the run in flight (`running`), the next
-slot to process (`next_slot`, and `due` = its epoch second rounded up, an indexed integer), the
+slot to process (`next_slot`, and `due` = the epoch second, rounded up, at which it fires: the slot
+plus the owner's spread offset, an indexed integer), the
 partition it belongs to and the expiration bookkeeping.
 """
 
@@ -97,6 +98,12 @@ class ScheduleDoc:
         return SCHEDULE_ADAPTER.validate_python(value) if value else OnDemandSchedule()
 
     @property
+    def slot_before_expiry(self) -> bool:
+        """A slot before the expiration date is still to fire (the slot decides, not its spread fire
+        time: a slot at 01:55 with a 10-minute offset fires at 02:05 although the job expires at 02:00)."""
+        return self.next_slot is not None and self.expires_at is not None and self.next_slot < self.expires_at
+
+    @property
     def active(self) -> bool:
         return bool(self.raw.get("active")) and not self.raw.get("deleted")
 
@@ -137,9 +144,10 @@ class ScheduleDoc:
         return bool(self.raw.get("continue_on_failure"))
 
 
-def display_next_run(schedule: Schedule, next_slot: datetime | None, active: bool) -> datetime | None:
-    """What the console shows as Next run: the next slot of an active schedule that has slots."""
-    return next_slot if active and has_slots(schedule) else None
+def display_next_run(schedule: Schedule, fires_at: datetime | None, active: bool) -> datetime | None:
+    """What the console shows as Next run: when the next slot of an active schedule that has slots
+    fires (`fires_at`: the slot plus the owner's spread offset)."""
+    return fires_at if active and has_slots(schedule) else None
 
 
 def trigger_of(schedule: Schedule) -> str | None:

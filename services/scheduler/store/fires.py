@@ -205,7 +205,11 @@ class FireStore:
                 candidates=tuple(s for s in plan.candidates if s in fired),
                 missed=tuple(s for s in plan.missed if s in fired),
                 next_slot=plan.next_slot,
+                next_due=plan.next_due,
+                fire_times=plan.fire_times,
             )
+            if not plan.all_due:  # reached its slot but not its spread fire time yet
+                return FireResult()
             return await self._fire(session, [Work(doc, plan)], now, wall)
 
         try:
@@ -246,8 +250,8 @@ class FireStore:
 
 
 # What one fire writes to a schedule, the same for every schedule advanced alike:
-# (cursor read, next slot, display next run, previous run, a run requested).
-Advance = tuple[datetime | None, datetime | None, datetime | None, datetime | None, bool]
+# (cursor read, next slot, its fire time, display next run, previous run, a run requested).
+Advance = tuple[datetime | None, datetime | None, datetime | None, datetime | None, datetime | None, bool]
 
 
 def advance_update(advance: Advance) -> list[Doc]:
@@ -256,10 +260,10 @@ def advance_update(advance: Advance) -> list[Doc]:
     A run requested takes the next run number of the document itself (`last_run` + 1, run id
     "owner.number", what `next_run_id` gives): the same for all, so one statement for all.
     """
-    _, next_slot, next_run, previous_run, requested = advance
+    _, next_slot, next_due, next_run, previous_run, requested = advance
     changes: Doc = {
         "next_slot": next_slot,
-        "due": epoch_seconds(next_slot),
+        "due": epoch_seconds(next_due),
         "next_run": next_run,
         "previous_run": {"$literal": previous_run},
     }
@@ -288,7 +292,7 @@ def _fire_job(
         run_id = None
         if outcome is Outcome.REQUESTED and snapshot is not None:
             rid = next_run_id(doc.owner_id, last_run)
-            message = scheduled_run_requested(snapshot, rid, now, slot=slot)
+            message = scheduled_run_requested(snapshot, rid, now, slot=slot, fire_at=plan.fire_time(slot))
             run_id, running, last_run, previous = str(rid), str(rid), rid.number, slot
         entries.append(_entry(doc.id, slot, outcome, wall, run_id))
         result.outcomes.append((doc.id, slot, outcome))
@@ -297,8 +301,10 @@ def _fire_job(
         f"{doc.owner_id}.{doc.last_run + 1}",
     ):
         raise AssertionError(f"{doc.id}: one run requested per pass, numbered after the document's")
-    next_run = display_next_run(doc.schedule, plan.next_slot, doc.active)
-    advance: Advance = (doc.next_slot, plan.next_slot, next_run, previous, message is not None)
+    next_run = display_next_run(doc.schedule, plan.next_due, doc.active)
+    advance: Advance = (
+        doc.next_slot, plan.next_slot, plan.next_due, next_run, previous, message is not None
+    )  # fmt: skip
     return entries, advance, message
 
 

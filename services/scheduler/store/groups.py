@@ -81,6 +81,7 @@ class GroupStore:
     async def start_group_run(
         self, session: AsyncClientSession, doc: ScheduleDoc, *, trigger: Trigger, requested_by: str,
         now: datetime, slot: datetime | None = None, params: dict[str, str] | None = None,
+        fire_at: datetime | None = None,
     ) -> tuple[str | None, list[Envelope]]:  # fmt: skip
         rid = next_run_id(doc.owner_id, doc.last_run)
         grun: Doc = {
@@ -93,6 +94,7 @@ class GroupStore:
             "requested_by": requested_by,
             "params": dict(params or {}),
             "slot": slot,
+            "fire_at": fire_at or slot,
             "status": RunStatus.RUNNING.value,
             "step": 0,
             "current_run_id": None,
@@ -142,7 +144,7 @@ class GroupStore:
                     member_run_requested(
                         snapshot, rid, now, group_run_id=grun["_id"], group_id=grun["group_id"],
                         group_name=grun["group_name"], requested_by=grun["requested_by"],
-                        slot=grun.get("slot"), params=grun.get("params"),
+                        slot=grun.get("slot"), params=grun.get("params"), fire_at=grun.get("fire_at"),
                     )
                 ]  # fmt: skip
             decision = member_refused(_state(grun, step), job_id, reason or "refused")
@@ -229,6 +231,8 @@ class GroupStore:
                 return result
             doc = ScheduleDoc(raw)
             plan = planner(doc)
+            if not plan.all_due:  # reached its slot but not its spread fire time yet
+                return result
             running, previous = doc.running, raw.get("previous_run")
             fresh = unrecorded(plan.all_due, await recorded(self.ledger, session, key, plan.all_due))
             missed = [s for s in plan.missed if s in fresh]
@@ -240,15 +244,16 @@ class GroupStore:
                 outcome = decide(slot, active=doc.active, expires_at=doc.expires_at, running=bool(running))
                 if outcome is Outcome.REQUESTED:
                     run_id, messages = await self.start_group_run(
-                        session, doc, trigger=Trigger.SCHEDULED, requested_by="scheduler", now=now, slot=slot
-                    )
+                        session, doc, trigger=Trigger.SCHEDULED, requested_by="scheduler", now=now, slot=slot,
+                        fire_at=plan.fire_time(slot),
+                    )  # fmt: skip
                     result.messages += messages
                     running, previous = run_id, slot
                 await self.ledger.insert_one(ledger_entry(key, slot, outcome, wall, run_id), session=session)
                 result.outcomes.append((key, slot, outcome))
             changes: dict[str, Any] = {
-                "next_slot": plan.next_slot, "due": epoch_seconds(plan.next_slot), "previous_run": previous,
-                "next_run": display_next_run(doc.schedule, plan.next_slot, doc.active),
+                "next_slot": plan.next_slot, "due": epoch_seconds(plan.next_due), "previous_run": previous,
+                "next_run": display_next_run(doc.schedule, plan.next_due, doc.active),
             }  # fmt: skip
             await self.schedules.update_one({"_id": key}, {"$set": changes}, session=session)
             result.outbox_id = await self.outbox.add(session, result.messages, now=wall)

@@ -600,11 +600,17 @@ function schedulePreview(preview, schedule) {
     const why = { on_demand: "On-demand: runs only when someone clicks Run now.", on_event: `On event: runs when the trigger “${schedule.trigger}” fires.` };
     return h("p", { class: "muted" }, why[schedule.type] ?? "No future fire times.");
   }
-  return h("table", { class: "grid", id: "schedule-preview" },
-    h("thead", {}, h("tr", {}, h("th", {}, `Local time (${preview.timezone})`), h("th", {}, "UTC"), h("th", {}, "Daylight saving"))),
+  const offset = preview.spread_offset_seconds ?? 0;
+  const spread = offset ? [h("th", {}, "Slot (UTC)")] : [];
+  const table = h("table", { class: "grid", id: "schedule-preview" },
+    h("thead", {}, h("tr", {}, h("th", {}, `Local time (${preview.timezone})`), h("th", {}, "UTC"), ...spread, h("th", {}, "Daylight saving"))),
     h("tbody", {}, preview.fires.map((f) => h("tr", { class: f.dst_change ? "dst-change" : "" },
       h("td", {}, f.local.replace("T", " ")), h("td", {}, f.utc.replace("T", " ")),
+      ...(offset ? [h("td", { class: "muted" }, (f.slot ?? "").replace("T", " "))] : []),
       h("td", {}, f.dst_change ? h("span", { class: "dst", title: "A daylight-saving change falls on this slot" }, "⚠ DST change") : "")))));
+  if (!offset) return table;
+  const note = `Spread: starts ${Math.floor(offset / 60)} min ${offset % 60} s after each slot (stable for this schedule).`;
+  return h("div", {}, h("p", { class: "muted", id: "spread-offset" }, note), table);
 }
 
 function runsChart(runsNewestFirst) {
@@ -1032,6 +1038,7 @@ function scheduleFieldset(schedule = { type: "on_demand" }) {
   const monthDay = numberInput(rule.day ?? 1, { min: 1, max: 31 });
   const cron = textInput(rule.expression ?? "0 2 * * *");
   const zone = textInput(schedule.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone ?? "UTC");
+  const spread = numberInput(schedule.spread_minutes ?? 0, { min: 0, max: 59, title: "0–59: start at a stable offset inside this window after each slot, so jobs of one slot don't all start at once" });
   const trigger = textInput(schedule.trigger ?? "");
   const parts = {
     one_time: h("div", { class: "row" }, field(inZone("Run at"), at, { name: "schedule.at" })),
@@ -1042,7 +1049,8 @@ function scheduleFieldset(schedule = { type: "on_demand" }) {
       h("div", { class: "row", dataset: { rule: "monthly" } }, field("Day of month", monthDay, { name: "schedule.rule.day" })),
       h("div", { class: "row", dataset: { rule: "daily weekly monthly" } }, field("At", time, { name: "schedule.rule.at" })),
       h("div", { class: "row", dataset: { rule: "cron" } }, field("Cron expression", cron, { name: "schedule.rule.expression" })),
-      field("Time zone", zone, { name: "schedule.timezone" })),
+      field("Time zone", zone, { name: "schedule.timezone" }),
+      field("Spread (minutes)", spread, { name: "schedule.spread_minutes" })),
     on_event: h("div", { class: "row" }, field("Trigger name", trigger, { name: "schedule.trigger" })),
   };
   const update = () => {
@@ -1063,7 +1071,8 @@ function scheduleFieldset(schedule = { type: "on_demand" }) {
     if (["daily", "weekly", "monthly"].includes(kind.value)) r.at = time.value;
     if (kind.value === "weekly") r.days = days.filter((d) => d.checked).map((d) => d.value);
     if (kind.value === "monthly") r.day = Number(monthDay.value);
-    return { type: "recurring", rule: r, timezone: zone.value.trim() || "UTC" };
+    const spreadMinutes = Number(spread.value) || 0;
+    return { type: "recurring", rule: r, timezone: zone.value.trim() || "UTC", ...(spreadMinutes ? { spread_minutes: spreadMinutes } : {}) };
   };
   return { element, read };
 }
