@@ -1,0 +1,175 @@
+"""The logsink's sender: claims due notifications with a lease, sends them, records what happened.
+
+At least once, under a stable id: a sender that dies after sending and before marking leaves the
+notification pending with a lease; once the lease runs out another (or the restarted) sender
+claims it and sends it again, with the same `webhook-id` / `Message-ID`, so receivers de-duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from services.logsink import outcomes
+from services.logsink.senders import Sender, SendFailed
+from shared.catalog_records import NotificationChannelRecord
+from shared.errors import PermanentError
+from shared.notification_records import NotificationField as F
+from shared.redact import Redactor
+from shared.secrets import SecretBox
+
+logger = logging.getLogger(__name__)
+Document = dict[str, Any]
+CLAIM_ERROR_DELAY = 1.0
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    attempts: int = 6
+    backoff: float = 10.0  # seconds before the 2nd attempt; doubled each time
+    max_backoff: float = 3600.0
+    lease: float = 60.0  # longer than a send can take (its timeout)
+    poll_interval: float = 5.0
+    concurrency: int = 4
+
+
+class Outbox(Protocol):
+    async def claim(self, now: datetime, lease: timedelta) -> Document | None: ...
+
+    async def channel(self, channel_id: int) -> NotificationChannelRecord | None: ...
+
+    async def mark_sent(self, notification_id: str, attempts: int, now: datetime) -> None: ...
+
+    async def retry_later(self, notification_id: str, attempts: int, at: datetime, error: str) -> None: ...
+
+    async def mark_failed(self, notification_id: str, attempts: int, error: str) -> None: ...
+
+
+class NotificationMetrics(Protocol):
+    def notification(self, channel_kind: str, status: str) -> None: ...
+
+
+def secret_of(channel: NotificationChannelRecord, box: SecretBox | None) -> str | None:
+    token = channel.password_encrypted if channel.kind == "smtp" else channel.secret_encrypted
+    if token is None:
+        return None
+    if box is None:
+        raise PermanentError("CONNECT_SECRET_KEY is not set: the channel's secret cannot be read")
+    return box.decrypt(token)
+
+
+class Delivery:
+    def __init__(
+        self,
+        outbox: Outbox,
+        senders: Mapping[str, Sender],
+        box: SecretBox | None,
+        metrics: NotificationMetrics,
+        policy: DeliveryPolicy,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.outbox = outbox
+        self.senders = senders
+        self.box = box
+        self.metrics = metrics
+        self.policy = policy
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """New notifications: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="logsink-notifications")
+
+    async def stop(self) -> None:
+        """Stops claiming and sending; a send cut short is sent again once its lease runs out."""
+        tasks = [t for t in (self._task, *self._sending) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._task = None
+
+    async def _run(self) -> None:
+        limit = asyncio.Semaphore(self.policy.concurrency)
+        lease = timedelta(seconds=self.policy.lease)
+        while True:
+            self._wake.clear()
+            while True:
+                await limit.acquire()
+                try:
+                    claimed = await self.outbox.claim(self.clock(), lease)
+                except Exception:
+                    limit.release()
+                    logger.exception("could not claim notifications")
+                    await asyncio.sleep(CLAIM_ERROR_DELAY)
+                    break
+                if claimed is None:
+                    limit.release()
+                    break
+                task = asyncio.create_task(self._deliver_released(claimed, limit))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.policy.poll_interval)
+
+    async def _deliver_released(self, notification: Document, limit: asyncio.Semaphore) -> None:
+        try:
+            await self.deliver(notification)
+        except Exception:  # the lease runs out and it is claimed again
+            logger.exception("could not record a notification's delivery", extra={"id": notification[F.ID]})
+        finally:
+            limit.release()
+            self.wake()  # a free slot: claim the next one
+
+    async def deliver(self, notification: Document) -> None:
+        """Send one claimed notification and record the outcome."""
+        attempts = int(notification.get(F.ATTEMPTS) or 0) + 1
+        kind = str(notification.get(F.CHANNEL_KIND))
+        notification_id = str(notification[F.ID])
+        redactor = Redactor()
+        try:
+            channel = await self.outbox.channel(int(notification[F.CHANNEL_ID]))
+            if channel is None:
+                raise SendFailed(f"channel {notification[F.CHANNEL_ID]} no longer exists", transient=False)
+            secret = secret_of(channel, self.box)
+            redactor.add(secret)
+            sender = self.senders.get(channel.kind.value)
+            if sender is None:
+                raise SendFailed(f"no sender for channel kind {channel.kind.value}", transient=False)
+            await sender.send(notification, channel, secret)
+        except (SendFailed, PermanentError) as exc:
+            transient = isinstance(exc, SendFailed) and exc.transient
+            await self._failed(notification_id, kind, attempts, redactor.scrub(str(exc)), transient=transient)
+            return
+        await self.outbox.mark_sent(notification_id, attempts, self.clock())
+        self.metrics.notification(kind, "sent")
+        logger.info("notification sent", extra={"id": notification_id, "attempts": attempts})
+
+    async def _failed(
+        self, notification_id: str, kind: str, attempts: int, error: str, *, transient: bool
+    ) -> None:
+        policy = self.policy
+        step = outcomes.after_failure(
+            attempts, transient=transient, now=self.clock(), budget=policy.attempts,
+            base=policy.backoff, cap=policy.max_backoff,
+        )  # fmt: skip
+        if step.retry_at is None:
+            await self.outbox.mark_failed(notification_id, attempts, error)
+            self.metrics.notification(kind, "failed")
+            logger.warning("notification failed", extra={"id": notification_id, "reason": error})
+            return
+        await self.outbox.retry_later(notification_id, attempts, step.retry_at, error)
+        self.metrics.notification(kind, "retried")
+        logger.info("notification will be retried", extra={"id": notification_id, "reason": error})
