@@ -13,9 +13,10 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from services.logsink import outcomes
+from services.logsink.ports import NotificationMetrics, Outbox
 from services.logsink.senders import Sender, SendFailed
 from shared.catalog_records import NotificationChannelRecord
 from shared.errors import PermanentError
@@ -36,22 +37,6 @@ class DeliveryPolicy:
     lease: float = 60.0  # longer than a send can take (its timeout)
     poll_interval: float = 5.0
     concurrency: int = 4
-
-
-class Outbox(Protocol):
-    async def claim(self, now: datetime, lease: timedelta) -> Document | None: ...
-
-    async def channel(self, channel_id: int) -> NotificationChannelRecord | None: ...
-
-    async def mark_sent(self, notification_id: str, attempts: int, now: datetime) -> None: ...
-
-    async def retry_later(self, notification_id: str, attempts: int, at: datetime, error: str) -> None: ...
-
-    async def mark_failed(self, notification_id: str, attempts: int, error: str) -> None: ...
-
-
-class NotificationMetrics(Protocol):
-    def notification(self, channel_kind: str, status: str) -> None: ...
 
 
 def secret_of(channel: NotificationChannelRecord, box: SecretBox | None) -> str | None:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from services.logsink import messages, outcomes
 from services.logsink.domain import Ended
+from services.logsink.ports import NotificationReads
 from shared.catalog_records import NotificationChannelRecord, NotificationRule
 from shared.contracts.runs import RunStatus
 from shared.notification_records import NotificationField as F
@@ -24,20 +25,6 @@ from shared.notification_records import NotificationStatus, OwnerKind, notificat
 from shared.run_records import GroupRunField, RunField, run_number
 
 Document = dict[str, Any]
-
-
-class NotificationReads(Protocol):
-    async def rules(self, owner_kind: str, owner_ids: Sequence[int]) -> dict[int, list[NotificationRule]]: ...
-
-    async def channels_by_id(self, ids: Sequence[int]) -> dict[int, NotificationChannelRecord]: ...
-
-    async def run_records(self, run_ids: Sequence[str]) -> dict[str, Document]: ...
-
-    async def group_run_records(self, ids: Sequence[str]) -> dict[str, Document]: ...
-
-    async def previous_status(self, owner_kind: str, owner_id: int, run_number: int) -> RunStatus | None: ...
-
-    async def insert(self, documents: list[Document]) -> int: ...
 
 
 def recipient(channel: NotificationChannelRecord) -> str:

@@ -23,6 +23,7 @@ from shared.contracts.groups import GroupRunFinishedData, GroupRunStartedData
 from shared.contracts.jobs import JobSnapshot
 from shared.contracts.runs import RunCounts, RunFinishedData, RunRequestedData, RunStatus, Trigger
 from shared.mongo import MongoClient
+from shared.notification_records import NotificationRecord
 from shared.secrets import SecretBox
 from shared.settings import CommonSettings
 from tests.conftest import TEST_SECRET_KEY
@@ -156,6 +157,7 @@ async def test_a_failed_run_posts_a_signed_webhook_the_receiver_verifies(world: 
             and sent["recipient"] == hook.url
             and sent["channel_kind"] == "webhook"
         )
+        assert NotificationRecord.from_document(sent).attempts == 1  # as the catalog reads it
         [request] = hook.requests
         assert request.headers["webhook-id"] == "run-12.7-0-1"
         body = request.verified(SECRET)  # the signature holds
@@ -288,6 +290,7 @@ async def test_a_deleted_channel_is_recorded_failed(world: World) -> None:
     [gone] = await world.notifications("10.1")
     assert gone["status"] == "failed" and gone["last_error"] == "channel 77 no longer exists"
     assert gone["channel_kind"] == "unknown"
+    assert NotificationRecord.from_document(gone).status == "failed"  # as the catalog reads it
 
 
 async def test_a_group_notifies_once_naming_each_member_and_members_keep_their_own_rules(
