@@ -1,4 +1,6 @@
-from pydantic import Field
+from __future__ import annotations
+
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -36,3 +38,10 @@ class LogsinkSettings(ServiceSettings):
     )
     notify_poll_interval: float = Field(default=5.0, gt=0, description="Seconds between looks for due ones.")
     notify_concurrency: int = Field(default=4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> LogsinkSettings:
+        # A lease shorter than a send would let a second sender claim a notification still being sent.
+        if self.notify_lease <= self.notify_timeout:
+            raise ValueError("LOGSINK_NOTIFY_LEASE must be longer than LOGSINK_NOTIFY_TIMEOUT")
+        return self

@@ -124,8 +124,10 @@ class Delivery:
         kind = str(notification.get(F.CHANNEL_KIND))
         notification_id = str(notification[F.ID])
         redactor = Redactor()
+        # A database error reading the channel propagates: the lease runs out and it is tried again,
+        # without spending an attempt on something the receiver never saw.
+        channel = await self.outbox.channel(int(notification[F.CHANNEL_ID]))
         try:
-            channel = await self.outbox.channel(int(notification[F.CHANNEL_ID]))
             if channel is None:
                 raise SendFailed(f"channel {notification[F.CHANNEL_ID]} no longer exists", transient=False)
             secret = secret_of(channel, self.box)
@@ -137,6 +139,12 @@ class Delivery:
         except (SendFailed, PermanentError) as exc:
             transient = isinstance(exc, SendFailed) and exc.transient
             await self._failed(notification_id, kind, attempts, redactor.scrub(str(exc)), transient=transient)
+            return
+        except Exception as exc:  # a bug in a sender: spend an attempt, so it cannot loop for ever
+            logger.exception("a notification's send broke", extra={"id": notification_id})
+            await self._failed(
+                notification_id, kind, attempts, f"unexpected error: {type(exc).__name__}", transient=True
+            )
             return
         await self.outbox.mark_sent(notification_id, attempts, self.clock())
         self.metrics.notification(kind, "sent")
