@@ -27,6 +27,7 @@ from shared.secrets import SecretBox
 logger = logging.getLogger(__name__)
 Document = dict[str, Any]
 CLAIM_ERROR_DELAY = 1.0
+STOP_GRACE = 5.0  # seconds a stopping sender gives sends under way
 
 
 @dataclass(frozen=True)
@@ -68,20 +69,30 @@ class Delivery:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     def wake(self) -> None:
         """New notifications: look now rather than at the next poll."""
         self._wake.set()
 
     async def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="logsink-notifications")
 
-    async def stop(self) -> None:
-        """Stops claiming and sending; a send cut short is sent again once its lease runs out."""
-        tasks = [t for t in (self._task, *self._sending) if t is not None]
-        for task in tasks:
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stops claiming; sends under way may finish within `grace`, the rest are cut short (and sent
+        again once their lease runs out). A claim or a mark is never cut in the middle of its write."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=grace)
+        sending = set(self._sending)
+        if sending:
+            await asyncio.wait(sending, timeout=grace)
+        leftovers = [t for t in (self._task, *sending) if t is not None and not t.done()]
+        for task in leftovers:
             task.cancel()
-        for task in tasks:
+        for task in leftovers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._task = None
@@ -89,9 +100,9 @@ class Delivery:
     async def _run(self) -> None:
         limit = asyncio.Semaphore(self.policy.concurrency)
         lease = timedelta(seconds=self.policy.lease)
-        while True:
+        while not self._stopping:
             self._wake.clear()
-            while True:
+            while not self._stopping:
                 await limit.acquire()
                 try:
                     claimed = await self.outbox.claim(self.clock(), lease)
