@@ -3,6 +3,7 @@ database, a local HTTP receiver that verifies Standard Webhooks signatures, and 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -223,13 +224,33 @@ async def test_a_mail_goes_through_smtp_with_auth_subject_recipients_and_body(wo
 
 
 async def test_a_wrong_smtp_password_fails_without_storing_it(world: World) -> None:
-    with SmtpSink(username="mailer", password="right-password") as smtp:
+    with SmtpSink(username="mailer", password="right-password", echo_refused=True) as smtp:
         await world.smtp(4, smtp.port, username="mailer", password="wrong-password")
         await world.job(12, [{"on": ["failed"], "channels": [4]}])
         await world.record(requested("12.9"), finished("12.9", RunStatus.FAILED))
         failed = await world.settled("run-12.9-0-4")
         assert failed["status"] == "failed" and failed["attempts"] == 1 and "535" in failed["last_error"]
+        assert "bad password" in failed["last_error"] and "***" in failed["last_error"]  # echoed, scrubbed
         assert "wrong-password" not in str(failed) and smtp.messages == []
+
+
+async def test_a_receiver_that_does_not_answer_in_time_is_retried_then_given_up(world: World) -> None:
+    await world.delivery.stop()  # this test's sender has a short timeout
+    webhooks = WebhookSender(timeout=0.3)
+    policy = DeliveryPolicy(attempts=2, backoff=0.05, max_backoff=0.1, lease=5, poll_interval=0.05)
+    slow = Delivery(world.outbox, {"webhook": webhooks}, world.box, CountingSends(), policy)
+    async with WebhookReceiver(hold=asyncio.Event()) as hook:  # holds every answer
+        await world.webhook(1, hook.url)
+        await world.job(5, [{"on": ["failed"], "channels": [1]}])
+        await world.record(requested("5.3"), finished("5.3", RunStatus.FAILED))
+        await slow.start()
+        try:
+            failed = await world.settled("run-5.3-0-1")
+        finally:
+            await slow.stop()
+            await webhooks.close()
+        assert (failed["status"], failed["attempts"]) == ("failed", 2)
+        assert failed["last_error"] == "the receiver did not answer in time" and len(hook.requests) == 2
 
 
 async def test_a_redelivered_end_and_a_crash_before_the_insert_give_one_notification(

@@ -67,6 +67,8 @@ class WebhookReceiver:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.hold is not None:
+            self.hold.set()  # no handler left waiting
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -118,7 +120,7 @@ class _Collect:
 class SmtpSink:
     """aiosmtpd on loopback (its own thread); with a username, it takes only that login."""
 
-    def __init__(self, *, username: str = "", password: str = "") -> None:
+    def __init__(self, *, username: str = "", password: str = "", echo_refused: bool = False) -> None:
         self.messages: list[Mail] = []
         self.port = free_port()
         self.logins: list[str] = []
@@ -133,7 +135,11 @@ class SmtpSink:
                 )  # fmt: skip
                 if ok:
                     self.logins.append(username)
-                return AuthResult(success=ok, handled=False)  # aiosmtpd then answers 535
+                # A careless server quotes what it refused (the sender must scrub it before storing).
+                said = (
+                    f"535 5.7.8 bad password {data.password.decode()!r}" if echo_refused and not ok else None
+                )
+                return AuthResult(success=ok, handled=False, message=said)  # aiosmtpd then answers 535
 
             kwargs = {
                 "authenticator": authenticate,
