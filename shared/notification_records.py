@@ -36,7 +36,7 @@ class NotificationField:
     OWNER_ID: Final = "owner_id"  # the job's or group's id
     RULE: Final = "rule"  # the rule's index in the owner's `notifications`
     CHANNEL_ID: Final = "channel_id"
-    CHANNEL_KIND: Final = "channel_kind"  # "smtp" | "webhook"
+    CHANNEL_KIND: Final = "channel_kind"  # "smtp" | "webhook" | "unknown" (channel deleted meanwhile)
     CHANNEL_NAME: Final = "channel_name"
     RECIPIENT: Final = "recipient"  # the mail's addresses, comma-separated, or the webhook URL
     OUTCOME: Final = "outcome"  # the run's outcome that matched the rule (failed, recovered, ...)
@@ -47,6 +47,9 @@ class NotificationField:
     NEXT_ATTEMPT_AT: Final = "next_attempt_at"
     SENT_AT: Final = "sent_at"
     CLAIMED_UNTIL: Final = "claimed_until"  # a sender's lease on a pending notification
+    PAYLOAD: Final = (
+        "payload"  # the webhook's JSON body, built once: each retry sends the same (never a secret)
+    )
 
 
 def notification_id(owner_kind: OwnerKind, run_id: str, rule: int, channel_id: int) -> str:
@@ -66,7 +69,7 @@ class NotificationRecord(BaseModel):
     owner_id: int
     rule: int
     channel_id: int
-    channel_kind: Literal["smtp", "webhook"]
+    channel_kind: Literal["smtp", "webhook", "unknown"]  # unknown: the channel was deleted meanwhile
     channel_name: str
     recipient: str
     outcome: str

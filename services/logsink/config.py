@@ -1,4 +1,6 @@
-from pydantic import Field
+from __future__ import annotations
+
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -19,3 +21,27 @@ class LogsinkSettings(ServiceSettings):
     writes_in_flight: int = Field(default=2, ge=1, le=8)
     flush_interval: float = Field(default=0.2, gt=0, le=10, description="Seconds a batch waits at most.")
     log_retention_days: float = Field(default=30, gt=0, description="Run log lines expire after this.")
+    # Notifications (issue #16): the logsink sends them (docs/notifications.md).
+    api_url: str = Field(
+        default="http://localhost:8000", description="The catalog's address as receivers reach it, for links."
+    )
+    notify_attempts: int = Field(
+        default=6, ge=1, le=50, description="Sends of a notification before it fails."
+    )
+    notify_backoff: float = Field(
+        default=10.0, gt=0, description="Seconds before the second attempt; doubled each time."
+    )
+    notify_max_backoff: float = Field(default=3600.0, gt=0)
+    notify_timeout: float = Field(default=10.0, gt=0, description="Seconds one send may take.")
+    notify_lease: float = Field(
+        default=60.0, gt=0, description="A claim's lease; longer than a send's timeout."
+    )
+    notify_poll_interval: float = Field(default=5.0, gt=0, description="Seconds between looks for due ones.")
+    notify_concurrency: int = Field(default=4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> LogsinkSettings:
+        # A lease shorter than a send would let a second sender claim a notification still being sent.
+        if self.notify_lease <= self.notify_timeout:
+            raise ValueError("LOGSINK_NOTIFY_LEASE must be longer than LOGSINK_NOTIFY_TIMEOUT")
+        return self

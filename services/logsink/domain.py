@@ -86,6 +86,18 @@ class RunChange:
 
 
 @dataclass(frozen=True)
+class Ended:
+    """A run's or group run's final outcome, as its event tells it: what notifications are made from."""
+
+    owner_kind: str  # "job" | "group"
+    run_id: str
+    owner_id: int
+    status: RunStatus
+    event_id: str
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
 class Planned:
     """What one event writes. `kind` is the bounded metric label (the routing key)."""
 
@@ -96,6 +108,7 @@ class Planned:
     log: dict[str, Any] | None = None
     # Lifecycle and group events: the same id twice in one batch is applied once.
     once_by_id: bool = True
+    ended: Ended | None = None  # RunFinished, GroupRunFinished
 
 
 @dataclass(frozen=True)
@@ -151,10 +164,16 @@ def plan_event(event: RecordedEvent) -> Planned:
     if isinstance(event, RunStarted):
         return Planned(event.id, RunStarted.routing_key, run=on_started(event))
     if isinstance(event, RunFinished):
-        return Planned(event.id, RunFinished.routing_key, run=on_finished(event))
+        data = event.data
+        ended = Ended("job", data.run_id, data.job_id, data.status, event.id, data.timed_out)
+        return Planned(event.id, RunFinished.routing_key, run=on_finished(event), ended=ended)
     if isinstance(event, GroupRunStarted):
         return Planned(event.id, GroupRunStarted.routing_key, group_runs=(on_group_started(event),))
-    return Planned(event.id, GroupRunFinished.routing_key, group_runs=(on_group_finished(event),))
+    group = event.data
+    ended = Ended("group", group.group_run_id, group.group_id, group.status, event.id)
+    return Planned(
+        event.id, GroupRunFinished.routing_key, group_runs=(on_group_finished(event),), ended=ended
+    )
 
 
 def _unknown(exc: ValidationError) -> UnknownEvent | None:

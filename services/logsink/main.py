@@ -8,12 +8,17 @@ from fastapi import FastAPI
 
 from services.logsink.config import LogsinkSettings
 from services.logsink.consumer import EventConsumer
+from services.logsink.delivery import Delivery, DeliveryPolicy
 from services.logsink.metrics import PrometheusIngestMetrics
+from services.logsink.notification_store import MongoNotifications
+from services.logsink.notifier import NotificationMaker
 from services.logsink.repository import MongoRunRecords
+from services.logsink.senders import SmtpSender, WebhookSender
 from services.logsink.service import LogsinkService
 from services.logsink.settlement import Settlement
 from services.logsink.subscribers import register_subscribers
 from shared.runtime import ServiceRuntime, create_http_app
+from shared.secrets import SecretBox, load_secret_key
 from shared.settings import CommonSettings
 
 
@@ -31,6 +36,24 @@ def build_app(common: CommonSettings | None = None, settings: LogsinkSettings | 
         )
 
     settlement = Settlement(queue, dead_letter, metrics)
+    notifications = MongoNotifications(runtime.mongo, runtime.db_name, common.database("catalog"))
+    webhooks, mails = WebhookSender(settings.notify_timeout), SmtpSender(settings.notify_timeout)
+    key = load_secret_key(common.secret_key)
+    delivery = Delivery(
+        notifications,
+        {"webhook": webhooks, "smtp": mails},
+        SecretBox(key) if key else None,  # without a key a notification fails, saying so; runs are recorded
+        metrics,
+        DeliveryPolicy(
+            attempts=settings.notify_attempts,
+            backoff=settings.notify_backoff,
+            max_backoff=settings.notify_max_backoff,
+            lease=settings.notify_lease,
+            poll_interval=settings.notify_poll_interval,
+            concurrency=settings.notify_concurrency,
+        ),
+    )
+    maker = NotificationMaker(notifications, api_url=settings.api_url, on_created=delivery.wake)
     service = LogsinkService(
         records,
         metrics,
@@ -38,6 +61,7 @@ def build_app(common: CommonSettings | None = None, settings: LogsinkSettings | 
         batch_size=settings.batch_size,
         flush_interval=settings.flush_interval,
         writes_in_flight=settings.writes_in_flight,
+        notify=maker.make,
     )
     consumer = EventConsumer(
         common.amqp_url,
@@ -55,9 +79,20 @@ def build_app(common: CommonSettings | None = None, settings: LogsinkSettings | 
         await service.stop()
         await consumer.close()
 
+    async def stop_sending() -> None:
+        await delivery.stop()
+        await webhooks.close()
+
     # The batcher runs before consuming starts; the topology is declared before either.
-    runtime.on_start += [records.ensure_indexes, service.start, consumer.start]
+    runtime.on_start += [
+        records.ensure_indexes,
+        notifications.ensure_indexes,
+        service.start,
+        consumer.start,
+        delivery.start,
+    ]
     runtime.on_drain.append(drain)
+    runtime.on_stop.append(stop_sending)
     app = create_http_app(runtime, title="Connect logsink")
     app.state.consumer = consumer
     return app

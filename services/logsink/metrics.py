@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from faststream.prometheus.container import MetricsContainer
+from prometheus_client import Counter
 
 from shared.metrics import Metrics
 
 BROKER = "rabbitmq"
+CHANNEL_KINDS = ("smtp", "webhook", "unknown")
+NOTIFICATION_STATUSES = ("sent", "retried", "failed")
 
 
 class PrometheusIngestMetrics:
@@ -16,6 +19,18 @@ class PrometheusIngestMetrics:
         # FastStream's message metrics, on the same collectors its broker middleware records into: the
         # logsink's own consumer of `logsink.events` counts its messages where FastStream's would.
         self.faststream = MetricsContainer(metrics.registry, custom_label_names=())
+        self.notifications_total = Counter(
+            "connect_notifications_total",
+            "Notification sends by channel kind and result (sent, retried: to be sent again, failed: given up)",
+            ["channel_kind", "status"],
+            registry=metrics.registry,
+        )
+        for kind in CHANNEL_KINDS:  # known labels at 0, so a rate is defined before the first send
+            for status in NOTIFICATION_STATUSES:
+                self.notifications_total.labels(kind, status)
+
+    def notification(self, channel_kind: str, status: str) -> None:
+        self.notifications_total.labels(channel_kind, status).inc()
 
     def consumed(self, handler: str, count: int, status: str) -> None:
         labels = {"app_name": self.app_name, "broker": BROKER, "handler": handler}

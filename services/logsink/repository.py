@@ -21,7 +21,6 @@ from services.logsink.ports import Written
 from shared.collections import LogsinkCollections
 from shared.errors import RetryableError
 from shared.mongo import MongoClient, database_error
-from shared.notification_records import NotificationField
 from shared.run_records import GroupRunField, RunField
 from shared.runlogs import chunk_id, chunk_lines, chunk_rest
 
@@ -58,10 +57,6 @@ class MongoRunRecords:
         await self.runs.create_index([(RunField.GROUP_RUN_ID, 1)])
         await self.group_runs.create_index([(GroupRunField.GROUP_ID, 1), (GroupRunField.RUN_NUMBER, -1)])
         await self.group_runs.create_index([(GroupRunField.STARTED_AT, -1)])
-        # The catalog shows a run's notifications (run and owner kind) by rule then channel.
-        notification_keys = (NotificationField.RUN_ID, NotificationField.OWNER_KIND, NotificationField.RULE,
-                             NotificationField.CHANNEL_ID)  # fmt: skip
-        await self.db[LogsinkCollections.NOTIFICATIONS].create_index([(key, 1) for key in notification_keys])
         # Log chunks are read by `_id` range (`run:first`); they expire, run records are kept.
         await self._ttl_index(self.logs, "at", self.log_retention_seconds)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from services.logsink import domain
 from services.logsink.batching import Batcher
-from services.logsink.domain import Planned
+from services.logsink.domain import Ended, Planned
 from services.logsink.ports import IngestMetrics, RunRecords
 from shared.contracts import RunLog
 
@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 Entry = tuple[Planned, Any]
 # Told after each batch which receipts it held and whether it was written (None) or failed.
 Settle = Callable[[list[Any], Exception | None], Awaitable[None]]
+# Makes the notifications a batch's final outcomes owe (`NotificationMaker.make`).
+Notify = Callable[[list[Ended]], Awaitable[int]]
 
 
 class LogsinkService:
@@ -31,10 +33,12 @@ class LogsinkService:
         batch_size: int = 500,
         flush_interval: float = 0.2,
         writes_in_flight: int = 1,
+        notify: Notify | None = None,
     ) -> None:
         self.records = records
         self.metrics = metrics
         self.settle = settle  # told after each batch which receipts it held (None: events are awaited)
+        self.notify = notify
         self.batcher: Batcher[Entry] = Batcher(
             self._write_entries,
             max_size=batch_size,
@@ -72,6 +76,10 @@ class LogsinkService:
             runs=domain.run_writes(fresh),
             group_runs=[(p.kind, update) for p in fresh for update in p.group_runs],
         )
+        ended = [p.ended for p in fresh if p.ended is not None]
+        if ended and self.notify is not None:
+            # Before the batch is acknowledged: a crash here redelivers the end, which makes the same ids.
+            await self.notify(ended)
         duplicates.update(written.refused)
         if written.duplicate_lines:
             duplicates[RunLog.routing_key] += written.duplicate_lines

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from services.catalog.domain import Role
+from services.logsink.notification_store import MongoNotifications
 from services.logsink.repository import MongoRunRecords
 from shared.collections import LogsinkCollections
 from shared.mongo import MongoClient
@@ -29,6 +30,10 @@ WHEN = AT.isoformat().replace("+00:00", "Z")
 async def api(
     settings: CommonSettings, topology: Topology, mongo: MongoClient, records: MongoRunRecords
 ) -> AsyncIterator[Api]:
+    # the logsink's notifications store makes the index this module's reads use
+    await MongoNotifications(
+        mongo, settings.database("logsink"), settings.database("catalog")
+    ).ensure_indexes()
     async with running_catalog(settings, mongo, with_scheduler=False) as api:
         yield api
 

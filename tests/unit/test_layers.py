@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 IO_PACKAGES = {"pymongo", "aio_pika", "aiormq", "faststream", "httpx", "fastapi", "starlette", "uvicorn",
                "prometheus_client", "aiosmtplib", "socket", "subprocess", "wiredtiger", "secantus"}  # fmt: skip
 DOMAINS = ["services.catalog.domain", "services.executor.domain", "services.logsink.domain",
-           "services.scheduler.domain"]  # fmt: skip
+           "services.logsink.outcomes", "services.logsink.messages", "services.scheduler.domain"]  # fmt: skip
 
 
 def module_path(module: str) -> Path | None:

@@ -70,3 +70,13 @@ def test_ingest_metrics_count_by_bounded_event_type() -> None:
     assert 'connect_logsink_events_total{type="run.log"} 3.0' in text
     assert 'connect_logsink_duplicates_total{type="run.finished"} 1.0' in text
     assert "connect_logsink_batch_seconds_count 1.0" in text
+
+
+def test_notification_sends_are_counted_by_channel_kind_and_status_from_zero() -> None:
+    metrics = PrometheusIngestMetrics(create_metrics("test"))
+    before = generate_latest(metrics.metrics.registry).decode()
+    assert 'connect_notifications_total{channel_kind="webhook",status="failed"} 0.0' in before
+    assert 'connect_notifications_total{channel_kind="smtp",status="sent"} 0.0' in before
+    metrics.notification("smtp", "sent")
+    after = generate_latest(metrics.metrics.registry).decode()
+    assert 'connect_notifications_total{channel_kind="smtp",status="sent"} 1.0' in after

@@ -141,3 +141,9 @@ def test_service_port_out_of_range_is_rejected(monkeypatch: pytest.MonkeyPatch) 
 
     with pytest.raises(ValidationError):
         LogsinkSettings()
+
+
+def test_a_notification_lease_must_outlast_a_send() -> None:
+    assert LogsinkSettings().notify_lease > LogsinkSettings().notify_timeout
+    with pytest.raises(ValidationError, match="LOGSINK_NOTIFY_LEASE"):
+        LogsinkSettings(notify_lease=5, notify_timeout=10)
