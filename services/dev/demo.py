@@ -69,9 +69,11 @@ async def _run(common: CommonSettings) -> int:
     }
     system = SystemProcesses(env=env, log_dir=VAR / "logs")
     try:
-        system.start_all()
+        catalog_url = system.start("catalog").url
+        for name in ("scheduler", "executor"):
+            system.start(name)
+        system.start("logsink", extra_env={"LOGSINK_API_URL": catalog_url})  # links in the mails it sends
         await asyncio.to_thread(system.wait_ready)
-        catalog_url = system.processes["catalog"].url
         token = await _admin_token(mongo_url, common.database("catalog"))
         demo = await _seed(catalog_url, token, sftp, mail)
         _print_welcome(catalog_url, token, demo.job_id, system, mail)

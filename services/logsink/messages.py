@@ -24,8 +24,23 @@ def _iso(value: Any) -> str | None:
 
 
 def run_links(api_url: str, run_id: str) -> dict[str, str]:
-    base = f"{api_url.rstrip('/')}/api/v1/runs/{run_id}"
-    return {"run": base, "logs": f"{base}/logs", "rejects": f"{base}/rejects"}
+    """The API's run, log and rejects, and the console's run page (for the people a mail reaches)."""
+    site = api_url.rstrip("/")
+    base = f"{site}/api/v1/runs/{run_id}"
+    return {
+        "run": base,
+        "logs": f"{base}/logs",
+        "rejects": f"{base}/rejects",
+        "console": f"{site}/#/runs/{run_id}",
+    }
+
+
+def group_run_links(api_url: str, group_run_id: str) -> dict[str, str]:
+    site = api_url.rstrip("/")
+    return {
+        "group_run": f"{site}/api/v1/group-runs/{group_run_id}",
+        "console": f"{site}/#/group-runs/{group_run_id}",
+    }
 
 
 def run_body(notification: str, outcome: str, run: Document, *, timed_out: bool, api_url: str) -> Document:
@@ -81,7 +96,7 @@ def group_body(
                 for member in members
             ],
         },
-        "links": {"group_run": f"{api_url.rstrip('/')}/api/v1/group-runs/{group_run_id}"},
+        "links": group_run_links(api_url, group_run_id),
     }
 
 
@@ -113,7 +128,7 @@ def mail_text(body: Document) -> str:
             f"  {m['run_id']} job {m['job_id']} '{m['job_name']}': {m['status']}  log: {m['links']['logs']}"
             for m in group["members"]
         ]
-        lines += ["", f"Group run: {body['links']['group_run']}"]
+        lines += ["", f"Console: {body['links']['console']}", f"Group run: {body['links']['group_run']}"]
     else:
         run = body["run"]
         counts = ", ".join(f"{name} {value}" for name, value in run["counts"].items())
@@ -122,6 +137,7 @@ def mail_text(body: Document) -> str:
         if run["error"]:
             lines.append(f"Error: {run['error']}")
         links = body["links"]
-        lines += ["", f"Log: {links['logs']}", f"Rejects: {links['rejects']}", f"Run: {links['run']}"]
+        lines += ["", f"Console: {links['console']}", f"Log: {links['logs']}", f"Rejects: {links['rejects']}"]
+        lines.append(f"Run: {links['run']}")
     lines += ["", f"Notification id: {body['notification_id']}"]
     return "\n".join(lines) + "\n"

@@ -144,6 +144,8 @@ def test_the_subject_names_the_job_the_outcome_and_the_run() -> None:
         "run": "https://connect.example/api/v1/runs/12.7",
         "logs": "https://connect.example/api/v1/runs/12.7/logs",
         "rejects": "https://connect.example/api/v1/runs/12.7/rejects",
+        "console": "https://connect.example/#/runs/12.7",
     }
     text = messages.mail_text(body)
     assert "Log: https://connect.example/api/v1/runs/12.7/logs" in text and "Outcome: failed" in text
+    assert "Console: https://connect.example/#/runs/12.7" in text
