@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from enum import StrEnum
 from typing import Annotated
 
@@ -17,6 +18,10 @@ from services.cli.client import ApiError, Client
 from services.cli.common import fail
 from services.cli.output import Format, OutputOption, emit_json
 from services.cli.trigger import trigger
+
+# cryptography 51 deprecates DSA and asyncssh still imports it (nothing of ours uses DSA keys): the
+# warning would open every `connect dev` and service log. The same filter is in pytest's settings.
+warnings.filterwarnings("ignore", message="DSA is deprecated")
 
 app = typer.Typer(help="Connect: import and export audience data on schedules.", no_args_is_help=True)
 admin = typer.Typer(help="Administration.", no_args_is_help=True)
