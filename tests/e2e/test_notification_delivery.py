@@ -1,6 +1,8 @@
-"""A webhook notification survives a SIGKILL of the logsink mid-delivery and arrives under one id.
+"""Notifications through the four services as processes, to real receivers.
 
-The four services run as processes. A run-now of a job with a webhook rule ends; the logsink posts
+A failed run mails its outcome through a real SMTP server, and the CLI lists it as sent. A webhook
+notification survives a SIGKILL of the logsink mid-delivery and arrives under one id: a run-now of
+a job with a webhook rule ends; the logsink posts
 the notification; the receiver holds the request open while the logsink is killed. The restarted
 logsink finds the notification still pending, claims it once its lease has run out and sends it
 again under the same `webhook-id`: the receiver sees one distinct id, the notification ends `sent`.
@@ -10,7 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,9 +28,9 @@ from shared.collections import LogsinkCollections
 from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 from tests.support.api import contacts_table, import_job
-from tests.support.receivers import WebhookReceiver
+from tests.support.receivers import SmtpSink, WebhookReceiver
 from tests.support.servers import Sshd
-from tests.support.system import admin_api, isolated_settings, service_env, started_system
+from tests.support.system import admin_api, admin_token, isolated_settings, service_env, started_system
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -88,11 +95,47 @@ async def test_a_logsink_killed_mid_delivery_sends_the_webhook_again_under_the_s
         assert run["status"] == "succeeded", run  # the run's end survived the kill too
 
 
-async def job_with_webhook_rule(api: httpx.AsyncClient, sshd: Sshd, unique: str, url: str) -> tuple[int, str]:
-    channel = await api.post(
-        "/notification-channels", json={"kind": "webhook", "name": f"hook {unique}", "url": url}
-    )
-    assert channel.status_code == 201, channel.text
+async def test_a_failed_run_mails_its_owner_and_the_cli_shows_the_mail_sent(
+    notify_system: SystemProcesses, notify_settings: CommonSettings, sshd: Sshd, unique: str
+) -> None:
+    with SmtpSink() as smtp:
+        async with admin_api(notify_system, notify_settings) as api:
+            channel = await api.post("/notification-channels", json={
+                "kind": "smtp", "name": f"ops mail {unique}", "host": "127.0.0.1", "port": smtp.port,
+                "starttls": False, "from_address": "connect@example.com",
+                "to": ["ops@example.com", "oncall@example.com"],
+            })  # fmt: skip
+            assert channel.status_code == 201, channel.text
+            connection = await new_connection(api, sshd, unique)
+            table = f"mailed_{unique}"
+            assert (await api.post("/tables", json=contacts_table(table))).status_code == 201
+            job = import_job(f"mailed {unique}", connection, f"{unique}/never-delivered.csv", table)
+            job["notifications"] = [{"on": ["failed"], "channels": [channel.json()["id"]]}]
+            created = await api.post("/jobs", json=job)
+            assert created.status_code == 201, created.text
+            job_id = created.json()["id"]
+            run_id = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]  # no such file: it fails
+
+            await eventually(lambda: smtp.messages or None, what="the mail", timeout=60)
+            [mail] = smtp.messages
+            assert mail.message["Subject"] == f"Connect: job {job_id} 'mailed {unique}' failed (run {run_id})"
+            assert sorted(mail.rcpt_tos) == ["oncall@example.com", "ops@example.com"]
+            text = mail.message.get_content()
+            assert "Outcome: failed" in text and "Error:" in text and f"/#/runs/{run_id}" in text
+
+        env = {**os.environ, "CONNECT_API_URL": f"{notify_system.processes['catalog'].url}/api/v1",
+               "CONNECT_TOKEN": await admin_token(notify_settings), "HOME": str(sshd.root / unique)}  # fmt: skip
+        shown = await asyncio.to_thread(
+            subprocess.run, [str(Path(sys.executable).parent / "connect"), "runs", "show", run_id, "--output", "json"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        [listed] = json.loads(shown.stdout)["notifications"]
+        assert listed["status"] == "sent" and listed["channel_name"] == f"ops mail {unique}"
+        assert listed["recipient"] == "ops@example.com, oncall@example.com"
+
+
+async def new_connection(api: httpx.AsyncClient, sshd: Sshd, unique: str) -> int:
     connection = await api.post(
         "/connections",
         json={
@@ -101,9 +144,18 @@ async def job_with_webhook_rule(api: httpx.AsyncClient, sshd: Sshd, unique: str,
         },
     )  # fmt: skip
     assert connection.status_code == 201, connection.text
+    return int(connection.json()["id"])
+
+
+async def job_with_webhook_rule(api: httpx.AsyncClient, sshd: Sshd, unique: str, url: str) -> tuple[int, str]:
+    channel = await api.post(
+        "/notification-channels", json={"kind": "webhook", "name": f"hook {unique}", "url": url}
+    )
+    assert channel.status_code == 201, channel.text
+    connection = await new_connection(api, sshd, unique)
     table = f"contacts_{unique}"
     assert (await api.post("/tables", json=contacts_table(table))).status_code == 201
-    job = import_job(f"notified {unique}", int(connection.json()["id"]), f"{unique}/contacts.csv", table)
+    job = import_job(f"notified {unique}", connection, f"{unique}/contacts.csv", table)
     job["notifications"] = [{"on": ["succeeded", "failed"], "channels": [channel.json()["id"]]}]
     created = await api.post("/jobs", json=job)
     assert created.status_code == 201, created.text
