@@ -263,22 +263,21 @@ class JobService(DefinitionService[StoredJob, JobView]):
         """Ask the scheduler for a run; returns `JobID.RunID`. Scheduled runs are not affected.
 
         The job is read with the run-now requests that arrive meanwhile (`CoalescedReads`)."""
-        job = await self.run_now_reads.get(job_id)
-        if job is None:
-            raise NotFound(f"job {job_id} does not exist", field="job_id")
-        domain.check_run_now(job, _now())
-        data = RunJobData(job=job.snapshot(), trigger=Trigger.ON_DEMAND, requested_by=by)
-        command = RunJob(source=SOURCE, subject=str(job_id), data=data)
-        return await request_run(self.bus, command, self.run_request_timeout)
+        return await self._request_run(job_id, by, Trigger.ON_DEMAND, domain.check_run_now)
 
     async def dry_run(self, job_id: int, by: str) -> str:
         """Ask the scheduler for a dry run (trigger `dry_run`): born there like every run, so it is
         recorded with its log; the executor reads and checks the current file and writes nothing."""
+        return await self._request_run(job_id, by, Trigger.DRY_RUN, domain.check_dry_run)
+
+    async def _request_run(
+        self, job_id: int, by: str, trigger: Trigger, check: Callable[[StoredJob, datetime], None]
+    ) -> str:
         job = await self.run_now_reads.get(job_id)
         if job is None:
             raise NotFound(f"job {job_id} does not exist", field="job_id")
-        domain.check_dry_run(job, _now())
-        data = RunJobData(job=job.snapshot(), trigger=Trigger.DRY_RUN, requested_by=by)
+        check(job, _now())
+        data = RunJobData(job=job.snapshot(), trigger=trigger, requested_by=by)
         command = RunJob(source=SOURCE, subject=str(job_id), data=data)
         return await request_run(self.bus, command, self.run_request_timeout)
 
