@@ -197,6 +197,7 @@ class RunReporter:
                 last_log_seq=self.last_seq,
                 timed_out=timed_out,
                 dry_run=self.request.data.trigger == Trigger.DRY_RUN,
+                notify=self.request.data.job.notifies and self.request.data.trigger != Trigger.DRY_RUN,
                 first_rejects=first_rejects,
             ),
         )

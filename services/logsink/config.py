@@ -36,7 +36,12 @@ class LogsinkSettings(ServiceSettings):
     notify_lease: float = Field(
         default=60.0, gt=0, description="A claim's lease; longer than a send's timeout."
     )
-    notify_poll_interval: float = Field(default=5.0, gt=0, description="Seconds between looks for due ones.")
+    notify_poll_interval: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between looks for due ones left by another sender (new ones and this "
+        "sender's retries are claimed at once).",
+    )
     notify_concurrency: int = Field(default=4, ge=1, le=64)
 
     @model_validator(mode="after")

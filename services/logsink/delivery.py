@@ -36,7 +36,7 @@ class DeliveryPolicy:
     backoff: float = 10.0  # seconds before the 2nd attempt; doubled each time
     max_backoff: float = 3600.0
     lease: float = 60.0  # longer than a send can take (its timeout)
-    poll_interval: float = 5.0
+    poll_interval: float = 30.0
     concurrency: int = 4
 
 
@@ -74,6 +74,12 @@ class Delivery:
     def wake(self) -> None:
         """New notifications: look now rather than at the next poll."""
         self._wake.set()
+
+    def _wake_at(self, when: datetime) -> None:
+        """A retry this sender scheduled is claimed when due, not at the next poll: so the poll can be
+        slow (it only finds what another sender left behind: a crashed one's lease, its retries)."""
+        delay = max(0.0, (when - self.clock()).total_seconds())
+        asyncio.get_running_loop().call_later(delay, self.wake)
 
     async def start(self) -> None:
         self._stopping = False
@@ -175,5 +181,6 @@ class Delivery:
             logger.warning("notification failed", extra={"id": notification_id, "reason": error})
             return
         await self.outbox.retry_later(notification_id, attempts, step.retry_at, error)
+        self._wake_at(step.retry_at)
         self.metrics.notification(kind, "retried")
         logger.info("notification will be retried", extra={"id": notification_id, "reason": error})

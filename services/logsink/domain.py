@@ -95,6 +95,7 @@ class Ended:
     status: RunStatus
     event_id: str
     timed_out: bool = False
+    notify: bool = True  # False: the job had no rules as its run was requested; nothing to look up
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def plan_event(event: RecordedEvent) -> Planned:
         return Planned(event.id, RunStarted.routing_key, run=on_started(event))
     if isinstance(event, RunFinished):
         data = event.data
-        ended = Ended("job", data.run_id, data.job_id, data.status, event.id, data.timed_out)
+        ended = Ended("job", data.run_id, data.job_id, data.status, event.id, data.timed_out, data.notify)
         return Planned(event.id, RunFinished.routing_key, run=on_finished(event), ended=ended)
     if isinstance(event, GroupRunStarted):
         return Planned(event.id, GroupRunStarted.routing_key, group_runs=(on_group_started(event),))

@@ -4,8 +4,10 @@ Called from the batch write path, after the run records are written and before t
 messages are acknowledged: a crash in between redelivers the `RunFinished`, which makes the same
 ids again (an insert of an id that is there does nothing), so none is lost and none doubled.
 
-Cost: one read of the rules of the batch's finished jobs (and groups); only for those that have
-rules, their records, the previous run's status (only when a rule listens for `recovered`) and
+Cost: one read of the rules of the batch's finished jobs (and groups) — none for runs whose job had
+no rules when they were requested (`RunFinished.notify` false: the job's snapshot says so, so a run
+of a job without rules costs nothing here; rules added while it runs apply from the next run); only
+for those that have rules, their records, the previous run's status (only when a rule listens for `recovered`) and
 the channels named.
 """
 
@@ -94,6 +96,7 @@ class NotificationMaker:
         return created
 
     async def _for_runs(self, ended: list[Ended]) -> list[Document]:
+        ended = [e for e in ended if e.notify]  # the rest had no rules when requested: no read for them
         rules = await self.reads.rules("job", [e.owner_id for e in ended])
         ended = [e for e in ended if e.owner_id in rules]
         records = await self.reads.run_records([e.run_id for e in ended])

@@ -336,6 +336,9 @@ class JobSnapshot(Frozen):
     schedule: Schedule = OnDemandSchedule()
     expires_at: AwareDatetime | None = None
     group_id: int | None = None
+    notifies: bool = Field(
+        default=False, description="The job has notification rules: its runs' ends are looked up for them."
+    )
 
     @property
     def is_partner_feed(self) -> bool:

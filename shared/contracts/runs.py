@@ -218,6 +218,11 @@ class RunFinishedData(Frozen):
         max_length=MAX_FIRST_REJECTS,
         description="A dry run's first rejected records, in file order (at most 20).",
     )
+    notify: bool = Field(
+        default=True,
+        description="Whether the logsink looks up the job's notification rules: false when the job had "
+        "none as the run was requested, and for dry runs (saves a read per run).",
+    )
 
 
 class RunFinished(Envelope):

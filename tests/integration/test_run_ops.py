@@ -72,6 +72,7 @@ QUIET = {
     "EXECUTOR_PROGRESS_INTERVAL": "3600",
     "EXECUTOR_LOG_FLUSH_SECONDS": "10",
     "LOGSINK_FLUSH_INTERVAL": "10",
+    "LOGSINK_NOTIFY_POLL_INTERVAL": "3600",  # its looks for notifications are per time, not per run
 }
 
 

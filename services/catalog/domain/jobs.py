@@ -80,6 +80,7 @@ class StoredJob(BaseModel):
             schedule=self.schedule,
             expires_at=self.expires_at,
             group_id=self.group_id,
+            notifies=bool(self.notifications),
         )
 
 
