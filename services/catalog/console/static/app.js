@@ -639,7 +639,7 @@ const RUN_COLUMNS = [
   ["Job ID.Run ID", "run_id"], ["Group ID.Run ID", null], ["Group", null], ["Name", "job_name"], ["Job type", null],
   ["Start time", "start_time"], ["Duration", "duration"], ["Run status", "status"],
 ];
-const STATUS_FILTERS = { "": [], success: ["succeeded", "partial"], failed: ["failed", "stopped"], stopped: ["stopped"], rejects: ["partial"], running: ["running", "queued"] };
+const STATUS_FILTERS = { "": [], success: ["succeeded", "partial"], skipped: ["skipped"], failed: ["failed", "stopped"], stopped: ["stopped"], rejects: ["partial"], running: ["running", "queued"] };
 const completedState = { job_id: "", group_id: "", status: "", job_type: "", started_from: "", started_to: "", sort: { key: "requested_at", dir: -1 }, offset: 0 };
 
 function runsTable(runs, { compact = false, sort = null, onSort = null } = {}) {
@@ -679,7 +679,7 @@ async function completedJobs() {
     h("div", { class: "toolbar" }, h("div", { class: "filters", role: "search" },
       field("filter-job-id", "Job ID", input("filter-job-id", "job_id", { type: "number", min: 1, size: 6 })),
       field("filter-group-id", "Group ID", input("filter-group-id", "group_id", { type: "number", min: 1, size: 6 })),
-      field("filter-status", "Run status", select("filter-status", "status", [["", "All"], ["success", "Success"], ["rejects", "Success with rejects"], ["failed", "Failed"], ["stopped", "Stopped"], ["running", "Running"]])),
+      field("filter-status", "Run status", select("filter-status", "status", [["", "All"], ["success", "Success"], ["rejects", "Success with rejects"], ["failed", "Failed"], ["stopped", "Stopped"], ["skipped", "Skipped"], ["running", "Running"]])),
       field("filter-run-type", "Job type", select("filter-run-type", "job_type", [["", "All"], ["import", "Import"], ["export", "Export"]])),
       field("filter-from", "Started from", input("filter-from", "started_from", { type: "date" })),
       field("filter-to", "Started before", input("filter-to", "started_to", { type: "date" })))),
