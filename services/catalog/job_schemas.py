@@ -137,6 +137,12 @@ class JobView(Response):
     partner_feed: bool = Field(description="Partner-feed (Omniture) job: no Run now, no copy.")
     schedule: Schedule
     spec: JobSpec
+    next_source_path: str | None = Field(
+        default=None,
+        examples=["in/contacts_20261208.csv"],
+        description="An SFTP import with date tokens: the path its next run reads (at its next fire, "
+        "or now for a job without one); null otherwise.",
+    )
     notifications: list[NotificationRule] = []
     version: int
     updated_at: datetime | None = None
@@ -151,6 +157,9 @@ class FirePreview(Response):
     local: datetime = Field(description="Fire time in the schedule's zone.")
     utc: datetime
     dst_change: bool = Field(description="The slot falls on a daylight-saving change.")
+    source_path: str | None = Field(
+        default=None, description="An SFTP import with date tokens: the path this fire reads."
+    )
 
 
 class SchedulePreview(Response):

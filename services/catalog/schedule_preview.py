@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from services.catalog.domain.partner_files import dated_source_path
 from services.catalog.job_schemas import FirePreview, SchedulePreview
-from shared.contracts.jobs import RecurringSchedule, Schedule
+from shared.contracts.jobs import JobSpec, RecurringSchedule, Schedule
 from shared.errors import ValidationFailed
 from shared.scheduling import MAX_PREVIEW, preview
 
@@ -18,7 +19,9 @@ MAX_AHEAD = timedelta(days=366 * 100)
 PREVIEW_FROM = "Fires after this instant (ISO 8601 with offset); default now. Page on with `next_from`."
 
 
-def preview_schedule(schedule: Schedule, count: int, start: datetime | None = None) -> SchedulePreview:
+def preview_schedule(
+    schedule: Schedule, count: int, start: datetime | None = None, spec: JobSpec | None = None
+) -> SchedulePreview:
     now = datetime.now(UTC)
     after = start or now
     if after.tzinfo is None:
@@ -33,7 +36,9 @@ def preview_schedule(schedule: Schedule, count: int, start: datetime | None = No
     while len(fires) < wanted:  # the shared math answers at most MAX_PREVIEW fires at a time
         asked = min(wanted - len(fires), MAX_PREVIEW)
         page = preview(schedule, after, asked)
-        fires += [FirePreview(local=s.local, utc=s.utc, dst_change=s.dst_change) for s in page]
+        fires += [FirePreview(local=s.local, utc=s.utc, dst_change=s.dst_change,
+                              source_path=None if spec is None else dated_source_path(spec, schedule, s.utc))
+                  for s in page]  # fmt: skip
         if len(page) < asked:  # the schedule has no more fires
             break
         after = page[-1].utc

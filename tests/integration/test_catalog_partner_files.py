@@ -4,6 +4,7 @@ at creation and on edit, nothing stored; the job API shows the path the next fir
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -77,3 +78,24 @@ async def test_good_options_are_stored_as_given(api: Api) -> None:
     source = created["spec"]["source"]
     assert {k: source[k] for k in options} == options
     assert source["path"] == "c_{date-1d:%Y-%m-%d}.csv"
+
+
+async def test_the_job_and_its_schedule_preview_show_the_path_the_next_fires_read(api: Api) -> None:
+    connection_id = await sftp_connection(api, base_dir="/in")
+    await api.ok("POST", "/tables", json=contacts_table("contacts"))
+    body = job(connection_id, "c_{date}.csv")
+    body["schedule"] = {
+        "type": "recurring",
+        "rule": {"kind": "daily", "at": "00:30:00"},
+        "timezone": "Asia/Tokyo",
+    }
+    created = await api.ok("POST", "/jobs", json=body)
+    preview = await api.ok("GET", f"/jobs/{created['id']}/schedule-preview?count=3")
+    for fire in preview["fires"]:
+        local, utc = datetime.fromisoformat(fire["local"]), datetime.fromisoformat(fire["utc"])
+        assert local.date() != utc.date()  # 00:30 in Tokyo is the day before in UTC: the zone's date is read
+        assert fire["source_path"] == f"c_{local:%Y%m%d}.csv"
+    shown = (await api.ok("GET", f"/jobs/{created['id']}"))["next_source_path"]
+    assert shown is not None and shown.startswith("c_") and shown.endswith(".csv") and len(shown) == 14
+    plain = await api.ok("POST", "/jobs", json={**job(connection_id, "c.csv"), "name": "plain"})
+    assert plain["next_source_path"] is None

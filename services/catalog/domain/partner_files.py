@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from shared.catalog_records import ConnectionRecord
-from shared.contracts.jobs import SftpSource
-from shared.datepaths import parse_path
+from shared.contracts.jobs import ImportSpec, JobSpec, RecurringSchedule, Schedule, SftpSource
+from shared.datepaths import parse_path, run_date
 from shared.errors import ValidationFailed
 from shared.paths import resolve_inside
 
@@ -42,3 +44,18 @@ def _check_archive(source: SftpSource, connection: ConnectionRecord) -> None:
         resolve_inside(connection.base_dir, source.archive_dir)
     except ValidationFailed as exc:
         raise ValidationFailed(f"archive_dir: {exc.message}", field=field) from exc
+
+
+def dated_source_path(spec: JobSpec, schedule: Schedule, moment: datetime) -> str | None:
+    """The path an SFTP import with date tokens reads when it fires at `moment`; None without tokens."""
+    source = spec.source if isinstance(spec, ImportSpec) else None
+    if not isinstance(source, SftpSource):
+        return None
+    try:
+        path = parse_path(source.path)
+    except ValidationFailed:  # stored before date tokens existed: its braces are literal
+        return None
+    if not path.has_tokens:
+        return None
+    zone = schedule.timezone if isinstance(schedule, RecurringSchedule) else "UTC"
+    return path.render(run_date(moment, zone))
