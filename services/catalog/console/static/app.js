@@ -537,7 +537,8 @@ async function jobDetail(jobId) {
       item("Job ID", job.id), item("Group", job.group), item("Job Type", JOB_TYPES[job.job_type]), item("Job state", job.state),
       item("Created on", timeCell(job.created_at)), item("By", job.created_by), item("Next run", timeCell(job.next_run)),
       item("Previous run", timeCell(job.previous_run)), item("Schedule type", SCHEDULE_TYPES[job.schedule_type]),
-      item("Expiration date", timeCell(job.expiration_date)), item("Version", job.version), item("Partner feed", job.partner_feed ? "yes" : "no"))),
+      item("Expiration date", timeCell(job.expiration_date)), item("Version", job.version), item("Partner feed", job.partner_feed ? "yes" : "no"),
+      ...(job.next_source_path ? item("Next file", h("code", { id: "next-source-path" }, job.next_source_path)) : []))),
     h("section", { class: "panel", "aria-labelledby": "preview-title" }, h("h3", { id: "preview-title" }, "Next fire times"), schedulePager(jobId, job.schedule, preview)),
     h("section", { class: "panel", "aria-labelledby": "chart-title" }, h("h3", { id: "chart-title" }, "Last 30 runs"), chartBox),
     h("section", { class: "panel", "aria-labelledby": "runs-title" }, h("h3", { id: "runs-title" }, "Runs"), runsBox),
@@ -580,11 +581,14 @@ function schedulePreview(preview, schedule) {
     const why = { on_demand: "On-demand: runs only when someone clicks Run now.", on_event: `On event: runs when the trigger “${schedule.trigger}” fires.` };
     return h("p", { class: "muted" }, why[schedule.type] ?? "No future fire times.");
   }
+  const dated = preview.fires.some((f) => f.source_path); // an import with date tokens: the file each fire reads
   return h("table", { class: "grid", id: "schedule-preview" },
-    h("thead", {}, h("tr", {}, h("th", {}, `Local time (${preview.timezone})`), h("th", {}, "UTC"), h("th", {}, "Daylight saving"))),
+    h("thead", {}, h("tr", {}, h("th", {}, `Local time (${preview.timezone})`), h("th", {}, "UTC"), h("th", {}, "Daylight saving"),
+      ...(dated ? [h("th", {}, "Reads")] : []))),
     h("tbody", {}, preview.fires.map((f) => h("tr", { class: f.dst_change ? "dst-change" : "" },
       h("td", {}, f.local.replace("T", " ")), h("td", {}, f.utc.replace("T", " ")),
-      h("td", {}, f.dst_change ? h("span", { class: "dst", title: "A daylight-saving change falls on this slot" }, "⚠ DST change") : "")))));
+      h("td", {}, f.dst_change ? h("span", { class: "dst", title: "A daylight-saving change falls on this slot" }, "⚠ DST change") : ""),
+      ...(dated ? [h("td", {}, h("code", { class: "source-path" }, f.source_path ?? ""))] : [])))));
 }
 
 function runsChart(runsNewestFirst) {
