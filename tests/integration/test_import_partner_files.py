@@ -159,6 +159,14 @@ async def test_a_stop_ends_the_wait(harness: Harness) -> None:
     assert done.status == RunStatus.STOPPED
 
 
+async def test_the_jobs_max_duration_ends_the_wait(harness: Harness) -> None:
+    h = harness
+    await contacts(h)
+    spec_ = {**spec("in/c_{date}.csv", if_missing="wait", wait_minutes=600), "max_duration": "PT1S"}
+    done = await run(h, request(spec_, job_id=717), short_minutes(h, 60.0))
+    assert (done.status, done.error, done.timed_out) == (RunStatus.FAILED, "timed out after PT1S", True)
+
+
 async def test_newest_takes_the_most_recent_file_of_any_date(harness: Harness) -> None:
     h = harness
     await contacts(h)
@@ -311,6 +319,7 @@ async def test_a_crash_between_load_and_move_neither_loses_the_file_nor_imports_
     await dying.accept(req)
     await asyncio.wait_for(reached.wait(), timeout=30)
     await dying.shutdown(grace=0)  # stopped past its grace: the lease is handed over at once
+    h.services.remove(dying)  # shut down already
     assert await successor.take_over_expired() == 1
     done = (await h.finished("750.1")).data
     assert done.status == RunStatus.SUCCEEDED, done.error
