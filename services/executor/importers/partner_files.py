@@ -19,7 +19,7 @@ from typing import Any
 
 from services.executor.domain import Tally
 from services.executor.domain.outcomes import Ending
-from services.executor.errors import RunStopped, SourceRefused
+from services.executor.errors import BadFile, RunStopped, SourceRefused
 from services.executor.importers import sources
 from services.executor.importers.pipeline import Checkpoint
 from services.executor.reporting import RunReporter
@@ -141,6 +141,24 @@ def _utc(mtime: float) -> str:
 
 
 # --- empty files ------------------------------------------------------------------------------------
+
+
+async def skips_empty(
+    sftp: SftpSession,
+    source: SftpSource,
+    fmt: CsvFormat,
+    files: list[RemoteFile],
+    chunk_bytes: int,
+    reporter: RunReporter,
+) -> bool:
+    """`on_empty`: True when the run is to end skipped; raises when an empty source fails it."""
+    if source.on_empty == "succeed" or not await holds_no_data(sftp, source, fmt, files, chunk_bytes):
+        return False
+    names = ", ".join(f.name for f in files)
+    if source.on_empty == "fail":
+        raise BadFile(f"{names} holds no data rows (on_empty: fail)")
+    await reporter.log(f"{names} holds no data rows: the run is skipped, no table touched (on_empty: skip)")
+    return True
 
 
 async def holds_no_data(

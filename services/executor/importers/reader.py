@@ -66,23 +66,8 @@ class SourceReader:
                 await self.reporter.log(f"ready file of {remote.name} appeared")
             await self.reporter.log(f"file found: {remote.path} ({remote.size} bytes)", size=remote.size)
         self.bytes_total = sum(f.size for f in self.files)
-        await self._check_empty(sftp, source)
-
-    async def _check_empty(self, sftp: SftpSession, source: SftpSource) -> None:
-        """`on_empty`: a source whose files hold no data row (a header only) skips or fails the run."""
-        if source.on_empty == "succeed":
-            return
-        if not await partner_files.holds_no_data(
-            sftp, source, self.spec.format, self.files, self.chunk_bytes
-        ):
-            return
-        names = ", ".join(f.name for f in self.files)
-        if source.on_empty == "fail":
-            raise BadFile(f"{names} holds no data rows (on_empty: fail)")
-        await self.reporter.log(
-            f"{names} holds no data rows: the run is skipped, no table touched (on_empty: skip)"
-        )
-        self.skip = True
+        self.skip = await partner_files.skips_empty(sftp, source, self.spec.format, self.files, self.chunk_bytes,
+                                                    self.reporter)  # fmt: skip
 
     async def records(
         self,

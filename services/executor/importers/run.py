@@ -117,34 +117,6 @@ class ImportRun:
             await self._settle_files(sftp, rejects_file)
         return ImportOutcome(self.tally, rejects_file)
 
-    # --- partner files (`partner_files.py`): a skipped run, and the files archived or deleted -------------
-
-    async def _skipped(self) -> WorkOutcome:
-        if self._staging is not None:  # an overwrite: the table stays as it is
-            await self._staging.discard(self.tally)
-        return SkippedOutcome(self.tally)
-
-    async def _settle_files(self, sftp: SftpSession, rejects_file: str | None) -> None:
-        source = self.spec.source
-        if not isinstance(source, SftpSource) or not settles_files(source, self.reporter.request.data):
-            return
-        done = done_of(self.tally, self.source.files, rejects_file)
-        if self.context.save_checkpoint is not None:  # before any move: a take-over only settles the files
-            await self.context.save_checkpoint(done)
-        await settle_files(sftp, source, done, self.context.run_id, self.reporter)
-
-    async def _settle_after_take_over(self, done: LoadDone) -> WorkOutcome:
-        source = self.spec.source
-        assert isinstance(source, SftpSource)
-        connection = await self.catalog.connection(source.connection_id)
-        await self.reporter.log(
-            "the load was complete before the take-over: only the files are left to settle"
-        )
-        async with open_sftp(connection, self.secrets) as sftp:
-            await settle_files(sftp, source, done, self.context.run_id, self.reporter)
-        self.tally = done.tally()
-        return ImportOutcome(self.tally, done.rejects_file)
-
     async def _target(self, table: TableRecord) -> Target:
         spec, store, tag = self.spec.target, self.store, self.context.tag
         mapped = mapped_fields(self.spec)
@@ -217,3 +189,31 @@ class ImportRun:
             await self.reporter.log(
                 f"{self.tally.unchanged} matching record(s) left unchanged (update_on_match: no_update)"
             )
+
+    # --- partner files (`partner_files.py`): a skipped run, and the files archived or deleted -------------
+
+    async def _skipped(self) -> WorkOutcome:
+        if self._staging is not None:  # an overwrite: the table stays as it is
+            await self._staging.discard(self.tally)
+        return SkippedOutcome(self.tally)
+
+    async def _settle_files(self, sftp: SftpSession, rejects_file: str | None) -> None:
+        source = self.spec.source
+        if not isinstance(source, SftpSource) or not settles_files(source, self.reporter.request.data):
+            return
+        done = done_of(self.tally, self.source.files, rejects_file)
+        if self.context.save_checkpoint is not None:  # before any move: a take-over only settles the files
+            await self.context.save_checkpoint(done)
+        await settle_files(sftp, source, done, self.context.run_id, self.reporter)
+
+    async def _settle_after_take_over(self, done: LoadDone) -> WorkOutcome:
+        source = self.spec.source
+        assert isinstance(source, SftpSource)
+        connection = await self.catalog.connection(source.connection_id)
+        await self.reporter.log(
+            "the load was complete before the take-over: only the files are left to settle"
+        )
+        async with open_sftp(connection, self.secrets) as sftp:
+            await settle_files(sftp, source, done, self.context.run_id, self.reporter)
+        self.tally = done.tally()
+        return ImportOutcome(self.tally, done.rejects_file)
