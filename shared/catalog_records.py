@@ -106,6 +106,7 @@ class NotifyOn(StrEnum):
     RECOVERED = "recovered"
     STOPPED = "stopped"
     TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"  # nothing to import (an empty file with `on_empty: skip`): a feed gone quiet
 
 
 class NotificationRule(BaseModel):

@@ -137,6 +137,12 @@ class JobView(Response):
     partner_feed: bool = Field(description="Partner-feed (Omniture) job: no Run now, no copy.")
     schedule: Schedule
     spec: JobSpec
+    next_source_path: str | None = Field(
+        default=None,
+        examples=["in/contacts_20261208.csv"],
+        description="An SFTP import with date tokens: the path its next run reads (at its next fire, "
+        "or now for a job without one); null otherwise.",
+    )
     notifications: list[NotificationRule] = []
     version: int
     updated_at: datetime | None = None
@@ -155,6 +161,10 @@ class FirePreview(Response):
         default=None,
         description="The nominal slot (UTC), the run's identity (its `slot`); `utc` is when it fires: "
         "the slot plus the owner's spread offset (`schedule.spread_minutes`).",
+    )
+    source_path: str | None = Field(
+        default=None,
+        description="An SFTP import with date tokens: the path this fire reads (its slot's date).",
     )
 
 

@@ -13,6 +13,7 @@ from services.catalog.changes import SOURCE, Change, commit
 from services.catalog.channels import check_rules
 from services.catalog.definitions import DefinitionService
 from services.catalog.domain import JobQuery, StoredJob
+from services.catalog.domain.partner_files import dated_source_path
 from services.catalog.groups import remove_members
 from services.catalog.job_schemas import JobCreate, JobPatch, JobRunResult, JobUpdate, JobView, RunRefusal
 from services.catalog.ports import (
@@ -136,6 +137,9 @@ class JobService(DefinitionService[StoredJob, JobView]):
                     partner_feed=job.is_partner_feed,
                     schedule=job.schedule,
                     spec=job.spec,
+                    next_source_path=dated_source_path(
+                        job.spec, job.schedule, (state.next_run if state else None) or datetime.now(UTC)
+                    ),
                     notifications=list(job.notifications),
                     version=job.version,
                     updated_at=job.updated_at,

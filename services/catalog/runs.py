@@ -44,7 +44,7 @@ class View(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-DisplayStatus = Literal["Success", "Failed", "Running", "Queued"]
+DisplayStatus = Literal["Success", "Failed", "Skipped", "Running", "Queued"]
 
 
 def display_status(status: str) -> DisplayStatus:
@@ -53,6 +53,8 @@ def display_status(status: str) -> DisplayStatus:
         return "Success"
     if status in ("failed", "stopped"):
         return "Failed"
+    if status == "skipped":  # nothing to import (an empty file, on_empty: skip): not a failure
+        return "Skipped"
     return "Running" if status == "running" else "Queued"
 
 

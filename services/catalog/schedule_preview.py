@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from services.catalog.domain.partner_files import dated_source_path
 from services.catalog.job_schemas import FirePreview, SchedulePreview
-from shared.contracts.jobs import RecurringSchedule, Schedule
+from shared.contracts.jobs import JobSpec, RecurringSchedule, Schedule
 from shared.errors import ValidationFailed
 from shared.scheduling import MAX_PREVIEW, preview, spread_offset
 
@@ -19,10 +20,16 @@ PREVIEW_FROM = "Fires after this instant (ISO 8601 with offset); default now. Pa
 
 
 def preview_schedule(
-    schedule: Schedule, count: int, start: datetime | None = None, *, kind: str, owner_id: int
+    schedule: Schedule,
+    count: int,
+    start: datetime | None = None,
+    *,
+    kind: str,
+    owner_id: int,
+    spec: JobSpec | None = None,
 ) -> SchedulePreview:
     """The owner's next fires: with `spread_minutes`, each slot shifted by the owner's stable offset
-    (`kind` and id), exactly when the scheduler fires it."""
+    (`kind` and id), exactly when the scheduler fires it; a dated import's path as of each slot."""
     now = datetime.now(UTC)
     after = start or now
     if after.tzinfo is None:
@@ -38,7 +45,14 @@ def preview_schedule(
     while len(fires) < wanted:  # the shared math answers at most MAX_PREVIEW fires at a time
         asked = min(wanted - len(fires), MAX_PREVIEW)
         page = preview(schedule, after, asked, offset)
-        fires += [FirePreview(local=s.local, utc=s.utc, dst_change=s.dst_change, slot=s.slot) for s in page]
+        fires += [
+            FirePreview(
+                local=s.local, utc=s.utc, dst_change=s.dst_change, slot=s.slot,
+                # the run reads the file of its slot's date (the fire time may be later, by the spread)
+                source_path=None if spec is None else dated_source_path(spec, schedule, s.slot or s.utc),
+            )
+            for s in page
+        ]  # fmt: skip
         if len(page) < asked:  # the schedule has no more fires
             break
         after = page[-1].utc

@@ -40,7 +40,7 @@ EXIT_FAILED = 3
 EXIT_STOPPED = 4
 EXIT_TIMEOUT = 5
 EXIT_BY_STATUS = {"succeeded": EXIT_SUCCESS, "partial": EXIT_SUCCESS, "failed": EXIT_FAILED,
-                  "stopped": EXIT_STOPPED}  # fmt: skip
+                  "stopped": EXIT_STOPPED, "skipped": EXIT_SUCCESS}  # fmt: skip
 
 
 @app.command("list")
@@ -223,7 +223,7 @@ def watch_run(run_id: str, *, interval: float, timeout: float | None, output: Fo
         summary = ", ".join(
             f"{k} {counts.get(k, 0):,}" for k in shown if k not in ("unchanged", "skipped") or counts.get(k)
         )
-        colour = "green" if run["run_status"] == "Success" else "red"
+        colour = {"Success": "green", "Skipped": "yellow"}.get(run["run_status"], "red")
         console.print(f"run {run_id}: [bold {colour}]{run['status']}[/bold {colour}] ({summary})"
                       + (f" error: {run['error']}" if run.get("error") else ""), highlight=False)  # fmt: skip
         if run.get("rejects_file"):

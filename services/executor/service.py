@@ -579,13 +579,13 @@ class ExecutorService:
                 context=ImportContext(run_id=run_id, tag=f"{run_id}#{claim.attempt}.{attempt.number}",
                                       on_bytes=self._count_bytes, dry_run=True),
             )  # fmt: skip
+        # The claim read the checkpoint; a later attempt of this claim may have saved a newer one.
+        stored = claim.checkpoint if attempt.number == 1 else await self.leases.load_checkpoint(run_id)
         context = ImportContext(
             run_id=run_id,
             tag=f"{run_id}#{claim.attempt}.{attempt.number}",
-            # The claim read the checkpoint; a later attempt of this claim may have saved a newer one.
-            resume=Checkpoint.from_doc(
-                claim.checkpoint if attempt.number == 1 else await self.leases.load_checkpoint(run_id)
-            ),
+            resume=Checkpoint.from_doc(stored),
+            checkpoint_doc=stored,
             save_checkpoint=save,
             hold_table=hold_table,
             on_bytes=self._count_bytes,
@@ -627,13 +627,14 @@ def _target(request: RunRequested) -> str | None:
 
 def _claim_table(request: RunRequested) -> str | None:
     """The collection whose writer lock the claim takes with it: an import's table, unless the run first
-    waits for a ready file (it takes the lock before its first write then, not for the whole wait)."""
+    waits for a ready file or a late file (it takes the lock before its first write then, not for the whole wait)."""
     spec = request.data.job.spec
     if (
         _is_dry(request)  # writes nothing: holds no table
         or not isinstance(spec, ImportSpec)
         or not isinstance(spec.source, SftpSource)
         or spec.source.ready_file == "wait"
+        or spec.source.if_missing == "wait"
     ):
         return None
     return table_collection(spec.target.table)

@@ -155,6 +155,26 @@ class SftpSession:
                 raise
         return full
 
+    # Moves and removals of files read (`importers/partner_files.py`): full paths, from `resolve`.
+    async def exists_full(self, full: str) -> bool:
+        async with _translated(f"file {full}", self.redactor):
+            return bool(await self._sftp.exists(full))
+
+    async def rename_full(self, source: str, target: str) -> None:
+        async with _translated(f"file {source}", self.redactor):
+            await self._sftp.posix_rename(source, target)
+
+    async def remove_if_exists(self, full: str) -> bool:
+        async with _translated(f"file {full}", self.redactor):
+            if not await self._sftp.exists(full):
+                return False
+            await self._sftp.remove(full)
+            return True
+
+    async def make_dirs(self, directory: str) -> None:
+        async with _translated(f"directory {directory}", self.redactor):
+            await self._makedirs(directory)
+
     async def _makedirs(self, directory: str) -> None:
         base = posixpath.normpath("/" + self.connection.base_dir.strip("/"))
         if directory != base and not await self._sftp.isdir(directory):

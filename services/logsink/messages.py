@@ -112,7 +112,12 @@ def subject(body: Document) -> str:
 
 
 def _said(outcome: str) -> str:
-    return {"timed_out": "timed out", "partial": "finished with rejects"}.get(outcome, outcome)
+    said = {
+        "timed_out": "timed out",
+        "partial": "finished with rejects",
+        "skipped": "skipped (nothing to import)",
+    }
+    return said.get(outcome, outcome)
 
 
 def mail_text(body: Document) -> str:

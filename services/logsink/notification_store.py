@@ -83,7 +83,8 @@ class MongoNotifications:
         return {str(doc["_id"]): doc async for doc in self.group_runs.find({"_id": {"$in": wanted}})}
 
     async def previous_status(self, owner_kind: str, owner_id: int, run_number: int) -> RunStatus | None:
-        """The status of the owner's latest terminal, non-dry run before this one (by run number)."""
+        """The status of the owner's latest terminal, non-dry, non-skipped run before this one (by run
+        number): what `recovered` is judged against."""
         if owner_kind == "group":
             collection, owner, number, status, trigger = (
                 self.group_runs, GroupRunField.GROUP_ID, GroupRunField.RUN_NUMBER,
@@ -96,7 +97,7 @@ class MongoNotifications:
         query = {
             owner: owner_id,
             number: {"$lt": run_number},
-            status: {"$in": list(TERMINAL)},
+            status: {"$in": [s for s in TERMINAL if s != RunStatus.SKIPPED.value]},
             trigger: NOT_DRY,
         }
         async for doc in collection.find(query, {status: 1}).sort(number, -1).limit(1):

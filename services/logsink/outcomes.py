@@ -1,9 +1,10 @@
 """Which notifications a finished run (or group run) owes: pure rules, no I/O (issue #16).
 
-A finished run's outcome labels are its status (succeeded, partial, failed, stopped), plus
+A finished run's outcome labels are its status (succeeded, partial, failed, stopped, skipped), plus
 `timed_out` for a failed run stopped by its `max_duration` (so a rule on `failed` hears about
 timeouts too), plus `recovered` for a succeeded or partial run whose job's previous terminal,
-non-dry-run run failed (timed out included). A rule matches when its `on` meets the labels; a
+non-dry-run, non-skipped run failed (timed out included; a skipped run — an empty file — says
+nothing about the feed's health, so it is passed over). A rule matches when its `on` meets the labels; a
 (rule, channel) pair is notified once, with the most specific matching label as its outcome
 (`SPECIFICITY`). Dry runs never notify and are never "the previous run".
 """
@@ -25,12 +26,14 @@ SPECIFICITY: tuple[NotifyOn, ...] = (
     NotifyOn.PARTIAL,
     NotifyOn.SUCCEEDED,
     NotifyOn.STOPPED,
+    NotifyOn.SKIPPED,
 )
 _BY_STATUS = {
     RunStatus.SUCCEEDED: NotifyOn.SUCCEEDED,
     RunStatus.PARTIAL: NotifyOn.PARTIAL,
     RunStatus.FAILED: NotifyOn.FAILED,
     RunStatus.STOPPED: NotifyOn.STOPPED,
+    RunStatus.SKIPPED: NotifyOn.SKIPPED,
 }
 RECOVERING = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL})
 

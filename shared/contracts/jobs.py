@@ -18,6 +18,7 @@ from shared.contracts.envelope import Frozen
 
 TABLE_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 TRIGGER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+MAX_WAIT_MINUTES = 720  # if_missing: wait — half a day at most
 
 MaxDuration = Annotated[
     str | None,
@@ -181,6 +182,27 @@ class SftpSource(Frozen):
     ready_wait_seconds: int = Field(default=600, ge=0, le=86_400)
     count_file: bool = Field(default=False, description="A `<file>.count` holds the record count to check.")
     compression: Literal["auto", "none", "gzip", "zip"] = "auto"
+    # Files as partners deliver them (docs/partner-files.md); the catalog checks the combinations.
+    if_missing: Literal["fail", "wait", "newest"] = Field(
+        default="fail",
+        description="No file at the (dated) path: fail; wait up to `wait_minutes` for it; or take the "
+        "newest file matching the path with any date.",
+    )
+    wait_minutes: int = Field(default=60, ge=1, le=MAX_WAIT_MINUTES, description="With if_missing: wait.")
+    on_empty: Literal["succeed", "skip", "fail"] = Field(
+        default="succeed", description="A file without data rows: succeed (0 rows), end `skipped`, or fail."
+    )
+    max_age_hours: int | None = Field(
+        default=None, ge=1, le=8784, description="A file last modified longer ago fails the run."
+    )
+    after_import: Literal["keep", "archive", "delete"] = Field(
+        default="keep",
+        description="After a succeeded or partial run: leave the file, move it (and its .ready/.count) "
+        "into `archive_dir` with the run id in its name, or delete it.",
+    )
+    archive_dir: str | None = Field(
+        default=None, min_length=1, max_length=1024, description="Required for after_import: archive."
+    )
 
 
 class PartnerFeedSource(Frozen):

@@ -29,13 +29,16 @@ class RunStatus(StrEnum):
     PARTIAL = "partial"
     FAILED = "failed"
     STOPPED = "stopped"
+    SKIPPED = "skipped"  # nothing to do (an empty file with on_empty: skip): not a failure, nothing written
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL_STATUSES
 
 
-TERMINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.STOPPED})
+TERMINAL_STATUSES = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.SKIPPED}
+)
 
 
 class RunCounts(Frozen):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import playwright.async_api as playwright_api
@@ -403,6 +405,31 @@ async def test_a_spread_schedule_shows_its_offset_and_slots_and_its_form_field(
     await expect(first.nth(2)).to_have_text(preview["fires"][0]["slot"].replace("T", " "))
     await page.goto(f"/#/jobs/{job['id']}/edit")
     await expect(page.locator('input[data-field="schedule.spread_minutes"]')).to_have_value("20")
+
+
+async def test_a_dated_import_shows_the_file_each_fire_reads_and_an_empty_file_run_reads_skipped(
+    page: Any, api: httpx.AsyncClient, sshd: Sshd, sftp_connection: int, table: str, unique: str
+) -> None:
+    schedule = {"type": "recurring", "rule": {"kind": "daily", "at": "00:30"}, "timezone": "Asia/Tokyo"}
+    job = await new_job(api, f"dated {unique}", sftp_connection, f"{unique}/c_{{date}}.csv", table,
+                        schedule=schedule)  # fmt: skip
+    source = {**job["spec"]["source"], "on_empty": "skip"}
+    edited = await api.patch(
+        f"/jobs/{job['id']}", json={"version": job["version"], "spec": {**job["spec"], "source": source}}
+    )
+    assert edited.status_code == 200, edited.text
+    job = edited.json()
+    fires = (await api.get(f"/jobs/{job['id']}/schedule-preview", params={"count": 10})).json()["fires"]
+    today = datetime.now(ZoneInfo("Asia/Tokyo")).strftime("%Y%m%d")
+    write_contacts(sshd, f"{unique}/c_{today}.csv", 0)  # a header only: empty
+    assert (await api.post(f"/jobs/{job['id']}/run")).status_code == 202
+    assert (await wait_for_run(api, f"{job['id']}.1"))["status"] == "skipped"
+
+    await page.goto(f"/#/jobs/{job['id']}")
+    await expect(page.locator("#next-source-path")).to_have_text(job["next_source_path"])
+    await expect(page.locator("#schedule-preview .source-path").first).to_have_text(fires[0]["source_path"])
+    await page.goto(f"/#/runs/{job['id']}.1")
+    await expect(page.locator(".run-status .badge.skipped")).to_have_text("Skipped")
 
 
 # --- groups: create, reorder, run --------------------------------------------------------------------

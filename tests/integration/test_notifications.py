@@ -351,3 +351,16 @@ async def test_a_group_notifies_once_naming_each_member_and_members_keep_their_o
         members = [(m["run_id"], m["status"]) for m in body["group_run"]["members"]]
         assert members == [("21.1", "succeeded"), ("22.1", "failed")]
         assert body["group_run"]["group_name"] == "Morning" and body["group_run"]["error"] == "job 22 failed"
+
+
+async def test_a_skipped_run_notifies_a_rule_on_skipped_and_is_passed_over_for_recovered(
+    world: World,
+) -> None:
+    await world.webhook(1, "http://127.0.0.1:9/never")
+    await world.job(10, [{"on": ["skipped", "recovered"], "channels": [1]}])
+    statuses = [RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.SUCCEEDED, RunStatus.SKIPPED]
+    for number, status in enumerate(statuses, start=1):
+        await world.record(requested(f"10.{number}"), finished(f"10.{number}", status))
+    said = {f"10.{n}": [x["outcome"] for x in await world.notifications(f"10.{n}")] for n in range(1, 5)}
+    # an empty file says nothing of the feed's health: the success after it still ends the failures
+    assert said == {"10.1": [], "10.2": ["skipped"], "10.3": ["recovered"], "10.4": ["skipped"]}

@@ -96,6 +96,7 @@ def test_server_sent_events_are_parsed() -> None:
         ("partial", 3, "Success, 3 rejects"),
         ("failed", 0, "Failed"),
         ("stopped", 0, "Failed (stopped)"),
+        ("skipped", 0, "Skipped"),
         ("queued", 0, "Queued"),
     ],
 )
@@ -129,7 +130,9 @@ def fake_api(statuses: list[str]) -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
-@pytest.mark.parametrize(("final", "code"), [("succeeded", 0), ("partial", 0), ("failed", 3), ("stopped", 4)])
+@pytest.mark.parametrize(
+    ("final", "code"), [("succeeded", 0), ("partial", 0), ("failed", 3), ("stopped", 4), ("skipped", 0)]
+)
 def test_runs_watch_exit_codes(final: str, code: int, monkeypatch: pytest.MonkeyPatch) -> None:
     transport = fake_api(["queued", "running", final])
     login = config.Login(API, "cnt_x")

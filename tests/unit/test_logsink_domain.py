@@ -591,3 +591,15 @@ def test_group_events_in_any_order_give_the_same_group_run() -> None:
     assert results[0] == results[1]
     assert results[0]["status"] == "failed"
     assert results[0]["group_name"] == "morning"
+
+
+def test_a_skipped_run_is_recorded_as_ended_skipped() -> None:
+    """`skipped` (nothing to import, issue #17) is terminal like the others: recorded, never moved back."""
+    runs = Runs()
+    runs.apply(on_requested(run_requested("7.1")).statement())
+    runs.apply(*on_started(run_started("7.1")).statements())
+    runs.apply(on_finished(run_finished("7.1", status=RunStatus.SKIPPED)).statement())
+    assert runs["7.1"]["status"] == "skipped"
+    assert not runs.apply(on_finished(run_finished("7.1", status=RunStatus.FAILED)).statement())
+    runs.apply(*on_started(run_started("7.1", at=T0 + timedelta(seconds=1))).statements())
+    assert runs["7.1"]["status"] == "skipped"

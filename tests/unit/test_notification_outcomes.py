@@ -73,14 +73,14 @@ def test_retries_back_off_then_give_up() -> None:
 # --- reference model ---------------------------------------------------------------------------------
 
 LABELS = list(NotifyOn)
-ORDER = ["timed_out", "recovered", "failed", "partial", "succeeded", "stopped"]
+ORDER = ["timed_out", "recovered", "failed", "partial", "succeeded", "stopped", "skipped"]
 
 
 def model(
     status: RunStatus, timed_out: bool, history: list[tuple[RunStatus, str]], rules: list[NotificationRule]
 ) -> dict[tuple[int, int], str]:
     """The rules as the brief states them, written plainly."""
-    real = [s for s, trigger in history if trigger != "dry_run" and s.terminal]
+    real = [s for s, trigger in history if trigger != "dry_run" and s.terminal and s != RunStatus.SKIPPED]
     previous = real[-1] if real else None
     found = {status.value} if status.terminal else set()
     if status == F and timed_out:
@@ -120,7 +120,8 @@ rules_st = st.lists(
 def test_notifications_owed_follow_the_reference_model(
     status: RunStatus, timed_out: bool, history: list[tuple[RunStatus, str]], rules: list[NotificationRule]
 ) -> None:
-    real = [s for s, trigger in history if outcomes.notifies(trigger) and s.terminal]
+    # what the store's `previous_status` reads: the latest terminal run that is neither dry nor skipped
+    real = [s for s, t in history if outcomes.notifies(t) and s.terminal and s is not RunStatus.SKIPPED]
     previous = real[-1] if real else None
     due = outcomes.matches(rules, outcomes.labels(status, timed_out=timed_out, previous=previous))
     got = {(d.rule, d.channel_id): d.outcome.value for d in due}

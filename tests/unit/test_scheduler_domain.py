@@ -156,6 +156,11 @@ def test_group_advances_after_success_and_partial() -> None:
     assert last.next_step is None and last.status == RunStatus.SUCCEEDED
 
 
+def test_a_skipped_member_is_no_failure_the_group_goes_on() -> None:
+    skipped = after_member_finished(group(0), "1.1", RunStatus.SKIPPED)  # nothing to import (#17)
+    assert skipped.next_step == 1 and skipped.failures == ()
+
+
 def test_group_stops_after_a_failed_step() -> None:
     result = after_member_finished(group(0), "1.1", RunStatus.FAILED)
     assert result.next_step is None and result.status == RunStatus.FAILED and "1.1" in (result.error or "")

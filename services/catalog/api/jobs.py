@@ -167,4 +167,5 @@ async def job_schedule_preview(
     start: Annotated[datetime | None, Query(alias="from", description=PREVIEW_FROM)] = None,
 ) -> SchedulePreview:
     """The next fire times of the job's schedule, in its zone and in UTC, flagging daylight-saving changes."""
-    return preview_schedule((await jobs.load(job_id)).schedule, count, start, kind="job", owner_id=job_id)
+    job = await jobs.load(job_id)
+    return preview_schedule(job.schedule, count, start, kind="job", owner_id=job_id, spec=job.spec)

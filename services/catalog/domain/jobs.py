@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.catalog.domain.partner_files import validate_partner_files
 from services.catalog.errors import RunRefused
 from shared.catalog_records import (
     LIST_MATCH_COLUMNS,
@@ -36,6 +37,7 @@ from shared.contracts.jobs import (
     ProfileExtensionTarget,
     Schedule,
     SftpDestination,
+    SftpSource,
     TableField,
     is_expired,
 )
@@ -167,6 +169,8 @@ def validate_import(spec: ImportSpec, table: TableRecord, connection: Connection
         resolve_inside(connection.base_dir, import_source_path(spec))
     except ValidationFailed as exc:
         raise ValidationFailed(exc.message, field="spec.source.path") from exc
+    if isinstance(spec.source, SftpSource):
+        validate_partner_files(spec.source, connection)
     _check_target_kind(spec, table)
     _check_mapping(spec, table)
     _check_keys_mapped(spec, table)

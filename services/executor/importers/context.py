@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from services.executor.importers import sources
 from services.executor.importers.pipeline import Checkpoint
@@ -15,6 +16,7 @@ class ImportSettings:
     read_chunk_bytes: int
     max_in_flight: int = 2
     limits: sources.SourceLimits = sources.DEFAULT_LIMITS  # decompression and record-length bounds
+    wait_minute_seconds: float = 60.0  # a minute of `if_missing: wait` (tests shorten it)
 
 
 @dataclass
@@ -24,6 +26,7 @@ class ImportContext:
     run_id: str
     tag: str  # identifies this attempt's writes (`_cx_run`)
     resume: Checkpoint | None = None
+    checkpoint_doc: dict[str, Any] | None = None  # as stored: a complete load's `LoadDone` too
     save_checkpoint: Callable[[Checkpoint], Awaitable[None]] | None = None
     # Waits for the writer lock of (collection, table name); True when the run held it already.
     hold_table: Callable[[str, str], Awaitable[bool]] | None = None

@@ -12,7 +12,7 @@ from services.executor.domain import ColumnPlan, CsvRecord, Rejection, Tally, ma
 from services.executor.domain.records import hit_record_text, record_text
 from services.executor.domain.targets import mappable_fields
 from services.executor.errors import BadFile
-from services.executor.importers import feed, sources
+from services.executor.importers import feed, partner_files, sources
 from services.executor.reporting import RunReporter
 from services.executor.sftp import RemoteFile, SftpSession
 from shared.catalog_records import TableRecord
@@ -30,6 +30,7 @@ class SourceReader:
         chunk_bytes: int,
         limits: sources.SourceLimits,
         stop_requested: Callable[[], bool],
+        minute_seconds: float = 60.0,
     ) -> None:
         self.spec = spec
         self.reporter = reporter
@@ -39,6 +40,8 @@ class SourceReader:
         self.files: list[RemoteFile] = []  # an SFTP source's, in load order
         self.delivery: feed.Delivery | None = None  # a partner feed's
         self.bytes_total: int | None = None
+        self.minute_seconds = minute_seconds  # of an `if_missing: wait`
+        self.skip = False  # empty, and the job says on_empty: skip
 
     async def find(self, sftp: SftpSession) -> None:
         source = self.spec.source
@@ -56,12 +59,15 @@ class SourceReader:
             self.bytes_total = d.size
             return
         assert isinstance(source, SftpSource)
-        self.files = await sources.resolve_files(sftp, source)
+        self.files = await partner_files.find_files(sftp, source, self.reporter, stop_requested=self.stop_requested,
+                                                    minute_seconds=self.minute_seconds)  # fmt: skip
         for remote in self.files:
             if await sources.check_ready(sftp, source, remote, self.stop_requested):
                 await self.reporter.log(f"ready file of {remote.name} appeared")
             await self.reporter.log(f"file found: {remote.path} ({remote.size} bytes)", size=remote.size)
         self.bytes_total = sum(f.size for f in self.files)
+        self.skip = await partner_files.skips_empty(sftp, source, self.spec.format, self.files, self.chunk_bytes,
+                                                    self.reporter)  # fmt: skip
 
     async def records(
         self,

@@ -21,6 +21,13 @@ from services.executor.importers.dry_store import DryRunStore
 from services.executor.importers.lists import ListTarget
 from services.executor.importers.load import Load
 from services.executor.importers.overwrite import Staging
+from services.executor.importers.partner_files import (
+    LoadDone,
+    SkippedOutcome,
+    done_of,
+    settle_files,
+    settles_files,
+)
 from services.executor.importers.pipeline import Checkpoint
 from services.executor.importers.reader import SourceReader
 from services.executor.importers.rejects_file import write_rejects_files
@@ -31,12 +38,12 @@ from services.executor.importers.targets import (
     Target,
 )
 from services.executor.importers.validation import validation_pass
-from services.executor.ports import CatalogReader
+from services.executor.ports import CatalogReader, WorkOutcome
 from services.executor.reporting import RunReporter
 from services.executor.repository import MongoRejectStore
 from services.executor.sftp import SftpSession, open_sftp
 from shared.catalog_records import TableKind, TableRecord
-from shared.contracts.jobs import ImportSpec
+from shared.contracts.jobs import ImportSpec, SftpSource
 from shared.contracts.jobs import ListTarget as ListTargetSpec
 from shared.contracts.jobs import ProfileExtensionTarget as ProfileExtensionSpec
 from shared.contracts.runs import MAX_FIRST_REJECTS, RejectSample
@@ -74,14 +81,17 @@ class ImportRun:
         self.context = context
         self.tally = Tally()
         self.source = SourceReader(spec, reporter, chunk_bytes=settings.read_chunk_bytes,
-                                   limits=settings.limits, stop_requested=stop_requested)  # fmt: skip
+                                   limits=settings.limits, stop_requested=stop_requested,
+                                   minute_seconds=settings.wait_minute_seconds)  # fmt: skip
         self._staging: Staging | None = None  # an overwrite's new collection
 
     @property
     def bytes_total(self) -> int | None:
         return self.source.bytes_total
 
-    async def run(self) -> ImportOutcome:
+    async def run(self) -> WorkOutcome:
+        if (done := LoadDone.done_in(self.context.checkpoint_doc)) is not None:
+            return await self._settle_after_take_over(done)
         table = await self.catalog.table(self.spec.target.table)
         connection = await self.catalog.connection(self.spec.source.connection_id)
         target = await self._target(table)
@@ -91,6 +101,8 @@ class ImportRun:
                 f"connected to {connection.host}:{connection.port}", connection=connection.name
             )
             await self.source.find(sftp)
+            if self.source.skip:
+                return await self._skipped()
             if needs_validation_pass(self.spec):
                 await validation_pass(sftp, self.source, table, target, tally=self.tally,
                                       reporter=self.reporter, stop_requested=self.stop_requested)  # fmt: skip
@@ -107,6 +119,7 @@ class ImportRun:
             if self.context.dry_run:  # no rejects file: the first rejects go in the run's result
                 return ImportOutcome(self.tally, None, await self._first_rejects())
             rejects_file = await self._write_rejects(sftp)
+            await self._settle_files(sftp, rejects_file)
         return ImportOutcome(self.tally, rejects_file)
 
     async def _target(self, table: TableRecord) -> Target:
@@ -198,3 +211,31 @@ class ImportRun:
             await self.reporter.log(
                 f"{self.tally.unchanged} matching record(s) left unchanged (update_on_match: no_update)"
             )
+
+    # --- partner files (`partner_files.py`): a skipped run, and the files archived or deleted -------------
+
+    async def _skipped(self) -> WorkOutcome:
+        if self._staging is not None:  # an overwrite: the table stays as it is
+            await self._staging.discard(self.tally)
+        return SkippedOutcome(self.tally)
+
+    async def _settle_files(self, sftp: SftpSession, rejects_file: str | None) -> None:
+        source = self.spec.source
+        if not isinstance(source, SftpSource) or not settles_files(source, self.reporter.request.data):
+            return
+        done = done_of(self.tally, self.source.files, rejects_file)
+        if self.context.save_checkpoint is not None:  # before any move: a take-over only settles the files
+            await self.context.save_checkpoint(done)
+        await settle_files(sftp, source, done, self.context.run_id, self.reporter)
+
+    async def _settle_after_take_over(self, done: LoadDone) -> WorkOutcome:
+        source = self.spec.source
+        assert isinstance(source, SftpSource)
+        connection = await self.catalog.connection(source.connection_id)
+        await self.reporter.log(
+            "the load was complete before the take-over: only the files are left to settle"
+        )
+        async with open_sftp(connection, self.secrets) as sftp:
+            await settle_files(sftp, source, done, self.context.run_id, self.reporter)
+        self.tally = done.tally()
+        return ImportOutcome(self.tally, done.rejects_file)

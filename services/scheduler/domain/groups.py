@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from shared.contracts.runs import RunStatus
 
-SUCCESS = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL})
+SUCCESS = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.SKIPPED})  # skipped: nothing to do
 
 
 @dataclass(frozen=True)

@@ -537,7 +537,8 @@ async function jobDetail(jobId) {
       item("Job ID", job.id), item("Group", job.group), item("Job Type", JOB_TYPES[job.job_type]), item("Job state", job.state),
       item("Created on", timeCell(job.created_at)), item("By", job.created_by), item("Next run", timeCell(job.next_run)),
       item("Previous run", timeCell(job.previous_run)), item("Schedule type", SCHEDULE_TYPES[job.schedule_type]),
-      item("Expiration date", timeCell(job.expiration_date)), item("Version", job.version), item("Partner feed", job.partner_feed ? "yes" : "no"))),
+      item("Expiration date", timeCell(job.expiration_date)), item("Version", job.version), item("Partner feed", job.partner_feed ? "yes" : "no"),
+      ...(job.next_source_path ? item("Next file", h("code", { id: "next-source-path" }, job.next_source_path)) : []))),
     h("section", { class: "panel", "aria-labelledby": "preview-title" }, h("h3", { id: "preview-title" }, "Next fire times"), schedulePager(jobId, job.schedule, preview)),
     h("section", { class: "panel", "aria-labelledby": "chart-title" }, h("h3", { id: "chart-title" }, "Last 30 runs"), chartBox),
     h("section", { class: "panel", "aria-labelledby": "runs-title" }, h("h3", { id: "runs-title" }, "Runs"), runsBox),
@@ -602,12 +603,15 @@ function schedulePreview(preview, schedule) {
   }
   const offset = preview.spread_offset_seconds ?? 0;
   const spread = offset ? [h("th", {}, "Slot (UTC)")] : [];
+  const dated = preview.fires.some((f) => f.source_path); // an import with date tokens: the file each fire reads
   const table = h("table", { class: "grid", id: "schedule-preview" },
-    h("thead", {}, h("tr", {}, h("th", {}, `Local time (${preview.timezone})`), h("th", {}, "UTC"), ...spread, h("th", {}, "Daylight saving"))),
+    h("thead", {}, h("tr", {}, h("th", {}, `Local time (${preview.timezone})`), h("th", {}, "UTC"), ...spread, h("th", {}, "Daylight saving"),
+      ...(dated ? [h("th", {}, "Reads")] : []))),
     h("tbody", {}, preview.fires.map((f) => h("tr", { class: f.dst_change ? "dst-change" : "" },
       h("td", {}, f.local.replace("T", " ")), h("td", {}, f.utc.replace("T", " ")),
       ...(offset ? [h("td", { class: "muted" }, (f.slot ?? "").replace("T", " "))] : []),
-      h("td", {}, f.dst_change ? h("span", { class: "dst", title: "A daylight-saving change falls on this slot" }, "⚠ DST change") : "")))));
+      h("td", {}, f.dst_change ? h("span", { class: "dst", title: "A daylight-saving change falls on this slot" }, "⚠ DST change") : ""),
+      ...(dated ? [h("td", {}, h("code", { class: "source-path" }, f.source_path ?? ""))] : [])))));
   if (!offset) return table;
   const note = `Spread: starts ${Math.floor(offset / 60)} min ${offset % 60} s after each slot (stable for this schedule).`;
   return h("div", {}, h("p", { class: "muted", id: "spread-offset" }, note), table);
@@ -665,7 +669,7 @@ const RUN_COLUMNS = [
   ["Job ID.Run ID", "run_id"], ["Group ID.Run ID", null], ["Group", null], ["Name", "job_name"], ["Job type", null],
   ["Start time", "start_time"], ["Duration", "duration"], ["Run status", "status"],
 ];
-const STATUS_FILTERS = { "": [], success: ["succeeded", "partial"], failed: ["failed", "stopped"], stopped: ["stopped"], rejects: ["partial"], running: ["running", "queued"] };
+const STATUS_FILTERS = { "": [], success: ["succeeded", "partial"], skipped: ["skipped"], failed: ["failed", "stopped"], stopped: ["stopped"], rejects: ["partial"], running: ["running", "queued"] };
 const completedState = { job_id: "", group_id: "", status: "", job_type: "", started_from: "", started_to: "", sort: { key: "requested_at", dir: -1 }, offset: 0 };
 
 function runsTable(runs, { compact = false, sort = null, onSort = null } = {}) {
@@ -705,7 +709,7 @@ async function completedJobs() {
     h("div", { class: "toolbar" }, h("div", { class: "filters", role: "search" },
       field("filter-job-id", "Job ID", input("filter-job-id", "job_id", { type: "number", min: 1, size: 6 })),
       field("filter-group-id", "Group ID", input("filter-group-id", "group_id", { type: "number", min: 1, size: 6 })),
-      field("filter-status", "Run status", select("filter-status", "status", [["", "All"], ["success", "Success"], ["rejects", "Success with rejects"], ["failed", "Failed"], ["stopped", "Stopped"], ["running", "Running"]])),
+      field("filter-status", "Run status", select("filter-status", "status", [["", "All"], ["success", "Success"], ["rejects", "Success with rejects"], ["failed", "Failed"], ["stopped", "Stopped"], ["skipped", "Skipped"], ["running", "Running"]])),
       field("filter-run-type", "Job type", select("filter-run-type", "job_type", [["", "All"], ["import", "Import"], ["export", "Export"]])),
       field("filter-from", "Started from", input("filter-from", "started_from", { type: "date" })),
       field("filter-to", "Started before", input("filter-to", "started_to", { type: "date" })))),
