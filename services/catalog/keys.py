@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 
-from services.catalog.domain.keys import check_kind, key_material
+from services.catalog.domain.keys import check_kind, key_material, text_bytes
 from services.catalog.key_schemas import KeyCreate, KeyView
 from services.catalog.ports import CatalogRecords, KeyReader
 from shared.catalog_records import PgpKeyKind, PgpKeyRecord
@@ -29,6 +29,8 @@ class PgpKeys:
         field = "armored" if armored is not None else "base64"
         material = key_material(armored, given)
         passphrase = body.passphrase.get_secret_value() if body.passphrase else None
+        if passphrase is not None:
+            text_bytes(passphrase, "passphrase")
         try:
             inspected = await self.reader.inspect(material, passphrase, field)
         except PgpError as exc:

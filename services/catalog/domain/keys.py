@@ -19,7 +19,7 @@ def key_material(armored: str | None, base64_key: str | None) -> bytes:
             raise ValidationFailed(
                 "armored: not an ASCII-armoured key (-----BEGIN PGP … KEY BLOCK-----)", field="armored"
             )
-        return armored.encode()
+        return text_bytes(armored, "armored")
     assert base64_key is not None
     try:
         material = base64.b64decode("".join(base64_key.split()), validate=True)
@@ -28,6 +28,14 @@ def key_material(armored: str | None, base64_key: str | None) -> bytes:
     if not material:
         raise ValidationFailed("base64: empty", field="base64")
     return material
+
+
+def text_bytes(value: str, field: str) -> bytes:
+    """UTF-8 of a JSON string, which may hold lone surrogates (`\\ud800`) no key or passphrase has."""
+    try:
+        return value.encode()
+    except UnicodeEncodeError:
+        raise ValidationFailed(f"{field}: not valid text (a lone surrogate)", field=field) from None
 
 
 def check_kind(kind: PgpKeyKind, has_secret: bool, passphrase_given: bool, field: str) -> None:
