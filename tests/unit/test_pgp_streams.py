@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -226,3 +227,32 @@ async def test_decrypting_50_mb_keeps_python_memory_far_below_the_file_size(
     assert size == plain.stat().st_size
     assert digest.hexdigest() == hashlib.sha256(plain.read_bytes()).hexdigest()
     assert peak < 8 * 1024 * 1024, f"peak Python allocation {peak} bytes while streaming 50 MB"
+
+
+def gpg_agents_under(directory: Path) -> list[int]:
+    """gpg-agents whose home is under `directory` (from their command lines)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if proc.name.isdigit() and "gpg-agent" in command and str(directory) in command:
+            found.append(int(proc.name))
+    return found
+
+
+async def test_a_stream_left_early_stops_gpg_and_leaves_no_home_nor_agent(
+    keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where GpgHome makes its homes
+    message = keys.gpg.encrypt(CSV * 20, [keys.ours.fingerprint])
+    stream = decrypt_stream(chunked(message, 4096), keys.ours.secret, keys.ours.passphrase)
+    first = await anext(stream)
+    assert first and [path.name[:12] for path in tmp_path.iterdir()] == ["connect-pgp-"]
+    await stream.aclose()  # as `async with aclosing(...)` or a failed consumer does
+    assert list(tmp_path.iterdir()) == []
+    assert gpg_agents_under(tmp_path) == []
+    with pytest.raises(MessageCorrupt):
+        await decrypt(keys, message[:-10])  # and after a failure too
+    assert list(tmp_path.iterdir()) == [] and gpg_agents_under(tmp_path) == []
