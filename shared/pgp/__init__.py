@@ -1,6 +1,6 @@
 """OpenPGP for partner files: keys read and checked, messages decrypted and encrypted while streaming.
 
-Debian's `gpg` does the cryptography in its own process (see `gpg.py` for why); this package only moves
+Debian's `gpg` does the cryptography in its own process (why gpg: README, "Dependencies"); this package only moves
 bytes and turns gpg's verdicts into Connect's errors (`errors.py`).
 """
 
