@@ -18,14 +18,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# Debian packages the tests need: sshd (real SFTP server), promtool (alert rules) and Chromium (the
-# console's browser tests; Playwright drives /usr/bin/chromium, it never downloads one); skipped when present.
+# Debian packages the tests need: sshd (real SFTP server), promtool (alert rules), Chromium (the
+# console's browser tests; Playwright drives /usr/bin/chromium, it never downloads one) and gnupg (gpg
+# decrypts and encrypts PGP files at run time, and is the tests' independent tool); skipped when present.
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 system-deps:
 	@missing=""; \
 	  [ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	  command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	  command -v gpg >/dev/null && command -v gpgconf >/dev/null || missing="$$missing gnupg"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing$$missing"; \
 	    apt-get update -qq && $(APT_INSTALL) $$missing >/dev/null; \

@@ -145,3 +145,29 @@ class NotificationChannelRecord(Record):
     secret_encrypted: str | None = Field(default=None, description="The Standard Webhooks signing secret.")
     created_at: datetime
     created_by: str
+
+
+class PgpKeyKind(StrEnum):
+    PUBLIC = "public"  # a partner's: to encrypt exports to, to verify what it signed
+    PRIVATE = "private"  # Connect's own: to decrypt imports, to sign exports
+
+
+class PgpKeyRecord(Record):
+    """An OpenPGP key (`/keys`). The private key and its passphrase are stored encrypted
+    (`shared.secrets.SecretBox`; the key as base64 of the bytes given, armoured or binary), never returned.
+    The facts are gpg's reading at upload (`shared.pgp.KeyFacts`); each use checks the key again."""
+
+    id: int = Field(alias="_id")
+    name: str
+    kind: PgpKeyKind
+    fingerprint: str
+    user_ids: tuple[str, ...]
+    algorithm: str
+    usage: tuple[str, ...]
+    key_created: datetime
+    expires: datetime | None = None
+    public_key: str = Field(description="The armoured public part (of a private key too).")
+    private_key_encrypted: str | None = None
+    passphrase_encrypted: str | None = None
+    created_at: datetime
+    created_by: str

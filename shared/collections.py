@@ -18,6 +18,7 @@ class CatalogCollections:
     TABLES: Final = "tables"
     TOKENS: Final = "tokens"
     NOTIFICATION_CHANNELS: Final = "notification_channels"
+    PGP_KEYS: Final = "pgp_keys"
     COUNTERS: Final = "counters"  # the next job, group and connection ids
     OUTBOX: Final = "outbox"
     CONSOLE_SESSIONS: Final = "console_sessions"

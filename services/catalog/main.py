@@ -8,12 +8,14 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.catalog.adapters.audience_schema import MongoAudienceSchema
+from services.catalog.adapters.pgp_keys import GpgKeyReader
 from services.catalog.adapters.read_models import MongoReadModels
 from services.catalog.adapters.repository import MongoCatalogRepository
 from services.catalog.adapters.runs_read_model import MongoRunsReadModel
 from services.catalog.adapters.sftp_probe import AsyncsshProbe
 from services.catalog.api import groups as groups_api
 from services.catalog.api import jobs as jobs_api
+from services.catalog.api import keys as keys_api
 from services.catalog.api import notifications as notifications_api
 from services.catalog.api import resources, runs
 from services.catalog.api.errors import error_response, install_error_handlers
@@ -22,6 +24,7 @@ from services.catalog.config import CatalogSettings
 from services.catalog.console.routes import install_console
 from services.catalog.groups import GroupService
 from services.catalog.jobs import JobService
+from services.catalog.keys import PgpKeys
 from services.catalog.runs import RunsService
 from services.catalog.service import CatalogService
 from services.catalog.subscribers import register_subscribers
@@ -82,6 +85,7 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
     app.state.jobs = jobs
     app.state.groups = groups
     app.state.channels = NotificationChannels(repo, box)
+    app.state.keys = PgpKeys(repo, box, GpgKeyReader())
     runs_read = MongoRunsReadModel(runtime.mongo, common.database("logsink"), common.database("executor"))
     app.state.runs = RunsService(runs_read)
     for router in (
@@ -90,6 +94,7 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
         groups_api.router,
         runs.router,
         notifications_api.router,
+        keys_api.router,
     ):
         app.include_router(router)
     console = install_console(app, runtime.mongo, runtime.db_name)  # the web console at /

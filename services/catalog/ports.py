@@ -13,8 +13,9 @@ from typing import Any, Protocol, TypeVar
 
 from services.catalog.domain import JobQuery, StoredGroup, StoredJob, StoredToken
 from services.catalog.schemas import ConnectionTest, HostKeyView
-from shared.catalog_records import ConnectionRecord, NotificationChannelRecord, TableRecord
+from shared.catalog_records import ConnectionRecord, NotificationChannelRecord, PgpKeyRecord, TableRecord
 from shared.contracts import Envelope
+from shared.pgp import InspectedKey
 from shared.schedule_state import ScheduleState
 from shared.secrets import SecretBox
 
@@ -120,6 +121,22 @@ class NotificationChannelStore(Protocol):
         ...
 
 
+class PgpKeyStore(Protocol):
+    async def new_id(self) -> int: ...
+
+    async def get(self, key_id: int) -> PgpKeyRecord | None: ...
+
+    async def page(self, *, offset: int, limit: int) -> tuple[list[PgpKeyRecord], int]: ...
+
+    async def add(self, record: PgpKeyRecord) -> None:
+        """Raises `Conflict` when its name is taken."""
+        ...
+
+    async def remove(self, key_id: int) -> bool:
+        """Whether there was one to remove."""
+        ...
+
+
 class TableStore(Protocol):
     async def get(self, name: str) -> TableRecord | None: ...
 
@@ -163,6 +180,9 @@ class CatalogRecords(Protocol):
     @property
     def channels(self) -> NotificationChannelStore: ...
 
+    @property
+    def keys(self) -> PgpKeyStore: ...
+
 
 class UnitOfWork(CatalogRecords, Protocol):
     """The records within one transaction: what its stores change is committed together, or not at all."""
@@ -202,6 +222,13 @@ class CommandBus(Protocol):
 class AudienceSchema(Protocol):
     async def create(self, table: TableRecord) -> None:
         """Create a new table's collection and its unique indexes in the audience database."""
+        ...
+
+
+class KeyReader(Protocol):
+    async def inspect(self, material: bytes, passphrase: str | None, field: str) -> InspectedKey:
+        """One OpenPGP key's facts, its passphrase proven; raises `shared.pgp.PgpError` (naming `field`,
+        where the key was given, or `passphrase`) for what is not one usable key."""
         ...
 
 

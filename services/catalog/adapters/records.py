@@ -14,7 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.catalog.domain import JobQuery, Role, StoredGroup, StoredJob, StoredToken
-from shared.catalog_records import ConnectionRecord, NotificationChannelRecord, TableRecord
+from shared.catalog_records import ConnectionRecord, NotificationChannelRecord, PgpKeyRecord, TableRecord
 from shared.collections import CatalogCollections
 from shared.errors import Conflict
 from shared.mongo import database_errors
@@ -195,6 +195,26 @@ class MongoNotificationChannelStore(RecordCollection[NotificationChannelRecord])
 
     async def remove(self, channel_id: int) -> bool:
         result = await self.collection.delete_one({"_id": channel_id}, session=self.session)
+        return result.deleted_count == 1
+
+
+class MongoPgpKeyStore(RecordCollection[PgpKeyRecord]):
+    collection_name = CatalogCollections.PGP_KEYS
+    kind = "key"
+    model = PgpKeyRecord
+    dates = ("created_at", "key_created", "expires")
+
+    async def new_id(self) -> int:
+        return await self._next_id()
+
+    async def get(self, key_id: int) -> PgpKeyRecord | None:
+        return await self._one({"_id": key_id})
+
+    async def page(self, *, offset: int, limit: int) -> tuple[list[PgpKeyRecord], int]:
+        return await self._page({}, sort="id", offset=offset, limit=limit)
+
+    async def remove(self, key_id: int) -> bool:
+        result = await self.collection.delete_one({"_id": key_id}, session=self.session)
         return result.deleted_count == 1
 
 

@@ -16,6 +16,7 @@ from services.catalog.adapters.records import (
     MongoGroupStore,
     MongoJobStore,
     MongoNotificationChannelStore,
+    MongoPgpKeyStore,
     MongoTableStore,
     MongoTokenStore,
 )
@@ -39,6 +40,7 @@ class MongoCatalogRecords:
         self.tables = MongoTableStore(db, session)
         self.tokens = MongoTokenStore(db, session)
         self.channels = MongoNotificationChannelStore(db, session)
+        self.keys = MongoPgpKeyStore(db, session)
 
 
 class MongoUnitOfWork(MongoCatalogRecords):
@@ -70,6 +72,7 @@ class MongoCatalogRepository(MongoCatalogRecords):
             CatalogCollections.JOBS,
             CatalogCollections.GROUPS,
             CatalogCollections.NOTIFICATION_CHANNELS,
+            CatalogCollections.PGP_KEYS,
         ):
             await self.db[collection].create_index("name", unique=True)
         await self.db[CatalogCollections.JOBS].create_index("group_id")
