@@ -309,68 +309,7 @@ def test_service_monitor_scrapes_every_service(objects: list[dict[str, Any]]) ->
         assert endpoint_ports & {p["name"] for p in svc["spec"]["ports"]}
 
 
-# ---------------------------------------------------------------------------- network policies
-
-
-def _allowed(objects: list[dict[str, Any]], labels: dict[str, str], direction: str) -> list[dict[str, Any]]:
-    """Rules (with their peers) from every NetworkPolicy that selects the pod, for Ingress or Egress."""
-    rules = []
-    for policy in of_kind(objects, "NetworkPolicy"):
-        spec = policy["spec"]
-        if direction in spec.get("policyTypes", []) and matches(spec["podSelector"], labels):
-            rules.extend(spec.get(direction.lower(), []))
-    return rules
-
-
-def _ports(rules: list[dict[str, Any]]) -> set[tuple[str, int]]:
-    return {(p.get("protocol", "TCP"), p["port"]) for r in rules for p in r.get("ports", [])}
-
-
-def test_network_policies(objects: list[dict[str, Any]]) -> None:
-    for name, deploy in deployments(objects).items():
-        labels = deploy["spec"]["template"]["metadata"]["labels"]
-        isolated = {
-            t
-            for p in of_kind(objects, "NetworkPolicy")
-            if matches(p["spec"]["podSelector"], labels)
-            and not p["spec"].get("ingress")
-            and not p["spec"].get("egress")
-            for t in p["spec"]["policyTypes"]
-        }
-        assert isolated == {"Ingress", "Egress"}, f"{name}: needs a default-deny policy"
-
-        egress = _allowed(objects, labels, "Egress")
-        assert all(r.get("ports") for r in egress), f"{name}: an egress rule allows every port"
-        out = _ports(egress)
-        assert {("UDP", 53), ("TCP", 53), ("TCP", 5672), ("TCP", 27017)} <= out, (
-            f"{name}: DNS, AMQP, MongoDB egress"
-        )
-        external = {("TCP", 22), ("TCP", 443)}
-        if name == "executor":
-            assert external <= out, "executor needs SFTP and HTTPS egress"
-        else:
-            assert not external & out, f"{name} must not reach SFTP/HTTPS"
-
-        ingress = _allowed(objects, labels, "Ingress")
-        assert all(r.get("ports") for r in ingress), f"{name}: an ingress rule allows every port"
-        port = SERVICES[name]
-        open_to_all = [r for r in ingress if not r.get("from") and ("TCP", port) in _ports([r])]
-        from_monitoring = [
-            r
-            for r in ingress
-            if ("TCP", port) in _ports([r])
-            and any(
-                peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
-                == "monitoring"
-                for peer in r.get("from", [])
-            )
-        ]
-        if name == "catalog":
-            assert open_to_all, "catalog's HTTP API must accept traffic"
-        else:
-            assert not open_to_all, f"{name} must not be open to everyone"
-            assert from_monitoring, f"{name}: metrics must be reachable from the monitoring namespace"
-        assert _ports(ingress) <= {("TCP", p) for p in SERVICES.values()}, f"{name}: unexpected ingress ports"
+# Network policies: tests/deploy/test_deploy_network_policies.py evaluates them flow by flow.
 
 
 # ---------------------------------------------------------------------------- per overlay
