@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import yaml
 
 from tests.deploy.deploy_helpers import (
     K8S,
+    REPO,
     by_name,
     find_tool,
     load_yaml,
@@ -329,16 +331,70 @@ def test_prod_replicas_and_keda() -> None:
     assert spec["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
     assert spec["minReplicaCount"] == 1
     assert spec["maxReplicaCount"] > spec["minReplicaCount"]
-    (trigger,) = spec["triggers"]
-    assert trigger["type"] == "rabbitmq" and trigger["metadata"]["queueName"] == "executor.runs"
-    assert (
-        trigger["metadata"]["mode"] in ("QueueLength", "MessageRate")
-        and int(trigger["metadata"]["value"]) > 0
-    )
+    assert not {"minReplicaCount", "maxReplicaCount"} - set(spec)
 
-    auth = by_name(objects, "TriggerAuthentication")[trigger["authenticationRef"]["name"]]
+
+def _metric_names_exported() -> set[str]:
+    return set(re.findall(r'"(connect_[a-z_]+)"', (REPO / "shared" / "metrics.py").read_text()))
+
+
+def test_executors_scale_on_queued_plus_held_work() -> None:
+    """The composite target is EXECUTOR_CONCURRENCY; its inputs follow the configured prefixes."""
+    objects = render_overlay("prod")
+    (scaled,) = of_kind(objects, "ScaledObject")
+    spec, namespace = scaled["spec"], scaled["metadata"]["namespace"]
+    executor = container(deployments(objects)["executor"])
+    env = env_of(executor, objects)
+    concurrency = env["EXECUTOR_CONCURRENCY"]
+    assert int(concurrency) >= 1
+    triggers = {t["name"]: t for t in spec["triggers"]}
+    assert set(triggers) == {"queued", "running", "held"}
+
+    modifiers = spec["advanced"]["scalingModifiers"]
+    assert modifiers["formula"] == "queued + max(running, held)"
+    assert modifiers["target"] == concurrency, "one replica per EXECUTOR_CONCURRENCY runs of work"
+    assert modifiers["metricType"] == "AverageValue", "desired = ceil(work / target)"
+
+    queued = triggers["queued"]
+    assert queued["type"] == "rabbitmq" and queued["metadata"]["mode"] == "QueueLength"
+    assert queued["metadata"]["queueName"] == env.get("CONNECT_AMQP_PREFIX", "") + "executor.runs"
+    assert queued["metadata"]["value"] == concurrency
+    auth = by_name(objects, "TriggerAuthentication")[queued["authenticationRef"]["name"]]
     refs = {(r["parameter"], r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
     assert ("host", "connect-secrets", "AMQP_URL") in refs
+
+    running = triggers["running"]
+    assert running["type"] == "prometheus"
+    query = running["metadata"]["query"]
+    metric = re.match(r"sum\((\w+)\{", query)
+    assert metric and metric[1] == "connect_runs_in_progress" in _metric_names_exported(), query
+    assert f'namespace="{namespace}"' in query, "the query must follow the overlay's namespace"
+    assert 'service="connect-executor"' in query and "or vector(0)" in query
+    assert running["metadata"]["threshold"] == concurrency
+    assert running["metadata"]["serverAddress"].startswith("http")
+
+    held = triggers["held"]
+    assert held["type"] == "mongodb"
+    assert held["metadata"]["dbName"] == f"{env['CONNECT_DB_PREFIX']}_executor"
+    assert held["metadata"]["collection"] == "run_leases"
+    assert json.loads(held["metadata"]["query"]) == {"status": "running"}
+    assert held["metadata"]["queryValue"] == concurrency
+    auth = by_name(objects, "TriggerAuthentication")[held["authenticationRef"]["name"]]
+    refs = {(r["parameter"], r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+    assert ("connectionString", "connect-secrets", "MONGO_URL") in refs
+
+
+def test_scale_in_leaves_the_graceful_hand_over_time() -> None:
+    objects = render_overlay("prod")
+    executor = deployments(objects)["executor"]
+    graceful = float(env_of(container(executor), objects)["CONNECT_GRACEFUL_TIMEOUT"])
+    grace = executor["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= graceful + 15, "margin for the hand-over of unfinished runs and the event drain"
+    (scaled,) = of_kind(objects, "ScaledObject")
+    behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+    assert behavior["stabilizationWindowSeconds"] >= graceful, "no scale-in on a short dip"
+    assert behavior["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 60}]
+    assert "replicas" not in executor["spec"]
 
 
 def test_max_replicas_is_set_by_the_overlay() -> None:
