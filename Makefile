@@ -8,7 +8,7 @@ RUNTIME_LOCK := requirements/runtime.lock
 DEV_LOCK := requirements/dev.lock
 UV_VERSION := 0.13.10
 
-.PHONY: run test lint asyncapi system-deps install lock clean
+.PHONY: run test lint asyncapi system-deps install lock prometheusrule clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -57,6 +57,10 @@ lock: | $(BIN)/python
 	$(BIN)/pip install -q 'uv==$(UV_VERSION)'
 	$(UV_COMPILE) -o $(RUNTIME_LOCK)
 	$(UV_COMPILE) --extra dev -o $(DEV_LOCK)
+
+# The PrometheusRule (deploy/k8s) is written from deploy/prometheus/alerts.yml: run after editing the alerts.
+prometheusrule: install
+	$(BIN)/python deploy/prometheus/to_prometheusrule.py
 
 # Regenerate the committed AsyncAPI document after changing messages or consumers.
 asyncapi: install

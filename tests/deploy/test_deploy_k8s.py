@@ -35,6 +35,10 @@ CRD_SCHEMAS = {
     / "schemas"
     / "monitoring.coreos.com"
     / "servicemonitor_v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): K8S
+    / "schemas"
+    / "monitoring.coreos.com"
+    / "prometheusrule_v1.json",
 }
 DEFAULT_GRACEFUL_TIMEOUT = 30
 
@@ -103,6 +107,7 @@ def test_overlay_renders(objects: list[dict[str, Any]], overlay: str) -> None:
         "PodDisruptionBudget",
         "NetworkPolicy",
         "ServiceMonitor",
+        "PrometheusRule",
     } <= kinds
     assert not of_kind(objects, "Secret"), (
         "no Secret may be committed; connect-secrets is created out of band"
