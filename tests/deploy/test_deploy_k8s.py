@@ -240,7 +240,10 @@ def test_settings_and_secret_references(objects: list[dict[str, Any]]) -> None:
         env = env_of(c, objects)
         assert env.get(f"{name.upper()}_HTTP_PORT") == str(SERVICES[name]), f"{name}: port env"
         assert {"CONNECT_DB_PREFIX", "LOG_LEVEL"} <= set(env), f"{name}: settings from the ConfigMap"
-        for key in SECRET_KEYS:
+        # Each pod gets the secrets it uses: the scheduler stores and reads no connection secret.
+        needed = SECRET_KEYS - {"CONNECT_SECRET_KEY"} if name == "scheduler" else SECRET_KEYS
+        assert not (SECRET_KEYS - needed) & set(env), f"{name}: gets a secret it does not use"
+        for key in needed:
             ref = env.get(key)
             assert isinstance(ref, dict) and ref.get("secretKeyRef") == {
                 "name": "connect-secrets",
