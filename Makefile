@@ -4,16 +4,21 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUNTIME_LOCK := requirements/runtime.lock
+DEV_LOCK := requirements/dev.lock
+UV_VERSION := 0.13.10
 
-.PHONY: run test lint asyncapi system-deps install clean
+.PHONY: run test lint asyncapi system-deps install lock prometheusrule clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# Reinstall only when the project's dependencies change.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --pre -e '.[dev]'
+# Reinstall only when the locked dependencies change: every package, pinned and hash-checked, from the
+# dev lock; then the project itself, editable, with --no-deps (its dependencies are all in the lock).
+$(STAMP): pyproject.toml $(DEV_LOCK) | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -43,6 +48,19 @@ lint: install
 	$(BIN)/ruff check services shared tests bench
 	$(BIN)/ruff format --check services shared tests bench
 	$(BIN)/mypy
+
+# Re-resolve both locks after changing pyproject.toml's dependencies (uv only resolves; pip installs).
+# --universal: one lock for every platform (the image may be built for arm64); hashes for every file.
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command 'make lock'
+lock: | $(BIN)/python
+	$(BIN)/pip install -q 'uv==$(UV_VERSION)'
+	$(UV_COMPILE) -o $(RUNTIME_LOCK)
+	$(UV_COMPILE) --extra dev -o $(DEV_LOCK)
+
+# The PrometheusRule (deploy/k8s) is written from deploy/prometheus/alerts.yml: run after editing the alerts.
+prometheusrule: install
+	$(BIN)/python deploy/prometheus/to_prometheusrule.py
 
 # Regenerate the committed AsyncAPI document after changing messages or consumers.
 asyncapi: install

@@ -15,6 +15,26 @@ CONNECT_SERVICES = {"catalog": 8000, "scheduler": 8001, "executor": 8002, "logsi
 SECRET_WORDS = ("PASSWORD", "PASS", "SECRET", "KEY", "TOKEN", "CREDENTIAL")
 CREDENTIAL_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
 REQUIRED_ENV = ("AMQP_URL", "MONGO_URL", "CONNECT_SECRET_KEY")
+CONNECT_ENV = {"AMQP_URL", "MONGO_URL", "CONNECT_DB_PREFIX", "CONNECT_AMQP_PREFIX", "LOG_LEVEL"}
+# Exactly the variables each container gets (so every secret reaches only the containers that use it).
+EXPECTED_ENV = {
+    "catalog": CONNECT_ENV | {"CONNECT_SECRET_KEY", "CATALOG_HTTP_PORT"},
+    "scheduler": CONNECT_ENV | {"SCHEDULER_HTTP_PORT"},
+    "executor": CONNECT_ENV
+    | {"CONNECT_SECRET_KEY", "EXECUTOR_HTTP_PORT", "EXECUTOR_CONCURRENCY", "CONNECT_GRACEFUL_TIMEOUT"},
+    "logsink": CONNECT_ENV | {"CONNECT_SECRET_KEY", "LOGSINK_HTTP_PORT", "LOGSINK_API_URL"},
+    "rabbitmq": {"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"},
+    "mongodb": set(),
+    "sftp": {"SFTP_USERS"},
+    "prometheus": set(),
+    "grafana": {
+        "GF_SECURITY_ADMIN_USER",
+        "GF_SECURITY_ADMIN_PASSWORD",
+        "GF_USERS_ALLOW_SIGN_UP",
+        "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH",
+    },
+}
+INTERPOLATION = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +52,40 @@ def environment(service: dict[str, Any]) -> dict[str, str | None]:
     if isinstance(env, list):
         return {k: v for k, _, v in (item.partition("=") for item in env)}
     return {k: None if v is None else str(v) for k, v in env.items()}
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in (DEPLOY / "env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep, f"malformed line in env.example: {line!r}"
+            values[key.strip()] = value.strip()
+    return values
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} (what `docker compose config` renders)."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(m: re.Match[str]) -> str:
+        name, kind, arg = m[1], m[2], m[3]
+        if env.get(name):
+            return env[name]
+        if kind == "?":
+            raise LookupError(f"{name}: {arg}")
+        return arg if kind == "-" else ""
+
+    return INTERPOLATION.sub(one, value)
+
+
+def render_compose(env: dict[str, str]) -> dict[str, Any]:
+    return dict(interpolate(load_yaml(COMPOSE), env))
 
 
 def duration_seconds(value: str) -> float:
@@ -56,7 +110,9 @@ def test_schema_check_rejects_an_invalid_compose_file(tmp_path: Path) -> None:
 def test_expected_services(services: dict[str, Any]) -> None:
     expected = {"rabbitmq", "mongodb", "sftp", "prometheus", "grafana", *CONNECT_SERVICES}
     assert expected <= set(services), f"missing: {expected - set(services)}"
-    assert services["rabbitmq"]["image"].startswith("rabbitmq:3.13-management")
+    assert re.fullmatch(r"rabbitmq:4\.\d+-management", services["rabbitmq"]["image"]), (
+        "a supported 4.x broker"
+    )
     assert services["mongodb"]["image"].startswith("mongo:7")
     assert services["sftp"]["image"].startswith("atmoz/sftp")
 
@@ -124,9 +180,10 @@ def test_graceful_shutdown_fits_in_stop_grace_period(services: dict[str, Any]) -
 def test_no_inline_secrets(services: dict[str, Any]) -> None:
     for name, service in services.items():
         for key, value in environment(service).items():
-            assert not any(word in key.upper() for word in SECRET_WORDS), (
-                f"{name}: {key} looks secret; put it in .env (env_file), not in docker-compose.yml"
-            )
+            if any(word in key.upper() for word in SECRET_WORDS):
+                assert value and re.fullmatch(r"\$\{\w+(:[?-][^}]*)?\}", value), (
+                    f"{name}: {key} looks secret; interpolate it from .env (${{{key}}}), never write it here"
+                )
             assert value is None or not CREDENTIAL_URL.search(value), (
                 f"{name}: {key} holds a URL with credentials"
             )
@@ -141,24 +198,41 @@ def test_secret_check_would_catch_inline_secrets() -> None:
     assert any(w in "CONNECT_SECRET_KEY" for w in SECRET_WORDS)
 
 
-def test_secrets_come_from_an_uncommitted_env_file(services: dict[str, Any]) -> None:
-    for name in (*CONNECT_SERVICES, "rabbitmq", "grafana", "sftp"):
-        env_file = services[name].get("env_file")
-        files = env_file if isinstance(env_file, list) else [env_file]
-        paths = [f["path"] if isinstance(f, dict) else f for f in files]
-        assert ".env" in paths, f"{name} must read its secrets from .env"
+def test_each_container_gets_only_the_variables_it_needs() -> None:
+    rendered = render_compose(env_example())["services"]
+    assert set(rendered) == set(EXPECTED_ENV)
+    for name, service in rendered.items():
+        assert "env_file" not in service, f"{name}: env_file would hand it every variable of .env"
+        assert set(environment(service)) == EXPECTED_ENV[name], f"{name}: {sorted(environment(service))}"
+    example = env_example()
+    for name in CONNECT_SERVICES:
+        env = environment(rendered[name])
+        assert env["AMQP_URL"] == example["AMQP_URL"] and env["MONGO_URL"] == example["MONGO_URL"]
+    assert environment(rendered["rabbitmq"])["RABBITMQ_DEFAULT_PASS"] == example["RABBITMQ_DEFAULT_PASS"]
+    assert "CONNECT_SECRET_KEY" not in environment(rendered["scheduler"]), "the scheduler reads no secret"
+
+
+def test_missing_secrets_stop_the_rendering() -> None:
+    for key in (*REQUIRED_ENV, "RABBITMQ_DEFAULT_PASS", "GF_SECURITY_ADMIN_PASSWORD", "SFTP_USERS"):
+        env = {k: v for k, v in env_example().items() if k != key}
+        with pytest.raises(LookupError, match=key):
+            render_compose(env)
+
+
+def test_every_interpolated_variable_is_in_env_example() -> None:
+    referenced = {m[1] for m in INTERPOLATION.finditer(COMPOSE.read_text())}
+    assert referenced <= set(env_example()) | {"LOGSINK_API_URL", "GF_SECURITY_ADMIN_USER"}, referenced - set(
+        env_example()
+    )
+
+
+def test_secrets_come_from_an_uncommitted_env_file() -> None:
     ignored = {line.strip() for line in (REPO / ".gitignore").read_text().splitlines()}
     assert ".env" in ignored or "/.env" in ignored, ".env must be git-ignored"
 
 
 def test_env_example_documents_every_variable() -> None:
-    example = DEPLOY / "env.example"
-    values = {}
-    for line in example.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, sep, value = line.partition("=")
-            assert sep, f"malformed line in env.example: {line!r}"
-            values[key.strip()] = value.strip()
+    values = env_example()
     needed = {
         *REQUIRED_ENV,
         "RABBITMQ_DEFAULT_USER",

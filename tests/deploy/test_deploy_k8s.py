@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import yaml
 
 from tests.deploy.deploy_helpers import (
     K8S,
+    REPO,
     by_name,
     find_tool,
     load_yaml,
@@ -33,6 +35,10 @@ CRD_SCHEMAS = {
     / "schemas"
     / "monitoring.coreos.com"
     / "servicemonitor_v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): K8S
+    / "schemas"
+    / "monitoring.coreos.com"
+    / "prometheusrule_v1.json",
 }
 DEFAULT_GRACEFUL_TIMEOUT = 30
 
@@ -101,6 +107,7 @@ def test_overlay_renders(objects: list[dict[str, Any]], overlay: str) -> None:
         "PodDisruptionBudget",
         "NetworkPolicy",
         "ServiceMonitor",
+        "PrometheusRule",
     } <= kinds
     assert not of_kind(objects, "Secret"), (
         "no Secret may be committed; connect-secrets is created out of band"
@@ -233,7 +240,10 @@ def test_settings_and_secret_references(objects: list[dict[str, Any]]) -> None:
         env = env_of(c, objects)
         assert env.get(f"{name.upper()}_HTTP_PORT") == str(SERVICES[name]), f"{name}: port env"
         assert {"CONNECT_DB_PREFIX", "LOG_LEVEL"} <= set(env), f"{name}: settings from the ConfigMap"
-        for key in SECRET_KEYS:
+        # Each pod gets the secrets it uses: the scheduler stores and reads no connection secret.
+        needed = SECRET_KEYS - {"CONNECT_SECRET_KEY"} if name == "scheduler" else SECRET_KEYS
+        assert not (SECRET_KEYS - needed) & set(env), f"{name}: gets a secret it does not use"
+        for key in needed:
             ref = env.get(key)
             assert isinstance(ref, dict) and ref.get("secretKeyRef") == {
                 "name": "connect-secrets",
@@ -309,68 +319,7 @@ def test_service_monitor_scrapes_every_service(objects: list[dict[str, Any]]) ->
         assert endpoint_ports & {p["name"] for p in svc["spec"]["ports"]}
 
 
-# ---------------------------------------------------------------------------- network policies
-
-
-def _allowed(objects: list[dict[str, Any]], labels: dict[str, str], direction: str) -> list[dict[str, Any]]:
-    """Rules (with their peers) from every NetworkPolicy that selects the pod, for Ingress or Egress."""
-    rules = []
-    for policy in of_kind(objects, "NetworkPolicy"):
-        spec = policy["spec"]
-        if direction in spec.get("policyTypes", []) and matches(spec["podSelector"], labels):
-            rules.extend(spec.get(direction.lower(), []))
-    return rules
-
-
-def _ports(rules: list[dict[str, Any]]) -> set[tuple[str, int]]:
-    return {(p.get("protocol", "TCP"), p["port"]) for r in rules for p in r.get("ports", [])}
-
-
-def test_network_policies(objects: list[dict[str, Any]]) -> None:
-    for name, deploy in deployments(objects).items():
-        labels = deploy["spec"]["template"]["metadata"]["labels"]
-        isolated = {
-            t
-            for p in of_kind(objects, "NetworkPolicy")
-            if matches(p["spec"]["podSelector"], labels)
-            and not p["spec"].get("ingress")
-            and not p["spec"].get("egress")
-            for t in p["spec"]["policyTypes"]
-        }
-        assert isolated == {"Ingress", "Egress"}, f"{name}: needs a default-deny policy"
-
-        egress = _allowed(objects, labels, "Egress")
-        assert all(r.get("ports") for r in egress), f"{name}: an egress rule allows every port"
-        out = _ports(egress)
-        assert {("UDP", 53), ("TCP", 53), ("TCP", 5672), ("TCP", 27017)} <= out, (
-            f"{name}: DNS, AMQP, MongoDB egress"
-        )
-        external = {("TCP", 22), ("TCP", 443)}
-        if name == "executor":
-            assert external <= out, "executor needs SFTP and HTTPS egress"
-        else:
-            assert not external & out, f"{name} must not reach SFTP/HTTPS"
-
-        ingress = _allowed(objects, labels, "Ingress")
-        assert all(r.get("ports") for r in ingress), f"{name}: an ingress rule allows every port"
-        port = SERVICES[name]
-        open_to_all = [r for r in ingress if not r.get("from") and ("TCP", port) in _ports([r])]
-        from_monitoring = [
-            r
-            for r in ingress
-            if ("TCP", port) in _ports([r])
-            and any(
-                peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
-                == "monitoring"
-                for peer in r.get("from", [])
-            )
-        ]
-        if name == "catalog":
-            assert open_to_all, "catalog's HTTP API must accept traffic"
-        else:
-            assert not open_to_all, f"{name} must not be open to everyone"
-            assert from_monitoring, f"{name}: metrics must be reachable from the monitoring namespace"
-        assert _ports(ingress) <= {("TCP", p) for p in SERVICES.values()}, f"{name}: unexpected ingress ports"
+# Network policies: tests/deploy/test_deploy_network_policies.py evaluates them flow by flow.
 
 
 # ---------------------------------------------------------------------------- per overlay
@@ -390,16 +339,70 @@ def test_prod_replicas_and_keda() -> None:
     assert spec["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
     assert spec["minReplicaCount"] == 1
     assert spec["maxReplicaCount"] > spec["minReplicaCount"]
-    (trigger,) = spec["triggers"]
-    assert trigger["type"] == "rabbitmq" and trigger["metadata"]["queueName"] == "executor.runs"
-    assert (
-        trigger["metadata"]["mode"] in ("QueueLength", "MessageRate")
-        and int(trigger["metadata"]["value"]) > 0
-    )
+    assert not {"minReplicaCount", "maxReplicaCount"} - set(spec)
 
-    auth = by_name(objects, "TriggerAuthentication")[trigger["authenticationRef"]["name"]]
+
+def _metric_names_exported() -> set[str]:
+    return set(re.findall(r'"(connect_[a-z_]+)"', (REPO / "shared" / "metrics.py").read_text()))
+
+
+def test_executors_scale_on_queued_plus_held_work() -> None:
+    """The composite target is EXECUTOR_CONCURRENCY; its inputs follow the configured prefixes."""
+    objects = render_overlay("prod")
+    (scaled,) = of_kind(objects, "ScaledObject")
+    spec, namespace = scaled["spec"], scaled["metadata"]["namespace"]
+    executor = container(deployments(objects)["executor"])
+    env = env_of(executor, objects)
+    concurrency = env["EXECUTOR_CONCURRENCY"]
+    assert int(concurrency) >= 1
+    triggers = {t["name"]: t for t in spec["triggers"]}
+    assert set(triggers) == {"queued", "running", "held"}
+
+    modifiers = spec["advanced"]["scalingModifiers"]
+    assert modifiers["formula"] == "queued + max(running, held)"
+    assert modifiers["target"] == concurrency, "one replica per EXECUTOR_CONCURRENCY runs of work"
+    assert modifiers["metricType"] == "AverageValue", "desired = ceil(work / target)"
+
+    queued = triggers["queued"]
+    assert queued["type"] == "rabbitmq" and queued["metadata"]["mode"] == "QueueLength"
+    assert queued["metadata"]["queueName"] == env.get("CONNECT_AMQP_PREFIX", "") + "executor.runs"
+    assert queued["metadata"]["value"] == concurrency
+    auth = by_name(objects, "TriggerAuthentication")[queued["authenticationRef"]["name"]]
     refs = {(r["parameter"], r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
     assert ("host", "connect-secrets", "AMQP_URL") in refs
+
+    running = triggers["running"]
+    assert running["type"] == "prometheus"
+    query = running["metadata"]["query"]
+    metric = re.match(r"sum\((\w+)\{", query)
+    assert metric and metric[1] == "connect_runs_in_progress" in _metric_names_exported(), query
+    assert f'namespace="{namespace}"' in query, "the query must follow the overlay's namespace"
+    assert 'service="connect-executor"' in query and "or vector(0)" in query
+    assert running["metadata"]["threshold"] == concurrency
+    assert running["metadata"]["serverAddress"].startswith("http")
+
+    held = triggers["held"]
+    assert held["type"] == "mongodb"
+    assert held["metadata"]["dbName"] == f"{env['CONNECT_DB_PREFIX']}_executor"
+    assert held["metadata"]["collection"] == "run_leases"
+    assert json.loads(held["metadata"]["query"]) == {"status": "running"}
+    assert held["metadata"]["queryValue"] == concurrency
+    auth = by_name(objects, "TriggerAuthentication")[held["authenticationRef"]["name"]]
+    refs = {(r["parameter"], r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+    assert ("connectionString", "connect-secrets", "MONGO_URL") in refs
+
+
+def test_scale_in_leaves_the_graceful_hand_over_time() -> None:
+    objects = render_overlay("prod")
+    executor = deployments(objects)["executor"]
+    graceful = float(env_of(container(executor), objects)["CONNECT_GRACEFUL_TIMEOUT"])
+    grace = executor["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= graceful + 15, "margin for the hand-over of unfinished runs and the event drain"
+    (scaled,) = of_kind(objects, "ScaledObject")
+    behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+    assert behavior["stabilizationWindowSeconds"] >= graceful, "no scale-in on a short dip"
+    assert behavior["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 60}]
+    assert "replicas" not in executor["spec"]
 
 
 def test_max_replicas_is_set_by_the_overlay() -> None:

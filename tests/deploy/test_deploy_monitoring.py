@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.deploy.deploy_helpers import DEPLOY, REPO, find_tool, load_yaml, run, run_ok
+from tests.deploy.deploy_helpers import DEPLOY, REPO, find_tool, load_yaml, render_overlay, run, run_ok
 
 PROM = DEPLOY / "prometheus"
 GRAFANA = DEPLOY / "grafana"
@@ -64,13 +65,13 @@ def test_required_alerts(rules: dict[str, dict[str, Any]]) -> None:
     assert re.search(r"histogram_quantile\(0\.99,.*connect_scheduler_fire_lag_seconds_bucket", joined), (
         "scheduler lag p99"
     )
-    assert re.search(r'rabbitmq_queue_messages\{queue="connect\.dead-letters"\}\).*> 0', joined), (
+    assert re.search(r'rabbitmq_queue_messages\{queue=~"\.\*connect\[\.\]dead-letters"\}\).*> 0', joined), (
         "DLQ not empty"
     )
     assert re.search(
         r"sum by \(service, reason\) \(increase\(connect_dead_letters_total\[\w+\]\)\) > 0", joined
     ), "dead letters counted by the services"
-    assert re.search(r'rabbitmq_queue_consumers\{queue="executor\.runs"\}\) == 0', joined), (
+    assert re.search(r'rabbitmq_queue_consumers\{queue=~"\.\*executor\[\.\]runs"\}\) == 0', joined), (
         "no executor consuming"
     )
     for name, rule in rules.items():
@@ -139,14 +140,35 @@ def test_dashboard_queries_are_valid_promql(dashboard: dict[str, Any], tmp_path:
     run_ok([find_tool("promtool"), "check", "rules", str(path)])
 
 
-def test_dashboard_uses_the_provisioned_datasource(dashboard: dict[str, Any]) -> None:
+def _variables(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in dashboard["templating"]["list"]}
+
+
+def test_dashboard_datasource_is_a_variable_defaulting_to_the_provisioned_one(
+    dashboard: dict[str, Any],
+) -> None:
     provisioned = load_yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")["datasources"]
     uids = {d["uid"] for d in provisioned if d["type"] == "prometheus"}
     assert provisioned[0]["url"] == "http://prometheus:9090"
+    variable = _variables(dashboard)["datasource"]
+    assert variable["type"] == "datasource" and variable["query"] == "prometheus"
+    assert variable["current"]["value"] in uids, "compose opens on the provisioned Prometheus"
     for panel in dashboard["panels"]:
-        assert panel["datasource"]["uid"] in uids, panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
         for target in panel["targets"]:
-            assert target["datasource"]["uid"] in uids, panel["title"]
+            assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+
+
+def test_dashboard_filters_connect_series_by_namespace(dashboard: dict[str, Any]) -> None:
+    variable = _variables(dashboard)["namespace"]
+    assert variable["type"] == "query" and variable["datasource"]["uid"] == "${datasource}"
+    assert "label_values(" in variable["query"]["query"] and "namespace" in variable["query"]["query"]
+    assert variable["includeAll"] and variable["allValue"] == ".*", "All also matches compose (no label)"
+    for expr in _exprs(dashboard):
+        for selector in re.findall(r"\bconnect_[a-z_]+(\{[^}]*\})?", expr):
+            assert 'namespace=~"$namespace"' in selector, f"{expr}: Connect series need the namespace filter"
+        for queue in re.findall(r'queue=~?"([^"]*)"', expr):
+            assert queue.startswith(".*"), f"{expr}: queue names carry CONNECT_AMQP_PREFIX"
 
 
 def test_dashboard_provider_path_matches_compose_mount() -> None:
@@ -155,3 +177,45 @@ def test_dashboard_provider_path_matches_compose_mount() -> None:
     mounts = [str(m) for m in compose["services"]["grafana"]["volumes"]]
     target = next(m.split(":")[1] for m in mounts if "connect-dashboard.json" in m)
     assert Path(target).parent == Path(provider["options"]["path"])
+
+
+# ---------------------------------------------------------------------------- PrometheusRule and runbook
+
+RUNBOOK = REPO / "docs" / "runbook.md"
+RUNBOOK_BASE = "https://connect.example.com/docs/runbook.md"
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_alert_links_its_runbook_section(rules: dict[str, dict[str, Any]]) -> None:
+    text = RUNBOOK.read_text()
+    sections = {m[1]: m[2] for m in re.finditer(r"^## (\w+)\n(.*?)(?=^## |\Z)", text, re.M | re.S)}
+    for name, rule in rules.items():
+        url = rule["annotations"].get("runbook_url", "")
+        assert url == f"{RUNBOOK_BASE}#{_slug(name)}", f"{name}: runbook_url {url!r}"
+        assert name in sections, f"docs/runbook.md has no section '## {name}'"
+        for part in ("What it means", "What to check", "How to fix"):
+            assert f"**{part}.**" in sections[name], f"runbook {name}: {part}"
+    assert set(sections) <= set(rules), f"runbook sections without an alert: {set(sections) - set(rules)}"
+
+
+def test_queue_matchers_follow_the_amqp_prefix(rules: dict[str, dict[str, Any]]) -> None:
+    for name, rule in rules.items():
+        for matcher in re.findall(r'queue(=~?)"([^"]*)"', rule["expr"]):
+            assert matcher[0] == "=~" and matcher[1].startswith(".*"), f"{name}: queue matcher {matcher}"
+
+
+def test_prometheusrule_is_generated_from_the_alert_file() -> None:
+    sys.path.insert(0, str(PROM))
+    try:
+        import to_prometheusrule
+    finally:
+        sys.path.remove(str(PROM))
+    committed = (DEPLOY / "k8s" / "base" / "prometheusrule.yaml").read_text()
+    assert committed == to_prometheusrule.render(), "run `make prometheusrule` after editing alerts.yml"
+    for overlay in ("dev", "prod"):
+        (rule,) = [o for o in render_overlay(overlay) if o["kind"] == "PrometheusRule"]
+        assert rule["spec"]["groups"] == load_yaml(PROM / "alerts.yml")["groups"], overlay
