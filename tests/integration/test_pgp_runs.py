@@ -136,11 +136,11 @@ async def test_bad_signatures_tampering_and_bad_keys_fail_the_run_and_change_not
     signed = gpg.encrypt(data, [ours], sign_with=keys.partner)
     cases = [
         ("unsigned.csv.pgp", unsigned, {"verify_with": [PARTNER]}, "not signed"),
-        ("stranger.csv.pgp", signed_by_stranger, {"verify_with": [PARTNER]}, "signed by"),
-        ("tampered.csv.pgp", _flip(unsigned, len(unsigned) - 30), {}, "changed"),
+        ("stranger.csv.pgp", signed_by_stranger, {"verify_with": [PARTNER]}, "not by any of"),
+        ("tampered.csv.pgp", _flip(unsigned, len(unsigned) - 30), {}, "changed or damaged"),
         ("other.csv.pgp", gpg.encrypt(data, [keys.partner.fingerprint]), {}, "encrypted to"),
         ("expired.csv.pgp", signed, {"decrypt_with": EXPIRED}, "has expired"),
-        ("plain.csv.pgp", data, {}, ""),  # not an OpenPGP message at all
+        ("plain.csv.pgp", data, {}, "not an OpenPGP message"),
     ]
     for name, content, pgp, says in cases:
         h.write(name, content)
