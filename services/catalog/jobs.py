@@ -16,6 +16,7 @@ from services.catalog.domain import JobQuery, StoredJob
 from services.catalog.domain.partner_files import dated_source_path
 from services.catalog.groups import remove_members
 from services.catalog.job_schemas import JobCreate, JobPatch, JobRunResult, JobUpdate, JobView, RunRefusal
+from services.catalog.keys import check_job_keys
 from services.catalog.ports import (
     CatalogRecords,
     CatalogRepository,
@@ -234,6 +235,7 @@ class JobService(DefinitionService[StoredJob, JobView]):
             domain.validate_import(spec, table, connection)
         else:
             await self._validate_export(spec)
+        await check_job_keys(self.repo, spec)
 
     async def _validate_export(self, spec: ExportSpec) -> None:
         table = await existing_table(self.repo, spec.source.table, field="spec.source.table")

@@ -6,11 +6,12 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 
-from services.catalog.domain.keys import check_kind, key_material, text_bytes
+from services.catalog.domain.keys import check_key_uses, check_kind, key_material, key_uses, text_bytes
 from services.catalog.key_schemas import KeyCreate, KeyView
 from services.catalog.ports import CatalogRecords, KeyReader
 from shared.catalog_records import PgpKeyKind, PgpKeyRecord
-from shared.errors import NotFound, ValidationFailed
+from shared.contracts.jobs import JobSpec
+from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.pgp import PgpError
 from shared.secrets import SecretBox
 
@@ -68,9 +69,23 @@ class PgpKeys:
         return [key_view(record) for record in records], total
 
     async def delete(self, key_id: int) -> None:
-        # Jobs do not name keys yet; when their `pgp` settings do, a key a job names is refused here (409).
+        # A job's runs would fail without the key: refused while one names it. (A job saved at the same
+        # moment may still name a key deleted meanwhile; its runs then fail with "key … does not exist".)
+        naming = await self.records.jobs.naming_key(key_id)
+        if naming:
+            jobs = ", ".join(f"{job_id} ({name})" for job_id, name in sorted(naming.items()))
+            raise Conflict(f"key {key_id} is named by job(s) {jobs}; change or delete them first",
+                           field="key_id")  # fmt: skip
         if not await self.records.keys.remove(key_id):
             raise NotFound(f"key {key_id} does not exist", field="key_id")
+
+
+async def check_job_keys(records: CatalogRecords, spec: JobSpec) -> None:
+    """A job's `pgp` settings name keys that exist and can do what the job asks of them (422 naming the field)."""
+    uses = key_uses(spec)
+    if uses:
+        keys = await records.keys.get_many({use.key_id for use in uses})
+        check_key_uses(uses, keys, datetime.now(UTC))
 
 
 def key_view(record: PgpKeyRecord) -> KeyView:

@@ -42,6 +42,11 @@ class ExecutorSettings(ServiceSettings):
     max_record_length: int = Field(
         default=4 << 20, ge=1024, description="Characters of one source record; a longer one fails the run."
     )
+    spool_dir: str | None = Field(
+        default=None,
+        description="EXECUTOR_SPOOL_DIR: where encrypted imports are decrypted to before they are read "
+        "(deleted after the run); unset: the system's temporary directory. Needs room for the largest file.",
+    )
     ssh_idle_seconds: float = Field(
         default=30.0,
         ge=0,

@@ -88,6 +88,7 @@ def _execution_settings(settings: ExecutorSettings) -> ExecutionSettings:
             batch_size=settings.batch_size,
             read_chunk_bytes=settings.read_chunk_bytes,
             max_in_flight=settings.writes_in_flight,
+            spool_dir=settings.spool_dir,
             limits=SourceLimits(
                 max_ratio=settings.max_decompression_ratio,
                 max_decompressed_bytes=settings.max_decompressed_bytes,

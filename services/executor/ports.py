@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from services.executor.domain import Tally
 from services.executor.domain.outcomes import Ending
-from shared.catalog_records import ConnectionRecord, TableRecord
+from shared.catalog_records import ConnectionRecord, PgpKeyRecord, TableRecord
 from shared.contracts import Envelope, RunRequested
 
 
@@ -101,6 +101,10 @@ class CatalogReader(Protocol):
     async def connection(self, connection_id: int) -> ConnectionRecord: ...
 
     async def table(self, name: str) -> TableRecord: ...
+
+    async def key(self, key_id: int) -> PgpKeyRecord:
+        """An OpenPGP key (read every time: a key deleted or replaced is seen at the next run)."""
+        ...
 
 
 class EventPublisher(Protocol):

@@ -12,7 +12,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.executor.domain import Rejection
 from services.executor.ports import Claim, Renewal
-from shared.catalog_records import ConnectionRecord, TableRecord
+from shared.catalog_records import ConnectionRecord, PgpKeyRecord, TableRecord
 from shared.collections import CatalogCollections, ExecutorCollections
 from shared.contracts import RunRequested
 from shared.errors import NotFound, RetryableError
@@ -279,6 +279,7 @@ class MongoCatalogReader:
         db = client[catalog_db]
         self.connections = db[CatalogCollections.CONNECTIONS]
         self.tables = db[CatalogCollections.TABLES]
+        self.keys = db[CatalogCollections.PGP_KEYS]
         self._tables: dict[str, TableRecord] = {}
 
     async def connection(self, connection_id: int) -> ConnectionRecord:
@@ -286,6 +287,12 @@ class MongoCatalogReader:
         if doc is None:
             raise NotFound(f"connection {connection_id} does not exist")
         return ConnectionRecord.model_validate(doc)
+
+    async def key(self, key_id: int) -> PgpKeyRecord:
+        doc = await self.keys.find_one({"_id": key_id})
+        if doc is None:
+            raise NotFound(f"key {key_id} does not exist")
+        return PgpKeyRecord.model_validate(doc)
 
     async def table(self, name: str) -> TableRecord:
         if (cached := self._tables.get(name)) is not None:

@@ -167,6 +167,29 @@ class CsvFormat(Frozen):
         return name
 
 
+KeyId = Annotated[int, Field(ge=1, le=2**62, description="A key of `/api/v1/keys`.")]
+
+
+class SourcePgp(Frozen):
+    """An encrypted source file (docs/pgp.md): decrypted with Connect's private key before it is read."""
+
+    decrypt_with: KeyId = Field(description="A private key (kind private) the files are encrypted to.")
+    verify_with: tuple[KeyId, ...] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="Partners' public keys: when given, a file not signed by one of them fails the run.",
+    )
+
+
+class DestinationPgp(Frozen):
+    """The exported file encrypted (and signed) before it is uploaded (docs/pgp.md)."""
+
+    encrypt_to: tuple[KeyId, ...] = Field(min_length=1, max_length=20, description="Recipients' keys.")
+    sign_with: KeyId | None = Field(default=None, description="A private key to sign with.")
+    armor: bool = Field(default=False, description="ASCII armour instead of binary OpenPGP.")
+
+
 class SftpSource(Frozen):
     kind: Literal["sftp"] = "sftp"
     connection_id: int = Field(ge=1)
@@ -203,6 +226,11 @@ class SftpSource(Frozen):
     archive_dir: str | None = Field(
         default=None, min_length=1, max_length=1024, description="Required for after_import: archive."
     )
+    pgp: SourcePgp | None = Field(default=None, description="The files are OpenPGP-encrypted.")
+
+    def key_ids(self) -> set[int]:
+        pgp = self.pgp
+        return set() if pgp is None else {pgp.decrypt_with, *(pgp.verify_with or ())}
 
 
 class PartnerFeedSource(Frozen):
@@ -320,6 +348,11 @@ class SftpDestination(Frozen):
     )  # fmt: skip
     ready_file: bool = False
     gzip: bool = False
+    pgp: DestinationPgp | None = Field(default=None, description="Encrypt the file before the upload.")
+
+    def key_ids(self) -> set[int]:
+        pgp = self.pgp
+        return set() if pgp is None else {*pgp.encrypt_to, *([pgp.sign_with] if pgp.sign_with else [])}
 
 
 class RestDestination(Frozen):

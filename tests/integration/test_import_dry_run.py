@@ -28,6 +28,7 @@ from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
     Harness,
+    audience_contents,
     csv_text,
     hold_table,
     import_spec,
@@ -49,12 +50,6 @@ async def dry_run(
     request = dry_request(spec)
     await h.service(batch_size=batch_size, in_flight=in_flight).accept(request)
     return await h.finished(request.data.run_id, timeout=20)
-
-
-async def audience_contents(h: Harness) -> dict[str, list[dict[str, Any]]]:
-    """Every collection of the audience database with its full documents (bookkeeping fields too)."""
-    names = sorted(await h.audience.list_collection_names())
-    return {name: [doc async for doc in h.audience[name].find({}).sort("_id", 1)] for name in names}
 
 
 @pytest.fixture(name="runner")

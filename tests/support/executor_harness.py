@@ -6,6 +6,7 @@ Holds no tests: the executor test modules import `harness` (fixture) and the hel
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import io
 import itertools
@@ -80,13 +81,14 @@ class Harness:
     def service(self, *, batch_size: int = 1000, in_flight: int = 2, executor_id: str = "test-executor",
                 lease_seconds: float = 30.0, progress: float = 0.5, max_attempts: int = 2,
                 rest_backoff: float = 0.05, concurrency: int = 4,
-                log_flush: float = 0.05) -> ExecutorService:  # fmt: skip
+                log_flush: float = 0.05, spool_dir: str | None = None) -> ExecutorService:  # fmt: skip
         s, mongo = self.settings, self.mongo
         service = ExecutorService(
             ExecutionSettings(
                 executor_id=executor_id, concurrency=concurrency, lease_seconds=lease_seconds, progress_interval=progress,
                 max_attempts=max_attempts, retry_backoff=0.05,
-                imports=ImportSettings(batch_size=batch_size, read_chunk_bytes=64 * 1024, max_in_flight=in_flight),
+                imports=ImportSettings(batch_size=batch_size, read_chunk_bytes=64 * 1024, max_in_flight=in_flight,
+                                       spool_dir=spool_dir),
                 exports=ExportSettings(batch_size=batch_size, rest_max_attempts=4, rest_backoff=rest_backoff),
                 table_poll_seconds=0.2, log_flush_seconds=log_flush,  # lines seen at once, as tests watch them
             ),
@@ -114,6 +116,23 @@ class Harness:
             }
         )  # fmt: skip
         return connection_id
+
+    async def pgp_key(self, key_id: int, public: bytes, *, secret: bytes | None = None,
+                      passphrase: str | None = None, expires: datetime | None = None) -> int:  # fmt: skip
+        """A key record as the catalog stores it (`/keys`): the private key (base64 of the bytes given) and its
+        passphrase encrypted with the executor's SecretBox. The facts are not read here: each run asks gpg."""
+        await self.mongo[self.settings.database("catalog")]["pgp_keys"].insert_one(
+            {
+                "_id": key_id, "name": f"key-{key_id}", "kind": "private" if secret else "public",
+                "fingerprint": "0" * 40, "user_ids": [], "algorithm": "EdDSA ed25519",
+                "usage": ["sign", "certify", "encrypt"], "key_created": datetime.now(UTC), "expires": expires,
+                "public_key": public.decode(),
+                "private_key_encrypted": self.box.encrypt(base64.b64encode(secret).decode()) if secret else None,
+                "passphrase_encrypted": self.box.encrypt(passphrase) if passphrase else None,
+                "created_at": datetime.now(UTC), "created_by": "test",
+            }
+        )  # fmt: skip
+        return key_id
 
     async def rest_connection(self, connection_id: int, base_url: str, token: str) -> int:
         await self.mongo[self.settings.database("catalog")]["connections"].insert_one(
@@ -235,6 +254,12 @@ async def expire_table_hold(h: Harness, collection: str) -> None:
     await run_leases(h).update_one(
         {"writing": collection}, {"$set": {"expires_at": datetime(2000, 1, 1, tzinfo=UTC)}}
     )
+
+
+async def audience_contents(h: Harness) -> dict[str, list[dict[str, Any]]]:
+    """Every collection of the audience database with its full documents (bookkeeping fields too)."""
+    names = sorted(await h.audience.list_collection_names())
+    return {name: [doc async for doc in h.audience[name].find({}).sort("_id", 1)] for name in names}
 
 
 def csv_text(rows: list[list[str]], *, newline: str = "\n") -> str:

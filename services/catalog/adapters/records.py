@@ -109,6 +109,11 @@ class DefinitionCollection(RecordCollection[M]):
         return await self._update({"_id": item_id, "version": version}, {"$set": document}) == 1
 
 
+# Where a job's spec names keys (an array field matches any of its elements).
+KEY_PATHS = ("spec.source.pgp.decrypt_with", "spec.source.pgp.verify_with",
+             "spec.destination.pgp.encrypt_to", "spec.destination.pgp.sign_with")  # fmt: skip
+
+
 class MongoJobStore(DefinitionCollection[StoredJob]):
     collection_name = CatalogCollections.JOBS
     kind = "job"
@@ -123,6 +128,11 @@ class MongoJobStore(DefinitionCollection[StoredJob]):
 
     async def remove(self, job_ids: Sequence[int]) -> None:
         await self.collection.delete_many({"_id": {"$in": list(job_ids)}}, session=self.session)
+
+    async def naming_key(self, key_id: int) -> dict[int, str]:
+        cursor = self.collection.find({"$or": [{path: key_id} for path in KEY_PATHS]}, {"name": 1},
+                                      session=self.session)  # fmt: skip
+        return {doc["_id"]: doc["name"] async for doc in cursor}
 
     async def join_group(self, job_ids: Sequence[int], group_id: int) -> None:
         await self._update({"_id": {"$in": list(job_ids)}}, {"$set": {"group_id": group_id}})
@@ -209,6 +219,9 @@ class MongoPgpKeyStore(RecordCollection[PgpKeyRecord]):
 
     async def get(self, key_id: int) -> PgpKeyRecord | None:
         return await self._one({"_id": key_id})
+
+    async def get_many(self, key_ids: Iterable[int]) -> dict[int, PgpKeyRecord]:
+        return {key.id: key for key in await self._all({"_id": {"$in": list(key_ids)}})}
 
     async def page(self, *, offset: int, limit: int) -> tuple[list[PgpKeyRecord], int]:
         return await self._page({}, sort="id", offset=offset, limit=limit)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
-from shared.catalog_records import PgpKeyKind
+from shared.catalog_records import PgpKeyKind, PgpKeyRecord
+from shared.contracts.jobs import ExportSpec, ImportSpec, SftpDestination, SftpSource
 from shared.errors import ValidationFailed
 
 
@@ -54,3 +58,59 @@ def check_kind(kind: PgpKeyKind, has_secret: bool, passphrase_given: bool, field
         )
     if kind is PgpKeyKind.PUBLIC and passphrase_given:
         raise ValidationFailed("passphrase: a public key has no passphrase", field="passphrase")
+
+
+# --- keys named by jobs (`spec.source.pgp`, `spec.destination.pgp`) -------------------------------
+
+
+@dataclass(frozen=True)
+class KeyUse:
+    """Where a job names a key and what the key must be able to do there."""
+
+    field: str  # `spec.source.pgp.decrypt_with`, `spec.destination.pgp.encrypt_to[0]`, …
+    key_id: int
+    usage: str  # "encrypt" or "sign"
+    private: bool = False
+
+
+def key_uses(spec: ImportSpec | ExportSpec) -> list[KeyUse]:
+    if isinstance(spec, ImportSpec):
+        if not isinstance(spec.source, SftpSource) or spec.source.pgp is None:
+            return []
+        source, at = spec.source.pgp, "spec.source.pgp"
+        uses = [KeyUse(f"{at}.decrypt_with", source.decrypt_with, "encrypt", private=True)]
+        return uses + [
+            KeyUse(f"{at}.verify_with[{i}]", k, "sign") for i, k in enumerate(source.verify_with or ())
+        ]
+    if not isinstance(spec.destination, SftpDestination) or spec.destination.pgp is None:
+        return []
+    target, at = spec.destination.pgp, "spec.destination.pgp"
+    uses = [KeyUse(f"{at}.encrypt_to[{i}]", k, "encrypt") for i, k in enumerate(target.encrypt_to)]
+    if target.sign_with is not None:
+        uses.append(KeyUse(f"{at}.sign_with", target.sign_with, "sign", private=True))
+    return uses
+
+
+def check_key_uses(uses: Sequence[KeyUse], keys: Mapping[int, PgpKeyRecord], now: datetime) -> None:
+    """422 naming the field: a key that does not exist, a public key where Connect's private key is needed,
+    an expired key, a key that cannot encrypt or sign as asked. (A revoked key was refused at upload, and
+    a stored key cannot become revoked; expiry comes with time, so the executor checks again at each run.)"""
+    for use in uses:
+        key = keys.get(use.key_id)
+        if key is None:
+            raise ValidationFailed(f"{use.field}: key {use.key_id} does not exist", field=use.field)
+        if use.private and key.kind is not PgpKeyKind.PRIVATE:
+            raise ValidationFailed(
+                f"{use.field}: key {use.key_id} ({key.name}) is a public key; a private key is needed here",
+                field=use.field,
+            )
+        if key.expires is not None and key.expires <= now:
+            raise ValidationFailed(
+                f"{use.field}: key {use.key_id} ({key.name}) has expired since {key.expires:%Y-%m-%d %H:%M} UTC",
+                field=use.field,
+            )
+        if use.usage not in key.usage:
+            raise ValidationFailed(
+                f"{use.field}: key {use.key_id} ({key.name}) has no valid key to {use.usage} with",
+                field=use.field,
+            )

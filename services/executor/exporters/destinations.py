@@ -14,9 +14,11 @@ import httpx
 
 from services.executor.domain.export import CsvEncoder
 from services.executor.errors import DestinationFailed
+from services.executor.pgp_files import EncryptKeys
 from services.executor.sftp import SftpSession
 from shared.catalog_records import ConnectionRecord
 from shared.contracts.jobs import RestDestination
+from shared.pgp import encrypt_stream
 from shared.redact import Redactor, remember
 from shared.secrets import SecretBox
 
@@ -25,30 +27,45 @@ Rows = AsyncIterator[list[dict[str, Any]]]
 
 
 async def write_csv_file(
-    sftp: SftpSession, path: str, encoder: CsvEncoder, rows: Rows, *, header: bool, gzip: bool
+    sftp: SftpSession,
+    path: str,
+    encoder: CsvEncoder,
+    rows: Rows,
+    *,
+    header: bool,
+    gzip: bool,
+    encrypt: EncryptKeys | None = None,
 ) -> tuple[str, int]:
-    """Stream the CSV to `path` (via a temporary name); returns the full path and the row count."""
+    """Stream the CSV to `path` (via a temporary name); returns the full path and the row count.
+
+    With `encrypt` the bytes (gzipped first, when asked) pass through gpg on their way: a failed
+    encryption fails the upload, so nothing reaches the final name."""
     count = 0
 
-    async def produce(write: Callable[[bytes], Awaitable[None]]) -> None:
+    async def plain() -> AsyncIterator[bytes]:
         nonlocal count
         packer = zlib.compressobj(6, zlib.DEFLATED, 31) if gzip else None
 
         def pack(data: bytes) -> bytes:
             return packer.compress(data) if packer else data
 
-        async def emit(data: bytes) -> None:
-            if out := await asyncio.to_thread(pack, data):
-                await write(out)
-
-        if header:
-            await emit(encoder.header())
+        if header and (out := await asyncio.to_thread(pack, encoder.header())):
+            yield out
         async for batch in rows:
             count += len(batch)
             # Encoding and compressing a batch is CPU work: off the event loop.
-            await emit(await asyncio.to_thread(encoder.rows, batch))
+            if out := await asyncio.to_thread(pack, await asyncio.to_thread(encoder.rows, batch)):
+                yield out
         if packer:
-            await write(packer.flush())
+            yield packer.flush()
+
+    async def produce(write: Callable[[bytes], Awaitable[None]]) -> None:
+        chunks = plain()
+        if encrypt is not None:
+            chunks = encrypt_stream(chunks, encrypt.recipients, encrypt.sign_with, encrypt.sign_passphrase,
+                                    armor=encrypt.armor)  # fmt: skip
+        async for chunk in chunks:
+            await write(chunk)
 
     full = await sftp.write_stream(path, produce)
     return full, count

@@ -23,6 +23,7 @@ from services.executor.domain.export import (
 from services.executor.domain.outcomes import ExportOutcome
 from services.executor.errors import DestinationFailed, RunStopped
 from services.executor.exporters.destinations import RestPusher, write_csv_file
+from services.executor.pgp_files import encrypt_keys, plain_name
 from services.executor.ports import CatalogReader
 from services.executor.reporting import RunReporter
 from services.executor.repository import MongoWatermarks
@@ -176,6 +177,11 @@ class ExportRun:
         )
         if destination.gzip and not path.endswith(".gz"):
             path += ".gz"
+        encrypt = None
+        if destination.pgp is not None:  # keys checked now: a key problem fails the run before the upload
+            encrypt = await encrypt_keys(self.catalog, self.secrets, destination.pgp)
+            if plain_name(path) == path:
+                path += ".asc" if destination.pgp.armor else ".pgp"
         async with open_sftp(connection, self.secrets) as sftp:
             sftp.on_bytes = self.on_bytes
             await self.reporter.log(
@@ -183,7 +189,13 @@ class ExportRun:
             )
             encoder = CsvEncoder(self.spec.format, columns)
             full, count = await write_csv_file(
-                sftp, path, encoder, rows, header=self.spec.format.header, gzip=destination.gzip
+                sftp,
+                path,
+                encoder,
+                rows,
+                header=self.spec.format.header,
+                gzip=destination.gzip,
+                encrypt=encrypt,
             )
             self.tally.inserted = count
             await self.reporter.log(f"{count} record(s) written to {full}", path=full, records=count)

@@ -17,6 +17,9 @@ class ImportSettings:
     max_in_flight: int = 2
     limits: sources.SourceLimits = sources.DEFAULT_LIMITS  # decompression and record-length bounds
     wait_minute_seconds: float = 60.0  # a minute of `if_missing: wait` (tests shorten it)
+    spool_dir: str | None = (
+        None  # decrypted files (EXECUTOR_SPOOL_DIR); None: the system's temporary directory
+    )
 
 
 @dataclass

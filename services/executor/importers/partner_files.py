@@ -144,7 +144,7 @@ def _utc(mtime: float) -> str:
 
 
 async def skips_empty(
-    sftp: SftpSession,
+    sftp: sources.ByteSource,
     source: SftpSource,
     fmt: CsvFormat,
     files: list[RemoteFile],
@@ -162,7 +162,7 @@ async def skips_empty(
 
 
 async def holds_no_data(
-    sftp: SftpSession, source: SftpSource, fmt: CsvFormat, files: list[RemoteFile], chunk_bytes: int
+    sftp: sources.ByteSource, source: SftpSource, fmt: CsvFormat, files: list[RemoteFile], chunk_bytes: int
 ) -> bool:
     """Whether no file has a data row (a header-only file is empty): reads each up to its first one."""
     for file_no, remote in enumerate(files):

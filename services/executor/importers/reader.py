@@ -13,6 +13,7 @@ from services.executor.domain.records import hit_record_text, record_text
 from services.executor.domain.targets import mappable_fields
 from services.executor.errors import BadFile
 from services.executor.importers import feed, partner_files, sources
+from services.executor.pgp_files import DecryptKeys, Spool
 from services.executor.reporting import RunReporter
 from services.executor.sftp import RemoteFile, SftpSession
 from shared.catalog_records import TableRecord
@@ -31,6 +32,8 @@ class SourceReader:
         limits: sources.SourceLimits,
         stop_requested: Callable[[], bool],
         minute_seconds: float = 60.0,
+        decrypt: DecryptKeys | None = None,
+        spool_dir: str | None = None,
     ) -> None:
         self.spec = spec
         self.reporter = reporter
@@ -42,6 +45,9 @@ class SourceReader:
         self.bytes_total: int | None = None
         self.minute_seconds = minute_seconds  # of an `if_missing: wait`
         self.skip = False  # empty, and the job says on_empty: skip
+        self.decrypt = decrypt  # an encrypted source's keys: its files are read from `spool` once decrypted
+        self.spool_dir = spool_dir
+        self.spool: Spool | None = None
 
     async def find(self, sftp: SftpSession) -> None:
         source = self.spec.source
@@ -65,8 +71,10 @@ class SourceReader:
             if await sources.check_ready(sftp, source, remote, self.stop_requested):
                 await self.reporter.log(f"ready file of {remote.name} appeared")
             await self.reporter.log(f"file found: {remote.path} ({remote.size} bytes)", size=remote.size)
+        if self.decrypt is not None:
+            await self._decrypt(sftp)
         self.bytes_total = sum(f.size for f in self.files)
-        self.skip = await partner_files.skips_empty(sftp, source, self.spec.format, self.files, self.chunk_bytes,
+        self.skip = await partner_files.skips_empty(self._bytes(sftp), source, self.spec.format, self.files, self.chunk_bytes,
                                                     self.reporter)  # fmt: skip
 
     async def records(
@@ -123,9 +131,30 @@ class SourceReader:
         assert isinstance(source, SftpSource)
         for file_no, remote in enumerate(self.files):
             compression = sources.compression_of(remote.path, source.compression)
-            chunks = sources.decoded_chunks(sftp, remote, compression, self.chunk_bytes, on_raw, self.limits)
+            chunks = sources.decoded_chunks(self._bytes(sftp), remote, compression, self.chunk_bytes, on_raw,
+                                            self.limits)  # fmt: skip
             async for piece in sources.csv_pieces(chunks, self.spec.format, file_no, self.limits):
                 yield piece
+
+    async def _decrypt(self, sftp: SftpSession) -> None:
+        """Each file decrypted (and its signature verified) whole into the spool before any is read: a
+        tampered file or a bad signature fails the run before a row is parsed, and nothing is loaded."""
+        assert self.decrypt is not None
+        self.spool = spool = Spool(self.spool_dir)
+        verified = " and its signature verified" if self.decrypt.verify_with is not None else ""
+        for i, remote in enumerate(self.files):
+            plain = await spool.decrypt(remote, sftp.read_chunks(remote, self.chunk_bytes), self.decrypt)
+            self.files[i] = plain
+            await self.reporter.log(f"decrypted {remote.name}{verified}: {plain.size} bytes", size=plain.size)
+
+    def _bytes(self, sftp: SftpSession) -> sources.ByteSource:
+        return sftp if self.spool is None else self.spool
+
+    def close(self) -> None:
+        """Removes the spool of decrypted files."""
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
 
     async def _plan(
         self, first: CsvRecord, table: TableRecord, *, announce: bool

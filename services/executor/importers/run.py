@@ -38,11 +38,12 @@ from services.executor.importers.targets import (
     Target,
 )
 from services.executor.importers.validation import validation_pass
+from services.executor.pgp_files import decrypt_keys
 from services.executor.ports import CatalogReader, WorkOutcome
 from services.executor.reporting import RunReporter
 from services.executor.repository import MongoRejectStore
 from services.executor.sftp import SftpSession, open_sftp
-from shared.catalog_records import TableKind, TableRecord
+from shared.catalog_records import ConnectionRecord, TableKind, TableRecord
 from shared.contracts.jobs import ImportSpec, SftpSource
 from shared.contracts.jobs import ListTarget as ListTargetSpec
 from shared.contracts.jobs import ProfileExtensionTarget as ProfileExtensionSpec
@@ -82,7 +83,8 @@ class ImportRun:
         self.tally = Tally()
         self.source = SourceReader(spec, reporter, chunk_bytes=settings.read_chunk_bytes,
                                    limits=settings.limits, stop_requested=stop_requested,
-                                   minute_seconds=settings.wait_minute_seconds)  # fmt: skip
+                                   minute_seconds=settings.wait_minute_seconds,
+                                   spool_dir=settings.spool_dir)  # fmt: skip
         self._staging: Staging | None = None  # an overwrite's new collection
 
     @property
@@ -95,6 +97,15 @@ class ImportRun:
         table = await self.catalog.table(self.spec.target.table)
         connection = await self.catalog.connection(self.spec.source.connection_id)
         target = await self._target(table)
+        source = self.spec.source
+        if isinstance(source, SftpSource) and source.pgp is not None:
+            self.source.decrypt = await decrypt_keys(self.catalog, self.secrets, source.pgp)
+        try:
+            return await self._run(table, connection, target)
+        finally:
+            self.source.close()  # the spool of decrypted files, also after a failure
+
+    async def _run(self, table: TableRecord, connection: ConnectionRecord, target: Target) -> WorkOutcome:
         async with open_sftp(connection, self.secrets) as sftp:
             sftp.on_bytes = self.context.on_bytes
             await self.reporter.log(

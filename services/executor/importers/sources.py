@@ -14,11 +14,12 @@ import zipfile
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Protocol
 
 from services.executor.domain import CsvRecord, CsvSplitter
 from services.executor.domain.csvsplit import MAX_RECORD_LENGTH
 from services.executor.errors import BadFile, RunStopped, SourceRefused
+from services.executor.pgp_files import plain_name
 from services.executor.sftp import GLOB_CHARS, RemoteFile, SftpSession
 from shared.contracts.jobs import CsvFormat, SftpSource
 from shared.paths import has_parent_segment
@@ -47,9 +48,16 @@ class Parsed:
     blank: int = 0  # blank lines skipped since the previous piece
 
 
+class ByteSource(Protocol):
+    """Where a file's bytes are read: the SFTP session, or the spool of decrypted files (`pgp_files.Spool`)."""
+
+    def read_chunks(self, remote: RemoteFile, chunk_size: int) -> AsyncIterator[bytes]: ...
+
+
 def compression_of(path: str, configured: str) -> str:
     if configured != "auto":
         return configured
+    path = plain_name(path)  # an encrypted file is detected by the name under its .pgp/.gpg/.asc
     if path.endswith((".gz", ".gzip")):
         return "gzip"
     if path.endswith(".zip"):
@@ -106,7 +114,7 @@ async def expected_count(sftp: SftpSession, remote: RemoteFile) -> int:
 
 
 async def decoded_chunks(
-    sftp: SftpSession,
+    sftp: ByteSource,
     remote: RemoteFile,
     compression: str,
     chunk_size: int,
@@ -207,7 +215,7 @@ class InflationMeter:
 
 
 async def _zip_member(
-    sftp: SftpSession,
+    sftp: ByteSource,
     remote: RemoteFile,
     chunk_size: int,
     on_raw: Callable[[int], None],

@@ -1,0 +1,131 @@
+"""PGP for a run's files (docs/pgp.md): the keys a job names, read from the catalog's database with their
+secrets opened by the executor's `SecretBox`; an import's files decrypted into a local spool; an export's
+keys proven before its upload starts. The cryptography runs in gpg's process (`shared.pgp`)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import shutil
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.executor.ports import CatalogReader
+from services.executor.sftp import RemoteFile
+from shared.catalog_records import PgpKeyRecord
+from shared.contracts.jobs import DestinationPgp, SourcePgp
+from shared.errors import NotFound
+from shared.pgp import KeyNotSecret, PgpError, decrypt_stream, inspect_key
+from shared.pgp.verdicts import check_usable
+from shared.secrets import SecretBox
+
+ENCRYPTED_SUFFIXES = (".pgp", ".gpg", ".asc")
+
+
+def plain_name(path: str) -> str:
+    """The name without its encryption suffix: `contacts.csv.gz.pgp` is read as `contacts.csv.gz`."""
+    for suffix in ENCRYPTED_SUFFIXES:
+        if path.lower().endswith(suffix):
+            return path[: -len(suffix)]
+    return path
+
+
+@dataclass(frozen=True)
+class DecryptKeys:
+    private_key: bytes
+    passphrase: str | None
+    verify_with: list[bytes] | None  # None: signatures are not checked
+
+
+@dataclass(frozen=True)
+class EncryptKeys:
+    recipients: list[bytes]
+    sign_with: bytes | None
+    sign_passphrase: str | None
+    armor: bool
+
+
+async def decrypt_keys(catalog: CatalogReader, secrets: SecretBox, pgp: SourcePgp) -> DecryptKeys:
+    private_key, passphrase = _private(
+        await _key(catalog, pgp.decrypt_with, "decrypt_with"), "decrypt_with", secrets
+    )
+    verify_with = None
+    if pgp.verify_with is not None:
+        records = [
+            await _key(catalog, key_id, f"verify_with[{i}]") for i, key_id in enumerate(pgp.verify_with)
+        ]
+        verify_with = [record.public_key.encode() for record in records]
+    return DecryptKeys(private_key, passphrase, verify_with)
+
+
+async def encrypt_keys(catalog: CatalogReader, secrets: SecretBox, pgp: DestinationPgp) -> EncryptKeys:
+    """The export's keys, each checked by gpg now (expired, revoked, unable to encrypt or sign, a wrong
+    passphrase): a key problem fails the run before anything is uploaded."""
+    recipients = []
+    for i, key_id in enumerate(pgp.encrypt_to):
+        field = f"encrypt_to[{i}]"
+        material = (await _key(catalog, key_id, field)).public_key.encode()
+        check_usable((await inspect_key(material, None, field)).facts, field, usage="encrypt")
+        recipients.append(material)
+    sign_with, passphrase = None, None
+    if pgp.sign_with is not None:
+        sign_with, passphrase = _private(
+            await _key(catalog, pgp.sign_with, "sign_with"), "sign_with", secrets
+        )
+        check_usable((await inspect_key(sign_with, passphrase, "sign_with")).facts, "sign_with", usage="sign",
+                     secret=True)  # fmt: skip
+    return EncryptKeys(recipients, sign_with, passphrase, pgp.armor)
+
+
+async def _key(catalog: CatalogReader, key_id: int, field: str) -> PgpKeyRecord:
+    try:
+        return await catalog.key(key_id)
+    except NotFound:
+        raise PgpError(f"{field}: key {key_id} does not exist (deleted?)", field=field) from None
+
+
+def _private(record: PgpKeyRecord, field: str, secrets: SecretBox) -> tuple[bytes, str | None]:
+    if record.private_key_encrypted is None:
+        raise KeyNotSecret(f"{field}: key {record.id} ({record.name}) is a public key", field=field)
+    material = base64.b64decode(secrets.decrypt(record.private_key_encrypted))
+    passphrase = secrets.decrypt(record.passphrase_encrypted) if record.passphrase_encrypted else None
+    return material, passphrase
+
+
+class Spool:
+    """Local files holding the plaintext of a run's decrypted source files.
+
+    gpg gives its verdict (integrity, signature) only at the end of a message, so a file is decrypted
+    here whole first and read only once that verdict is clean: the bytes verified are the bytes loaded.
+    Written and read in chunks (memory stays flat); the directory goes with `close`, also after a failure.
+    """
+
+    def __init__(self, directory: str | None) -> None:
+        self.path = tempfile.mkdtemp(prefix="connect-spool-", dir=directory)
+        self._files: dict[str, Path] = {}  # remote path → local file
+
+    async def decrypt(
+        self, remote: RemoteFile, chunks: AsyncIterable[bytes], keys: DecryptKeys
+    ) -> RemoteFile:
+        """`remote` decrypted into the spool; the returned file describes the plaintext (size, name)."""
+        local = Path(self.path) / f"{len(self._files)}.plain"
+        plain = decrypt_stream(chunks, keys.private_key, keys.passphrase, keys.verify_with)
+        out = await asyncio.to_thread(local.open, "wb")
+        with out:
+            async for chunk in plain:
+                await asyncio.to_thread(out.write, chunk)
+            size = out.tell()
+        self._files[remote.path] = local
+        return RemoteFile(remote.path, size, remote.mtime)
+
+    async def read_chunks(self, remote: RemoteFile, chunk_size: int) -> AsyncIterator[bytes]:
+        """A decrypted file's plaintext (the `sources.ByteSource` of the spooled files)."""
+        handle = await asyncio.to_thread(self._files[remote.path].open, "rb")
+        with handle:
+            while chunk := await asyncio.to_thread(handle.read, chunk_size):
+                yield chunk
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
