@@ -288,6 +288,10 @@ class Outbox(OutboxDelivery):
         if documents:
             await self.collection.insert_many(list(documents), ordered=True, session=session)
 
+    async def backlog(self) -> int:
+        """Entries not published yet (the `connect_outbox_backlog` gauge; on the `published` index)."""
+        return await self.collection.count_documents({"published": False})
+
     async def find_request(self, request_id: str, session: AsyncClientSession | None = None) -> Entry | None:
         """The entry stored for `request_id`: what a redelivered command is answered with."""
         doc = await self.collection.find_one({"request_id": request_id}, session=session)

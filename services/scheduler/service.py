@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.scheduler.clock import Clock, utc_now
-from services.scheduler.domain import Outcome, build_run_requested, trigger_slot
+from services.scheduler.domain import build_run_requested, trigger_slot
 from services.scheduler.domain.deadlines import expired_reply, past_deadline
 from services.scheduler.errors import CommandExpired
 from services.scheduler.ports import EventPublisher, SchedulerStore
@@ -32,7 +32,7 @@ from shared.contracts import (
     TriggerFired,
 )
 from shared.errors import Conflict
-from shared.metrics import Metrics
+from shared.metrics import SchedulerMetrics
 from shared.outbox import Entry
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class SchedulerService:
         clock: Clock = utc_now,
         *,
         wall: Clock = utc_now,
-        metrics: Metrics | None = None,
+        metrics: SchedulerMetrics | None = None,
     ) -> None:
         self.repo = repo
         self.publisher = publisher
@@ -246,9 +246,7 @@ class SchedulerService:
         if self.metrics is None:
             return
         for _, _, outcome in result.outcomes:
-            self.metrics.scheduler_fires_total.labels(outcome=outcome.value).inc()
-            if outcome is Outcome.MISSED:
-                self.metrics.scheduler_missed_slots_total.inc()
+            self.metrics.fires_total.labels(outcome=outcome.value).inc()
 
     def _observe_lag(self, message: Envelope) -> None:
         if self.metrics is None or not isinstance(message, RunRequested):
@@ -256,4 +254,4 @@ class SchedulerService:
         due = message.data.fire_at or message.data.slot  # a spread slot is due at slot + offset, not before
         if due is not None:
             lag = (self.clock() - due).total_seconds()
-            self.metrics.scheduler_fire_lag_seconds.observe(max(lag, 0.0))
+            self.metrics.fire_lag_seconds.observe(max(lag, 0.0))
