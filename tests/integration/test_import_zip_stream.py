@@ -76,7 +76,7 @@ async def test_a_large_member_streams_with_flat_memory_before_the_archive_is_rea
     assert (size, crc) == (len(content), zlib.crc32(content))
     assert before_first is not None and before_first < 2 << 20, before_first  # tail + header + prefetch only
     assert read["bytes"] < len(data) + (1 << 20)  # the archive read once, not spooled and re-read
-    assert peak < 16 << 20, peak  # a 40 MiB member: chunks in flight, not the archive
+    assert peak < 8 << 20, peak  # a 40 MiB member: chunks in flight (2.2 MB measured), not the archive
 
 
 @pytest.mark.parametrize(
