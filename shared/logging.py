@@ -1,4 +1,5 @@
-"""JSON-lines logging on stdout with `service`, `run_id` and `job_id` on every line."""
+"""JSON-lines logging on stdout with `service`, `run_id` and `job_id` on every line, and `trace_id`/`span_id`
+while a span is in progress (tracing on, shared/tracing.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from shared import tracing
 from shared.redact import scrub
 
 current_run_id: ContextVar[str | None] = ContextVar("current_run_id", default=None)
@@ -32,6 +34,8 @@ class JsonFormatter(logging.Formatter):
             "run_id": getattr(record, "run_id", None) or current_run_id.get(),
             "job_id": getattr(record, "job_id", None) or current_job_id.get(),
         }
+        if (ids := tracing.ids()) is not None:  # the span in progress: logs and traces joined by id
+            line["trace_id"], line["span_id"] = ids
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and key not in line:
                 line[key] = value if isinstance(value, str | int | float | bool | None) else str(value)

@@ -23,6 +23,9 @@ The stored document, one per entry:
                  relay and pruning), so a rolling upgrade or a rollback leaves no entry behind
     relay_until  claimed by a relay until then (EPOCH: free); a failed try leaves the time of the try
     request_id   optional, unique (sparse index)
+    traceparents optional, one per message: the W3C trace context of its cause (tracing on: the request
+                 or command that wrote it, a slot's own span), so that it is published in that trace, at
+                 once or by a relay later
 
 Entries written by earlier releases are read as well: the scheduler's had this very shape (its index was on
 `created_s`; `ensure_indexes` drops it); the catalog's held one message as `message`, with no `types`,
@@ -47,6 +50,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure, PyMongoError
 
+from shared import tracing
 from shared.contracts import MESSAGE_TYPES, Envelope, parse_message
 from shared.errors import RetryableError
 
@@ -76,6 +80,10 @@ class Entry:
     id: str
     messages: Sequence[Envelope]
     relay_until: datetime | None = EPOCH
+    traceparents: Sequence[str | None] = ()  # each message's trace context (none given: the caller's)
+
+    def trace_of(self, index: int) -> str | None:
+        return self.traceparents[index] if index < len(self.traceparents) else None
 
     @classmethod
     def of(cls, message: Envelope) -> Entry:
@@ -84,9 +92,11 @@ class Entry:
 
 
 def new_document(
-    messages: Sequence[Envelope], now: datetime, *, request_id: str | None = None, entry_id: str | None = None
-) -> Doc:
-    """The stored form of an entry (see the module's docstring)."""
+    messages: Sequence[Envelope], now: datetime, *, request_id: str | None = None, entry_id: str | None = None,
+    traceparents: Sequence[str | None] | None = None,
+) -> Doc:  # fmt: skip
+    """The stored form of an entry (see the module's docstring); `traceparents`: each message's cause's
+    trace context (default: the span in progress, for all)."""
     doc: Doc = {
         "_id": entry_id or uuid.uuid4().hex,
         "messages": [m.model_dump_json() for m in messages],
@@ -98,6 +108,11 @@ def new_document(
     }
     if request_id is not None:
         doc["request_id"] = request_id
+    traces = (
+        list(traceparents) if traceparents is not None else [tracing.current_traceparent()] * len(messages)
+    )
+    if any(traces):
+        doc["traceparents"] = traces
     return doc
 
 
@@ -110,7 +125,9 @@ def decode(doc: Doc) -> Entry:
         ]
     else:  # the catalog's entries before the one outbox: one message each
         messages = [parse_message(doc["message"])]
-    return Entry(str(doc["_id"]), tuple(messages), doc.get("relay_until"))
+    return Entry(
+        str(doc["_id"]), tuple(messages), doc.get("relay_until"), tuple(doc.get("traceparents") or ())
+    )
 
 
 class OutboxDelivery(ABC):
@@ -202,9 +219,10 @@ async def _in_order(publisher: MessagePublisher, entries: Sequence[Entry]) -> li
     """The ids of the entries confirmed whole, publishing one message at a time up to the first refusal."""
     confirmed: list[str] = []
     for entry in entries:
-        for message in entry.messages:
-            if not await _publish(publisher, message):
-                return confirmed
+        for i, message in enumerate(entry.messages):
+            with tracing.restored(entry.trace_of(i)):
+                if not await _publish(publisher, message):
+                    return confirmed
         confirmed.append(entry.id)
     return confirmed
 
@@ -212,12 +230,12 @@ async def _in_order(publisher: MessagePublisher, entries: Sequence[Entry]) -> li
 async def _at_once(publisher: MessagePublisher, entries: Sequence[Entry]) -> list[str]:
     gate = asyncio.Semaphore(PUBLISH_CONCURRENCY)
 
-    async def one(message: Envelope) -> bool:
-        async with gate:
+    async def one(message: Envelope, traceparent: str | None) -> bool:
+        async with gate, tracing.restored_async(traceparent):
             return await _publish(publisher, message)
 
     async def whole(entry: Entry) -> bool:
-        return all(await asyncio.gather(*(one(m) for m in entry.messages)))
+        return all(await asyncio.gather(*(one(m, entry.trace_of(i)) for i, m in enumerate(entry.messages))))
 
     oks = await asyncio.gather(*(whole(e) for e in entries))
     return [entry.id for entry, ok in zip(entries, oks, strict=True) if ok]
@@ -248,14 +266,20 @@ class Outbox(OutboxDelivery):
 
     async def add(
         self, session: AsyncClientSession, messages: Sequence[Envelope], *, now: datetime | None = None,
-        request_id: str | None = None, entry_id: str | None = None,
+        request_id: str | None = None, entry_id: str | None = None, traceparents: Sequence[str | None] | None = None,
     ) -> str | None:  # fmt: skip
         """Store the messages a transaction must publish as one entry, in it; the entry's id (None: no messages).
 
         A `request_id` already stored fails the transaction with DuplicateKeyError (a redelivered command)."""
         if not messages:
             return None
-        document = new_document(messages, now or datetime.now(UTC), request_id=request_id, entry_id=entry_id)
+        document = new_document(
+            messages,
+            now or datetime.now(UTC),
+            request_id=request_id,
+            entry_id=entry_id,
+            traceparents=traceparents,
+        )
         await self.collection.insert_one(document, session=session)
         return str(document["_id"])
 
@@ -263,6 +287,10 @@ class Outbox(OutboxDelivery):
         """Entries made with `new_document` (a batch of commands, an entry each), in one insert."""
         if documents:
             await self.collection.insert_many(list(documents), ordered=True, session=session)
+
+    async def backlog(self) -> int:
+        """Entries not published yet (the `connect_outbox_backlog` gauge; on the `published` index)."""
+        return await self.collection.count_documents({"published": False})
 
     async def find_request(self, request_id: str, session: AsyncClientSession | None = None) -> Entry | None:
         """The entry stored for `request_id`: what a redelivered command is answered with."""

@@ -19,6 +19,7 @@ from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.subscriber.usecase import RabbitSubscriber
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared import tracing
 from shared.contracts import Envelope
 from shared.looplag import LoopLagMonitor
 from shared.messaging import Publisher, create_broker, permanent_error_middleware
@@ -45,6 +46,7 @@ class ServiceRuntime:
     on_drain: list[Hook] = field(default_factory=list)  # after consuming stops, before the broker closes
     on_stop: list[Hook] = field(default_factory=list)
     loop_lag: LoopLagMonitor | None = None
+    traced: bool = False  # OpenTelemetry on (shared/tracing.py)
     # Consumers the AsyncAPI document shows but FastStream does not run (see `documents_consuming`).
     documentation: RabbitBroker | None = None
 
@@ -53,6 +55,7 @@ class ServiceRuntime:
         if not settings.mongo_url:
             raise SystemExit("MONGO_URL is not set (use `connect dev` to run with the embedded database)")
         metrics = create_metrics(service)
+        tracer_provider = tracing.configure_tracing(service)  # None unless OTEL_TRACES_EXPORTER names one
         broker = create_broker(
             settings.amqp_url,
             service=service,
@@ -64,6 +67,7 @@ class ServiceRuntime:
         publisher = Publisher(
             broker, topology, count_dead_letter=lambda reason: metrics.dead_lettered(service, reason)
         )
+        tracing.instrument_broker(broker, tracer_provider)
         broker.add_middleware(permanent_error_middleware(publisher))
         return cls(
             service=service,
@@ -73,6 +77,7 @@ class ServiceRuntime:
             mongo=create_client(settings.mongo_url),
             metrics=metrics,
             publisher=publisher,
+            traced=tracer_provider is not None,
         )
 
     def documents_publishing(self, *messages: type[Envelope]) -> None:
@@ -127,6 +132,7 @@ class ServiceRuntime:
         await self.mongo.close()
         if self.loop_lag is not None:
             await self.loop_lag.stop()
+        tracing.shutdown()  # the last spans exported before the process ends
 
     async def ready(self) -> dict[str, bool]:
         broker_ok, db_ok = await asyncio.gather(self.broker.ping(timeout=2.0), ping(self.mongo))
@@ -146,6 +152,7 @@ def create_http_app(runtime: ServiceRuntime, *, title: str, **fastapi_kwargs: ob
 
     app = FastAPI(title=title, lifespan=lifespan, **fastapi_kwargs)  # type: ignore[arg-type]
     app.state.runtime = runtime
+    tracing.instrument_app(app, tracing.provider() if runtime.traced else None)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

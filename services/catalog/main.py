@@ -38,6 +38,8 @@ from shared.contracts import (
     StopGroupRun,
     StopRun,
 )
+from shared.http_metrics import HttpMetricsMiddleware
+from shared.metrics import http_metrics, outbox_backlog
 from shared.runtime import ServiceRuntime, create_http_app
 from shared.secrets import secret_box
 from shared.settings import CommonSettings
@@ -64,9 +66,13 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
     jobs = JobService(repo, reads, runtime.publisher, run_request_timeout=timeout)
     groups = GroupService(repo, reads, runtime.publisher, run_request_timeout=timeout)
     register_subscribers(runtime, jobs, groups)
-    relay = PeriodicTask(
-        "outbox-relay", settings.outbox_relay_interval, lambda: repo.outbox.relay(runtime.publisher)
-    )
+    backlog = outbox_backlog(runtime.metrics.registry)
+
+    async def relay_pass() -> None:
+        await repo.outbox.relay(runtime.publisher)
+        backlog.set(await repo.outbox.backlog())
+
+    relay = PeriodicTask("outbox-relay", settings.outbox_relay_interval, relay_pass)
     runtime.on_start += [repo.ensure_indexes, relay.start]
     runtime.on_drain.append(relay.stop)
     runtime.documents_publishing(
@@ -81,6 +87,7 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
+    app.add_middleware(HttpMetricsMiddleware, metrics=http_metrics(runtime.metrics.registry))
     app.state.catalog = service
     app.state.jobs = jobs
     app.state.groups = groups

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from services.executor.ports import EventPublisher
+from shared import tracing
 from shared.contracts import Envelope, RunProgress
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ OnPublished = Callable[[], Awaitable[None]]
 class _Held:
     message: Envelope
     on_published: OnPublished | None = None
+    traceparent: str | None = None  # the emitting run's trace: the flusher task publishes in it
 
 
 class EventBuffer:
@@ -81,7 +83,7 @@ class EventBuffer:
         while len(self) >= self.capacity:
             self._room.clear()
             await self._room.wait()
-        held = _Held(message, on_published)
+        held = _Held(message, on_published, tracing.current_traceparent())
         self._held.append(held)
         self._ids.add(message.id)
         if isinstance(message, RunProgress):
@@ -139,7 +141,9 @@ class EventBuffer:
         """Publish `out` at once; the failed ones are held again, first. Returns a failure, if any."""
         self._out, errors = len(out), None
         try:
-            errors = await asyncio.gather(*(self._publish_once(held.message) for held in out))
+            errors = await asyncio.gather(
+                *(self._publish_once(held.message, held.traceparent) for held in out)
+            )
         finally:
             for n in reversed(range(len(out))):  # cancelled (closing): everything out stays held
                 if errors is None or errors[n] is not None:
@@ -160,9 +164,10 @@ class EventBuffer:
             out.append(held)
         return out
 
-    async def _publish_once(self, message: Envelope) -> Exception | None:
+    async def _publish_once(self, message: Envelope, traceparent: str | None = None) -> Exception | None:
         try:
-            await asyncio.wait_for(self.publisher.publish(message), timeout=self.attempt_timeout)
+            with tracing.restored(traceparent):  # wait_for's task copies the context
+                await asyncio.wait_for(self.publisher.publish(message), timeout=self.attempt_timeout)
         except Exception as exc:
             return exc
         return None

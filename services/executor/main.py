@@ -21,6 +21,7 @@ from services.executor.ssh_pool import SshPool
 from services.executor.subscribers import register_subscribers
 from services.executor.table_writers import MongoTableWriters
 from shared.contracts import RunFinished, RunLog, RunProgress, RunStarted
+from shared.metrics import executor_metrics
 from shared.runtime import ServiceRuntime, create_http_app
 from shared.secrets import secret_box
 from shared.settings import CommonSettings
@@ -44,7 +45,7 @@ def build_app(common: CommonSettings | None = None, settings: ExecutorSettings |
         watermarks=MongoWatermarks(runtime.mongo, runtime.db_name),
         publisher=runtime.publisher,
         secrets=secret_box(common),
-        metrics=runtime.metrics,
+        metrics=executor_metrics(runtime.metrics.registry),
     )
     register_subscribers(runtime, service, settings.executor_id)
     runtime.documents_publishing(RunStarted, RunLog, RunProgress, RunFinished)

@@ -67,7 +67,7 @@ from shared.contracts.jobs import SftpSource
 from shared.contracts.runs import LogLevel, Trigger
 from shared.errors import ConnectError, PermanentError, RetryableError
 from shared.logging import current_job_id, current_run_id
-from shared.metrics import Metrics
+from shared.metrics import ExecutorMetrics
 from shared.secrets import SecretBox
 
 __all__ = ["ExecutionSettings", "ExecutorService"]  # the settings live in `active`; callers import them here
@@ -87,7 +87,7 @@ class ExecutorService:
         watermarks: MongoWatermarks,
         publisher: EventPublisher,
         secrets: SecretBox,
-        metrics: Metrics | None = None,
+        metrics: ExecutorMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.leases = leases

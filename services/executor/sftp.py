@@ -87,22 +87,35 @@ class SftpSession:
         return sorted(found, key=lambda f: f.name)
 
     async def read_chunks(
-        self, remote: RemoteFile, chunk_size: int, *, prefetch: int = 4
+        self,
+        remote: RemoteFile,
+        chunk_size: int,
+        *,
+        prefetch: int = 4,
+        start: int = 0,
+        end: int | None = None,
     ) -> AsyncIterator[bytes]:
-        """The file's bytes in order; up to `prefetch` reads are in flight, so transfer overlaps work."""
+        """The file's bytes in order (from `start`, up to `end` when given: a zip member's range); up to
+        `prefetch` reads are in flight, so transfer overlaps work."""
         async with _translated(f"file {remote.path}", self.redactor):
             handle = await self._sftp.open(remote.path, "rb")
-            offset, pending = 0, []
+            offset, pending = start, []
+
+            def read_next() -> None:
+                nonlocal offset
+                size = chunk_size if end is None else min(chunk_size, end - offset)
+                if size > 0:
+                    pending.append(asyncio.ensure_future(handle.read(size, offset)))
+                    offset += size
+
             try:
                 for _ in range(prefetch):
-                    pending.append(asyncio.ensure_future(handle.read(chunk_size, offset)))
-                    offset += chunk_size
+                    read_next()
                 while pending:
                     chunk = await pending.pop(0)
                     if not chunk:
                         break
-                    pending.append(asyncio.ensure_future(handle.read(chunk_size, offset)))
-                    offset += chunk_size
+                    read_next()
                     self.on_bytes("read", len(chunk))
                     yield chunk
             finally:
@@ -111,6 +124,11 @@ class SftpSession:
                 # stopped run) and its session closed before the generator was finalised.
                 with contextlib.suppress(Exception):
                     await handle.close()
+
+    async def read_range(self, remote: RemoteFile, start: int, end: int) -> bytes:
+        """The bytes [start, end) of a file (a zip's central directory, a member's local header)."""
+        parts = [chunk async for chunk in self.read_chunks(remote, 1 << 20, start=start, end=end)]
+        return b"".join(parts)
 
     async def read_bytes(self, path: str, limit: int = 1 << 20) -> bytes:
         """A small file whole (manifests, count and ready files)."""

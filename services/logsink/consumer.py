@@ -14,6 +14,8 @@ channel's deliveries (in delivery order) is acknowledged with one `multiple` ack
 - A batch that cannot be written after its retries is nacked with requeue; the quorum queue's delivery
   limit bounds the redeliveries: a message at its last delivery is dead-lettered here instead, with the
   reason (`delivery_limit`).
+- Tracing on, each delivery records a consumer span in the trace its `traceparent` header names (by
+  hand: FastStream's telemetry middleware does not see this consumer).
 - A lost connection is reopened; what the old channel held unacknowledged is redelivered by the broker
   (a batch written meanwhile is written again: each record refuses a change it holds already, and a log line is
   read back once however its redelivery was grouped).
@@ -39,6 +41,7 @@ from pydantic import ValidationError
 from services.logsink import domain
 from services.logsink.domain import Planned
 from services.logsink.settlement import AckWindow, Receipt, Settlement
+from shared import tracing
 from shared.errors import PermanentError, RetryableError
 from shared.messaging import (
     delivery_count,
@@ -143,6 +146,9 @@ class EventConsumer:
         handler = f"{message.exchange or 'default'}.{message.routing_key}"
         last = message if delivery_count(message.header.properties) >= self.delivery_limit else None
         settlement = self.settlement
+        if tracing.enabled():  # FastStream's middleware does not see this consumer: the span by hand
+            tracing.consumer_span(f"{self.queue} process", message.header.properties.headers,
+                                  **{"messaging.system": "rabbitmq", "messaging.destination.name": self.queue})  # fmt: skip
         try:
             planned = domain.plan_json(message.body)
             self.accept(planned, (window, tag, handler, last))

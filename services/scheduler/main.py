@@ -8,12 +8,13 @@ from fastapi import FastAPI
 
 from services.scheduler.clock import scaled_clock, utc_now
 from services.scheduler.config import SchedulerSettings
-from services.scheduler.domain import CatchUp
+from services.scheduler.domain import CatchUp, Outcome
 from services.scheduler.service import SchedulerService
 from services.scheduler.store import MongoSchedulerRepository
 from services.scheduler.subscribers import register_subscribers
 from services.scheduler.ticker import Ticker
 from shared.contracts import Expire, GroupRunFinished, GroupRunStarted, RunRequested, StopRun
+from shared.metrics import outbox_backlog, scheduler_metrics
 from shared.runtime import ServiceRuntime, create_http_app
 from shared.settings import CommonSettings
 from shared.tasks import PeriodicTask
@@ -30,7 +31,10 @@ def build_app(common: CommonSettings | None = None, settings: SchedulerSettings 
         outbox_retention=timedelta(seconds=settings.outbox_retention_seconds),
     )  # fmt: skip
     clock = scaled_clock(settings.clock_origin, settings.clock_scale)
-    service = SchedulerService(repo, runtime.publisher, clock, wall=utc_now, metrics=runtime.metrics)
+    service = SchedulerService(
+        repo, runtime.publisher, clock, wall=utc_now,
+        metrics=scheduler_metrics(runtime.metrics.registry, [outcome.value for outcome in Outcome]),
+    )  # fmt: skip
     register_subscribers(runtime, service)
     runtime.documents_publishing(RunRequested, GroupRunStarted, GroupRunFinished, Expire, StopRun)
 
@@ -50,9 +54,13 @@ def build_app(common: CommonSettings | None = None, settings: SchedulerSettings 
         expire_resend=timedelta(seconds=settings.expire_resend_seconds),
     )
     relay_after = timedelta(seconds=settings.outbox_relay_after)
-    relay = PeriodicTask(
-        "outbox-relay", settings.outbox_relay_interval, lambda: service.relay_outbox(relay_after)
-    )
+    backlog = outbox_backlog(runtime.metrics.registry)
+
+    async def relay_pass() -> None:
+        await service.relay_outbox(relay_after)
+        backlog.set(await repo.outbox.backlog())
+
+    relay = PeriodicTask("outbox-relay", settings.outbox_relay_interval, relay_pass)
     ticks = PeriodicTask("scheduler-tick", settings.tick_seconds, ticker.tick)
     runtime.on_start += [repo.ensure_indexes, relay.start, ticks.start]
     runtime.on_drain += [ticks.stop, relay.stop, ticker.stop, service.settle]

@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.scheduler.clock import Clock, utc_now
-from services.scheduler.domain import Outcome, build_run_requested, trigger_slot
+from services.scheduler.domain import build_run_requested, trigger_slot
 from services.scheduler.domain.deadlines import expired_reply, past_deadline
 from services.scheduler.errors import CommandExpired
 from services.scheduler.ports import EventPublisher, SchedulerStore
 from services.scheduler.store.fires import FireResult
 from services.scheduler.store.runs import RunRequest
+from shared import tracing
 from shared.contracts import (
     Envelope,
     GroupChanged,
@@ -31,7 +32,7 @@ from shared.contracts import (
     TriggerFired,
 )
 from shared.errors import Conflict
-from shared.metrics import Metrics
+from shared.metrics import SchedulerMetrics
 from shared.outbox import Entry
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class _Waiting:
     command: RunJob
     now: datetime
     answer: asyncio.Future[RunJobReply]
+    traceparent: str | None = None  # the command's, taken before it waits for a batch
 
 
 class SchedulerService:
@@ -65,7 +67,7 @@ class SchedulerService:
         clock: Clock = utc_now,
         *,
         wall: Clock = utc_now,
-        metrics: Metrics | None = None,
+        metrics: SchedulerMetrics | None = None,
     ) -> None:
         self.repo = repo
         self.publisher = publisher
@@ -90,7 +92,7 @@ class SchedulerService:
         if past_deadline(command, self.wall()):
             return self.not_carried_out(command)
         answer: asyncio.Future[RunJobReply] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(command, self.clock(), answer))
+        self._waiting.append(_Waiting(command, self.clock(), answer, tracing.current_traceparent()))
         if self._allocating is None or self._allocating.done():
             self._allocating = asyncio.create_task(self._allocate_waiting())
         return await asyncio.shield(answer)
@@ -105,12 +107,12 @@ class SchedulerService:
                     if not waiting.answer.done():
                         waiting.answer.set_exception(exc)
                 continue
-            allocated: list[tuple[str, Envelope]] = []
+            allocated: list[tuple[str, Envelope, str | None]] = []
             for waiting, result in zip(batch, results, strict=True):
                 reply = self._reply(waiting.command, result)
                 if not isinstance(result, Conflict):
                     message, entry = result
-                    allocated.append((entry, message))
+                    allocated.append((entry, message, waiting.traceparent))
                     logger.info(
                         "run requested",
                         extra={"run_id": message.data.run_id, "job_id": waiting.command.data.job.job_id},
@@ -125,7 +127,7 @@ class SchedulerService:
         return RunRequest(
             request_id=command.id, job_id=command.data.job.job_id, now=now,
             build=lambda run_id: build_run_requested(command, run_id, now), expires_at=command.data.job.expires_at,
-            still_wanted=lambda: not past_deadline(command, self.wall()),
+            still_wanted=lambda: not past_deadline(command, self.wall()), traceparent=waiting.traceparent,
         )  # fmt: skip
 
     def _reply(self, command: RunJob, result: tuple[RunRequested, str] | Conflict) -> RunJobReply:
@@ -140,9 +142,11 @@ class SchedulerService:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _publish_entries(self, entries: Sequence[tuple[str, Envelope]]) -> None:
+    async def _publish_entries(self, entries: Sequence[tuple[str, Envelope, str | None]]) -> None:
         """Publish one message per outbox entry, all at once; the confirmed ones are marked in one update."""
-        batch = [Entry(entry, (message,)) for entry, message in entries]
+        batch = [
+            Entry(entry, (message,), traceparents=(traceparent,)) for entry, message, traceparent in entries
+        ]
         await self.repo.outbox.deliver(self._observed, batch, ordered=False)
 
     async def settle(self) -> None:
@@ -229,7 +233,7 @@ class SchedulerService:
         if not result.messages:
             return True
         assert result.outbox_id is not None, "messages are published from the entry committed with them"
-        entry = Entry(result.outbox_id, result.messages)
+        entry = Entry(result.outbox_id, result.messages, traceparents=result.traceparents)
         return await self.repo.outbox.deliver(self._observed, [entry], ordered=result.ordered)
 
     async def relay_outbox(self, older_than: timedelta) -> int:
@@ -242,9 +246,7 @@ class SchedulerService:
         if self.metrics is None:
             return
         for _, _, outcome in result.outcomes:
-            self.metrics.scheduler_fires_total.labels(outcome=outcome.value).inc()
-            if outcome is Outcome.MISSED:
-                self.metrics.scheduler_missed_slots_total.inc()
+            self.metrics.fires_total.labels(outcome=outcome.value).inc()
 
     def _observe_lag(self, message: Envelope) -> None:
         if self.metrics is None or not isinstance(message, RunRequested):
@@ -252,4 +254,4 @@ class SchedulerService:
         due = message.data.fire_at or message.data.slot  # a spread slot is due at slot + offset, not before
         if due is not None:
             lag = (self.clock() - due).total_seconds()
-            self.metrics.scheduler_fire_lag_seconds.observe(max(lag, 0.0))
+            self.metrics.fire_lag_seconds.observe(max(lag, 0.0))

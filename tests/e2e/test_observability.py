@@ -24,20 +24,48 @@ pytestmark = pytest.mark.e2e
 
 ROWS = 120
 SERVICES = ("catalog", "scheduler", "executor", "logsink")
-METRICS = {
-    "connect_runs_total": "counter",
-    "connect_run_duration_seconds": "histogram",
-    "connect_runs_in_progress": "gauge",
-    "connect_records_processed_total": "counter",
-    "connect_sftp_bytes_total": "counter",
-    "connect_scheduler_fires_total": "counter",
-    "connect_scheduler_fire_lag_seconds": "histogram",
-    "connect_scheduler_missed_slots_total": "counter",
-    "connect_logsink_events_total": "counter",
-    "connect_logsink_batch_seconds": "histogram",
+COMMON = {
     "connect_build_info": "gauge",
+    "connect_event_loop_lag_seconds": "histogram",
     "connect_dead_letters_total": "counter",
 }
+# Each service exposes exactly the Connect series it produces (shared/metrics.py), no other's.
+METRICS = {
+    "catalog": COMMON
+    | {
+        "connect_http_requests_total": "counter",
+        "connect_http_request_duration_seconds": "histogram",
+        "connect_outbox_backlog": "gauge",
+    },
+    "scheduler": COMMON
+    | {
+        "connect_scheduler_fires_total": "counter",
+        "connect_scheduler_fire_lag_seconds": "histogram",
+        "connect_outbox_backlog": "gauge",
+    },
+    "executor": COMMON
+    | {
+        "connect_runs_total": "counter",
+        "connect_run_duration_seconds": "histogram",
+        "connect_runs_in_progress": "gauge",
+        "connect_records_processed_total": "counter",
+        "connect_sftp_bytes_total": "counter",
+        "connect_sftp_connections_total": "counter",
+    },
+    "logsink": COMMON
+    | {
+        "connect_logsink_events_total": "counter",
+        "connect_logsink_batch_seconds": "histogram",
+        "connect_logsink_duplicates_total": "counter",
+        "connect_notifications_total": "counter",
+    },
+}
+
+
+def families(text: str) -> dict[str, str]:
+    """The Connect metric families a scrape declares, with their types."""
+    rows = (row.split() for row in text.splitlines() if row.startswith("# TYPE connect_"))
+    return {row[2]: row[3] for row in rows if not row[2].endswith("_created")}  # the client's timestamps
 
 
 def scrape(text: str) -> dict[str, float]:
@@ -110,8 +138,7 @@ async def test_every_service_exposes_the_metrics_with_the_run_counted(
         build = f'connect_build_info{{service="{service}",version="{package_version()}"}}'
         assert samples.get(build) == 1.0, f"{service}: {build}"
         text = await _text(processes, service)
-        for name, kind in METRICS.items():
-            assert f"# TYPE {name} {kind}" in text, f"{service} does not expose {name}"
+        assert families(text) == METRICS[service], service
         assert total(samples, "connect_dead_letters_total") == 0, f"{service} dead-lettered in a clean run"
 
     executor = by_service["executor"]
@@ -133,9 +160,29 @@ async def test_every_service_exposes_the_metrics_with_the_run_counted(
     scheduler = by_service["scheduler"]
     assert total(scheduler, "connect_scheduler_fires_total", outcome="requested") == 1
     assert total(scheduler, "connect_scheduler_fire_lag_seconds_count") == 1
-    assert total(scheduler, "connect_scheduler_missed_slots_total") == 0
+    for outcome in ("overlap", "inactive", "expired", "missed"):  # exported at 0 before the first one
+        assert scheduler[f'connect_scheduler_fires_total{{outcome="{outcome}"}}'] == 0
+    assert scheduler["connect_outbox_backlog"] == 0
+
+    executor_zeros = ('connect_runs_total{job_type="export",status="failed",trigger="scheduled"}',
+                      'connect_records_processed_total{job_type="export",outcome="exported"}',
+                      'connect_sftp_bytes_total{direction="write"}')  # fmt: skip
+    assert all(executor[key] == 0 for key in executor_zeros)
+
+    catalog = by_service["catalog"]
+    created = 'connect_http_requests_total{method="POST",route="/api/v1/jobs",status="201"}'
+    assert catalog[created] == 1
+    polled = total(catalog, "connect_http_requests_total", route="/api/v1/runs/{run_id}", method="GET")
+    assert polled >= 1  # wait_for_run's polls, by route template: no run id in any label
+    assert not any("/api/v1/runs/" in key and "{run_id}" not in key for key in catalog if "route=" in key)
+    assert (
+        total(catalog, "connect_http_request_duration_seconds_count", route="/api/v1/jobs", method="POST")
+        == 1
+    )
+    assert catalog["connect_outbox_backlog"] == 0
 
     logsink = by_service["logsink"]
+    assert logsink['connect_logsink_duplicates_total{type="run.finished"}'] == 0  # exported from the start
     assert total(logsink, "connect_logsink_events_total", type="run.requested") == 1
     assert total(logsink, "connect_logsink_events_total", type="run.started") == 1
     assert total(logsink, "connect_logsink_events_total", type="run.finished") == 1

@@ -153,8 +153,8 @@ async def test_spread_owners_fire_at_slot_plus_offset_once_with_two_schedulers(
         assert {m.data.run_id for m in requested if m.data.job.job_id == JOB} == {f"{JOB}.1"}
 
         # Published at the fire time on the test's clock: no lag at all, although each was an offset late.
-        lag = [h.service.metrics.registry.get_sample_value(f"connect_scheduler_fire_lag_seconds_{part}")
-               for h in (b, c) for part in ("sum", "count") if h.service.metrics]  # fmt: skip
+        lag = [h.app.state.runtime.metrics.registry.get_sample_value(f"connect_scheduler_fire_lag_seconds_{part}")
+               for h in (b, c) for part in ("sum", "count")]  # fmt: skip
         assert lag[0::2] == [0.0, 0.0] and sum(n or 0 for n in lag[1::2]) == 3
 
         # The expiring job's slot came before its expiration: it ran; once the run ends, it is expired.

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
-import tempfile
 import time
-import zipfile
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import Protocol
 
 from services.executor.domain import CsvRecord, CsvSplitter
 from services.executor.domain.csvsplit import MAX_RECORD_LENGTH
 from services.executor.errors import BadFile, RunStopped, SourceRefused
+from services.executor.importers import zipped
 from services.executor.pgp_files import plain_name
 from services.executor.sftp import GLOB_CHARS, RemoteFile, SftpSession
 from shared.contracts.jobs import CsvFormat, SftpSource
-from shared.paths import has_parent_segment
 
 RATIO_GRACE_BYTES = 1 << 20  # the ratio is checked once this much is decompressed (tiny files may exceed it)
 MARKER_SUFFIXES = (".ready", ".count", ".rejects.csv", ".part")
@@ -121,7 +119,7 @@ async def decoded_chunks(
     on_raw: Callable[[int], None],
     limits: SourceLimits = DEFAULT_LIMITS,
 ) -> AsyncIterator[bytes]:
-    """The file's content, decompressed as it streams (zip: spooled to a local temporary file first).
+    """The file's content, decompressed as it streams (zip: its member's range, read after the central directory).
 
     Inflating runs off the event loop, one bounded piece at a time, and the limits are checked on
     every piece: a bomb fails after its first megabytes, not after it has been inflated.
@@ -221,43 +219,16 @@ async def _zip_member(
     on_raw: Callable[[int], None],
     limits: SourceLimits,
 ) -> AsyncIterator[bytes]:
-    with tempfile.TemporaryFile() as spool:
-        async for chunk in sftp.read_chunks(remote, chunk_size):
-            on_raw(len(chunk))
-            await asyncio.to_thread(spool.write, chunk)
-        spooled = spool.tell()
-        try:
-            archive = zipfile.ZipFile(spool)
-        except zipfile.BadZipFile as exc:
-            raise BadFile(f"{remote.name} is not a zip archive: {exc}") from exc
-        with archive:
-            member = _single_member(remote, archive)
-            raw = min(member.compress_size, spooled)
-            declared = InflationMeter(remote.name, limits)  # the header's sizes: refused before inflating
-            declared.consumed(raw)
-            declared.produced(member.file_size)
-            meter = InflationMeter(remote.name, limits)  # the header may lie: what is really produced
-            meter.consumed(raw)
-            with archive.open(member) as handle:
-                while chunk := await asyncio.to_thread(_read_member, remote, handle, chunk_size):
-                    meter.produced(len(chunk))
-                    yield chunk
+    meter = InflationMeter(remote.name, limits)  # the header may lie: what is really produced
 
+    def check_sizes(compressed: int, declared_size: int) -> None:
+        declared = InflationMeter(remote.name, limits)  # the header's sizes: refused before inflating
+        declared.consumed(compressed)
+        declared.produced(declared_size)
+        meter.consumed(compressed)
 
-def _single_member(remote: RemoteFile, archive: zipfile.ZipFile) -> zipfile.ZipInfo:
-    members = [m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX")]
-    if len(members) != 1:
-        raise BadFile(f"{remote.name} must hold exactly one file, it holds {len(members)}")
-    if has_parent_segment(members[0].filename):  # a crafted archive: no '..' in any remote name (DESIGN §7)
-        raise BadFile(f"{remote.name}: member name '{members[0].filename[:100]}' contains a '..' segment")
-    return members[0]
-
-
-def _read_member(remote: RemoteFile, handle: IO[bytes], size: int) -> bytes:
-    try:
-        return handle.read(size)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise BadFile(f"{remote.name} cannot be unpacked: {exc}") from exc
+    async for chunk in zipped.zip_member(sftp, remote, chunk_size, on_raw, check_sizes, meter.produced):
+        yield chunk
 
 
 async def csv_pieces(

@@ -37,6 +37,7 @@ from services.scheduler.domain import (
 from services.scheduler.domain.runs import next_run_id
 from services.scheduler.store.base import SchedulerDb
 from services.scheduler.store.documents import Doc, ScheduleDoc, display_next_run, epoch_seconds
+from shared import tracing
 from shared.contracts import Envelope, RunRequested
 
 DUPLICATE_KEY = 11000
@@ -59,6 +60,7 @@ class FireResult:
     messages: list[Envelope] = field(default_factory=list)
     # False: the messages need no order among them (one run request per schedule), published at once.
     ordered: bool = True
+    traceparents: list[str | None] = field(default_factory=list)  # per message ([]: the caller's context)
 
 
 @dataclass
@@ -245,8 +247,21 @@ class FireStore:
             matched += written.matched_count
         if matched != len(works):
             raise ClaimLost(f"{len(works) - matched} schedules changed meanwhile")
-        result.outbox_id = await self.db.outbox.add(session, result.messages, now=wall)
+        if tracing.enabled():  # each slot's run starts a trace of its own
+            result.traceparents = [_slot_trace(m) for m in result.messages]
+        result.outbox_id = await self.db.outbox.add(
+            session, result.messages, now=wall, traceparents=result.traceparents or None
+        )
         return result
+
+
+def _slot_trace(message: Envelope) -> str | None:
+    if not isinstance(message, RunRequested):
+        return None
+    data = message.data
+    return tracing.root_traceparent(
+        "schedule slot", **{"connect.run_id": data.run_id, "connect.job_id": str(data.job.job_id)}
+    )
 
 
 # What one fire writes to a schedule, the same for every schedule advanced alike:

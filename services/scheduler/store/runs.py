@@ -19,6 +19,7 @@ from services.scheduler.store.base import SchedulerDb
 from services.scheduler.store.documents import Doc, ScheduleDoc, new_schedule_doc
 from services.scheduler.store.fires import FireResult, ledger_entry
 from services.scheduler.store.groups import GroupStore
+from shared import tracing
 from shared.contracts import Envelope, JobSnapshot, RunRequested
 from shared.contracts.jobs import is_expired
 from shared.contracts.runs import RunStatus, Trigger
@@ -41,6 +42,7 @@ class RunRequest:
     now: datetime
     expires_at: datetime | None = None
     still_wanted: Callable[[], bool] = field(default=lambda: True)
+    traceparent: str | None = None  # the command's trace context (allocated in a batch, in another task)
 
 
 class RunStore:
@@ -142,7 +144,9 @@ class RunStore:
                 else:
                     writes.append(self._take_write(doc, raw is None, message))
                 self._remember(request.job_id, doc.last_run + 1)
-                entry = new_document([message], wall, request_id=request.request_id)
+                entry = new_document(
+                    [message], wall, request_id=request.request_id, traceparents=[request.traceparent]
+                )
                 entries.append(entry)
                 results.append((message, str(entry["_id"])))
             if writes:
@@ -172,10 +176,11 @@ class RunStore:
 
     async def _one(self, request: RunRequest, wall: datetime) -> Allocated | Conflict:
         try:
-            return await self.allocate_run(
-                request_id=request.request_id, job_id=request.job_id, build=request.build, now=request.now,
-                wall=wall, expires_at=request.expires_at, still_wanted=request.still_wanted,
-            )  # fmt: skip
+            with tracing.restored(request.traceparent):  # its outbox entry in the command's trace
+                return await self.allocate_run(
+                    request_id=request.request_id, job_id=request.job_id, build=request.build, now=request.now,
+                    wall=wall, expires_at=request.expires_at, still_wanted=request.still_wanted,
+                )  # fmt: skip
         except Conflict as refused:
             return refused
 
