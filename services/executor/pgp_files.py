@@ -120,12 +120,26 @@ class Spool:
         self._files[remote.path] = local
         return RemoteFile(remote.path, size, remote.mtime)
 
-    async def read_chunks(self, remote: RemoteFile, chunk_size: int) -> AsyncIterator[bytes]:
-        """A decrypted file's plaintext (the `sources.ByteSource` of the spooled files)."""
+    async def read_chunks(
+        self, remote: RemoteFile, chunk_size: int, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """A decrypted file's plaintext, from `start` up to `end` when given (the `sources.ByteSource` of
+        the spooled files: an encrypted zip's member is read by its range, as over SFTP)."""
         handle = await asyncio.to_thread(self._files[remote.path].open, "rb")
         with handle:
-            while chunk := await asyncio.to_thread(handle.read, chunk_size):
+            await asyncio.to_thread(handle.seek, start)
+            left = None if end is None else max(end - start, 0)
+            while left is None or left > 0:
+                wanted = chunk_size if left is None else min(chunk_size, left)
+                chunk = await asyncio.to_thread(handle.read, wanted)
+                if not chunk:
+                    return
+                if left is not None:
+                    left -= len(chunk)
                 yield chunk
+
+    async def read_range(self, remote: RemoteFile, start: int, end: int) -> bytes:
+        return b"".join([chunk async for chunk in self.read_chunks(remote, 1 << 20, start=start, end=end)])
 
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

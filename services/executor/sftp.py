@@ -14,7 +14,7 @@ import fnmatch
 import posixpath
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncssh
 
@@ -43,6 +43,16 @@ class RemoteFile:
     @property
     def name(self) -> str:
         return posixpath.basename(self.path)
+
+
+class ByteSource(Protocol):
+    """Where a file's bytes are read: the SFTP session, or the spool of decrypted files (`pgp_files.Spool`)."""
+
+    def read_chunks(
+        self, remote: RemoteFile, chunk_size: int, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]: ...
+
+    async def read_range(self, remote: RemoteFile, start: int, end: int) -> bytes: ...
 
 
 class SftpSession:

@@ -6,6 +6,8 @@ signature, tampered ciphertext or an unusable key fails the run and changes noth
 from __future__ import annotations
 
 import gzip
+import io
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +109,14 @@ async def test_signed_partner_files_binary_and_armoured_are_decrypted_verified_a
     h.write("in/e.csv.pgp", gpg.encrypt(csv_text([ROWS[0], ["C9999", "z@x.io", "1"]]).encode(),
                                         [keys.ours.fingerprint]))  # fmt: skip
     run = await h.run(encrypted_spec("in/e.csv.pgp"), service=service)
+    assert run.data.status == RunStatus.SUCCEEDED, run.data.error
+    assert run.data.counts.inserted == 1
+    # A zip inside: its member is read by range from the spool, as from SFTP.
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("f.csv", csv_text([ROWS[0], ["C8888", "zip@x.io", "8"]]))
+    h.write("in/f.csv.zip.gpg", gpg.encrypt(zipped.getvalue(), [keys.ours.fingerprint]))
+    run = await h.run(encrypted_spec("in/f.csv.zip.gpg"), service=service)
     assert run.data.status == RunStatus.SUCCEEDED, run.data.error
     assert run.data.counts.inserted == 1
     assert list(spool.iterdir()) == []  # every run's spool removed

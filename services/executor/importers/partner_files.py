@@ -23,7 +23,7 @@ from services.executor.errors import BadFile, RunStopped, SourceRefused
 from services.executor.importers import sources
 from services.executor.importers.pipeline import Checkpoint
 from services.executor.reporting import RunReporter
-from services.executor.sftp import GLOB_CHARS, RemoteFile, SftpSession
+from services.executor.sftp import GLOB_CHARS, ByteSource, RemoteFile, SftpSession
 from shared.contracts.jobs import CsvFormat, RecurringSchedule, SftpSource
 from shared.contracts.runs import RunRequestedData, RunStatus, Trigger
 from shared.datepaths import parse_path, run_date
@@ -144,7 +144,7 @@ def _utc(mtime: float) -> str:
 
 
 async def skips_empty(
-    sftp: sources.ByteSource,
+    sftp: ByteSource,
     source: SftpSource,
     fmt: CsvFormat,
     files: list[RemoteFile],
@@ -162,7 +162,7 @@ async def skips_empty(
 
 
 async def holds_no_data(
-    sftp: sources.ByteSource, source: SftpSource, fmt: CsvFormat, files: list[RemoteFile], chunk_bytes: int
+    sftp: ByteSource, source: SftpSource, fmt: CsvFormat, files: list[RemoteFile], chunk_bytes: int
 ) -> bool:
     """Whether no file has a data row (a header-only file is empty): reads each up to its first one."""
     for file_no, remote in enumerate(files):

@@ -15,7 +15,7 @@ from services.executor.errors import BadFile
 from services.executor.importers import feed, partner_files, sources
 from services.executor.pgp_files import DecryptKeys, Spool
 from services.executor.reporting import RunReporter
-from services.executor.sftp import RemoteFile, SftpSession
+from services.executor.sftp import ByteSource, RemoteFile, SftpSession
 from shared.catalog_records import TableRecord
 from shared.contracts.jobs import ImportSpec, PartnerFeedSource, SftpSource
 
@@ -147,7 +147,7 @@ class SourceReader:
             self.files[i] = plain
             await self.reporter.log(f"decrypted {remote.name}{verified}: {plain.size} bytes", size=plain.size)
 
-    def _bytes(self, sftp: SftpSession) -> sources.ByteSource:
+    def _bytes(self, sftp: SftpSession) -> ByteSource:
         return sftp if self.spool is None else self.spool
 
     def close(self) -> None:

@@ -12,14 +12,13 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from services.executor.domain import CsvRecord, CsvSplitter
 from services.executor.domain.csvsplit import MAX_RECORD_LENGTH
 from services.executor.errors import BadFile, RunStopped, SourceRefused
 from services.executor.importers import zipped
 from services.executor.pgp_files import plain_name
-from services.executor.sftp import GLOB_CHARS, RemoteFile, SftpSession
+from services.executor.sftp import GLOB_CHARS, ByteSource, RemoteFile, SftpSession
 from shared.contracts.jobs import CsvFormat, SftpSource
 
 RATIO_GRACE_BYTES = 1 << 20  # the ratio is checked once this much is decompressed (tiny files may exceed it)
@@ -44,12 +43,6 @@ class Parsed:
     records: list[CsvRecord]
     header: bool = False  # the first piece of a file carries its header record first
     blank: int = 0  # blank lines skipped since the previous piece
-
-
-class ByteSource(Protocol):
-    """Where a file's bytes are read: the SFTP session, or the spool of decrypted files (`pgp_files.Spool`)."""
-
-    def read_chunks(self, remote: RemoteFile, chunk_size: int) -> AsyncIterator[bytes]: ...
 
 
 def compression_of(path: str, configured: str) -> str:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from services.executor.errors import BadFile
-from services.executor.sftp import RemoteFile, SftpSession
+from services.executor.sftp import ByteSource, RemoteFile
 from shared.paths import has_parent_segment
 
 TAIL_BYTES = (
@@ -67,7 +67,7 @@ class _SparseTail(io.RawIOBase):
 
 
 async def zip_member(
-    sftp: SftpSession,
+    sftp: ByteSource,
     remote: RemoteFile,
     chunk_size: int,
     on_raw: Callable[[int], None],
@@ -108,7 +108,7 @@ async def zip_member(
 
 
 async def _find_member(
-    sftp: SftpSession, remote: RemoteFile, on_raw: Callable[[int], None]
+    sftp: ByteSource, remote: RemoteFile, on_raw: Callable[[int], None]
 ) -> zipfile.ZipInfo:
     base = max(remote.size - TAIL_BYTES, 0)
     data = await sftp.read_range(remote, base, remote.size)
