@@ -18,3 +18,6 @@ class CatalogSettings(ServiceSettings):
     )
     # A revoked (deleted) token is refused at most this long after; 0 looks every token up every time.
     token_cache_seconds: float = Field(default=5.0, ge=0)
+    # This many failed tokens or sign-ins from one client within the window → 429 (counted per replica).
+    auth_failure_limit: int = Field(default=10, ge=1)
+    auth_failure_window: float = Field(default=60.0, gt=0)

@@ -1,3 +1,5 @@
+import math
+
 from shared.errors import Conflict, PermanentError
 
 
@@ -8,3 +10,13 @@ class RunRefused(Conflict):
 
 class ConfirmationRequired(PermanentError):
     code = "confirmation_required"
+
+
+class RateLimited(PermanentError):
+    """Too many authentication failures from one client (429, with Retry-After)."""
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(f"too many failed sign-ins or tokens; retry in {self.retry_after} s")

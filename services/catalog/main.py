@@ -18,6 +18,7 @@ from services.catalog.api import jobs as jobs_api
 from services.catalog.api import keys as keys_api
 from services.catalog.api import notifications as notifications_api
 from services.catalog.api import resources, runs
+from services.catalog.api import tokens as tokens_api
 from services.catalog.api.errors import error_response, install_error_handlers
 from services.catalog.channels import NotificationChannels
 from services.catalog.config import CatalogSettings
@@ -60,6 +61,8 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
         audience=MongoAudienceSchema(runtime.mongo, common.audience_database),
         probe=AsyncsshProbe(),
         token_cache_seconds=settings.token_cache_seconds,
+        failure_limit=settings.auth_failure_limit,
+        failure_window=settings.auth_failure_window,
     )
     reads = MongoReadModels(runtime.mongo, common.database("scheduler"), common.database("logsink"))
     timeout = settings.run_request_timeout
@@ -102,6 +105,7 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
         runs.router,
         notifications_api.router,
         keys_api.router,
+        tokens_api.router,
     ):
         app.include_router(router)
     console = install_console(app, runtime.mongo, runtime.db_name)  # the web console at /

@@ -9,6 +9,7 @@ the events announcing the change with it (the outbox); `deliver` publishes them 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from services.catalog.domain import JobQuery, StoredGroup, StoredJob, StoredToken
@@ -165,6 +166,18 @@ class TokenStore(Protocol):
     async def get(self, token_hash: str) -> StoredToken | None: ...
 
     async def add(self, token: StoredToken) -> None: ...
+
+    async def page(self, *, offset: int, limit: int) -> tuple[list[StoredToken], int]:
+        """A page of all tokens, oldest first, revoked ones included, and how many there are."""
+        ...
+
+    async def revoke(self, token_id: str, when: datetime) -> StoredToken | None:
+        """Marks the token revoked (kept, for the list); None when no token has that id."""
+        ...
+
+    async def touch(self, token_hash: str, when: datetime) -> None:
+        """Records the token's last use."""
+        ...
 
 
 class CatalogRecords(Protocol):

@@ -6,12 +6,13 @@ import asyncio
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from services.catalog import domain
 from services.catalog.domain import Role, StoredToken
+from services.catalog.errors import RateLimited
 from services.catalog.ports import AudienceSchema, CatalogRecords, CatalogRepository, SftpProbe
 from services.catalog.schemas import (
     ConnectionCreate,
@@ -35,17 +36,35 @@ SOURCE = "connect/catalog"
 class Principal:
     name: str
     role: Role
+    expires_at: datetime | None = field(default=None, compare=False)  # of its token: a cached one expires too
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def issue_token(repo: CatalogRepository, name: str, role: Role) -> str:
+async def issue_token(
+    repo: CatalogRepository, name: str, role: Role, *, expires_at: datetime | None = None
+) -> str:
     """A new API token; only its hash is stored, so it is shown once."""
+    return (await create_token(repo, name, role, expires_at=expires_at))[0]
+
+
+async def create_token(
+    repo: CatalogRepository, name: str, role: Role, *, expires_at: datetime | None = None
+) -> tuple[str, StoredToken]:
+    """A new API token and its record (`tok_…` id); the token itself is returned here only."""
     token = f"cnt_{secrets.token_urlsafe(32)}"
-    await repo.tokens.add(StoredToken(domain.hash_token(token), name, role, _now()))
-    return token
+    stored = StoredToken(
+        domain.hash_token(token),
+        name,
+        role,
+        _now(),
+        token_id=f"tok_{secrets.token_hex(8)}",
+        expires_at=expires_at,
+    )
+    await repo.tokens.add(stored)
+    return token, stored
 
 
 async def existing_connection(records: CatalogRecords, connection_id: int) -> ConnectionRecord:
@@ -73,8 +92,11 @@ class CatalogService:
         audience: AudienceSchema,
         probe: SftpProbe,
         token_cache_seconds: float = 0.0,
+        failure_limit: int = 10,
+        failure_window: float = 60.0,
     ) -> None:
         self.repo = repo
+        self.failures = domain.FailureLimiter(failure_limit, failure_window)
         self.tokens: domain.TokenCache[Principal] = domain.TokenCache(token_cache_seconds)
         self._lookups: dict[str, asyncio.Future[Principal]] = {}
         self.secret_box = secret_box
@@ -82,10 +104,25 @@ class CatalogService:
         self.probe = probe
 
     # --- tokens ------------------------------------------------------------------------------------
-    async def authenticate(self, token: str) -> Principal:
+    async def authenticate(self, token: str, client: str | None = None) -> Principal:
+        """The token's principal; `client` (an address) is refused for a while after repeated failures."""
+        if client is not None and (wait := self.failures.retry_after(client, time.monotonic())) is not None:
+            raise RateLimited(wait)
+        try:
+            return await self._authenticate(token)
+        except Unauthorized:
+            if client is not None:
+                self.failures.record(client, time.monotonic())
+            # never the token: a prefix of its hash is enough to tell repeated attempts apart
+            logger.warning(
+                "authentication failed", extra={"client": client, "token_hash": domain.hash_token(token)[:8]}
+            )
+            raise
+
+    async def _authenticate(self, token: str) -> Principal:
         token_hash = domain.hash_token(token)
         cached = self.tokens.get(token_hash, time.monotonic())
-        if cached is not None:
+        if cached is not None and (cached.expires_at is None or _now() < cached.expires_at):
             return cached
         # A burst with one token arrives before the first lookup returns: the requests share that lookup.
         lookup = self._lookups.get(token_hash)
@@ -100,9 +137,31 @@ class CatalogService:
         stored = await self.repo.tokens.get(token_hash)
         if stored is None:
             raise Unauthorized("invalid or revoked token")
-        principal = Principal(name=stored.name, role=stored.role)
+        wall = _now()
+        if (refusal := stored.refusal(wall)) is not None:
+            raise Unauthorized(f"this token is {refusal}")
+        if domain.last_used_is_stale(stored.last_used_at, wall):
+            await self.repo.tokens.touch(token_hash, wall)
+        principal = Principal(name=stored.name, role=stored.role, expires_at=stored.expires_at)
         self.tokens.put(token_hash, principal, now)
         return principal
+
+    async def create_token(
+        self, name: str, role: Role, expires_at: datetime | None
+    ) -> tuple[str, StoredToken]:
+        if expires_at is not None and expires_at <= _now():
+            raise ValidationFailed("expires_at must be in the future", field="expires_at")
+        return await create_token(self.repo, name, role, expires_at=expires_at)
+
+    async def list_tokens(self, *, offset: int, limit: int) -> tuple[list[StoredToken], int]:
+        return await self.repo.tokens.page(offset=offset, limit=limit)
+
+    async def revoke_token(self, token_id: str) -> None:
+        """Revoked at once on this replica; other replicas stop at most `token_cache_seconds` later."""
+        stored = await self.repo.tokens.revoke(token_id, _now())
+        if stored is None:
+            raise NotFound(f"token {token_id} does not exist", field="token_id")
+        self.tokens.drop(stored.token_hash)
 
     # --- connections -------------------------------------------------------------------------------
     async def create_connection(self, body: ConnectionCreate, by: Principal) -> ConnectionView:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,6 +26,8 @@ warnings.filterwarnings("ignore", message="DSA is deprecated")
 app = typer.Typer(help="Connect: import and export audience data on schedules.", no_args_is_help=True)
 admin = typer.Typer(help="Administration.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
+admin_tokens = typer.Typer(help="API tokens: create, list, revoke (need MONGO_URL).", no_args_is_help=True)
+admin.add_typer(admin_tokens, name="tokens")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(groups.app, name="groups")
 app.add_typer(runs.app, name="runs")
@@ -108,12 +110,85 @@ def logout() -> None:
     typer.echo("logged out" if config.remove() else "not logged in")
 
 
+def _with_catalog(work: Any) -> Any:
+    """Runs `work(service)` against the catalog database MONGO_URL names."""
+    from services.catalog.adapters.repository import MongoCatalogRepository
+    from services.catalog.service import CatalogService
+    from shared.mongo import create_client
+    from shared.settings import CommonSettings
+
+    common = CommonSettings()
+    if not common.mongo_url:
+        raise typer.BadParameter("MONGO_URL is not set")
+
+    async def run() -> Any:
+        client = create_client(common.mongo_url or "")
+        try:
+            repo = MongoCatalogRepository(client, common.database("catalog"))
+            return await work(CatalogService(repo, None, audience=None, probe=None))  # type: ignore[arg-type]
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
+@admin_tokens.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Option(help="Who the token is for (shown as 'By').")],
+    role: Annotated[str, typer.Option(help="viewer, operator or admin")] = "viewer",
+    expires_in_days: Annotated[int | None, typer.Option(min=1, help="Refused after this many days.")] = None,
+) -> None:
+    """Create an API token; it is printed once (stored hashed), its id on stderr."""
+    from datetime import UTC, datetime, timedelta
+
+    from services.catalog.domain import Role
+    from shared.errors import ValidationFailed
+
+    try:
+        parsed = Role.parse(role)
+    except ValidationFailed as exc:
+        raise typer.BadParameter(exc.message, param_hint="--role") from None
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    token, stored = _with_catalog(lambda service: service.create_token(name, parsed, expires))
+    typer.echo(f"id {stored.token_id}", err=True)
+    typer.echo(token)
+
+
+@admin_tokens.command("list")
+def tokens_list() -> None:
+    """Every token: id, name, role, created, expires, last used, revoked."""
+
+    async def page(service: Any) -> Any:
+        return (await service.list_tokens(offset=0, limit=10_000))[0]
+
+    for t in _with_catalog(page):
+        when = [
+            v.isoformat(timespec="seconds") if v else "-"
+            for v in (t.created_at, t.expires_at, t.last_used_at)
+        ]
+        state = "revoked" if t.revoked_at else "active"
+        typer.echo("\t".join([t.token_id, t.name, t.role.name.lower(), *when, state]))
+
+
+@admin_tokens.command("revoke")
+def tokens_revoke(token_id: Annotated[str, typer.Argument(help="The id from `tokens list`.")]) -> None:
+    """Revoke a token: refused from now on (other replicas within their token cache time)."""
+    from shared.errors import NotFound
+
+    try:
+        _with_catalog(lambda service: service.revoke_token(token_id))
+    except NotFound as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"revoked {token_id}")
+
+
 @admin.command("create-token")
 def create_token(
     name: Annotated[str, typer.Option(help="Who the token is for (shown as 'By').")],
     role: Annotated[str, typer.Option(help="viewer, operator or admin")] = "viewer",
 ) -> None:
-    """Create an API token (needs MONGO_URL); it is printed once and stored hashed."""
+    """Create an API token (needs MONGO_URL); it is printed once and stored hashed (`tokens create` too)."""
     from services.catalog.adapters.repository import MongoCatalogRepository
     from services.catalog.domain import Role
     from services.catalog.service import issue_token

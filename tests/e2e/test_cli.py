@@ -409,6 +409,36 @@ async def test_admin_create_token(cli: Cli, system: RunningSystem) -> None:
     assert no_db.returncode == 2 and "MONGO_URL" in no_db.stderr
 
 
+async def test_admin_tokens_create_list_revoke(cli: Cli, system: RunningSystem) -> None:
+    env = {"MONGO_URL": system.settings.mongo_url or "", "CONNECT_DB_PREFIX": system.settings.db_prefix}
+    created = cli(
+        "admin",
+        "tokens",
+        "create",
+        "--name",
+        "cli-ops",
+        "--role",
+        "operator",
+        "--expires-in-days",
+        "2",
+        env=env,
+    )
+    token, token_id = created.stdout.strip(), created.stderr.strip().split()[-1]
+    assert cli("jobs", "list", env={"CONNECT_TOKEN": token}).returncode == 0
+    row = next(
+        line
+        for line in cli("admin", "tokens", "list", env=env).stdout.splitlines()
+        if line.startswith(token_id)
+    )
+    assert "cli-ops\toperator" in row and row.endswith("active") and token not in row
+    assert cli("admin", "tokens", "revoke", token_id, env=env).returncode == 0
+    listed = cli("admin", "tokens", "list", env=env).stdout
+    assert f"{token_id}\t" in listed and next(
+        r for r in listed.splitlines() if r.startswith(token_id)
+    ).endswith("revoked")
+    assert cli("admin", "tokens", "revoke", "tok_nothere", ok=False, env=env).returncode == 1
+
+
 async def test_runs_rejects_lists_every_reject_with_its_record(
     cli: Cli, api: httpx.AsyncClient, sshd: Sshd, sftp_connection: int, table: str, unique: str
 ) -> None:

@@ -61,9 +61,13 @@ async def running_catalog(
     *,
     with_scheduler: bool = True,
     token_cache_seconds: float = 5.0,
+    auth_failure_limit: int = 10,
 ) -> AsyncIterator[Api]:
     catalog_settings = CatalogSettings(
-        run_request_timeout=5, max_body_bytes=200_000, token_cache_seconds=token_cache_seconds
+        run_request_timeout=5,
+        max_body_bytes=200_000,
+        token_cache_seconds=token_cache_seconds,
+        auth_failure_limit=auth_failure_limit,
     )
     catalog = build_catalog(settings, catalog_settings)
     async with AsyncExitStack() as stack:

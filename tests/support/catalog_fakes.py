@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from services.catalog.domain import JobQuery, StoredGroup, StoredJob, StoredToken
@@ -160,6 +162,19 @@ class FakeTokens:
 
     async def add(self, token: StoredToken) -> None:
         self.items[token.token_hash] = token
+
+    async def page(self, *, offset: int, limit: int) -> tuple[list[StoredToken], int]:
+        items = sorted(self.items.values(), key=lambda t: t.created_at)
+        return items[offset : offset + limit], len(items)
+
+    async def revoke(self, token_id: str, when: datetime) -> StoredToken | None:
+        found = next((t for t in self.items.values() if t.token_id == token_id), None)
+        if found is not None and found.revoked_at is None:
+            found = self.items[found.token_hash] = replace(found, revoked_at=when)
+        return found
+
+    async def touch(self, token_hash: str, when: datetime) -> None:
+        self.items[token_hash] = replace(self.items[token_hash], last_used_at=when)
 
 
 class FakeUnitOfWork:

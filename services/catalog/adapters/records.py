@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -252,12 +253,46 @@ class MongoTokenStore(Collection):
 
     async def get(self, token_hash: str) -> StoredToken | None:
         doc = await self.collection.find_one({"_id": token_hash}, session=self.session)
-        if doc is None:
-            return None
-        return StoredToken(token_hash, doc["name"], Role.parse(doc["role"]), doc["created_at"])
+        return None if doc is None else _token(doc)
 
     async def add(self, token: StoredToken) -> None:
         role = token.role.name.lower()
-        await self._insert(
-            {"_id": token.token_hash, "name": token.name, "role": role, "created_at": token.created_at}
+        await self._insert({
+            "_id": token.token_hash, "token_id": token.token_id, "name": token.name, "role": role,
+            "created_at": token.created_at, "expires_at": token.expires_at,
+        })  # fmt: skip
+
+    async def page(self, *, offset: int, limit: int) -> tuple[list[StoredToken], int]:
+        cursor = self.collection.find({}, session=self.session).sort([("created_at", 1), ("_id", 1)])
+        docs = [doc async for doc in cursor.skip(offset).limit(limit)]
+        total = await self.collection.count_documents({}, session=self.session)
+        return [_token(doc) for doc in docs], total
+
+    async def revoke(self, token_id: str, when: datetime) -> StoredToken | None:
+        # revoking twice keeps the first time
+        unrevoked = {"token_id": token_id, "revoked_at": None}
+        await self.collection.update_one(unrevoked, {"$set": {"revoked_at": when}}, session=self.session)
+        doc = await self.collection.find_one({"token_id": token_id}, session=self.session)
+        return None if doc is None else _token(doc)
+
+    async def touch(self, token_hash: str, when: datetime) -> None:
+        await self.collection.update_one(
+            {"_id": token_hash}, {"$set": {"last_used_at": when}}, session=self.session
         )
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _token(doc: dict[str, Any]) -> StoredToken:
+    return StoredToken(
+        doc["_id"],
+        doc["name"],
+        Role.parse(doc["role"]),
+        _aware(doc["created_at"]) or doc["created_at"],
+        token_id=doc.get("token_id") or doc["_id"][:16],  # tokens made before ids: their hash prefix
+        expires_at=_aware(doc.get("expires_at")),
+        last_used_at=_aware(doc.get("last_used_at")),
+        revoked_at=_aware(doc.get("revoked_at")),
+    )

@@ -77,6 +77,7 @@ class MongoCatalogRepository(MongoCatalogRecords):
             await self.db[collection].create_index("name", unique=True)
         await self.db[CatalogCollections.JOBS].create_index("group_id")
         await self.db[CatalogCollections.GROUPS].create_index("job_ids")
+        await self.db[CatalogCollections.TOKENS].create_index("token_id")
         await self.outbox.ensure_indexes()
 
     async def atomically(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:

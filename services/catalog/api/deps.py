@@ -8,12 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from services.catalog.api.clients import client_of
 from services.catalog.console.sessions import session_principal
 from services.catalog.domain import Role, require_role
 from services.catalog.service import CatalogService, Principal
 from shared.errors import Unauthorized
 
-bearer = HTTPBearer(auto_error=False, description="An API token (`connect admin create-token`).")
+bearer = HTTPBearer(auto_error=False, description="An API token (`connect admin tokens create`).")
 
 
 def get_service(request: Request) -> CatalogService:
@@ -31,7 +32,7 @@ def role(needed: Role) -> Callable[..., Awaitable[Principal]]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         if credentials is not None and credentials.scheme.lower() == "bearer":
-            principal = await service.authenticate(credentials.credentials)
+            principal = await service.authenticate(credentials.credentials, client_of(request))
         elif (from_console := await session_principal(request)) is not None:
             principal = from_console  # the console's session cookie (CSRF-checked when it changes things)
         else:

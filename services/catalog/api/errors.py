@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.catalog.errors import ConfirmationRequired
+from services.catalog.errors import ConfirmationRequired, RateLimited
 from shared.errors import (
     Conflict,
     ConnectError,
@@ -30,6 +30,7 @@ STATUS_BY_ERROR: tuple[tuple[type[ConnectError], int], ...] = (
     (Conflict, 409),
     (ValidationFailed, 422),
     (ConfirmationRequired, 428),
+    (RateLimited, 429),
     (PermanentError, 400),
     (RetryableError, 503),
 )
@@ -72,7 +73,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConnectError)
     async def connect_error(_: Request, exc: ConnectError) -> JSONResponse:
         status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 500)
-        return error_response(status, exc.code, exc.message, exc.field)
+        response = error_response(status, exc.code, exc.message, exc.field)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

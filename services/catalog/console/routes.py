@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from services.catalog.api.clients import client_of
 from services.catalog.console.sessions import (
     CSRF_HEADER,
     SESSION_COOKIE,
@@ -102,7 +103,7 @@ async def sign_in(request: Request, body: Annotated[SignIn, Body()]) -> Response
     if store is None:
         raise Unauthorized("the console is not enabled")
     try:
-        principal = await catalog.authenticate(body.token)
+        principal = await catalog.authenticate(body.token, client_of(request))
     except Unauthorized:
         raise Unauthorized("this token is not valid (or was revoked)", field="token") from None
     session_id, session = await store.create(body.token, principal)

@@ -83,7 +83,10 @@ class ConsoleSessions:
         if expires_at <= datetime.now(UTC):
             return None
         token = await self._call(self.tokens.find_one({"_id": doc["token_hash"]}))
-        if token is None:  # the token was revoked: its sessions end with it
+        if token is None or token.get("revoked_at") is not None:  # revoked: its sessions end with it
+            return None
+        token_expiry = token.get("expires_at")
+        if token_expiry is not None and _aware(token_expiry) <= datetime.now(UTC):
             return None
         principal = Principal(name=token["name"], role=Role.parse(token["role"]))
         return ConsoleSession(principal, str(doc["csrf"]), expires_at)

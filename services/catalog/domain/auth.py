@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import IntEnum
 from typing import Generic, TypeVar
 
@@ -36,6 +37,26 @@ class StoredToken:
     name: str
     role: Role
     created_at: datetime
+    token_id: str = ""  # the public id the API lists and revokes by (the hash is never shown)
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def refusal(self, now: datetime) -> str | None:
+        """Why this token may not be used at `now`, or None when it may."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        return None
+
+
+# last_used_at is written at most once a minute per token, so a busy token costs few database writes.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def last_used_is_stale(last_used_at: datetime | None, now: datetime) -> bool:
+    return last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION
 
 
 def require_role(actual: Role, needed: Role) -> None:
@@ -70,6 +91,9 @@ class TokenCache(Generic[T]):
             return None
         return value
 
+    def drop(self, token_hash: str) -> None:
+        self._entries.pop(token_hash, None)
+
     def put(self, token_hash: str, value: T, now: float) -> None:
         if self.ttl <= 0:
             return
@@ -78,3 +102,39 @@ class TokenCache(Generic[T]):
             if len(self._entries) >= self.max_entries:
                 self._entries.pop(next(iter(self._entries)))
         self._entries[token_hash] = (now + self.ttl, value)
+
+
+class FailureLimiter:
+    """Counts authentication failures per client in a sliding window; `limit` of them block that client
+    until the oldest leaves the window. In memory: each catalog replica counts on its own."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        failures = self._failures.get(client)
+        if failures is None:
+            return deque()
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        if not failures:
+            del self._failures[client]
+        return failures
+
+    def retry_after(self, client: str, now: float) -> float | None:
+        """Seconds until `client` may try again, or None when it is not blocked."""
+        failures = self._recent(client, now)
+        if len(failures) < self.limit:
+            return None
+        return failures[-self.limit] + self.window - now
+
+    def record(self, client: str, now: float) -> None:
+        self._recent(client, now)
+        failures = self._failures.setdefault(client, deque())
+        failures.append(now)
+        while len(failures) > self.limit:  # older ones no longer matter for the block
+            failures.popleft()
+        if len(self._failures) > 100_000:  # many clients: forget the quietest (bounded memory)
+            self._failures.pop(next(iter(self._failures)))
