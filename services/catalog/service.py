@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from services.catalog import domain
+from services.catalog import audit, domain
 from services.catalog.domain import Role, StoredToken
 from services.catalog.ports import AudienceSchema, CatalogRecords, CatalogRepository, SftpProbe
 from services.catalog.schemas import (
@@ -120,7 +120,8 @@ class CatalogService:
             if secret is not None:
                 document[key] = self.secret_box.encrypt(secret.get_secret_value())
         connection = ConnectionRecord.model_validate(document)
-        await self.repo.connections.add(connection)
+        entry = audit.change_entry(by.name, "connection", connection.id, "created", after=connection)
+        await audit.with_entry(self.repo, lambda unit: unit.connections.add(connection), entry)
         return connection_view(connection)
 
     async def get_connection(self, connection_id: int) -> ConnectionView:
@@ -156,7 +157,8 @@ class CatalogService:
             created_at=_now(),
             created_by=by.name,
         )
-        await self.repo.tables.add(table)
+        entry = audit.change_entry(by.name, "table", table.name, "created", after=table)
+        await audit.with_entry(self.repo, lambda unit: unit.tables.add(table), entry)
         await self.audience.create(table)
         return TableView.model_validate(table.model_dump())
 
