@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.catalog.domain.audit import REDACTED, diff, entry, redact
+from services.catalog.domain.audit import REDACTED, diff, entry
 
 AT = datetime(2026, 12, 7, tzinfo=UTC)
 
