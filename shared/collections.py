@@ -22,6 +22,7 @@ class CatalogCollections:
     COUNTERS: Final = "counters"  # the next job, group and connection ids
     OUTBOX: Final = "outbox"
     CONSOLE_SESSIONS: Final = "console_sessions"
+    AUDIT: Final = "audit_log"  # who changed what, when (one entry per change, in its transaction)
 
 
 class SchedulerCollections:

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from services.catalog import audit
 from services.catalog.channel_schemas import ChannelCreate, ChannelCreated, ChannelView, SmtpChannelCreate
 from services.catalog.domain import notifications
-from services.catalog.ports import CatalogRecords
+from services.catalog.ports import CatalogRecords, CatalogRepository, UnitOfWork
 from shared.catalog_records import NotificationChannelRecord, NotificationRule
 from shared.errors import NotFound
 from shared.secrets import SecretBox
@@ -24,7 +25,7 @@ def new_signing_secret() -> str:
 
 
 class NotificationChannels:
-    def __init__(self, records: CatalogRecords, secret_box: SecretBox) -> None:
+    def __init__(self, records: CatalogRepository, secret_box: SecretBox) -> None:
         self.records = records
         self.secret_box = secret_box
 
@@ -43,7 +44,8 @@ class NotificationChannels:
             document["secret_encrypted"] = self.secret_box.encrypt(signing_secret)
         document.update(_id=await self.records.channels.new_id(), created_at=datetime.now(UTC), created_by=by)
         record = NotificationChannelRecord.model_validate(document)
-        await self.records.channels.add(record)
+        entry = audit.change_entry(by, "notification channel", record.id, "created", after=record)
+        await audit.with_entry(self.records, lambda unit: unit.channels.add(record), entry)
         return ChannelCreated(**channel_view(record).model_dump(), signing_secret=signing_secret)
 
     async def get(self, channel_id: int) -> ChannelView:
@@ -56,10 +58,15 @@ class NotificationChannels:
         records, total = await self.records.channels.page(offset=offset, limit=limit)
         return [channel_view(record) for record in records], total
 
-    async def delete(self, channel_id: int) -> None:
+    async def delete(self, channel_id: int, by: str) -> None:
         """A rule that still names a deleted channel records its notifications as failed ("no such channel")."""
-        if not await self.records.channels.remove(channel_id):
-            raise NotFound(f"notification channel {channel_id} does not exist", field="channel_id")
+
+        async def remove(unit: UnitOfWork) -> None:
+            if not await unit.channels.remove(channel_id):
+                raise NotFound(f"notification channel {channel_id} does not exist", field="channel_id")
+
+        entry = audit.change_entry(by, "notification channel", channel_id, "deleted")
+        await audit.with_entry(self.records, remove, entry)
 
 
 async def check_rules(records: CatalogRecords, rules: Sequence[NotificationRule]) -> None:

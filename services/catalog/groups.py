@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from services.catalog import domain
+from services.catalog import audit, domain
 from services.catalog.changes import SOURCE, Change, commit
 from services.catalog.channels import check_rules
 from services.catalog.definitions import DefinitionService
@@ -101,11 +101,12 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
                 created_by=by,
             )
             await unit.groups.add(group)
-            return Change(group, [group_changed(group)])
+            entry = audit.change_entry(by, "group", group.id, "created", after=group)
+            return Change(group, [group_changed(group)], [entry])
 
         return await self.get((await commit(self.repo, self.bus, work)).id)
 
-    async def replace(self, group_id: int, body: GroupUpdate) -> GroupView:
+    async def replace(self, group_id: int, body: GroupUpdate, by: str) -> GroupView:
         validate_schedule(body.schedule)
         await check_rules(self.repo, body.notifications)
         current = await self.load(group_id)
@@ -113,12 +114,17 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
             body.schedule, body.expires_at, datetime.now(UTC), before=(current.schedule, current.expires_at)
         )
         changes = body.model_dump(exclude={"version", "job_ids"}) | {"job_ids": tuple(body.job_ids)}
-        return await self._edit(group_id, body.version, changes)
+        return await self._edit(group_id, body.version, changes, by, "updated")
 
-    async def set_active(self, group_id: int, active: bool) -> GroupView:
-        return await self._edit(group_id, (await self.load(group_id)).version, {"active": active})
+    async def set_active(self, group_id: int, active: bool, by: str) -> GroupView:
+        version = (await self.load(group_id)).version
+        return await self._edit(
+            group_id, version, {"active": active}, by, "activated" if active else "deactivated"
+        )
 
-    async def _edit(self, group_id: int, version: int, changes: dict[str, Any]) -> GroupView:
+    async def _edit(
+        self, group_id: int, version: int, changes: dict[str, Any], by: str, action: str
+    ) -> GroupView:
         async def work(unit: UnitOfWork) -> Change[StoredGroup]:
             current = await self.load(group_id, unit)
             if current.version != version:
@@ -130,31 +136,35 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
                 current.model_dump(by_alias=True) | changes | {"version": version + 1}
             )
             await unit.groups.replace(group, version)
-            return Change(group, [group_changed(group)])
+            entry = audit.change_entry(by, "group", group_id, action, before=current, after=group)
+            return Change(group, [group_changed(group)], [entry])
 
         return await self.get((await commit(self.repo, self.bus, work)).id)
 
-    async def delete(self, group_id: int, confirm: bool) -> None:
+    async def delete(self, group_id: int, confirm: bool, by: str) -> None:
         """Delete a group; its jobs stay as jobs."""
         domain.require_confirmation(confirm, "Delete")
         if await self.reads.group_run_in_flight(group_id):
             raise Conflict(f"group {group_id} is running; stop it first")
 
         async def work(unit: UnitOfWork) -> Change[None]:
-            await self.load(group_id, unit)
+            current = await self.load(group_id, unit)
             await unit.jobs.leave_group(group_id)
             await unit.groups.remove(group_id)
             event = GroupDeleted(
                 source=SOURCE, subject=str(group_id), data=GroupDeletedData(group_id=group_id)
             )
-            return Change(None, [event])
+            before = {"name": current.name, "version": current.version}
+            return Change(
+                None, [event], [audit.change_entry(by, "group", group_id, "deleted", before=before)]
+            )
 
         await commit(self.repo, self.bus, work)
 
     async def expire(self, group_id: int) -> None:
         """Delete a group whose expiration date passed; its jobs stay."""
         if await self.repo.groups.get(group_id) is not None:
-            await self.delete(group_id, confirm=True)
+            await self.delete(group_id, confirm=True, by=audit.SYSTEM)
 
     async def run_now(self, group_id: int, by: str) -> str:
         domain.check_group_run_now(await self.load(group_id), datetime.now(UTC))
@@ -163,7 +173,10 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
             subject=str(group_id),
             data=RunGroupData(group_id=group_id, trigger=Trigger.ON_DEMAND, requested_by=by),
         )
-        return await request_run(self.bus, command, self.run_request_timeout)
+        group_run_id = await request_run(self.bus, command, self.run_request_timeout)
+        detail = {"group_run_id": group_run_id}
+        await audit.record(self.repo, audit.change_entry(by, "group", group_id, "run-now", detail=detail))
+        return group_run_id
 
     async def stop(self, group_id: int, confirm: bool, by: str) -> str:
         domain.require_confirmation(confirm, "Stop")
@@ -173,6 +186,8 @@ class GroupService(DefinitionService[StoredGroup, GroupView]):
             raise Conflict(f"group {group_id} is not running")
         data = StopGroupRunData(group_run_id=group_run_id, requested_by=by)
         await self.bus.publish(StopGroupRun(source=SOURCE, subject=group_run_id, data=data))
+        detail = {"group_run_id": group_run_id}
+        await audit.record(self.repo, audit.change_entry(by, "group", group_id, "stop", detail=detail))
         return group_run_id
 
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from services.catalog import domain
+from services.catalog import audit, domain
 from services.catalog.changes import SOURCE, Change, commit
 from services.catalog.channels import check_rules
 from services.catalog.definitions import DefinitionService
@@ -171,7 +171,9 @@ class JobService(DefinitionService[StoredJob, JobView]):
                 created_by=by,
             )
             await unit.jobs.add(job)
-            return Change(job, [job_changed(job)])
+            return Change(
+                job, [job_changed(job)], [audit.change_entry(by, "job", job.id, "created", after=job)]
+            )
 
         return await self.get((await commit(self.repo, self.bus, work)).id)
 
@@ -207,7 +209,8 @@ class JobService(DefinitionService[StoredJob, JobView]):
 
     async def set_active(self, job_id: int, active: bool, by: str) -> JobView:
         current = await self.load(job_id)
-        return await self._edit(job_id, current.version, {"active": active}, by)
+        action = "activated" if active else "deactivated"
+        return await self._edit(job_id, current.version, {"active": active}, by, action)
 
     async def copy(self, job_id: int, name: str, by: str) -> JobView:
         """The guide's Copy: only an inactive, non-partner job; the copy is created inactive."""
@@ -245,7 +248,9 @@ class JobService(DefinitionService[StoredJob, JobView]):
         connection = await existing_connection(self.repo, spec.destination.connection_id)
         domain.validate_export(spec, table, extensions, connection)
 
-    async def _edit(self, job_id: int, version: int, changes: dict[str, Any], by: str) -> JobView:
+    async def _edit(
+        self, job_id: int, version: int, changes: dict[str, Any], by: str, action: str = "updated"
+    ) -> JobView:
         async def work(unit: UnitOfWork) -> Change[StoredJob]:
             current = await self.load(job_id, unit)
             if current.version != version:
@@ -260,7 +265,8 @@ class JobService(DefinitionService[StoredJob, JobView]):
             job = StoredJob.model_validate(job.model_dump(by_alias=True))  # re-validate the merged job
             if not await unit.jobs.replace(job, version):
                 raise Conflict(f"job {job_id} was changed by someone else; reload it", field="version")
-            return Change(job, [job_changed(job)])
+            entry = audit.change_entry(by, "job", job_id, action, before=current, after=job)
+            return Change(job, [job_changed(job)], [entry])
 
         return await self.get((await commit(self.repo, self.bus, work)).id)
 
@@ -285,7 +291,13 @@ class JobService(DefinitionService[StoredJob, JobView]):
         check(job, _now())
         data = RunJobData(job=job.snapshot(), trigger=trigger, requested_by=by)
         command = RunJob(source=SOURCE, subject=str(job_id), data=data)
-        return await request_run(self.bus, command, self.run_request_timeout)
+        run_id = await request_run(self.bus, command, self.run_request_timeout)
+        # One insert, once the scheduler accepted: a refused run-now leaves no entry.
+        action = "dry-run" if trigger == Trigger.DRY_RUN else "run-now"
+        await audit.record(
+            self.repo, audit.change_entry(by, "job", job_id, action, detail={"run_id": run_id})
+        )
+        return run_id
 
     async def run_many(self, job_ids: list[int], by: str) -> list[JobRunResult]:
         """Bulk trigger: Run now for each job at once, each checked on its own, results in `job_ids`' order.
@@ -307,25 +319,28 @@ class JobService(DefinitionService[StoredJob, JobView]):
         await self.bus.publish(
             StopRun(source=SOURCE, subject=run_id, data=StopRunData(run_id=run_id, requested_by=by))
         )
+        await audit.record(
+            self.repo, audit.change_entry(by, "job", job_id, "stop", detail={"run_id": run_id})
+        )
         return run_id
 
     # --- deleting ----------------------------------------------------------------------------------
-    async def delete(self, job_ids: list[int], confirm: bool) -> list[int]:
+    async def delete(self, job_ids: list[int], confirm: bool, by: str) -> list[int]:
         """Delete jobs, all or none; loaded records stay. A running job must be stopped first."""
         domain.require_confirmation(confirm, "Delete")
         unique_ids = sorted(set(job_ids))
         running = await self.reads.jobs_in_flight(unique_ids)
         if running:
             raise Conflict(f"job(s) {', '.join(map(str, running))} are running; stop them first", field="ids")
-        return await commit(self.repo, self.bus, lambda unit: self._delete(unique_ids, unit))
+        return await commit(self.repo, self.bus, lambda unit: self._delete(unique_ids, unit, by))
 
     async def expire(self, job_id: int) -> None:
         """Delete a job whose expiration date passed (the scheduler waited for its run to finish)."""
         if await self.repo.jobs.get(job_id) is not None:
-            await commit(self.repo, self.bus, lambda unit: self._delete([job_id], unit))
+            await commit(self.repo, self.bus, lambda unit: self._delete([job_id], unit, audit.SYSTEM))
 
-    async def _delete(self, job_ids: list[int], unit: UnitOfWork) -> Change[list[int]]:
-        found = await unit.jobs.names(job_ids)  # those that exist
+    async def _delete(self, job_ids: list[int], unit: UnitOfWork, by: str) -> Change[list[int]]:
+        found = {job.id: job for job in await unit.jobs.get_many(job_ids)}  # those that exist
         missing = [job_id for job_id in job_ids if job_id not in found]
         if missing:
             raise NotFound(
@@ -334,4 +349,10 @@ class JobService(DefinitionService[StoredJob, JobView]):
         await unit.jobs.remove(job_ids)
         group_events = await remove_members(unit, job_ids)
         deleted = [JobDeleted(source=SOURCE, subject=str(i), data=JobDeletedData(job_id=i)) for i in job_ids]
-        return Change(job_ids, [*deleted, *group_events])
+        entries = [
+            audit.change_entry(
+                by, "job", i, "deleted", before={"name": found[i].name, "version": found[i].version}
+            )
+            for i in job_ids
+        ]
+        return Change(job_ids, [*deleted, *group_events], entries)

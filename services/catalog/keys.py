@@ -6,9 +6,10 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 
+from services.catalog import audit
 from services.catalog.domain.keys import check_key_uses, check_kind, key_material, key_uses, text_bytes
 from services.catalog.key_schemas import KeyCreate, KeyView
-from services.catalog.ports import CatalogRecords, KeyReader
+from services.catalog.ports import CatalogRecords, CatalogRepository, KeyReader, UnitOfWork
 from shared.catalog_records import PgpKeyKind, PgpKeyRecord
 from shared.contracts.jobs import JobSpec
 from shared.errors import Conflict, NotFound, ValidationFailed
@@ -19,7 +20,7 @@ SECRETS = {"private_key_encrypted", "passphrase_encrypted"}
 
 
 class PgpKeys:
-    def __init__(self, records: CatalogRecords, secret_box: SecretBox, reader: KeyReader) -> None:
+    def __init__(self, records: CatalogRepository, secret_box: SecretBox, reader: KeyReader) -> None:
         self.records = records
         self.secret_box = secret_box
         self.reader = reader
@@ -55,7 +56,8 @@ class PgpKeys:
             "created_at": datetime.now(UTC),
             "created_by": by,
         })  # fmt: skip
-        await self.records.keys.add(record)
+        entry = audit.change_entry(by, "key", record.id, "created", after=record)
+        await audit.with_entry(self.records, lambda unit: unit.keys.add(record), entry)
         return key_view(record)
 
     async def get(self, key_id: int) -> KeyView:
@@ -68,7 +70,7 @@ class PgpKeys:
         records, total = await self.records.keys.page(offset=offset, limit=limit)
         return [key_view(record) for record in records], total
 
-    async def delete(self, key_id: int) -> None:
+    async def delete(self, key_id: int, by: str) -> None:
         # A job's runs would fail without the key: refused while one names it. (A job saved at the same
         # moment may still name a key deleted meanwhile; its runs then fail with "key … does not exist".)
         naming = await self.records.jobs.naming_key(key_id)
@@ -76,8 +78,12 @@ class PgpKeys:
             jobs = ", ".join(f"{job_id} ({name})" for job_id, name in sorted(naming.items()))
             raise Conflict(f"key {key_id} is named by job(s) {jobs}; change or delete them first",
                            field="key_id")  # fmt: skip
-        if not await self.records.keys.remove(key_id):
-            raise NotFound(f"key {key_id} does not exist", field="key_id")
+
+        async def remove(unit: UnitOfWork) -> None:
+            if not await unit.keys.remove(key_id):
+                raise NotFound(f"key {key_id} does not exist", field="key_id")
+
+        await audit.with_entry(self.records, remove, audit.change_entry(by, "key", key_id, "deleted"))
 
 
 async def check_job_keys(records: CatalogRecords, spec: JobSpec) -> None:

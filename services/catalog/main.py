@@ -13,6 +13,7 @@ from services.catalog.adapters.read_models import MongoReadModels
 from services.catalog.adapters.repository import MongoCatalogRepository
 from services.catalog.adapters.runs_read_model import MongoRunsReadModel
 from services.catalog.adapters.sftp_probe import AsyncsshProbe
+from services.catalog.api import audit as audit_api
 from services.catalog.api import groups as groups_api
 from services.catalog.api import jobs as jobs_api
 from services.catalog.api import keys as keys_api
@@ -106,6 +107,7 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
         notifications_api.router,
         keys_api.router,
         tokens_api.router,
+        audit_api.router,
     ):
         app.include_router(router)
     console = install_console(app, runtime.mongo, runtime.db_name)  # the web console at /

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from services.catalog.domain import JobQuery, StoredGroup, StoredJob, StoredToken
+from services.catalog.domain.audit import AuditEntry, AuditQuery
 from services.catalog.schemas import ConnectionTest, HostKeyView
 from shared.catalog_records import ConnectionRecord, NotificationChannelRecord, PgpKeyRecord, TableRecord
 from shared.contracts import Envelope
@@ -180,6 +181,16 @@ class TokenStore(Protocol):
         ...
 
 
+class AuditStore(Protocol):
+    async def add(self, entries: Sequence[AuditEntry]) -> None:
+        """Store entries; within a unit of work, committed with the change they describe."""
+        ...
+
+    async def page(self, query: AuditQuery, *, offset: int, limit: int) -> tuple[list[AuditEntry], int]:
+        """A page of the entries `query` selects, newest first, and how many it selects in all."""
+        ...
+
+
 class CatalogRecords(Protocol):
     """The catalog's records, a store per kind."""
 
@@ -203,6 +214,9 @@ class CatalogRecords(Protocol):
 
     @property
     def keys(self) -> PgpKeyStore: ...
+
+    @property
+    def audit(self) -> AuditStore: ...
 
 
 class UnitOfWork(CatalogRecords, Protocol):

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from services.catalog import domain
+from services.catalog import audit, domain
 from services.catalog.domain import Role, StoredToken
 from services.catalog.errors import RateLimited
-from services.catalog.ports import AudienceSchema, CatalogRecords, CatalogRepository, SftpProbe
+from services.catalog.ports import AudienceSchema, CatalogRecords, CatalogRepository, SftpProbe, UnitOfWork
 from services.catalog.schemas import (
     ConnectionCreate,
     ConnectionTest,
@@ -51,9 +51,15 @@ async def issue_token(
 
 
 async def create_token(
-    repo: CatalogRepository, name: str, role: Role, *, expires_at: datetime | None = None
+    repo: CatalogRepository,
+    name: str,
+    role: Role,
+    *,
+    expires_at: datetime | None = None,
+    by: str = "connect admin",
 ) -> tuple[str, StoredToken]:
-    """A new API token and its record (`tok_…` id); the token itself is returned here only."""
+    """A new API token and its record (`tok_…` id), audited in the same transaction; the token itself
+    is returned here only (the audit entry names the token, never holds it)."""
     token = f"cnt_{secrets.token_urlsafe(32)}"
     stored = StoredToken(
         domain.hash_token(token),
@@ -63,7 +69,10 @@ async def create_token(
         token_id=f"tok_{secrets.token_hex(8)}",
         expires_at=expires_at,
     )
-    await repo.tokens.add(stored)
+    facts = {"token_id": stored.token_id, "role": role.value, "expires_at": expires_at}
+    await audit.with_entry(
+        repo, lambda unit: unit.tokens.add(stored), audit.token_entry(by, name, "created", after=facts)
+    )
     return token, stored
 
 
@@ -147,20 +156,29 @@ class CatalogService:
         return principal
 
     async def create_token(
-        self, name: str, role: Role, expires_at: datetime | None
+        self, name: str, role: Role, expires_at: datetime | None, by: str
     ) -> tuple[str, StoredToken]:
         if expires_at is not None and expires_at <= _now():
             raise ValidationFailed("expires_at must be in the future", field="expires_at")
-        return await create_token(self.repo, name, role, expires_at=expires_at)
+        return await create_token(self.repo, name, role, expires_at=expires_at, by=by)
 
     async def list_tokens(self, *, offset: int, limit: int) -> tuple[list[StoredToken], int]:
         return await self.repo.tokens.page(offset=offset, limit=limit)
 
-    async def revoke_token(self, token_id: str) -> None:
-        """Revoked at once on this replica; other replicas stop at most `token_cache_seconds` later."""
-        stored = await self.repo.tokens.revoke(token_id, _now())
-        if stored is None:
-            raise NotFound(f"token {token_id} does not exist", field="token_id")
+    async def revoke_token(self, token_id: str, by: str) -> None:
+        """Revoked at once on this replica; other replicas stop at most `token_cache_seconds` later.
+        Audited in the revocation's transaction."""
+
+        async def revoke(unit: UnitOfWork) -> StoredToken:
+            stored = await unit.tokens.revoke(token_id, _now())
+            if stored is None:
+                raise NotFound(f"token {token_id} does not exist", field="token_id")
+            await unit.audit.add(
+                [audit.token_entry(by, stored.name, "revoked", before={"token_id": token_id})]
+            )
+            return stored
+
+        stored = await self.repo.atomically(revoke)
         self.tokens.drop(stored.token_hash)
 
     # --- connections -------------------------------------------------------------------------------
@@ -179,7 +197,8 @@ class CatalogService:
             if secret is not None:
                 document[key] = self.secret_box.encrypt(secret.get_secret_value())
         connection = ConnectionRecord.model_validate(document)
-        await self.repo.connections.add(connection)
+        entry = audit.change_entry(by.name, "connection", connection.id, "created", after=connection)
+        await audit.with_entry(self.repo, lambda unit: unit.connections.add(connection), entry)
         return connection_view(connection)
 
     async def get_connection(self, connection_id: int) -> ConnectionView:
@@ -215,7 +234,8 @@ class CatalogService:
             created_at=_now(),
             created_by=by.name,
         )
-        await self.repo.tables.add(table)
+        entry = audit.change_entry(by.name, "table", table.name, "created", after=table)
+        await audit.with_entry(self.repo, lambda unit: unit.tables.add(table), entry)
         await self.audience.create(table)
         return TableView.model_validate(table.model_dump())
 

@@ -149,7 +149,9 @@ def tokens_create(
     except ValidationFailed as exc:
         raise typer.BadParameter(exc.message, param_hint="--role") from None
     expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
-    token, stored = _with_catalog(lambda service: service.create_token(name, parsed, expires))
+    token, stored = _with_catalog(
+        lambda service: service.create_token(name, parsed, expires, "connect admin")
+    )
     typer.echo(f"id {stored.token_id}", err=True)
     typer.echo(token)
 
@@ -176,7 +178,7 @@ def tokens_revoke(token_id: Annotated[str, typer.Argument(help="The id from `tok
     from shared.errors import NotFound
 
     try:
-        _with_catalog(lambda service: service.revoke_token(token_id))
+        _with_catalog(lambda service: service.revoke_token(token_id, "connect admin"))
     except NotFound as exc:
         typer.echo(exc.message, err=True)
         raise typer.Exit(1) from None

@@ -367,6 +367,8 @@ async def test_job_detail_shows_fire_times_with_dst_and_a_chart_of_runs(
     await expect(bars).to_have_count(2)
     await expect(page.locator("#runs-chart svg rect.bar.rejects")).to_have_count(2)  # rejects highlighted
     await expect(page.locator("#runs-chart svg circle")).to_have_count(2)  # records read
+    history = page.locator("#job-history tbody td.audit-action")  # the audit trail, newest first
+    await expect(history).to_have_text(["run-now", "run-now", "created"])
     await shot(page, "job-detail")
 
 

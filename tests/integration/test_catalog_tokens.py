@@ -49,6 +49,11 @@ async def test_create_list_use_and_revoke_a_token(api: Api) -> None:
     assert listed[created["id"]]["revoked"] and listed[created["id"]]["revoked_at"] is not None
     assert (await api.call("DELETE", "/tokens/tok_nothere")).status_code == 404
 
+    # both changes are in the audit log, under the token's name, without the token itself
+    trail = (await api.ok("GET", "/audit", params={"kind": "token", "item_id": "ci"}))["items"]
+    assert sorted(e["action"] for e in trail) == ["created", "revoked"]
+    assert created["token"] not in str(trail)
+
 
 async def test_tokens_need_admin_and_a_valid_expiry(api: Api) -> None:
     assert (await api.call("GET", "/tokens", role=Role.OPERATOR)).status_code == 403

@@ -39,6 +39,9 @@ EXPECTED: Counter[Op] = Counter(
     {
         # catalog: the job, for the run-now checks and the snapshot the run works on.
         ("catalog", "jobs", "find"): 1,
+        # catalog: the audit entry of the run-now (who, the job, the run id), one insert once the
+        # scheduler accepted the run (a refused run-now leaves none; issue #19).
+        ("catalog", "audit_log", "insert"): 1,
         # scheduler: the run id allocated and the job taken in one guarded write (the replica knows the
         # job's run counter from its last run: no read), the outbox entry, the commit; the entry marked
         # published; the job freed when RunFinished arrives.

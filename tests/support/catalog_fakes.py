@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from services.catalog.domain import JobQuery, StoredGroup, StoredJob, StoredToken
+from services.catalog.domain.audit import AuditEntry, AuditQuery
 from services.catalog.ports import CommandBus, UnitOfWork
 from shared.catalog_records import ConnectionRecord, TableRecord
 from shared.contracts import Envelope
@@ -177,10 +178,21 @@ class FakeTokens:
         self.items[token_hash] = replace(self.items[token_hash], last_used_at=when)
 
 
+class FakeAudit:
+    def __init__(self) -> None:
+        self.entries: list[AuditEntry] = []
+
+    async def add(self, entries: Sequence[AuditEntry]) -> None:
+        self.entries += entries
+
+    async def page(self, query: AuditQuery, *, offset: int, limit: int) -> tuple[list[AuditEntry], int]:
+        return self.entries[offset : offset + limit], len(self.entries)
+
+
 class FakeUnitOfWork:
     def __init__(self, catalog: FakeCatalog) -> None:
         self.jobs, self.groups, self.connections = catalog.jobs, catalog.groups, catalog.connections
-        self.tables, self.tokens = catalog.tables, catalog.tokens
+        self.tables, self.tokens, self.audit = catalog.tables, catalog.tokens, catalog.audit
         self.announced: list[Envelope] = []
 
     async def announce(self, event: Envelope) -> None:
@@ -194,11 +206,12 @@ class FakeCatalog:
         self.connections = FakeConnections()
         self.tables = FakeTables()
         self.tokens = FakeTokens()
+        self.audit = FakeAudit()
         self.outbox: list[Envelope] = []  # committed with their changes
         self.delivered: list[Envelope] = []
 
     async def atomically(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
-        stores = (self.jobs, self.groups, self.connections, self.tables, self.tokens)
+        stores = (self.jobs, self.groups, self.connections, self.tables, self.tokens, self.audit)
         before = [copy.deepcopy(vars(store)) for store in stores]
         unit = FakeUnitOfWork(self)
         try:

@@ -32,10 +32,10 @@ async def test_jobs_are_deleted_all_or_none_and_leave_their_group_in_the_same_co
     jobs = JobService(catalog, IdleReads(), bus, run_request_timeout=1.0)
 
     with pytest.raises(NotFound, match="job\\(s\\) 99 do not exist; nothing was deleted"):
-        await jobs.delete([1, 99], confirm=True)
+        await jobs.delete([1, 99], confirm=True, by="ops")
     assert sorted(catalog.jobs.items) == [1, 2] and catalog.outbox == [] and bus.published == []
 
-    assert await jobs.delete([1], confirm=True) == [1]
+    assert await jobs.delete([1], confirm=True, by="ops") == [1]
     assert sorted(catalog.jobs.items) == [2]
     group = catalog.groups.items[5]
     assert group.job_ids == (2,) and group.version == 3
@@ -51,12 +51,12 @@ async def test_a_group_edited_from_an_older_version_is_refused_and_nothing_chang
     groups = GroupService(catalog, IdleReads(), bus, run_request_timeout=1.0)
 
     with pytest.raises(Conflict, match="changed by someone else") as refused:
-        await groups.replace(5, GroupUpdate(version=1, name="evening", job_ids=[2]))
+        await groups.replace(5, GroupUpdate(version=1, name="evening", job_ids=[2]), "ops")
     assert refused.value.field == "version"
     assert catalog.groups.items[5] == group and catalog.jobs.items[1].group_id == 5
     assert catalog.outbox == [] and bus.published == []
 
-    view = await groups.replace(5, GroupUpdate(version=2, name="evening", job_ids=[2]))
+    view = await groups.replace(5, GroupUpdate(version=2, name="evening", job_ids=[2]), "ops")
     assert (view.name, [m.id for m in view.jobs], view.version) == ("evening", [2], 3)
     assert catalog.jobs.items[1].group_id is None and catalog.jobs.items[2].group_id == 5
     assert [type(event) for event in bus.published] == [GroupChanged]

@@ -10,6 +10,7 @@ from typing import TypeVar
 from pymongo.asynchronous.client_session import AsyncClientSession as Session
 from pymongo.errors import DuplicateKeyError
 
+from services.catalog.adapters.audit_log import MongoAuditStore
 from services.catalog.adapters.records import (
     Database,
     MongoConnectionStore,
@@ -41,6 +42,7 @@ class MongoCatalogRecords:
         self.tokens = MongoTokenStore(db, session)
         self.channels = MongoNotificationChannelStore(db, session)
         self.keys = MongoPgpKeyStore(db, session)
+        self.audit = MongoAuditStore(db, session)
 
 
 class MongoUnitOfWork(MongoCatalogRecords):
@@ -78,6 +80,7 @@ class MongoCatalogRepository(MongoCatalogRecords):
         await self.db[CatalogCollections.JOBS].create_index("group_id")
         await self.db[CatalogCollections.GROUPS].create_index("job_ids")
         await self.db[CatalogCollections.TOKENS].create_index("token_id")
+        await self.audit.ensure_indexes()
         await self.outbox.ensure_indexes()
 
     async def atomically(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:

@@ -53,15 +53,15 @@ async def get_group(group_id: GroupId, groups: Groups, _: Viewer) -> GroupView:
 
 
 @router.put("/{group_id}")
-async def replace_group(group_id: GroupId, body: GroupUpdate, groups: Groups, _: Operator) -> GroupView:
+async def replace_group(group_id: GroupId, body: GroupUpdate, groups: Groups, by: Operator) -> GroupView:
     """Edit or reorder (give `job_ids` in the new order); `version` must be the one you read."""
-    return await groups.replace(group_id, body)
+    return await groups.replace(group_id, body, by.name)
 
 
 @router.delete("/{group_id}", status_code=204)
-async def delete_group(group_id: GroupId, groups: Groups, _: Operator, confirm: Confirm = False) -> None:
+async def delete_group(group_id: GroupId, groups: Groups, by: Operator, confirm: Confirm = False) -> None:
     """Delete a group (confirmation required); its jobs stay."""
-    await groups.delete(group_id, confirm)
+    await groups.delete(group_id, confirm, by.name)
 
 
 @router.post("/{group_id}/run", status_code=202)
@@ -82,13 +82,13 @@ async def stop_group(
 
 
 @router.post("/{group_id}/activate")
-async def activate_group(group_id: GroupId, groups: Groups, _: Operator) -> GroupView:
-    return await groups.set_active(group_id, True)
+async def activate_group(group_id: GroupId, groups: Groups, by: Operator) -> GroupView:
+    return await groups.set_active(group_id, True, by.name)
 
 
 @router.post("/{group_id}/deactivate")
-async def deactivate_group(group_id: GroupId, groups: Groups, _: Operator) -> GroupView:
-    return await groups.set_active(group_id, False)
+async def deactivate_group(group_id: GroupId, groups: Groups, by: Operator) -> GroupView:
+    return await groups.set_active(group_id, False, by.name)
 
 
 @router.get("/{group_id}/schedule-preview")

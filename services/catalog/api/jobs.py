@@ -147,15 +147,15 @@ async def deactivate_job(job_id: JobId, jobs: Jobs, by: Operator) -> JobView:
 
 
 @router.delete("/{job_id}")
-async def delete_job(job_id: JobId, jobs: Jobs, _: Operator, confirm: Confirm = False) -> DeletedJobs:
+async def delete_job(job_id: JobId, jobs: Jobs, by: Operator, confirm: Confirm = False) -> DeletedJobs:
     """Delete a job (confirmation required). Records it loaded are not deleted."""
-    return DeletedJobs(deleted=await jobs.delete([job_id], confirm))
+    return DeletedJobs(deleted=await jobs.delete([job_id], confirm, by.name))
 
 
 @router.post("/delete")
-async def delete_jobs(body: Annotated[JobsDelete, Body()], jobs: Jobs, _: Operator) -> DeletedJobs:
+async def delete_jobs(body: Annotated[JobsDelete, Body()], jobs: Jobs, by: Operator) -> DeletedJobs:
     """Delete several jobs in one call: every id is checked first; all are deleted or none."""
-    return DeletedJobs(deleted=await jobs.delete(body.ids, body.confirm))
+    return DeletedJobs(deleted=await jobs.delete(body.ids, body.confirm, by.name))
 
 
 @router.get("/{job_id}/schedule-preview")

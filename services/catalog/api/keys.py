@@ -47,5 +47,5 @@ async def list_keys(keys: Keys, _: Viewer, offset: Offset = 0, limit: Limit = 50
 
 
 @router.delete("/keys/{key_id}", status_code=204)
-async def delete_key(key_id: KeyId, keys: Keys, _: Admin) -> None:
-    await keys.delete(key_id)
+async def delete_key(key_id: KeyId, keys: Keys, by: Admin) -> None:
+    await keys.delete(key_id, by.name)

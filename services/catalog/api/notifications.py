@@ -49,5 +49,5 @@ async def list_channels(
 
 
 @router.delete("/notification-channels/{channel_id}", status_code=204)
-async def delete_channel(channel_id: ChannelId, channels: Channels, _: Admin) -> None:
-    await channels.delete(channel_id)
+async def delete_channel(channel_id: ChannelId, channels: Channels, by: Admin) -> None:
+    await channels.delete(channel_id, by.name)

@@ -64,8 +64,8 @@ class TokenCreated(TokenView):
 
 
 @router.post("/tokens", status_code=201)
-async def create_token(body: Annotated[TokenCreate, Body()], service: Service, _: Admin) -> TokenCreated:
-    token, stored = await service.create_token(body.name, Role.parse(body.role), body.expiry())
+async def create_token(body: Annotated[TokenCreate, Body()], service: Service, by: Admin) -> TokenCreated:
+    token, stored = await service.create_token(body.name, Role.parse(body.role), body.expiry(), by.name)
     return TokenCreated(**TokenView.of(stored).model_dump(), token=token)
 
 
@@ -76,6 +76,6 @@ async def list_tokens(service: Service, _: Admin, offset: Offset = 0, limit: Lim
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-async def revoke_token(token_id: TokenId, service: Service, _: Admin) -> None:
+async def revoke_token(token_id: TokenId, service: Service, by: Admin) -> None:
     """Revoke a token: it is refused (401) from now on and the console sessions made with it end."""
-    await service.revoke_token(token_id)
+    await service.revoke_token(token_id, by.name)

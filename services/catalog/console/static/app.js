@@ -543,6 +543,7 @@ async function jobDetail(jobId) {
     h("section", { class: "panel", "aria-labelledby": "chart-title" }, h("h3", { id: "chart-title" }, "Last 30 runs"), chartBox),
     h("section", { class: "panel", "aria-labelledby": "runs-title" }, h("h3", { id: "runs-title" }, "Runs"), runsBox),
     h("section", { class: "panel" }, h("h3", {}, "Specification"), h("pre", { class: "spec" }, JSON.stringify({ spec: job.spec, schedule: job.schedule }, null, 2))),
+    jobHistory(jobId),
   );
   async function refresh() {
     const [fresh, latest] = await Promise.all([api("GET", `/jobs/${jobId}`), api("GET", `/runs${query({ job_id: jobId, limit: 30, sort: "-requested_at" })}`)]);
@@ -555,6 +556,20 @@ async function jobDetail(jobId) {
   runsBox.replaceChildren(runsTable(runs.items, { compact: true }));
   let active = await refresh();
   every(() => (active ? 1000 : 5000), async () => { active = await refresh(); });
+}
+
+// The job's history from the audit trail (issue #19): who changed or ran it, when, and which fields.
+function jobHistory(jobId) {
+  const box = h("div", { id: "job-history" }, "Loading…");
+  api("GET", `/audit${query({ kind: "job", item_id: jobId, limit: 20 })}`).then((page) => {
+    const rows = page.items.map((e) => h("tr", {},
+      h("td", {}, timeCell(e.at)), h("td", {}, e.actor), h("td", { class: "audit-action" }, e.action),
+      h("td", {}, e.after_version ?? e.before_version ?? ""),
+      h("td", {}, Object.keys(e.changes).join(", ") || Object.values(e.detail).join(", "))));
+    box.replaceChildren(rows.length ? h("table", {}, h("thead", {}, h("tr", {}, ...["When", "By", "Action", "Version", "Fields"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, ...rows)) : "No changes recorded.");
+  }, () => box.replaceChildren("History unavailable."));
+  return h("section", { class: "panel", "aria-labelledby": "history-title" }, h("h3", { id: "history-title" }, "History"), box);
 }
 
 // Dry run (imports): reads the current file and checks every row, writes nothing; its run page shows the
