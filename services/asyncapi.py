@@ -25,8 +25,9 @@ carries its schema version."""
 
 def _brokers() -> list[Any]:
     # Building the apps connects to nothing; the URLs only have to be well formed.
+    docs_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # any valid 32-byte key: no secret is read
     settings = CommonSettings.model_validate(
-        {"MONGO_URL": "mongodb://docs.invalid:27017", "CONNECT_SECRET_KEY": "document-generation-only"}
+        {"MONGO_URL": "mongodb://docs.invalid:27017", "CONNECT_SECRET_KEY": docs_key}
     )
     # Each executor's control queue is named after it; the document shows a placeholder.
     previous = os.environ.get("EXECUTOR_EXECUTOR_ID")

@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from urllib.parse import quote, quote_plus
 
 from shared.catalog_records import ConnectionRecord
-from shared.secrets import SecretBox
+from shared.secrets import SecretBox, open_field
 
 MASK = "***"
 # Shorter strings occur in ordinary text by chance; masking them would garble every message.
@@ -85,11 +85,11 @@ def _base64_forms(text: str) -> set[str]:
 def connection_redactor(connection: ConnectionRecord, box: SecretBox) -> Redactor:
     """A redactor that knows every secret of the connection (decrypted with `box`)."""
     redactor = Redactor()
-    for encrypted in (connection.private_key_encrypted, connection.token_encrypted):
-        if encrypted:
-            redactor.add(box.decrypt(encrypted))
-    if connection.password_encrypted:
-        redactor.add_basic_auth(connection.username, box.decrypt(connection.password_encrypted))
+    for field in ("private_key_encrypted", "token_encrypted"):
+        if (secret := open_field(box, "connection", connection, field)) is not None:
+            redactor.add(secret)
+    if (password := open_field(box, "connection", connection, "password_encrypted")) is not None:
+        redactor.add_basic_auth(connection.username, password)
     return redactor
 
 

@@ -18,6 +18,9 @@ class CommonSettings(BaseSettings):
     db_prefix: str = Field(default="connect", alias="CONNECT_DB_PREFIX", pattern=r"^[A-Za-z0-9_]{1,40}$")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
     secret_key: str | None = Field(default=None, alias="CONNECT_SECRET_KEY", repr=False)
+    # Rotation: the keys used before, comma-separated (each may be `file:...`); they decrypt, never encrypt.
+    old_secret_keys: str = Field(default="", alias="CONNECT_OLD_SECRET_KEYS", repr=False)
+    secret_salt: str | None = Field(default=None, alias="CONNECT_SECRET_SALT", repr=False)  # with a passphrase
     graceful_timeout: float = Field(default=30.0, alias="CONNECT_GRACEFUL_TIMEOUT", gt=0)
     amqp_prefix: str = Field(default="", alias="CONNECT_AMQP_PREFIX", pattern=r"^[A-Za-z0-9_.-]{0,40}$")
     dev_mode: bool = Field(default=False, alias="CONNECT_DEV_MODE")

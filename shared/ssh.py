@@ -13,7 +13,7 @@ import asyncssh
 
 from shared.catalog_records import ConnectionRecord
 from shared.errors import PermanentError
-from shared.secrets import SecretBox
+from shared.secrets import SecretBox, open_field
 
 
 class SshSettingsUnreadable(PermanentError):
@@ -33,8 +33,8 @@ class SshCredentials:
 
 
 def ssh_credentials(connection: ConnectionRecord, secrets: SecretBox) -> SshCredentials:
-    password = secrets.decrypt(connection.password_encrypted) if connection.password_encrypted else None
-    key = secrets.decrypt(connection.private_key_encrypted) if connection.private_key_encrypted else None
+    password = open_field(secrets, "connection", connection, "password_encrypted")
+    key = open_field(secrets, "connection", connection, "private_key_encrypted")
     return SshCredentials(password, key)
 
 

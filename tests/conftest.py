@@ -19,7 +19,9 @@ from shared.mongo import MongoClient, create_client
 from shared.settings import CommonSettings
 from tests.support.servers import Sshd, mongo_server, require_broker, sshd_server
 
-TEST_SECRET_KEY = "test-secret-key-not-for-production"
+TEST_SECRET_KEY = (
+    "sF72ny2eYkwuYsI4SdA2tUbkXYE/lW2N/i24XrKPag0="  # a proper 32-byte key; only the tests know it
+)
 
 # The harnesses' fixtures (`harness`, `scheduler`), for every test that names one.
 pytest_plugins = ["tests.support.executor_harness", "tests.support.scheduler_harness"]

@@ -14,9 +14,10 @@ from services.catalog.domain import notifications
 from services.catalog.ports import CatalogRecords, CatalogRepository, UnitOfWork
 from shared.catalog_records import NotificationChannelRecord, NotificationRule
 from shared.errors import NotFound
-from shared.secrets import SecretBox
+from shared.secrets import Binding, SecretBox
 
 SECRETS = {"password_encrypted", "secret_encrypted"}
+CHANNEL = "notification_channel"  # the kind in a secret's binding
 
 
 def new_signing_secret() -> str:
@@ -31,18 +32,22 @@ class NotificationChannels:
 
     async def create(self, body: ChannelCreate, by: str) -> ChannelCreated:
         document: dict[str, Any] = body.model_dump(exclude={"password"}, mode="json")
+        document.update(_id=await self.records.channels.new_id(), created_at=datetime.now(UTC), created_by=by)
         signing_secret = None
         if isinstance(body, SmtpChannelCreate):
             notifications.validate_address(body.from_address, "from_address")
             for index, address in enumerate(body.to):
                 notifications.validate_address(address, f"to[{index}]")
             if body.password is not None:
-                document["password_encrypted"] = self.secret_box.encrypt(body.password.get_secret_value())
+                document["password_encrypted"] = self.secret_box.encrypt(
+                    body.password.get_secret_value(), Binding(CHANNEL, document["_id"], "password_encrypted")
+                )
         else:
             notifications.validate_webhook_url(body.url)
             signing_secret = new_signing_secret()
-            document["secret_encrypted"] = self.secret_box.encrypt(signing_secret)
-        document.update(_id=await self.records.channels.new_id(), created_at=datetime.now(UTC), created_by=by)
+            document["secret_encrypted"] = self.secret_box.encrypt(
+                signing_secret, Binding(CHANNEL, document["_id"], "secret_encrypted")
+            )
         record = NotificationChannelRecord.model_validate(document)
         entry = audit.change_entry(by, "notification channel", record.id, "created", after=record)
         await audit.with_entry(self.records, lambda unit: unit.channels.add(record), entry)

@@ -14,7 +14,7 @@ from shared.catalog_records import PgpKeyKind, PgpKeyRecord
 from shared.contracts.jobs import JobSpec
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.pgp import PgpError
-from shared.secrets import SecretBox
+from shared.secrets import Binding, SecretBox
 
 SECRETS = {"private_key_encrypted", "passphrase_encrypted"}
 
@@ -40,8 +40,9 @@ class PgpKeys:
         facts = inspected.facts
         check_kind(body.kind, facts.has_secret, passphrase is not None, field)
         private = body.kind is PgpKeyKind.PRIVATE
+        key_id = await self.records.keys.new_id()
         record = PgpKeyRecord.model_validate({
-            "_id": await self.records.keys.new_id(),
+            "_id": key_id,
             "name": body.name,
             "kind": body.kind,
             "fingerprint": facts.fingerprint,
@@ -51,8 +52,12 @@ class PgpKeys:
             "key_created": facts.created,
             "expires": facts.expires,
             "public_key": inspected.public_key,
-            "private_key_encrypted": self.secret_box.encrypt(base64.b64encode(material).decode()) if private else None,
-            "passphrase_encrypted": self.secret_box.encrypt(passphrase) if private and passphrase else None,
+            "private_key_encrypted": self.secret_box.encrypt(
+                base64.b64encode(material).decode(), Binding("pgp_key", key_id, "private_key_encrypted")
+            ) if private else None,
+            "passphrase_encrypted": self.secret_box.encrypt(
+                passphrase, Binding("pgp_key", key_id, "passphrase_encrypted")
+            ) if private and passphrase else None,
             "created_at": datetime.now(UTC),
             "created_by": by,
         })  # fmt: skip

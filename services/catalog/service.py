@@ -26,7 +26,7 @@ from services.catalog.schemas import (
 )
 from shared.catalog_records import ConnectionKind, ConnectionRecord, TableRecord
 from shared.errors import NotFound, Unauthorized, ValidationFailed
-from shared.secrets import SecretBox
+from shared.secrets import Binding, SecretBox
 
 logger = logging.getLogger(__name__)
 SOURCE = "connect/catalog"
@@ -195,7 +195,8 @@ class CatalogService:
         }
         for key, secret in secrets_to_store.items():
             if secret is not None:
-                document[key] = self.secret_box.encrypt(secret.get_secret_value())
+                binding = Binding("connection", document["_id"], key)
+                document[key] = self.secret_box.encrypt(secret.get_secret_value(), binding)
         connection = ConnectionRecord.model_validate(document)
         entry = audit.change_entry(by.name, "connection", connection.id, "created", after=connection)
         await audit.with_entry(self.repo, lambda unit: unit.connections.add(connection), entry)

@@ -214,3 +214,35 @@ def create_token(
             await client.close()
 
     typer.echo(asyncio.run(create()))
+
+
+@admin.command("generate-key")
+def generate_key() -> None:
+    """Print a new CONNECT_SECRET_KEY: 32 random bytes, base64."""
+    from shared.secrets import generate_key as new_key
+
+    typer.echo(new_key())
+
+
+@admin.command("rotate-secrets")
+def rotate_secrets() -> None:
+    """Re-encrypt every stored secret with the newest key (needs MONGO_URL); safe to re-run."""
+    from services.catalog.adapters.secret_rotation import rotate_secrets as rotate
+    from shared.mongo import create_client
+    from shared.secrets import secret_box
+    from shared.settings import CommonSettings
+
+    common = CommonSettings()
+    if not common.mongo_url:
+        raise typer.BadParameter("MONGO_URL is not set")
+    box = secret_box(common)
+
+    async def run() -> list[str]:
+        client = create_client(common.mongo_url or "")
+        try:
+            return (await rotate(client[common.database("catalog")], box)).lines()
+        finally:
+            await client.close()
+
+    for line in asyncio.run(run()):
+        typer.echo(line)

@@ -19,7 +19,7 @@ from shared.contracts.jobs import DestinationPgp, SourcePgp
 from shared.errors import NotFound
 from shared.pgp import KeyNotSecret, PgpError, decrypt_stream, inspect_key
 from shared.pgp.verdicts import check_usable
-from shared.secrets import SecretBox
+from shared.secrets import SecretBox, open_field
 
 ENCRYPTED_SUFFIXES = (".pgp", ".gpg", ".asc")
 
@@ -89,8 +89,8 @@ async def _key(catalog: CatalogReader, key_id: int, field: str) -> PgpKeyRecord:
 def _private(record: PgpKeyRecord, field: str, secrets: SecretBox) -> tuple[bytes, str | None]:
     if record.private_key_encrypted is None:
         raise KeyNotSecret(f"{field}: key {record.id} ({record.name}) is a public key", field=field)
-    material = base64.b64decode(secrets.decrypt(record.private_key_encrypted))
-    passphrase = secrets.decrypt(record.passphrase_encrypted) if record.passphrase_encrypted else None
+    material = base64.b64decode(open_field(secrets, "pgp_key", record, "private_key_encrypted") or "")
+    passphrase = open_field(secrets, "pgp_key", record, "passphrase_encrypted")
     return material, passphrase
 
 

@@ -22,7 +22,7 @@ from shared.catalog_records import NotificationChannelRecord
 from shared.errors import PermanentError
 from shared.notification_records import NotificationField as F
 from shared.redact import Redactor
-from shared.secrets import SecretBox
+from shared.secrets import Binding, SecretBox
 
 logger = logging.getLogger(__name__)
 Document = dict[str, Any]
@@ -41,12 +41,13 @@ class DeliveryPolicy:
 
 
 def secret_of(channel: NotificationChannelRecord, box: SecretBox | None) -> str | None:
+    field = "password_encrypted" if channel.kind == "smtp" else "secret_encrypted"
     token = channel.password_encrypted if channel.kind == "smtp" else channel.secret_encrypted
     if token is None:
         return None
     if box is None:
         raise PermanentError("CONNECT_SECRET_KEY is not set: the channel's secret cannot be read")
-    return box.decrypt(token)
+    return box.decrypt(token, Binding("notification_channel", channel.id, field))
 
 
 class Delivery:

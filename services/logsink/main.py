@@ -18,7 +18,7 @@ from services.logsink.service import LogsinkService
 from services.logsink.settlement import Settlement
 from services.logsink.subscribers import register_subscribers
 from shared.runtime import ServiceRuntime, create_http_app
-from shared.secrets import SecretBox, load_secret_key
+from shared.secrets import optional_secret_box
 from shared.settings import CommonSettings
 
 
@@ -38,11 +38,10 @@ def build_app(common: CommonSettings | None = None, settings: LogsinkSettings | 
     settlement = Settlement(queue, dead_letter, metrics)
     notifications = MongoNotifications(runtime.mongo, runtime.db_name, common.database("catalog"))
     webhooks, mails = WebhookSender(settings.notify_timeout), SmtpSender(settings.notify_timeout)
-    key = load_secret_key(common.secret_key)
     delivery = Delivery(
         notifications,
         {"webhook": webhooks, "smtp": mails},
-        SecretBox(key) if key else None,  # without a key a notification fails, saying so; runs are recorded
+        optional_secret_box(common),  # without a key a notification fails, saying so; runs are recorded
         metrics,
         DeliveryPolicy(
             attempts=settings.notify_attempts,

@@ -10,6 +10,7 @@ import pytest
 from shared.contracts import RunFinished
 from shared.contracts.runs import RunLog, RunStatus
 from shared.mongo import free_port
+from shared.secrets import Binding
 from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
@@ -24,7 +25,7 @@ async def unreachable_connection(h: Harness) -> None:
     await h.mongo[h.settings.database("catalog")]["connections"].insert_one(
         {
             "_id": 1, "kind": "sftp", "name": "gone", "host": "127.0.0.1", "port": free_port(),
-            "username": h.sshd.username, "private_key_encrypted": h.box.encrypt(h.sshd.private_key),
+            "username": h.sshd.username, "private_key_encrypted": h.box.encrypt(h.sshd.private_key, Binding("connection", 1, "private_key_encrypted")),
             "host_key": h.sshd.host_key, "base_dir": str(h.root), "created_at": datetime.now(UTC), "created_by": "t",
         }
     )  # fmt: skip

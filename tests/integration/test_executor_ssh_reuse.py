@@ -23,6 +23,7 @@ from services.executor.ssh_pool import SshPool
 from shared import redact
 from shared.catalog_records import ConnectionRecord
 from shared.contracts.runs import RunStatus
+from shared.secrets import Binding
 from tests.support.executor_harness import (
     CONTACT_FIELDS,
     CONTACT_MAPPING,
@@ -32,6 +33,8 @@ from tests.support.executor_harness import (
 )
 from tests.support.servers import Sshd
 from tests.support.waiting import eventually
+
+PRIVATE_KEY_OF_1 = Binding("connection", 1, "private_key_encrypted")
 
 
 @pytest.fixture
@@ -128,7 +131,14 @@ async def test_a_key_edited_in_the_catalog_opens_a_new_connection_and_the_old_ke
         # The edit: the server now accepts only the new key, the catalog holds only the new key.
         authorized.write_text(original + new.export_public_key().decode())
         await h.mongo[h.settings.database("catalog")]["connections"].update_one(
-            {"_id": 1}, {"$set": {"private_key_encrypted": h.box.encrypt(new.export_private_key().decode())}}
+            {"_id": 1},
+            {
+                "$set": {
+                    "private_key_encrypted": h.box.encrypt(
+                        new.export_private_key().decode(), PRIVATE_KEY_OF_1
+                    )
+                }
+            },
         )
         await succeeds(h, "b.csv", 912)  # authenticated with the new key: the old one is refused now
     finally:

@@ -10,7 +10,7 @@ import pytest
 
 from services.catalog.domain import Role
 from shared.mongo import MongoClient
-from shared.secrets import SecretBox
+from shared.secrets import Binding, SecretBox
 from shared.settings import CommonSettings
 from shared.topology import Topology
 from tests.support.api import contacts_table, import_job
@@ -58,11 +58,23 @@ async def test_channels_are_created_read_listed_and_deleted_by_an_admin_without_
     stored = await mongo[settings.database("catalog")]["notification_channels"].find_one({"_id": hook["id"]})
     assert stored is not None and secret not in str(stored)
     box = SecretBox(settings.secret_key or "")
-    assert box.decrypt(stored["secret_encrypted"]) == secret  # encrypted at rest, as connection secrets
+    assert (
+        box.decrypt(
+            stored["secret_encrypted"], Binding("notification_channel", stored["_id"], "secret_encrypted")
+        )
+        == secret
+    )  # encrypted at rest, as connection secrets
     mail_doc = await mongo[settings.database("catalog")]["notification_channels"].find_one(
         {"_id": mail["id"]}
     )
-    assert mail_doc is not None and box.decrypt(mail_doc["password_encrypted"]) == SECRET_PASSWORD
+    assert (
+        mail_doc is not None
+        and box.decrypt(
+            mail_doc["password_encrypted"],
+            Binding("notification_channel", mail_doc["_id"], "password_encrypted"),
+        )
+        == SECRET_PASSWORD
+    )
 
     operator = await api.call("POST", "/notification-channels", role=Role.OPERATOR, json=webhook(name="x"))
     assert operator.status_code == 403

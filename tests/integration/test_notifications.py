@@ -25,7 +25,7 @@ from shared.contracts.jobs import JobSnapshot
 from shared.contracts.runs import RunCounts, RunFinishedData, RunRequestedData, RunStatus, Trigger
 from shared.mongo import MongoClient
 from shared.notification_records import NotificationRecord
-from shared.secrets import SecretBox
+from shared.secrets import Binding, SecretBox
 from shared.settings import CommonSettings
 from tests.conftest import TEST_SECRET_KEY
 from tests.integration.test_logsink_records import NoMetrics
@@ -72,14 +72,14 @@ class World:
     async def webhook(self, channel_id: int, url: str) -> None:
         await self.catalog[CatalogCollections.NOTIFICATION_CHANNELS].insert_one(
             {"_id": channel_id, "kind": "webhook", "name": f"hook {channel_id}", "url": url,
-             "secret_encrypted": self.box.encrypt(SECRET), "created_at": T0, "created_by": "admin"}
+             "secret_encrypted": self.box.encrypt(SECRET, Binding("notification_channel", channel_id, "secret_encrypted")), "created_at": T0, "created_by": "admin"}
         )  # fmt: skip
 
     async def smtp(self, channel_id: int, port: int, *, username: str = "", password: str = "") -> None:
         await self.catalog[CatalogCollections.NOTIFICATION_CHANNELS].insert_one(
             {"_id": channel_id, "kind": "smtp", "name": "ops mail", "host": "127.0.0.1", "port": port,
              "starttls": False, "username": username,
-             "password_encrypted": self.box.encrypt(password) if password else None,
+             "password_encrypted": self.box.encrypt(password, Binding("notification_channel", channel_id, "password_encrypted")) if password else None,
              "from_address": "connect@example.com", "to": ["ops@example.com", "oncall@example.com"],
              "created_at": T0, "created_by": "admin"}
         )  # fmt: skip

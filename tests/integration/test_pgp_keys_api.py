@@ -14,7 +14,7 @@ import pytest
 from services.catalog.domain import Role
 from shared.mongo import MongoClient
 from shared.pgp import decrypt_stream
-from shared.secrets import SecretBox
+from shared.secrets import Binding, SecretBox
 from shared.settings import CommonSettings
 from shared.topology import Topology
 from tests.support.catalog_api import SECRET_PASSWORD, Api, running_catalog
@@ -95,8 +95,15 @@ async def test_keys_are_added_read_listed_and_deleted_without_their_secrets(
         SECRET_PASSWORD not in str(stored) and secret_b64 not in str(stored) and "PRIVATE" not in str(stored)
     )
     box = SecretBox(settings.secret_key or "")
-    assert box.decrypt(stored["passphrase_encrypted"]) == SECRET_PASSWORD
-    material = base64.b64decode(box.decrypt(stored["private_key_encrypted"]))
+    assert (
+        box.decrypt(stored["passphrase_encrypted"], Binding("pgp_key", stored["_id"], "passphrase_encrypted"))
+        == SECRET_PASSWORD
+    )
+    material = base64.b64decode(
+        box.decrypt(
+            stored["private_key_encrypted"], Binding("pgp_key", stored["_id"], "private_key_encrypted")
+        )
+    )
     # What a run will do with the stored key: decrypt a partner's file with it.
     message = keys.gpg.encrypt(b"email\na@example.com\n", [keys.ours.fingerprint], sign_with=keys.partner)
     partner_doc = await mongo[settings.database("catalog")]["pgp_keys"].find_one({"_id": partner["id"]})

@@ -34,7 +34,7 @@ from shared.contracts import Envelope, RunFinished, RunRequested
 from shared.contracts.jobs import JobSnapshot, JobType
 from shared.contracts.runs import RunLog, RunProgress, RunRequestedData, Trigger
 from shared.mongo import MongoClient
-from shared.secrets import SecretBox
+from shared.secrets import Binding, SecretBox
 from shared.settings import CommonSettings
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.servers import Sshd
@@ -110,7 +110,9 @@ class Harness:
             {
                 "_id": connection_id, "kind": "sftp", "name": f"sshd-{connection_id}",
                 "host": self.sshd.host, "port": self.sshd.port, "username": self.sshd.username,
-                "private_key_encrypted": self.box.encrypt(private_key or self.sshd.private_key),
+                "private_key_encrypted": self.box.encrypt(
+                    private_key or self.sshd.private_key, Binding("connection", connection_id, "private_key_encrypted")
+                ),
                 "host_key": host_key or self.sshd.host_key, "base_dir": str(self.root),
                 "created_at": datetime.now(UTC), "created_by": "test",
             }
@@ -127,8 +129,12 @@ class Harness:
                 "fingerprint": "0" * 40, "user_ids": [], "algorithm": "EdDSA ed25519",
                 "usage": ["sign", "certify", "encrypt"], "key_created": datetime.now(UTC), "expires": expires,
                 "public_key": public.decode(),
-                "private_key_encrypted": self.box.encrypt(base64.b64encode(secret).decode()) if secret else None,
-                "passphrase_encrypted": self.box.encrypt(passphrase) if passphrase else None,
+                "private_key_encrypted": self.box.encrypt(
+                    base64.b64encode(secret).decode(), Binding("pgp_key", key_id, "private_key_encrypted")
+                ) if secret else None,
+                "passphrase_encrypted": self.box.encrypt(
+                    passphrase, Binding("pgp_key", key_id, "passphrase_encrypted")
+                ) if passphrase else None,
                 "created_at": datetime.now(UTC), "created_by": "test",
             }
         )  # fmt: skip
@@ -138,7 +144,7 @@ class Harness:
         await self.mongo[self.settings.database("catalog")]["connections"].insert_one(
             {
                 "_id": connection_id, "kind": "rest", "name": f"rest-{connection_id}", "base_url": base_url,
-                "token_encrypted": self.box.encrypt(token), "created_at": datetime.now(UTC), "created_by": "test",
+                "token_encrypted": self.box.encrypt(token, Binding("connection", connection_id, "token_encrypted")), "created_at": datetime.now(UTC), "created_by": "test",
             }
         )  # fmt: skip
         return connection_id

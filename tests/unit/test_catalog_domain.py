@@ -19,10 +19,9 @@ from services.catalog.domain import (
 from services.catalog.service import CatalogService
 from shared.catalog_records import ConnectionRecord, TableRecord
 from shared.contracts.jobs import FieldType, TableField
-from shared.errors import Forbidden, PermanentError, Unauthorized, ValidationFailed
+from shared.errors import Forbidden, Unauthorized, ValidationFailed
 from shared.paths import resolve_inside
 from shared.runlogs import missing_sequences
-from shared.secrets import SecretBox
 from tests.support.catalog_fakes import FakeCatalog, FakeTokens
 from tests.unit.factories import T0, import_spec
 
@@ -229,47 +228,6 @@ def test_resolve_inside_refuses_nul_characters() -> None:
         resolve_inside("/data", "a.csv\x00.txt")
 
     assert error.value.field == "path"
-
-
-# --- shared.secrets --------------------------------------------------------------------------------
-
-KEY = "unit-test-key-0123456789"
-
-
-def test_secret_box_round_trip() -> None:
-    box = SecretBox(KEY)
-
-    token = box.encrypt("s3cret pässword")
-
-    assert token != "s3cret pässword"
-    assert "s3cret" not in token
-    assert box.decrypt(token) == "s3cret pässword"
-    assert SecretBox(KEY).decrypt(token) == "s3cret pässword"  # the key alone is enough
-
-
-def test_secret_box_encrypts_the_same_text_differently_each_time() -> None:
-    box = SecretBox(KEY)
-
-    assert box.encrypt("same") != box.encrypt("same")
-
-
-def test_secret_box_with_another_key_cannot_decrypt() -> None:
-    token = SecretBox(KEY).encrypt("secret")
-
-    with pytest.raises(PermanentError):
-        SecretBox("another-key-0123456789").decrypt(token)
-
-
-def test_secret_box_refuses_garbage() -> None:
-    with pytest.raises(PermanentError):
-        SecretBox(KEY).decrypt("not a token")
-
-
-def test_secret_box_refuses_short_keys() -> None:
-    with pytest.raises(PermanentError):
-        SecretBox("x" * 15)
-
-    SecretBox("x" * 16)  # long enough
 
 
 # --- shared.runlogs --------------------------------------------------------------------------------

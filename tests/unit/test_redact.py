@@ -20,7 +20,7 @@ from shared import redact
 from shared.catalog_records import ConnectionRecord
 from shared.logging import JsonFormatter
 from shared.redact import MASK, Redactor, connection_redactor
-from shared.secrets import SecretBox
+from shared.secrets import Binding, SecretBox
 from tests.conftest import TEST_SECRET_KEY
 
 PASSWORD = "pa ss/wörd+1="
@@ -72,14 +72,16 @@ def test_a_connection_redactor_knows_the_decrypted_secrets() -> None:
             "_id": 1,
             "name": "c",
             "username": "ann",
-            "password_encrypted": box.encrypt(PASSWORD),
+            "password_encrypted": box.encrypt(PASSWORD, Binding("connection", 1, "password_encrypted")),
             "created_at": datetime.now(UTC),
             "created_by": "t",
         }
     )
     redactor = connection_redactor(connection, box)
     assert redactor.scrub(f"denied for {PASSWORD}") == f"denied for {MASK}"
-    assert box.encrypt(PASSWORD) not in redactor.scrub("nothing")
+    assert box.encrypt(PASSWORD, Binding("connection", 1, "password_encrypted")) not in redactor.scrub(
+        "nothing"
+    )
 
 
 def test_json_logs_of_a_run_are_scrubbed_with_the_secrets_the_run_used() -> None:
@@ -129,7 +131,7 @@ def test_the_catalogs_connection_test_answer_is_scrubbed(monkeypatch: pytest.Mon
     box = SecretBox(TEST_SECRET_KEY)
     host_key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
     connection = ConnectionRecord.model_validate(
-        {"_id": 1, "name": "c", "host": "h", "username": "ann", "password_encrypted": box.encrypt(PASSWORD),
+        {"_id": 1, "name": "c", "host": "h", "username": "ann", "password_encrypted": box.encrypt(PASSWORD, Binding("connection", 1, "password_encrypted")),
          "host_key": host_key, "created_at": datetime.now(UTC), "created_by": "t"}
     )  # fmt: skip
     answer = asyncio.run(sftp_probe.AsyncsshProbe().test(connection, box))

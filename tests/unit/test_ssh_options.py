@@ -14,7 +14,7 @@ from services.executor import sftp
 from services.executor.errors import SourceRefused, SourceUnavailable
 from services.executor.ssh_pool import SshPool
 from shared.catalog_records import ConnectionRecord
-from shared.secrets import SecretBox
+from shared.secrets import Binding, SecretBox
 from tests.conftest import TEST_SECRET_KEY
 
 BOX = SecretBox(TEST_SECRET_KEY)
@@ -26,7 +26,7 @@ def connection(**secrets: str) -> ConnectionRecord:
     return ConnectionRecord.model_validate(
         {"_id": 1, "name": "partner", "host": "sftp.example", "port": 2222, "username": "ann",
          "host_key": HOST_KEY, "created_at": datetime.now(UTC), "created_by": "t"}
-        | {f"{name}_encrypted": BOX.encrypt(value) for name, value in secrets.items()}
+        | {f"{name}_encrypted": BOX.encrypt(value, Binding("connection", 1, f"{name}_encrypted")) for name, value in secrets.items()}
     )  # fmt: skip
 
 

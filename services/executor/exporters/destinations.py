@@ -20,7 +20,7 @@ from shared.catalog_records import ConnectionRecord
 from shared.contracts.jobs import RestDestination
 from shared.pgp import encrypt_stream
 from shared.redact import Redactor, remember
-from shared.secrets import SecretBox
+from shared.secrets import SecretBox, open_field
 
 logger = logging.getLogger(__name__)
 Rows = AsyncIterator[list[dict[str, Any]]]
@@ -103,7 +103,7 @@ class RestPusher:
         if not connection.base_url:
             raise DestinationFailed(f"connection {connection.name} has no base URL")
         self.url = f"{connection.base_url.rstrip('/')}/rest/api/v1.3/lists/{destination.list_name}/members"
-        self.token = secrets.decrypt(connection.token_encrypted) if connection.token_encrypted else ""
+        self.token = open_field(secrets, "connection", connection, "token_encrypted") or ""
         # What the endpoint answers may echo the token: scrubbed before it is logged or kept.
         self.redactor = Redactor([self.token])
         remember(self.redactor)
