@@ -20,7 +20,8 @@ class CommonSettings(BaseSettings):
     secret_key: str | None = Field(default=None, alias="CONNECT_SECRET_KEY", repr=False)
     # Rotation: the keys used before, comma-separated (each may be `file:...`); they decrypt, never encrypt.
     old_secret_keys: str = Field(default="", alias="CONNECT_OLD_SECRET_KEYS", repr=False)
-    secret_salt: str | None = Field(default=None, alias="CONNECT_SECRET_SALT", repr=False)  # with a passphrase
+    # the scrypt salt, needed (only) when CONNECT_SECRET_KEY is a passphrase
+    secret_salt: str | None = Field(default=None, alias="CONNECT_SECRET_SALT", repr=False)
     graceful_timeout: float = Field(default=30.0, alias="CONNECT_GRACEFUL_TIMEOUT", gt=0)
     amqp_prefix: str = Field(default="", alias="CONNECT_AMQP_PREFIX", pattern=r"^[A-Za-z0-9_.-]{0,40}$")
     dev_mode: bool = Field(default=False, alias="CONNECT_DEV_MODE")
