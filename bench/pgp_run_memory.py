@@ -45,7 +45,7 @@ from services.executor.pgp_files import DecryptKeys, EncryptKeys, Spool  # noqa:
 from services.executor.sftp import open_sftp  # noqa: E402
 from shared.catalog_records import ConnectionRecord  # noqa: E402
 from shared.contracts.jobs import CsvFormat  # noqa: E402
-from shared.secrets import SecretBox  # noqa: E402
+from shared.secrets import Binding, SecretBox  # noqa: E402
 from tests.support.gpg import Gpg  # noqa: E402
 from tests.support.servers import Sshd, sshd_server  # noqa: E402
 
@@ -90,7 +90,8 @@ def write_plain(path: Path, mib: int) -> int:
 def connection(sshd: Sshd, box: SecretBox) -> ConnectionRecord:
     return ConnectionRecord.model_validate({
         "_id": 1, "name": "bench", "host": sshd.host, "port": sshd.port, "username": sshd.username,
-        "private_key_encrypted": box.encrypt(sshd.private_key), "host_key": sshd.host_key,
+        "private_key_encrypted": box.encrypt(sshd.private_key, Binding("connection", 1, "private_key_encrypted")),
+        "host_key": sshd.host_key,
         "base_dir": str(sshd.root), "created_at": datetime.now(UTC), "created_by": "bench",
     })  # fmt: skip
 

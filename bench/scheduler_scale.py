@@ -46,13 +46,13 @@ import aio_pika
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.scheduler.domain import scheduled_run_requested
-from services.scheduler.service import PUBLISH_CONCURRENCY
 from services.scheduler.store import MongoSchedulerRepository
 from services.scheduler.store.documents import epoch_seconds, new_schedule_doc
 from shared.contracts.jobs import CronRule, EveryRule, RecurringSchedule
 from shared.messaging import Publisher, create_broker
 from shared.metrics import create_metrics
 from shared.mongo import EmbeddedMongo, create_client
+from shared.outbox import PUBLISH_CONCURRENCY
 from shared.runid import RunId
 from shared.settings import CommonSettings
 from shared.topology import Topology, declare_topology
