@@ -8,7 +8,7 @@ RUNTIME_LOCK := requirements/runtime.lock
 DEV_LOCK := requirements/dev.lock
 UV_VERSION := 0.13.10
 
-.PHONY: run test lint asyncapi system-deps install lock prometheusrule clean
+.PHONY: run test broker lint asyncapi system-deps install lock prometheusrule clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,10 +38,17 @@ system-deps:
 	    apt-get update -qq && $(APT_INSTALL) $$missing >/dev/null; \
 	  fi
 
-run: install
+# RabbitMQ at AMQP_URL (default localhost:5672): started when nothing listens on that loopback port,
+# and Debian's rabbitmq-server installed first when it is missing. A remote AMQP_URL is only checked.
+broker: install
+	@$(BIN)/python -m services.dev.broker --installed || { echo "installing rabbitmq-server"; \
+	  apt-get update -qq && $(APT_INSTALL) rabbitmq-server >/dev/null; }
+	@$(BIN)/python -m services.dev.broker
+
+run: install broker
 	$(BIN)/connect dev
 
-test: install system-deps
+test: install system-deps broker
 	$(BIN)/pytest -q -p no:cacheprovider --durations=15
 
 lint: install

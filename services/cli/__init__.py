@@ -67,7 +67,7 @@ def dev(
     keep_data: Annotated[bool, typer.Option(help="Keep ./var/dev from the previous run.")] = False,
 ) -> None:
     """Start the whole system with demo data: database, SFTP server, the four services."""
-    from services.dev import run_dev
+    from services.dev.demo import run_dev
 
     raise typer.Exit(run_dev(keep_data=keep_data))
 

@@ -1,5 +1,5 @@
-"""Development mode (`connect dev`): the whole system on one machine, with demo data."""
+"""Development mode (`connect dev`): the whole system on one machine, with demo data.
 
-from services.dev.demo import run_dev
-
-__all__ = ["run_dev"]
+Nothing is imported here, so `python -m services.dev.broker` (run by make) starts without loading the
+services; `connect dev` imports `services.dev.demo.run_dev`.
+"""

@@ -19,6 +19,7 @@ import httpx
 from services.catalog.adapters.repository import MongoCatalogRepository
 from services.catalog.domain import Role
 from services.catalog.service import issue_token
+from services.dev.broker import BrokerUnavailable, ensure_local_broker
 from services.dev.mail_sink import MailSink, start_mail_sink
 from services.dev.processes import SystemProcesses
 from services.dev.sftp_server import DemoSftp, start_demo_sftp
@@ -41,6 +42,8 @@ DEMO_ROWS = [
 
 def run_dev(*, keep_data: bool = False) -> int:
     common = CommonSettings()
+    with contextlib.suppress(BrokerUnavailable):  # the check below says what is wrong
+        ensure_local_broker(common.amqp_url)
     if not asyncio.run(_broker_reachable(common.amqp_url)):
         print(f"RabbitMQ is not reachable at {_redact(common.amqp_url)}: start it with `rabbitmq-server -detached` "
               "or set AMQP_URL.", file=sys.stderr)  # fmt: skip

@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
+from services.dev.broker import require_broker
 from shared.children import end_with_parent
 from shared.mongo import EmbeddedMongo, free_port
+
+__all__ = ["require_broker"]  # the broker check lives with `make test`'s broker start, re-exported here
 
 SSHD = "/usr/sbin/sshd"
 
@@ -47,30 +49,6 @@ def mongo_server(tmp: Path) -> Iterator[str]:
         yield url
     finally:
         server.stop()
-
-
-def require_broker(amqp_url: str, answer_timeout: float = 10.0) -> None:
-    """Fail the session at once when no broker answers, rather than every test timing out one by one.
-
-    A port that accepts TCP is not enough: a wedged node accepts connections and never answers the
-    AMQP protocol header (seen once on this machine), so the check waits for the server's first frame.
-    """
-    parsed = urlparse(amqp_url)
-    where = f"{parsed.hostname}:{parsed.port or 5672}"
-    address = (parsed.hostname or "localhost", parsed.port or 5672)
-    try:
-        with socket.create_connection(address, timeout=3) as sock:
-            sock.settimeout(answer_timeout)
-            sock.sendall(b"AMQP\x00\x00\x09\x01")
-            first_frame = sock.recv(8)
-    except TimeoutError:
-        first_frame = b""
-    except OSError as exc:
-        raise RuntimeError(
-            f"RabbitMQ is not reachable at {where}; start one (`rabbitmq-server -detached`) or set AMQP_URL"
-        ) from exc
-    if first_frame[:1] != b"\x01":  # a method frame (connection.start): the node speaks AMQP 0-9-1
-        raise RuntimeError(f"the broker at {where} accepts connections but does not answer AMQP; restart it")
 
 
 @dataclass(frozen=True)
