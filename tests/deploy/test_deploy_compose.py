@@ -17,12 +17,14 @@ CREDENTIAL_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGN
 REQUIRED_ENV = ("AMQP_URL", "MONGO_URL", "CONNECT_SECRET_KEY")
 CONNECT_ENV = {"AMQP_URL", "MONGO_URL", "CONNECT_DB_PREFIX", "CONNECT_AMQP_PREFIX", "LOG_LEVEL"}
 # Exactly the variables each container gets (so every secret reaches only the containers that use it).
+SECRET_KEY_ENV = {"CONNECT_SECRET_KEY", "CONNECT_OLD_SECRET_KEYS", "CONNECT_SECRET_SALT"}
 EXPECTED_ENV = {
-    "catalog": CONNECT_ENV | {"CONNECT_SECRET_KEY", "CATALOG_HTTP_PORT"},
+    "catalog": CONNECT_ENV | SECRET_KEY_ENV | {"CATALOG_HTTP_PORT"},
     "scheduler": CONNECT_ENV | {"SCHEDULER_HTTP_PORT"},
     "executor": CONNECT_ENV
-    | {"CONNECT_SECRET_KEY", "EXECUTOR_HTTP_PORT", "EXECUTOR_CONCURRENCY", "CONNECT_GRACEFUL_TIMEOUT"},
-    "logsink": CONNECT_ENV | {"CONNECT_SECRET_KEY", "LOGSINK_HTTP_PORT", "LOGSINK_API_URL"},
+    | SECRET_KEY_ENV
+    | {"EXECUTOR_HTTP_PORT", "EXECUTOR_CONCURRENCY", "CONNECT_GRACEFUL_TIMEOUT"},
+    "logsink": CONNECT_ENV | SECRET_KEY_ENV | {"LOGSINK_HTTP_PORT", "LOGSINK_API_URL"},
     "rabbitmq": {"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"},
     "mongodb": set(),
     "sftp": {"SFTP_USERS"},
@@ -244,8 +246,9 @@ def test_env_example_documents_every_variable() -> None:
     assert values["AMQP_URL"].startswith("amqp://") and "@rabbitmq:5672" in values["AMQP_URL"]
     assert "replicaSet=rs0" in values["MONGO_URL"], "MongoDB must be used as a replica set (transactions)"
     for key, value in values.items():
-        if any(word in key for word in ("PASS", "SECRET")):
-            assert "change-me" in value, f"{key} in env.example must be an obvious placeholder"
+        if any(word in key for word in ("PASS", "SECRET")):  # empty = an optional one left unset
+            assert value == "" or "change-me" in value, f"{key} in env.example must be an obvious placeholder"
+    assert values["CONNECT_SECRET_KEY"], "the one required key has a placeholder to replace"
 
 
 def test_mongodb_is_a_self_initiating_replica_set(services: dict[str, Any]) -> None:

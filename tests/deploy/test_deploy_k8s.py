@@ -25,6 +25,8 @@ from tests.deploy.deploy_helpers import (
 K8S_VERSION = "1.30.0"  # oldest Kubernetes minor these manifests target
 SERVICES = {"catalog": 8000, "scheduler": 8001, "executor": 8002, "logsink": 8003}
 SECRET_KEYS = {"AMQP_URL", "MONGO_URL", "CONNECT_SECRET_KEY"}
+# Keys of the same Secret that most deployments leave out: previous keys while rotating, a passphrase's salt.
+OPTIONAL_SECRET_KEYS = {"CONNECT_OLD_SECRET_KEYS", "CONNECT_SECRET_SALT"}
 CRD_SCHEMAS = {
     ("keda.sh/v1alpha1", "ScaledObject"): K8S / "schemas" / "keda.sh" / "scaledobject_v1alpha1.json",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): K8S
@@ -249,6 +251,12 @@ def test_settings_and_secret_references(objects: list[dict[str, Any]]) -> None:
                 "name": "connect-secrets",
                 "key": key,
             }, f"{name}: {key} must come from Secret connect-secrets"
+        optional = set() if name == "scheduler" else OPTIONAL_SECRET_KEYS
+        assert OPTIONAL_SECRET_KEYS & set(env) == optional, f"{name}: rotation and salt keys"
+        for key in optional:
+            assert env[key] == {
+                "secretKeyRef": {"name": "connect-secrets", "key": key, "optional": True}
+            }, f"{name}: {key} must be an optional key of Secret connect-secrets"
         for item in c.get("env", []):
             if "value" in item:
                 assert not any(w in item["name"] for w in ("SECRET", "PASSWORD", "TOKEN", "URL")), item[
