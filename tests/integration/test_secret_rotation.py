@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,3 +106,44 @@ async def test_a_ciphertext_copied_onto_another_connection_does_not_decrypt(
         ssh_credentials(copied, box)
     with pytest.raises(PermanentError, match="does not belong to connection 2"):
         await rotate_secrets(db, SecretBox(generate_key(), old_keys=[NEW]))  # rotation never launders a copy
+
+
+def connect_admin(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).parent / "connect"), "admin", *args]
+    return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+
+
+def test_generate_key_prints_a_new_key_the_services_accept() -> None:
+    first, second = (connect_admin("generate-key", env={}).stdout.strip() for _ in range(2))
+    assert len(base64.b64decode(first, validate=True)) == 32 and first != second
+    SecretBox(first)  # not refused as weak
+
+
+async def test_the_rotate_secrets_command_re_encrypts_with_the_newest_key(
+    mongo: MongoClient, settings: CommonSettings
+) -> None:
+    db = mongo[settings.database("catalog")]
+    binding = Binding("connection", 1, "password_encrypted")
+    await db[C.CONNECTIONS].insert_one({
+        "_id": 1, "kind": "sftp", "name": "c", "host": "h", "username": "ann", "host_key": "k",
+        "password_encrypted": SecretBox(OLD).encrypt("pw-1", binding),
+        "created_at": datetime.now(UTC), "created_by": "t",
+    })  # fmt: skip
+    env = {"MONGO_URL": settings.mongo_url or "", "CONNECT_DB_PREFIX": settings.db_prefix,
+           "CONNECT_SECRET_KEY": NEW, "CONNECT_OLD_SECRET_KEYS": f" {generate_key()}, {OLD}"}  # fmt: skip
+
+    first = await asyncio.to_thread(connect_admin, "rotate-secrets", env=env)
+    again = await asyncio.to_thread(connect_admin, "rotate-secrets", env=env)
+    weak = await asyncio.to_thread(
+        connect_admin, "rotate-secrets", env={**env, "CONNECT_SECRET_KEY": "changeme"}
+    )
+
+    assert first.returncode == 0 and "connection: 1 re-encrypted of 1" in first.stdout, first.stderr
+    assert again.returncode == 0 and "connection: 0 re-encrypted of 1" in again.stdout, again.stderr
+    stored = await db[C.CONNECTIONS].find_one({"_id": 1})
+    assert stored is not None and SecretBox(NEW).decrypt(stored["password_encrypted"], binding) == "pw-1"
+    assert weak.returncode != 0 and "CONNECT_SECRET_KEY refused" in weak.stderr
+    still = await db[C.CONNECTIONS].find_one({"_id": 1})
+    assert (
+        still is not None and still["password_encrypted"] == stored["password_encrypted"]
+    )  # nothing changed
