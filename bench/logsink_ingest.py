@@ -272,7 +272,7 @@ async def short_run_operations(client: Any, db_name: str) -> dict[str, Counter[s
     service = LogsinkService(records, NoMetrics())
     # A batch's commands go out at once: open the connections first (a handshake counts as a command).
     await asyncio.gather(*(client.admin.command("ping") for _ in range(3)))
-    groupings = {
+    groupings: dict[str, Callable[[list[Planned]], list[list[Planned]]]] = {
         "one batch": lambda events: [events],
         "a batch per event": lambda events: [[e] for e in events],
     }

@@ -254,9 +254,9 @@ def test_settings_and_secret_references(objects: list[dict[str, Any]]) -> None:
         optional = set() if name == "scheduler" else OPTIONAL_SECRET_KEYS
         assert OPTIONAL_SECRET_KEYS & set(env) == optional, f"{name}: rotation and salt keys"
         for key in optional:
-            assert env[key] == {
-                "secretKeyRef": {"name": "connect-secrets", "key": key, "optional": True}
-            }, f"{name}: {key} must be an optional key of Secret connect-secrets"
+            assert env[key] == {"secretKeyRef": {"name": "connect-secrets", "key": key, "optional": True}}, (
+                f"{name}: {key} must be an optional key of Secret connect-secrets"
+            )
         for item in c.get("env", []):
             if "value" in item:
                 assert not any(w in item["name"] for w in ("SECRET", "PASSWORD", "TOKEN", "URL")), item[

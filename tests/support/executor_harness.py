@@ -291,7 +291,7 @@ def import_spec(
     }
 
 
-CONTACT_FIELDS = [
+CONTACT_FIELDS: list[dict[str, Any]] = [
     {"name": "customer_id", "type": "string", "required": True},
     {"name": "email", "type": "email", "required": True},
     {"name": "points", "type": "integer"},

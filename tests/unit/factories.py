@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from shared.contracts import (
     Envelope,
@@ -78,7 +79,7 @@ def job_snapshot(job_id: int = 7, name: str = "nightly people") -> JobSnapshot:
 
 
 def run_job(job_id: int = 7, *, command_id: str | None = None) -> RunJob:
-    extra = {"id": command_id} if command_id is not None else {}
+    extra: dict[str, Any] = {"id": command_id} if command_id is not None else {}
     return RunJob(
         source="connect/catalog", data=RunJobData(job=job_snapshot(job_id), requested_by="ops"), **extra
     )
