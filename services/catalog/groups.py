@@ -10,6 +10,7 @@ from services.catalog.changes import SOURCE, Change, commit
 from services.catalog.channels import check_rules
 from services.catalog.definitions import DefinitionService
 from services.catalog.domain import StoredGroup
+from services.catalog.domain.audit import AuditEntry
 from services.catalog.group_schemas import GroupCreate, GroupMember, GroupUpdate, GroupView
 from services.catalog.ports import CatalogRecords, Definitions, UnitOfWork
 from services.catalog.scheduler_client import request_run
@@ -34,15 +35,23 @@ def group_changed(group: StoredGroup) -> GroupChanged:
     return GroupChanged(source=SOURCE, subject=str(group.id), data=data)
 
 
-async def remove_members(unit: UnitOfWork, job_ids: list[int]) -> list[GroupChanged]:
-    """Deleted jobs leave their groups (inside the deleting transaction); the groups are announced."""
-    events = []
+async def remove_members(
+    unit: UnitOfWork, job_ids: list[int], by: str
+) -> tuple[list[GroupChanged], list[AuditEntry]]:
+    """Deleted jobs leave their groups (inside the deleting transaction); the groups are announced, and
+    each group's history shows the change with the jobs whose deletion made it."""
+    events, entries = [], []
     for group in await unit.groups.containing(job_ids):
         remaining = tuple(j for j in group.job_ids if j not in job_ids)
         changed = group.model_copy(update={"job_ids": remaining, "version": group.version + 1})
         await unit.groups.replace(changed, group.version)
         events.append(group_changed(changed))
-    return events
+        left = [j for j in group.job_ids if j in job_ids]
+        detail = {"jobs_deleted": left}
+        entries.append(
+            audit.change_entry(by, "group", group.id, "updated", before=group, after=changed, detail=detail)
+        )
+    return events, entries
 
 
 class GroupService(DefinitionService[StoredGroup, GroupView]):

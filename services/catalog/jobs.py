@@ -347,7 +347,7 @@ class JobService(DefinitionService[StoredJob, JobView]):
                 f"job(s) {', '.join(map(str, missing))} do not exist; nothing was deleted", field="ids"
             )
         await unit.jobs.remove(job_ids)
-        group_events = await remove_members(unit, job_ids)
+        group_events, group_entries = await remove_members(unit, job_ids, by)
         deleted = [JobDeleted(source=SOURCE, subject=str(i), data=JobDeletedData(job_id=i)) for i in job_ids]
         entries = [
             audit.change_entry(
@@ -355,4 +355,4 @@ class JobService(DefinitionService[StoredJob, JobView]):
             )
             for i in job_ids
         ]
-        return Change(job_ids, [*deleted, *group_events], entries)
+        return Change(job_ids, [*deleted, *group_events], [*entries, *group_entries])

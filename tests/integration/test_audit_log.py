@@ -163,3 +163,18 @@ async def test_filters_and_pages_with_a_next_link(api: Api) -> None:
     assert len(seen) == 7 and seen[-1]["action"] == "created"  # newest first
     times = [e["at"] for e in seen]
     assert times == sorted(times, reverse=True)
+
+
+async def test_deleting_a_member_job_is_in_its_groups_history(api: Api) -> None:
+    first, second = await setup_job(api, "member-1"), await setup_job(api, "member-2")
+    group = await api.ok(
+        "POST", "/groups", role=Role.OPERATOR, json={"name": "pair", "job_ids": [first["id"], second["id"]]}
+    )
+    await api.ok("DELETE", f"/jobs/{first['id']}", role=Role.OPERATOR, params={"confirm": "true"})
+
+    entries = await trail(api, kind="group", item_id=str(group["id"]))
+    assert [e["action"] for e in entries] == ["created", "updated"]
+    left = entries[1]
+    assert left["actor"] == "operator-user" and left["detail"] == {"jobs_deleted": [first["id"]]}
+    assert left["changes"]["job_ids"] == {"before": [first["id"], second["id"]], "after": [second["id"]]}
+    assert (left["before_version"], left["after_version"]) == (1, 2)
