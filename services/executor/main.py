@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import FastAPI
 
 from services.executor.audience import MongoAudienceStore
@@ -9,6 +11,7 @@ from services.executor.config import ExecutorSettings
 from services.executor.exporters.run import ExportSettings
 from services.executor.importers.context import ImportSettings
 from services.executor.importers.sources import SourceLimits
+from services.executor.pgp_files import remove_orphaned_spools
 from services.executor.repository import (
     MongoCatalogReader,
     MongoLeaseStore,
@@ -54,7 +57,10 @@ def build_app(common: CommonSettings | None = None, settings: ExecutorSettings |
     async def finish_in_flight() -> None:
         await service.shutdown(grace=common.graceful_timeout)
 
-    runtime.on_start += [leases.ensure_indexes, rejects.ensure_indexes, writers.ensure_indexes, reaper.start]
+    runtime.on_start += [
+        leases.ensure_indexes, rejects.ensure_indexes, writers.ensure_indexes,
+        partial(remove_orphaned_spools, settings.spool_dir), reaper.start,
+    ]  # fmt: skip
     runtime.on_drain += [reaper.stop, finish_in_flight]
     _pool_ssh_connections(runtime, settings)
     return create_http_app(runtime, title="Connect executor")

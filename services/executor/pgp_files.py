@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fcntl
+import logging
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +97,12 @@ def _private(record: PgpKeyRecord, field: str, secrets: SecretBox) -> tuple[byte
     return material, passphrase
 
 
+logger = logging.getLogger(__name__)
+SPOOL_PREFIX = "connect-spool-"
+OWNER_FILE = ".owner"
+UNOWNED_GRACE_SECONDS = 600.0
+
+
 class Spool:
     """Local files holding the plaintext of a run's decrypted source files.
 
@@ -103,7 +112,11 @@ class Spool:
     """
 
     def __init__(self, directory: str | None) -> None:
-        self.path = tempfile.mkdtemp(prefix="connect-spool-", dir=directory)
+        self.path = tempfile.mkdtemp(prefix=SPOOL_PREFIX, dir=directory)
+        # Held while the spool lives: a process killed with -9 drops it, so the next executor to start
+        # can tell an orphaned spool (decrypted partner data) from one in use (`sweep_orphaned_spools`).
+        self._owner = (Path(self.path) / OWNER_FILE).open("wb")
+        fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._files: dict[str, Path] = {}  # remote path → local file
 
     async def decrypt(
@@ -143,3 +156,35 @@ class Spool:
 
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        self._owner.close()
+
+
+async def remove_orphaned_spools(directory: str | None) -> None:
+    """At start: spools left by executors that died go (their plaintext must not outlive the run)."""
+    removed = await asyncio.to_thread(sweep_orphaned_spools, directory)
+    if removed:
+        logger.warning("removed %d decrypted spool(s) left by an executor that died", removed)
+
+
+def sweep_orphaned_spools(directory: str | None) -> int:
+    """Remove the spools of executors that died (plaintext must not outlive its run); those whose owner
+    lives are locked and stay. Called at start. Returns how many were removed."""
+    removed = 0
+    for spool in Path(directory or tempfile.gettempdir()).glob(f"{SPOOL_PREFIX}*"):
+        if spool.is_dir() and _orphaned(spool):
+            shutil.rmtree(spool, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _orphaned(spool: Path) -> bool:
+    try:
+        owner = (spool / OWNER_FILE).open("rb")
+    except FileNotFoundError:  # died between creating the directory and its lock file, or is doing so now
+        return time.time() - spool.stat().st_mtime > UNOWNED_GRACE_SECONDS
+    with owner:
+        try:
+            fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
