@@ -67,6 +67,21 @@ async def in_transaction(
             return await session.with_transaction(work)
 
 
+INDEX_OPTIONS_CONFLICT = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
+
+
+async def ensure_ttl_index(collection: Any, key: str, seconds: int) -> None:
+    """Documents expire `seconds` after their `key` date; a changed retention adjusts the index in place."""
+    try:
+        await collection.create_index([(key, pymongo.ASCENDING)], expireAfterSeconds=seconds)
+    except OperationFailure as exc:
+        if exc.code not in INDEX_OPTIONS_CONFLICT:
+            raise
+        await collection.database.command(
+            "collMod", collection.name, index={"keyPattern": {key: 1}, "expireAfterSeconds": seconds}
+        )
+
+
 def create_client(url: str) -> MongoClient:
     return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=5000)
 

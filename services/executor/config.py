@@ -47,6 +47,12 @@ class ExecutorSettings(ServiceSettings):
         description="EXECUTOR_SPOOL_DIR: where encrypted imports are decrypted to before they are read "
         "(deleted after the run); unset: the system's temporary directory. Needs room for the largest file.",
     )
+    finished_lease_days: float = Field(
+        default=30,
+        gt=0,
+        description="EXECUTOR_FINISHED_LEASE_DAYS: a finished run's lease is kept this long after it ended (it "
+        "refuses a late duplicate RunRequested of the run), then the database removes it.",
+    )
     ssh_idle_seconds: float = Field(
         default=30.0,
         ge=0,

@@ -35,7 +35,9 @@ def build_app(common: CommonSettings | None = None, settings: ExecutorSettings |
     common = common or CommonSettings()
     settings = settings or ExecutorSettings()
     runtime = ServiceRuntime.create("executor", common, prefetch=settings.concurrency)
-    leases = MongoLeaseStore(runtime.mongo, runtime.db_name, settings.lease_seconds)
+    leases = MongoLeaseStore(
+        runtime.mongo, runtime.db_name, settings.lease_seconds, settings.finished_lease_days
+    )
     rejects = MongoRejectStore(runtime.mongo, runtime.db_name)
     writers = MongoTableWriters(runtime.mongo, runtime.db_name, settings.lease_seconds)
     service = ExecutorService(

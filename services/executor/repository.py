@@ -16,7 +16,7 @@ from shared.catalog_records import ConnectionRecord, PgpKeyRecord, TableRecord
 from shared.collections import CatalogCollections, ExecutorCollections
 from shared.contracts import RunRequested
 from shared.errors import NotFound, RetryableError
-from shared.mongo import MongoClient, database_error
+from shared.mongo import MongoClient, database_error, ensure_ttl_index
 
 RUNNING, FINISHED = "running", "finished"
 WAITING, ATTEMPTING = "waiting", "attempting"  # phases of a running lease: for a slot, at work
@@ -97,15 +97,22 @@ class MongoLeaseStore:
     lease before it is published, so a crash between the two never loses it.
     """
 
-    def __init__(self, client: MongoClient, db_name: str, lease_seconds: float) -> None:
+    def __init__(
+        self, client: MongoClient, db_name: str, lease_seconds: float, finished_retention_days: float = 30
+    ) -> None:
         self.leases = client[db_name][ExecutorCollections.RUN_LEASES]
         self.lease = timedelta(seconds=lease_seconds)
+        self.finished_retention_seconds = int(finished_retention_days * 86400)
 
     async def ensure_indexes(self) -> None:
         await self.leases.create_index([("status", 1), ("expires_at", 1)])
         await self.leases.create_index([("status", 1), ("reported", 1), ("finished_at", 1)])
         await self.leases.create_index([("status", 1), ("phase", 1), ("claimed_at", 1)])
         await ensure_one_writer_index(self.leases)
+        # Only finished leases have `finished_at`: live ones never expire. A duplicate RunRequested arriving
+        # after the retention would start the run again; the outbox re-publishes within minutes, so 30 days
+        # of margin carry the exactly-once guarantee that keeping every lease forever carried before.
+        await ensure_ttl_index(self.leases, "finished_at", self.finished_retention_seconds)
 
     async def claim(self, request: RunRequested, owner: str) -> bool:
         """Take the run (new, or its holder stopped renewing) into this executor's wait for a slot.

@@ -11,23 +11,22 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from pymongo import ASCENDING, InsertOne, UpdateOne
+from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 from pymongo.write_concern import WriteConcern
 
 from services.logsink.domain import Keyed, RunWrites
 from services.logsink.ports import Written
 from shared.collections import LogsinkCollections
 from shared.errors import RetryableError
-from shared.mongo import MongoClient, database_error
+from shared.mongo import MongoClient, database_error, ensure_ttl_index
 from shared.run_records import GroupRunField, RunField
 from shared.runlogs import chunk_id, chunk_lines, chunk_rest
 
 DUPLICATE_KEY = 11000
 # A redelivered chunk's rest collides again only with chunks written meanwhile by another consumer.
 MAX_CHUNK_ROUNDS = 8
-INDEX_OPTIONS_CONFLICT = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
 # A batch is acknowledged only after it is on disk.
 DURABLE = WriteConcern(w=1, j=True)
 
@@ -58,18 +57,7 @@ class MongoRunRecords:
         await self.group_runs.create_index([(GroupRunField.GROUP_ID, 1), (GroupRunField.RUN_NUMBER, -1)])
         await self.group_runs.create_index([(GroupRunField.STARTED_AT, -1)])
         # Log chunks are read by `_id` range (`run:first`); they expire, run records are kept.
-        await self._ttl_index(self.logs, "at", self.log_retention_seconds)
-
-    async def _ttl_index(self, collection: AsyncCollection[Document], key: str, seconds: int) -> None:
-        try:
-            await collection.create_index([(key, ASCENDING)], expireAfterSeconds=seconds)
-        except OperationFailure as exc:
-            if exc.code not in INDEX_OPTIONS_CONFLICT:
-                raise
-            # The retention changed: adjust the existing TTL index in place.
-            await self.db.command(
-                "collMod", collection.name, index={"keyPattern": {key: 1}, "expireAfterSeconds": seconds}
-            )
+        await ensure_ttl_index(self.logs, "at", self.log_retention_seconds)
 
     async def write(
         self,
