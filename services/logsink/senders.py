@@ -7,6 +7,7 @@ a secret (the delivery loop scrubs it with the channel's secrets before storing 
 from __future__ import annotations
 
 import json
+import ssl
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -90,6 +91,10 @@ def mail(notification: Document, channel: NotificationChannelRecord) -> EmailMes
     return message
 
 
+# What aiosmtplib says (an SMTPException, no subclass) when the server's EHLO does not list STARTTLS.
+NO_STARTTLS = "STARTTLS extension not supported"
+
+
 class SmtpSender:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
@@ -123,5 +128,12 @@ class SmtpSender:
             raise SendFailed(
                 f"the SMTP server answered {exc.code} {exc.message}", transient=transient
             ) from None
-        except (aiosmtplib.SMTPException, OSError) as exc:  # connection, timeout, TLS
+        except ssl.SSLCertVerificationError as exc:  # a retry meets the same certificate
+            raise SendFailed(f"the SMTP server's TLS certificate does not verify: {exc.verify_message}",
+                             transient=False) from None  # fmt: skip
+        except aiosmtplib.SMTPException as exc:
+            if NO_STARTTLS in str(exc):  # the channel asks for TLS the server lacks
+                raise SendFailed(f"the SMTP server does not offer STARTTLS: {exc}", transient=False) from None
+            raise SendFailed(f"could not talk to the SMTP server: {exc}", transient=True) from None
+        except OSError as exc:  # connection refused or reset, timeout, TLS handshake
             raise SendFailed(f"could not talk to the SMTP server: {exc}", transient=True) from None

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from shared.settings import CommonSettings
 from tests.conftest import TEST_SECRET_KEY
 from tests.integration.test_logsink_records import NoMetrics
 from tests.support.receivers import SmtpSink, WebhookReceiver
+from tests.support.tls import local_ca
 from tests.support.waiting import eventually
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -75,10 +77,12 @@ class World:
              "secret_encrypted": self.box.encrypt(SECRET, Binding("notification_channel", channel_id, "secret_encrypted")), "created_at": T0, "created_by": "admin"}
         )  # fmt: skip
 
-    async def smtp(self, channel_id: int, port: int, *, username: str = "", password: str = "") -> None:
+    async def smtp(
+        self, channel_id: int, port: int, *, username: str = "", password: str = "", starttls: bool = False
+    ) -> None:
         await self.catalog[CatalogCollections.NOTIFICATION_CHANNELS].insert_one(
             {"_id": channel_id, "kind": "smtp", "name": "ops mail", "host": "127.0.0.1", "port": port,
-             "starttls": False, "username": username,
+             "starttls": starttls, "username": username,
              "password_encrypted": self.box.encrypt(password, Binding("notification_channel", channel_id, "password_encrypted")) if password else None,
              "from_address": "connect@example.com", "to": ["ops@example.com", "oncall@example.com"],
              "created_at": T0, "created_by": "admin"}
@@ -364,3 +368,37 @@ async def test_a_skipped_run_notifies_a_rule_on_skipped_and_is_passed_over_for_r
     said = {f"10.{n}": [x["outcome"] for x in await world.notifications(f"10.{n}")] for n in range(1, 5)}
     # an empty file says nothing of the feed's health: the success after it still ends the failures
     assert said == {"10.1": [], "10.2": ["skipped"], "10.3": ["recovered"], "10.4": ["skipped"]}
+
+
+async def test_a_mail_goes_over_starttls_to_a_server_whose_certificate_is_trusted(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca = local_ca(tmp_path / "ca")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.ca_file))  # how a deployment trusts a private CA (OpenSSL)
+    with SmtpSink(username="mailer", password="s3cret-pass", tls_context=ca.server_context) as smtp:
+        await world.smtp(4, smtp.port, username="mailer", password="s3cret-pass", starttls=True)
+        await world.job(12, [{"on": ["failed"], "channels": [4]}])
+        await world.record(requested("12.10"), finished("12.10", RunStatus.FAILED))
+        sent = await world.settled("run-12.10-0-4")
+        assert sent["status"] == "sent", sent
+        [mail] = smtp.messages
+        assert mail.tls and smtp.logins == ["mailer"]  # the password only went over TLS
+
+
+async def test_starttls_to_an_untrusted_certificate_or_a_server_without_it_fails_at_once(
+    world: World, tmp_path: Path
+) -> None:
+    ca = local_ca(tmp_path / "ca")  # not trusted: SSL_CERT_FILE unset
+    with SmtpSink(tls_context=ca.server_context) as untrusted, SmtpSink() as plain:
+        await world.smtp(4, untrusted.port, starttls=True)
+        await world.smtp(5, plain.port, starttls=True)
+        await world.job(12, [{"on": ["failed"], "channels": [4, 5]}])
+        await world.record(requested("12.11"), finished("12.11", RunStatus.FAILED))
+        refused = await world.settled("run-12.11-0-4")
+        no_tls = await world.settled("run-12.11-0-5")
+    # A certificate that does not verify, or no STARTTLS, will not change by retrying: given up at once.
+    assert (refused["status"], refused["attempts"]) == ("failed", 1), refused
+    assert "certificate" in refused["last_error"]
+    assert (no_tls["status"], no_tls["attempts"]) == ("failed", 1), no_tls
+    assert "STARTTLS" in no_tls["last_error"]
+    assert untrusted.messages == [] and plain.messages == []

@@ -3,8 +3,8 @@
 async with WebhookReceiver(answers=[503, 503, 200]) as hook:   # then 200 for ever
     ... hook.url, hook.requests (each: headers, body), hook.hold (an Event the answer waits for)
 
-with SmtpSink(username="mailer", password="...") as smtp:
-    ... smtp.port, smtp.messages (each: mail_from, rcpt_tos, the parsed message)
+with SmtpSink(username="mailer", password="...", tls_context=ctx) as smtp:   # ctx: STARTTLS required
+    ... smtp.port, smtp.messages (each: mail_from, rcpt_tos, the parsed message, whether it came over TLS)
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import contextlib
 import email
 import email.policy
 import json
+import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -104,6 +105,7 @@ class Mail:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    tls: bool  # the session was upgraded with STARTTLS before the mail came
 
 
 class _Collect:
@@ -113,14 +115,22 @@ class _Collect:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
-        self.messages.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), parsed))
+        tls = session.ssl is not None
+        self.messages.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), parsed, tls))
         return "250 OK"
 
 
 class SmtpSink:
     """aiosmtpd on loopback (its own thread); with a username, it takes only that login."""
 
-    def __init__(self, *, username: str = "", password: str = "", echo_refused: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        username: str = "",
+        password: str = "",
+        echo_refused: bool = False,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.messages: list[Mail] = []
         self.port = free_port()
         self.logins: list[str] = []
@@ -143,9 +153,11 @@ class SmtpSink:
 
             kwargs = {
                 "authenticator": authenticate,
-                "auth_require_tls": False,
+                "auth_require_tls": tls_context is not None,
                 "auth_exclude_mechanism": ["LOGIN"],
             }
+        if tls_context is not None:  # STARTTLS offered, and nothing but EHLO/STARTTLS/QUIT before it
+            kwargs |= {"tls_context": tls_context, "require_starttls": True}
         self.controller = Controller(_Collect(self.messages), hostname="127.0.0.1", port=self.port, **kwargs)
 
     def __enter__(self) -> SmtpSink:
