@@ -22,15 +22,13 @@ from shared.contracts import (
     StopGroupRun,
     TriggerFired,
 )
-from shared.contracts.cloudevents import binary_attributes
 from shared.errors import PermanentError
 from shared.runtime import ServiceRuntime
 
 
 def message_type(message: RabbitMessage) -> str | None:
-    """The envelope type: the AMQP `type` property, a binary-mode CloudEvent's `cloudEvents_type`, else the
-    body's `type` field."""
-    kind = getattr(message.raw_message, "type", None) or binary_attributes(message.headers).get("type")
+    """The envelope type: the AMQP `type` property, else the body's `type` field."""
+    kind = getattr(message.raw_message, "type", None)
     if kind:
         return str(kind)
     try:
