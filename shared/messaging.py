@@ -1,7 +1,9 @@
 """Broker factory and the one way Connect publishes.
 
 Publishing: publisher confirms on, `mandatory` with unroutable messages raising, persistent delivery,
-the envelope id as AMQP message id. Consuming: explicit prefetch; a message that can never succeed (a
+the envelope id as AMQP message id, the envelope as a structured-mode CloudEvent (content type
+`application/cloudevents+json`, see `shared/contracts/cloudevents.py`). Consumers read that, the binary
+mode and plain `application/json` envelopes alike (`decode_cloudevent`). Consuming: explicit prefetch; a message that can never succeed (a
 body that is not JSON, JSON that does not fit its model, a permanent error) is dead-lettered at once with
 `x-connect-reason`; on an unexpected error the message is nacked and requeued, and at its last delivery
 before the quorum queue's limit it is dead-lettered with the reason too, so work is never silently
@@ -12,9 +14,10 @@ counted (`connect_dead_letters_total{service,reason}`).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -30,6 +33,12 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from shared.contracts import Envelope
+from shared.contracts.cloudevents import (
+    STRUCTURED_CONTENT_TYPE,
+    is_binary,
+    is_structured,
+    structured_from_binary,
+)
 from shared.errors import PermanentError, RetryableError
 from shared.topology import Topology
 
@@ -43,12 +52,27 @@ def create_broker(
         amqp_url,
         default_channel=Channel(prefetch_count=prefetch, publisher_confirms=True, on_return_raises=True),
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=decode_cloudevent,
         graceful_timeout=graceful_timeout,
         middlewares=[RabbitPrometheusMiddleware(registry=registry, app_name=f"connect-{service}")],
         app_id=f"connect-{service}",
         logger=logging.getLogger(f"connect.{service}.broker"),
         log_level=logging.DEBUG,
     )
+
+
+async def decode_cloudevent(
+    msg: StreamMessage[Any], default: Callable[[StreamMessage[Any]], Awaitable[Any]]
+) -> Any:
+    """The envelope of a message in either CloudEvents mode; anything else as FastStream decodes it.
+
+    A body that is not JSON raises ValueError, which the consumers dead-letter (`undecodable`).
+    """
+    if is_structured(msg.content_type):
+        return json.loads(msg.body)
+    if is_binary(msg.headers):
+        return structured_from_binary(msg.body, msg.content_type, msg.headers)
+    return await default(msg)
 
 
 _REPLY_PARSER = AioPikaParser()
@@ -121,9 +145,10 @@ class Requester:
             reply_to=RABBIT_REPLY.name,
             correlation_id=correlation_id,
             expiration=timeout,
+            persist=True,  # as every message (quorum queues keep each on disk whatever it says)
             message_id=message.id,
             message_type=message.type,
-            content_type="application/json",
+            content_type=STRUCTURED_CONTENT_TYPE,
         )
 
     async def _consume_replies(self) -> None:
@@ -189,7 +214,7 @@ class Publisher:
                 persist=True,
                 message_id=message.id,
                 message_type=message.type,
-                content_type="application/json",
+                content_type=STRUCTURED_CONTENT_TYPE,
             )
         except DeliveryError as exc:
             raise RetryableError(f"{message.type} was not routed to any queue ({routing_key})") from exc

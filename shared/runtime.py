@@ -89,14 +89,32 @@ class ServiceRuntime:
                 schema=message,
                 title=f"{self.service}:{message.model_fields['type'].default}",
                 description=(message.__doc__ or "").strip() or None,
+                persist=True,  # as `Publisher` sends every message
             )
+
+    def documents_published_by_others(
+        self, message: type[Envelope], *, routing_key: str, title: str, description: str
+    ) -> None:
+        """Declare a message other systems publish for this service, so the AsyncAPI document shows it
+        (on the documentation broker: nothing here publishes it)."""
+        self._documentation().publisher(
+            exchange=self.topology.exchange_for(message.exchange_kind),
+            routing_key=routing_key,
+            schema=message,
+            title=title,
+            description=description,
+            persist=True,
+        )
 
     def documents_consuming(self, queue: RabbitQueue, title: str) -> RabbitSubscriber:
         """A subscriber of `queue` for the AsyncAPI document only, for a queue this service consumes by
         its own means: it lives on a broker that is never connected, so nothing consumes the queue twice."""
+        return self._documentation().subscriber(queue, title=title)
+
+    def _documentation(self) -> RabbitBroker:
         if self.documentation is None:
             self.documentation = RabbitBroker(self.settings.amqp_url)
-        return self.documentation.subscriber(queue, title=title)
+        return self.documentation
 
     @property
     def documented_brokers(self) -> list[RabbitBroker]:

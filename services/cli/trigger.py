@@ -63,6 +63,7 @@ async def publish(message: object) -> None:
     import aio_pika
     from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity, DeliveryError
 
+    from shared.contracts.cloudevents import STRUCTURED_CONTENT_TYPE
     from shared.contracts.triggers import TriggerFired
     from shared.settings import CommonSettings
     from shared.topology import Topology
@@ -87,7 +88,7 @@ async def publish(message: object) -> None:
             ) from exc
         body = aio_pika.Message(
             message.model_dump_json().encode(),
-            content_type="application/json",
+            content_type=STRUCTURED_CONTENT_TYPE,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message.id,
             type=message.type,

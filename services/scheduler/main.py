@@ -13,11 +13,19 @@ from services.scheduler.service import SchedulerService
 from services.scheduler.store import MongoSchedulerRepository
 from services.scheduler.subscribers import register_subscribers
 from services.scheduler.ticker import Ticker
-from shared.contracts import Expire, GroupRunFinished, GroupRunStarted, RunRequested, StopRun
+from shared.contracts import Expire, GroupRunFinished, GroupRunStarted, RunRequested, StopRun, TriggerFired
 from shared.metrics import outbox_backlog, scheduler_metrics
 from shared.runtime import ServiceRuntime, create_http_app
 from shared.settings import CommonSettings
 from shared.tasks import PeriodicTask
+
+TRIGGERS_CHANNEL = """Public: other systems publish `TriggerFired` here to start on-event jobs and groups
+(docs/scheduling.md, "Triggers"). The topic exchange `connect.triggers` (durable; its name takes the
+`CONNECT_AMQP_PREFIX` of the installation, empty by default). Routing key: the trigger's name, exactly
+(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`, the `trigger` of an `on_event` schedule). Persistent delivery
+(delivery mode 2), `mandatory` and publisher confirms recommended. Body: a CloudEvent, structured mode
+(content type `application/cloudevents+json`, the whole envelope as JSON) or binary mode (the attributes
+as `cloudEvents_*` application properties, the body the `data` as `application/json`)."""
 
 
 def build_app(common: CommonSettings | None = None, settings: SchedulerSettings | None = None) -> FastAPI:
@@ -37,6 +45,9 @@ def build_app(common: CommonSettings | None = None, settings: SchedulerSettings 
     )  # fmt: skip
     register_subscribers(runtime, service)
     runtime.documents_publishing(RunRequested, GroupRunStarted, GroupRunFinished, Expire, StopRun)
+    runtime.documents_published_by_others(
+        TriggerFired, routing_key="{trigger}", title="connect.triggers", description=TRIGGERS_CHANNEL
+    )
 
     max_age = settings.catch_up_max_age_seconds
     ticker = Ticker(

@@ -41,6 +41,7 @@ ALL_MESSAGES: tuple[type[Envelope], ...] = (
 __all__ = [
     "ALL_MESSAGES",
     "MESSAGE_TYPES",
+    "PUBLIC_EVENTS",
     "Envelope",
     "Expire",
     "ExportSpec",
@@ -68,6 +69,10 @@ __all__ = [
     "TriggerFired",
     "parse_message",
 ]
+
+# What other systems may subscribe to, e.g. to chain their work after Connect's (docs/events.md):
+# within a version these only gain optional fields (tests/unit/test_public_events.py checks it).
+PUBLIC_EVENTS: tuple[type[Envelope], ...] = (RunFinished, GroupRunFinished)
 
 MESSAGE_TYPES: dict[str, type[Envelope]] = {cls.model_fields["type"].default: cls for cls in ALL_MESSAGES}
 

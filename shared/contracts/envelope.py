@@ -2,7 +2,8 @@
 
 Each message type is a frozen model with a literal `type` that carries its schema version
 (`connect.run.requested.v1`). Within a version fields are only ever added, so consumers ignore
-unknown fields; a breaking change is a new type.
+unknown fields; a breaking change is a new type. On the wire each travels as a structured-mode
+CloudEvent (`shared/contracts/cloudevents.py`, docs/events.md).
 """
 
 from __future__ import annotations

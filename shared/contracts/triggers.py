@@ -1,8 +1,10 @@
 """The public trigger contract: what other systems publish to start on-event jobs and groups.
 
-Publish to the topic exchange `connect.triggers` with the trigger's name as routing key, a JSON body
-of this shape, content type `application/json`, persistent delivery. Every active job or group whose
-schedule is `on_event` with that trigger runs once per distinct `idempotency_key`.
+Publish to the topic exchange `connect.triggers` (prefixed by `CONNECT_AMQP_PREFIX`) with the trigger's
+name as routing key, persistent delivery, as a CloudEvent: structured mode (this envelope as the JSON body,
+content type `application/cloudevents+json`) or binary mode (`cloudEvents_*` properties, the `data` as an
+`application/json` body); docs/scheduling.md, "Triggers". Every active job or group whose schedule is
+`on_event` with that trigger runs once per distinct `idempotency_key`.
 """
 
 from __future__ import annotations

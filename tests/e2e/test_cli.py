@@ -369,7 +369,7 @@ async def test_trigger_publishes_a_trigger_event(cli: Cli, system: RunningSystem
     assert event.data.name == name and event.data.idempotency_key == "k1"
     assert event.data.params == {"date": "2026-01-01", "x": "y=z"}
     assert (
-        message.content_type == "application/json"
+        message.content_type == "application/cloudevents+json"
         and message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     )
     assert message.message_id == published["message_id"] == event.id

@@ -31,6 +31,7 @@ from shared.contracts import (
     TriggerFired,
 )
 from shared.contracts.catalog import JobChangedData
+from shared.contracts.cloudevents import STRUCTURED_CONTENT_TYPE
 from shared.contracts.jobs import OnDemandSchedule, Schedule
 from shared.contracts.runs import RunCounts, RunFinishedData, RunStatus
 from shared.messaging import Publisher, create_broker
@@ -97,7 +98,7 @@ class Harness:
         """As another system would: on `connect.triggers`, routing key = trigger name."""
         await self.broker.publish(
             message.model_dump_json(), exchange=self.topology.triggers, routing_key=message.data.name,
-            persist=True, content_type="application/json", mandatory=True,
+            persist=True, content_type=STRUCTURED_CONTENT_TYPE, mandatory=True,
         )  # fmt: skip
 
     async def request(self, message: Envelope) -> RunJobReply:
