@@ -68,6 +68,9 @@ def gpg_binary() -> str:
     return path
 
 
+AGENT_EXIT_POLLS, AGENT_EXIT_POLL_SECONDS = 250, 0.02  # up to 5 s
+
+
 class GpgHome:
     """A temporary GNUPGHOME with only the keys of one operation; removed, its agent stopped, on exit."""
 
@@ -83,8 +86,15 @@ class GpgHome:
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
-        # The agent gpg starts (for private keys) outlives gpg; stop it before its home goes.
+        # The agent gpg starts (for private keys) outlives gpg; stop it before its home goes. `--kill` only
+        # asks: the agent removes its socket as it exits, and a home removed before that can be left half
+        # gone (seen on a loaded machine), so wait for the socket first (bounded).
         await self._quiet("gpgconf", "--kill", "gpg-agent")
+        socket = Path(self.path) / "S.gpg-agent"
+        for _ in range(AGENT_EXIT_POLLS):
+            if not await asyncio.to_thread(socket.exists):
+                break
+            await asyncio.sleep(AGENT_EXIT_POLL_SECONDS)
         await asyncio.to_thread(shutil.rmtree, self.path, True)
 
     async def _quiet(self, program: str, *args: str) -> None:
