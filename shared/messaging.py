@@ -113,9 +113,12 @@ class Requester:
     re-consumes; a request whose reply was lost with the old channel times out (RetryableError).
     """
 
-    def __init__(self, broker: RabbitBroker, topology: Topology) -> None:
+    def __init__(
+        self, broker: RabbitBroker, topology: Topology, content_type: str = STRUCTURED_CONTENT_TYPE
+    ) -> None:
         self.broker = broker
         self.topology = topology
+        self.content_type = content_type
         self.waiting: dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
         self._consumed: AbstractQueue | None = None
         self._consuming = asyncio.Lock()
@@ -148,7 +151,7 @@ class Requester:
             persist=True,  # as every message (quorum queues keep each on disk whatever it says)
             message_id=message.id,
             message_type=message.type,
-            content_type=STRUCTURED_CONTENT_TYPE,
+            content_type=self.content_type,
         )
 
     async def _consume_replies(self) -> None:
@@ -183,11 +186,13 @@ class Publisher:
         topology: Topology,
         *,
         count_dead_letter: Callable[[str], None] = lambda reason: None,
+        content_type: str = STRUCTURED_CONTENT_TYPE,
     ) -> None:
         self.broker = broker
         self.topology = topology
         self.count_dead_letter = count_dead_letter
-        self.requester = Requester(broker, topology)
+        self.content_type = content_type  # CONNECT_MESSAGE_CONTENT_TYPE; the body is the same either way
+        self.requester = Requester(broker, topology, content_type)
 
     async def publish(self, message: Envelope) -> None:
         """Publish on the exchange of the message's kind (events, commands or control)."""
@@ -214,7 +219,7 @@ class Publisher:
                 persist=True,
                 message_id=message.id,
                 message_type=message.type,
-                content_type=STRUCTURED_CONTENT_TYPE,
+                content_type=self.content_type,
             )
         except DeliveryError as exc:
             raise RetryableError(f"{message.type} was not routed to any queue ({routing_key})") from exc

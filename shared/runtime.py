@@ -65,7 +65,10 @@ class ServiceRuntime:
         )
         topology = Topology(prefix=settings.amqp_prefix)
         publisher = Publisher(
-            broker, topology, count_dead_letter=lambda reason: metrics.dead_lettered(service, reason)
+            broker,
+            topology,
+            count_dead_letter=lambda reason: metrics.dead_lettered(service, reason),
+            content_type=settings.message_content_type,
         )
         tracing.instrument_broker(broker, tracer_provider)
         broker.add_middleware(permanent_error_middleware(publisher))

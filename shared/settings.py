@@ -6,6 +6,8 @@ use its prefix (`CATALOG_`, `SCHEDULER_`, `EXECUTOR_`, `LOGSINK_`), e.g. `EXECUT
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,6 +27,11 @@ class CommonSettings(BaseSettings):
     graceful_timeout: float = Field(default=30.0, alias="CONNECT_GRACEFUL_TIMEOUT", gt=0)
     amqp_prefix: str = Field(default="", alias="CONNECT_AMQP_PREFIX", pattern=r"^[A-Za-z0-9_.-]{0,40}$")
     dev_mode: bool = Field(default=False, alias="CONNECT_DEV_MODE")
+    # What publishers label their (structured-mode CloudEvents) bodies. `application/json` only while
+    # upgrading from a release whose consumers read nothing else (docs/events.md, Upgrading).
+    message_content_type: Literal["application/cloudevents+json", "application/json"] = Field(
+        default="application/cloudevents+json", alias="CONNECT_MESSAGE_CONTENT_TYPE"
+    )
 
     def database(self, service: str) -> str:
         """Name of a service's own database (each service is the sole writer of its collections)."""

@@ -13,10 +13,11 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from services.cli.trigger import publish as cli_publish
-from shared.contracts import ALL_MESSAGES, Envelope, TriggerFired
+from shared.contracts import ALL_MESSAGES, Envelope, RunFinished, TriggerFired
 from shared.contracts.runs import RequestCommand
 from shared.messaging import Publisher, create_broker
 from shared.metrics import create_metrics
+from shared.runtime import ServiceRuntime
 from shared.settings import CommonSettings
 from shared.topology import Topology, declare_topology
 from tests.support.waiting import eventually
@@ -107,3 +108,28 @@ async def test_connect_trigger_publishes_a_structured_cloudevent(
     await cli_publish(message)
 
     assert_structured_cloudevent(await received(queue), message)
+
+
+async def test_while_upgrading_the_same_bytes_can_be_labelled_application_json(
+    wire: Wire, settings: CommonSettings
+) -> None:
+    upgrading = CommonSettings.model_validate(
+        settings.model_dump(by_alias=True) | {"CONNECT_MESSAGE_CONTENT_TYPE": "application/json"}
+    )
+    runtime = ServiceRuntime.create("test", upgrading, prefetch=1)
+    try:
+        assert runtime.publisher.content_type == "application/json"  # every service's publisher follows it
+    finally:
+        await runtime.mongo.close()
+    message = sample_message(RunFinished)
+    queue = await wire.tap(message)
+
+    await Publisher(
+        wire.publisher.broker, wire.topology, content_type=upgrading.message_content_type
+    ).publish(message)
+
+    raw = await received(queue)
+    assert raw.content_type == "application/json"  # what consumers of earlier releases read
+    assert type(message).model_validate(json.loads(raw.body)) == message  # the same structured envelope
+    with pytest.raises(ValueError, match="CONNECT_MESSAGE_CONTENT_TYPE"):
+        CommonSettings.model_validate({"CONNECT_MESSAGE_CONTENT_TYPE": "text/plain"})
