@@ -171,6 +171,23 @@ def test_import_guards_and_connection_kind() -> None:
         validate_import(import_spec(), CUSTOM, REST)
 
 
+def test_every_broken_rule_of_a_job_is_reported_not_only_the_first() -> None:
+    shrink = import_spec().model_copy(update={"guards": ImportGuards(max_shrink_percent=10)})
+    with pytest.raises(ValidationFailed) as broken:
+        validate_import(shrink, CUSTOM, REST)  # a REST connection, and a shrink guard on a merge
+    assert [p.field for p in broken.value.problems] == ["spec.source.connection_id", "spec.guards"]
+    assert broken.value.field == "spec.source.connection_id"  # the first, as `field` always was
+
+    spec = export_spec().model_copy(update={"fields": ("city", "size", "shoe")})
+    spec = spec.model_copy(
+        update={"destination": spec.destination.model_copy(update={"path_template": "out/{user}.csv"})}
+    )
+    with pytest.raises(ValidationFailed) as export:
+        validate_export(spec, PEOPLE, {}, SFTP)
+    fields = [p.field for p in export.value.problems]
+    assert fields == ["spec.fields[1]", "spec.fields[2]", "spec.destination.path_template"]
+
+
 def export_spec(**source: object) -> ExportSpec:
     return ExportSpec.model_validate(
         {"source": {"kind": "list", "table": "people", **source},
