@@ -246,3 +246,6 @@ def test_new_tables() -> None:
         validate_new_table("t", TableKind.LIST, ("a",), [TableField(name="a")], None)
     with pytest.raises(ValidationFailed, match="existing list"):
         validate_new_table("t", TableKind.PROFILE_EXTENSION, (), [TableField(name="a")], CUSTOM)
+    with pytest.raises(ValidationFailed) as broken:  # every rule it breaks, in one answer
+        validate_new_table("t", TableKind.CUSTOM, (), [TableField(name="a"), TableField(name="a")], PEOPLE)
+    assert [p.field for p in broken.value.problems] == ["fields", "primary_key", "parent_list"]
