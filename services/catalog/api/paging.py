@@ -27,7 +27,8 @@ class Pager:
 
     def page(self, items: Sequence[T], total: int, offset: int, limit: int) -> Page[T]:
         """An offset page: `next` while items remain after it, `prev` unless it starts the list."""
-        following = self.link(offset=offset + limit, limit=limit) if offset + len(items) < total else None
+        more = offset + len(items) < total and offset + limit <= MAX_OFFSET  # a link is never a 422
+        following = self.link(offset=offset + limit, limit=limit) if more else None
         preceding = self.link(offset=max(0, offset - limit), limit=limit) if offset > 0 else None
         self.advertise(following, preceding)
         return Page(
