@@ -31,7 +31,7 @@ from shared.contracts import JobChanged, JobDeleted, RunJob, StopRun
 from shared.contracts.catalog import JobChangedData, JobDeletedData
 from shared.contracts.jobs import ExportSpec, ImportSpec, JobSpec, JobType, Schedule
 from shared.contracts.runs import RunJobData, StopRunData, Trigger
-from shared.errors import Conflict, ConnectError, NotFound, ValidationFailed
+from shared.errors import Conflict, ConnectError, FieldProblem, NotFound, ValidationFailed
 from shared.scheduling import validate_schedule
 
 logger = logging.getLogger(__name__)
@@ -227,10 +227,13 @@ class JobService(DefinitionService[StoredJob, JobView]):
         return await self.create(body, {}, by, copied=True)
 
     async def validate(self, spec: JobSpec, schedule: Schedule, raw: dict[str, Any]) -> None:
-        for part in ("spec", "schedule"):
-            unknown = domain.unknown_keys(raw.get(part), spec if part == "spec" else schedule, part)
-            if unknown:
-                raise ValidationFailed(f"unknown field {unknown[0]}", field=unknown[0])
+        unknown = [
+            key
+            for part in ("spec", "schedule")
+            for key in domain.unknown_keys(raw.get(part), spec if part == "spec" else schedule, part)
+        ]
+        if unknown:
+            raise ValidationFailed.of([FieldProblem(key, f"unknown field {key}") for key in unknown])
         validate_schedule(schedule)
         if isinstance(spec, ImportSpec):
             table = await existing_table(self.repo, spec.target.table, field="spec.target.table")

@@ -173,7 +173,8 @@ class TokenStore(Protocol):
         ...
 
     async def revoke(self, token_id: str, when: datetime) -> StoredToken | None:
-        """Marks the token revoked (kept, for the list); None when no token has that id."""
+        """Marks the token revoked (kept, for the list); None when no unrevoked token has that id (a second
+        revocation is a 404, as a second DELETE of anything is)."""
         ...
 
     async def touch(self, token_hash: str, when: datetime) -> None:

@@ -41,6 +41,10 @@ class RunRejectPage(BaseModel):
     next_after: str | None = Field(
         description="Pass as `after` to read the next page (`FILE:LINE`); null on the last page."
     )
+    next: str | None = Field(default=None, description="The next page's relative URL; null on the last page.")
+    prev: str | None = Field(
+        default=None, description="The previous page's relative URL when paging by offset; null otherwise."
+    )
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,9 @@ class RunLogPage(View):
     missing: list[tuple[int, int]] = Field(description="Gaps in the numbering: log lines missing.")
     next_after: int = Field(description="Pass as `after` to read the next page.")
     complete: bool = Field(description="The run is terminal and no line after this page exists.")
+    next: str | None = Field(
+        default=None, description="The next page's relative URL (`after=next_after`); null once complete."
+    )
 
 
 class NotificationView(View):

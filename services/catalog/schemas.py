@@ -122,17 +122,26 @@ class RunAccepted(Response):
 
 
 class Page(Response, Generic[T]):
+    """One page of a list; `next` and `prev` (also in the `Link` header) keep the request's filters."""
+
     items: list[T]
-    total: int
+    total: int = Field(description="Items matching the filters, on every page together.")
     offset: int
-    limit: int
+    limit: int = Field(description="At most this many items (the largest limit accepted is 500).")
+    next: str | None = Field(description="The next page's relative URL; null on the last page.")
+    prev: str | None = Field(description="The previous page's relative URL; null on the first page.")
 
 
 class ErrorBody(BaseModel):
     code: str
     message: str
-    field: str | None = None
+    field: str | None = Field(
+        default=None, description="The field the problem is about (`spec.mapping[0].field`)."
+    )
 
 
 class ErrorResponse(BaseModel):
-    error: ErrorBody
+    error: ErrorBody = Field(description="The first problem (the one `errors` starts with).")
+    errors: list[ErrorBody] = Field(
+        description="Every problem found: a 422 lists each invalid field, other errors have one entry."
+    )

@@ -172,7 +172,7 @@ class CatalogService:
         async def revoke(unit: UnitOfWork) -> StoredToken:
             stored = await unit.tokens.revoke(token_id, _now())
             if stored is None:
-                raise NotFound(f"token {token_id} does not exist", field="token_id")
+                raise NotFound(f"token {token_id} does not exist or is already revoked", field="token_id")
             await unit.audit.add(
                 [audit.token_entry(by, stored.name, "revoked", before={"token_id": token_id})]
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -12,28 +12,38 @@ from services.cli.config import Login, current
 
 
 class ApiError(Exception):
-    """An error answered by the API (`{"error": {"code", "message", "field"}}`) or a transport failure."""
+    """An error answered by the API (`{"error": {"code", "message", "field"}, "errors": [...]}`) or a
+    transport failure. `problems` holds every (field, message) the API listed, the first included."""
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 field: str | None = None) -> None:  # fmt: skip
+                 field: str | None = None, problems: Sequence[tuple[str | None, str]] = ()) -> None:  # fmt: skip
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
         self.field = field
+        self.problems = tuple(problems) or ((field, message),)
 
     def __str__(self) -> str:
-        where = f" (field: {self.field})" if self.field and self.field not in self.message else ""
+        """One line per problem; the first carries the code and status."""
         tag = ", ".join(str(p) for p in (self.code, self.status) if p)
-        return f"{self.message}{where}" + (f" [{tag}]" if tag else "")
+        first, *others = [_described(field, message) for field, message in self.problems]
+        return first + (f" [{tag}]" if tag else "") + "".join(f"\n{line}" for line in others)
+
+
+def _described(field: str | None, message: str) -> str:
+    return f"{message} (field: {field})" if field and field not in message else message
 
 
 def error_from(response: httpx.Response) -> ApiError:
     try:
-        error = response.json()["error"]
+        body = response.json()
+        error = body["error"]
+        listed = body.get("errors") or [error]
+        problems = [(p.get("field"), str(p["message"])) for p in listed]
         return ApiError(str(error["message"]), status=response.status_code, code=error.get("code"),
-                        field=error.get("field"))  # fmt: skip
-    except (ValueError, KeyError, TypeError):
+                        field=error.get("field"), problems=problems)  # fmt: skip
+    except (ValueError, KeyError, TypeError, AttributeError):
         text = response.text.strip()[:200] or response.reason_phrase
         return ApiError(f"HTTP {response.status_code}: {text}", status=response.status_code)
 

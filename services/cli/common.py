@@ -29,7 +29,7 @@ def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
 
 
 def api_command(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn API and login errors into one clear line on stderr and exit code 1."""
+    """Turn API and login errors into clear lines on stderr (one per problem) and exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:

@@ -124,6 +124,10 @@ async def test_jobs_commands(cli: Cli, sftp_connection: int, table: str, unique:
         ok=False,
     )
     assert invalid.returncode == 1 and "spec.source" in invalid.stderr
+    said = invalid.stderr.splitlines()  # every missing field on a line of its own
+    assert said[0].startswith("error: spec.source: ") and any(
+        line.startswith("spec.target: ") for line in said
+    )
 
     listed = cli("jobs", "list", "--name", unique)
     for column in ("Job ID", "Group", "Name", "Job Type", "Created on", "By", "Job state", "Next run",

@@ -696,6 +696,18 @@ async def test_job_form_says_errors_next_to_the_field_and_notices_do_not_outlive
     await expect(same_field.get_by_label(re.compile("^Run timeout"))).to_have_count(1)  # next to it
     await expect(form.locator(".form-error")).to_contain_text(re.compile("^Run timeout"))
 
+    # every field the API names is marked, each with its own message, and all are in the summary
+    name_field = form.get_by_label("Name", exact=True)
+    await name_field.fill("")
+    await form.get_by_role("button", name="Save").click()
+    await expect(name_field).to_have_attribute("aria-invalid", "true")
+    await expect(form.locator('[data-error-for="name"]')).to_be_visible()
+    await expect(timeout_field).to_have_attribute("aria-invalid", "true")
+    await expect(inline).to_be_visible()
+    summary = form.locator(".form-error")
+    await expect(summary).to_contain_text(re.compile("^Name: .+\nRun timeout", re.DOTALL))
+    await name_field.fill(job["name"])
+
     await timeout_field.fill("PT2H")
     await form.get_by_role("button", name="Save").click()
     await expect(page.get_by_role("heading", name=f"Job {job['id']}: {job['name']}")).to_be_visible()

@@ -180,9 +180,11 @@ async def test_delete_needs_confirmation_and_keeps_loaded_records(
     unconfirmed = await api.call("DELETE", f"/jobs/{job['id']}", role=Role.OPERATOR)
     assert unconfirmed.status_code == 400 and unconfirmed.json()["error"]["field"] == "confirm"
     assert (await api.call("GET", f"/jobs/{job['id']}")).status_code == 200
-    deleted = await api.ok("DELETE", f"/jobs/{job['id']}", role=Role.OPERATOR, params={"confirm": "true"})
-    assert deleted == {"deleted": [job["id"]]}
+    deleted = await api.call("DELETE", f"/jobs/{job['id']}", role=Role.OPERATOR, params={"confirm": "true"})
+    assert (deleted.status_code, deleted.content) == (204, b"")
     assert (await api.call("GET", f"/jobs/{job['id']}")).status_code == 404
+    again = await api.call("DELETE", f"/jobs/{job['id']}", role=Role.OPERATOR, params={"confirm": "true"})
+    assert again.status_code == 404 and str(job["id"]) in again.json()["error"]["message"]
     assert await rows.count_documents({}) == 1  # loaded records stay
 
 

@@ -48,6 +48,8 @@ async def test_create_list_use_and_revoke_a_token(api: Api) -> None:
     listed = {t["id"]: t for t in (await api.ok("GET", "/tokens"))["items"]}
     assert listed[created["id"]]["revoked"] and listed[created["id"]]["revoked_at"] is not None
     assert (await api.call("DELETE", "/tokens/tok_nothere")).status_code == 404
+    again = await api.call("DELETE", f"/tokens/{created['id']}")  # as a second DELETE of anything
+    assert again.status_code == 404 and "already revoked" in again.json()["error"]["message"]
 
     # both changes are in the audit log, under the token's name, without the token itself
     trail = (await api.ok("GET", "/audit", params={"kind": "token", "item_id": "ci"}))["items"]

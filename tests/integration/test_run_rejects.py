@@ -121,6 +121,8 @@ async def test_unknown_runs_bad_cursors_and_missing_tokens_are_refused(harness: 
             "offset": 0,
             "limit": 100,
             "next_after": None,
+            "next": None,
+            "prev": None,
         }
         bad = await api.call("GET", "/runs/7.2/rejects", Role.VIEWER, params={"after": "0:1"})
         assert bad.status_code == 422 and bad.json()["error"]["field"] == "after"

@@ -171,6 +171,23 @@ def test_import_guards_and_connection_kind() -> None:
         validate_import(import_spec(), CUSTOM, REST)
 
 
+def test_every_broken_rule_of_a_job_is_reported_not_only_the_first() -> None:
+    shrink = import_spec().model_copy(update={"guards": ImportGuards(max_shrink_percent=10)})
+    with pytest.raises(ValidationFailed) as broken:
+        validate_import(shrink, CUSTOM, REST)  # a REST connection, and a shrink guard on a merge
+    assert [p.field for p in broken.value.problems] == ["spec.source.connection_id", "spec.guards"]
+    assert broken.value.field == "spec.source.connection_id"  # the first, as `field` always was
+
+    spec = export_spec().model_copy(update={"fields": ("city", "size", "shoe")})
+    spec = spec.model_copy(
+        update={"destination": spec.destination.model_copy(update={"path_template": "out/{user}.csv"})}
+    )
+    with pytest.raises(ValidationFailed) as export:
+        validate_export(spec, PEOPLE, {}, SFTP)
+    fields = [p.field for p in export.value.problems]
+    assert fields == ["spec.fields[1]", "spec.fields[2]", "spec.destination.path_template"]
+
+
 def export_spec(**source: object) -> ExportSpec:
     return ExportSpec.model_validate(
         {"source": {"kind": "list", "table": "people", **source},
@@ -229,3 +246,6 @@ def test_new_tables() -> None:
         validate_new_table("t", TableKind.LIST, ("a",), [TableField(name="a")], None)
     with pytest.raises(ValidationFailed, match="existing list"):
         validate_new_table("t", TableKind.PROFILE_EXTENSION, (), [TableField(name="a")], CUSTOM)
+    with pytest.raises(ValidationFailed) as broken:  # every rule it breaks, in one answer
+        validate_new_table("t", TableKind.CUSTOM, (), [TableField(name="a"), TableField(name="a")], PEOPLE)
+    assert [p.field for p in broken.value.problems] == ["fields", "primary_key", "parent_list"]

@@ -77,6 +77,22 @@ def test_the_api_error_shape_becomes_one_clear_message() -> None:
     assert "HTTP 502" in str(error_from(httpx.Response(502, text="<html>bad gateway</html>")))
 
 
+def test_every_problem_the_api_lists_is_one_line() -> None:
+    problems = [
+        {"code": "validation_failed", "message": "name: too short", "field": "name"},
+        {"code": "validation_failed", "message": "port: too large", "field": "port"},
+        {"code": "validation_failed", "message": "give one credential", "field": "password"},
+    ]
+    body = {"error": problems[0], "errors": problems}
+    error = error_from(httpx.Response(422, json=body))
+    assert error.field == "name" and len(error.problems) == 3
+    assert str(error).splitlines() == [
+        "name: too short [validation_failed, 422]",
+        "port: too large",
+        "give one credential (field: password)",
+    ]
+
+
 def test_server_sent_events_are_parsed() -> None:
     stream = [
         "retry: 2000", "", "event: line", "id: 1", 'data: {"seq": 1}', "", ": keep-alive", "",

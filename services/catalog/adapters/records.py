@@ -269,10 +269,13 @@ class MongoTokenStore(Collection):
         return [_token(doc) for doc in docs], total
 
     async def revoke(self, token_id: str, when: datetime) -> StoredToken | None:
-        # revoking twice keeps the first time
         unrevoked = {"token_id": token_id, "revoked_at": None}
-        await self.collection.update_one(unrevoked, {"$set": {"revoked_at": when}}, session=self.session)
-        doc = await self.collection.find_one({"token_id": token_id}, session=self.session)
+        doc = await self.collection.find_one_and_update(
+            unrevoked,
+            {"$set": {"revoked_at": when}},
+            session=self.session,
+            return_document=ReturnDocument.AFTER,
+        )
         return None if doc is None else _token(doc)
 
     async def touch(self, token_hash: str, when: datetime) -> None:

@@ -1,8 +1,11 @@
-"""Every error leaves the API as `{"error": {"code", "message", "field"}}`."""
+"""Every error leaves the API as `{"error": {"code", "message", "field"}, "errors": [...]}`: `error` is the
+first problem (what clients read before #19), `errors` lists every problem found, each naming its field."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +16,7 @@ from services.catalog.errors import ConfirmationRequired, RateLimited
 from shared.errors import (
     Conflict,
     ConnectError,
+    FieldProblem,
     Forbidden,
     NotFound,
     PermanentError,
@@ -36,9 +40,15 @@ STATUS_BY_ERROR: tuple[tuple[type[ConnectError], int], ...] = (
 )
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, problems: Sequence[FieldProblem] = ()
+) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    body = {"error": {"code": code, "message": message, "field": field}}
+    listed = problems or (FieldProblem(field, message),)
+    body = {
+        "error": {"code": code, "message": message, "field": field},
+        "errors": [{"code": code, "message": p.message, "field": p.field} for p in listed],
+    }
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
@@ -69,21 +79,27 @@ def field_path(location: tuple[object, ...] | list[object]) -> str:
     return ".".join(parts).replace(".[", "[")
 
 
+def _problem(error: Mapping[str, Any]) -> FieldProblem:
+    """One pydantic error as a problem whose message starts with its field (`spec.name: …`)."""
+    field = field_path(error.get("loc", ())) or None
+    return FieldProblem(field, f"{field}: {error.get('msg')}" if field else str(error.get("msg")))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConnectError)
     async def connect_error(_: Request, exc: ConnectError) -> JSONResponse:
         status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 500)
-        response = error_response(status, exc.code, exc.message, exc.field)
+        problems = exc.problems if isinstance(exc, ValidationFailed) else ()
+        response = error_response(status, exc.code, exc.message, exc.field, problems)
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        field = field_path(first.get("loc", ())) or None
-        message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
-        return error_response(422, "validation_failed", message, field)
+        problems = [_problem(error) for error in exc.errors()]
+        first = problems[0]
+        return error_response(422, "validation_failed", first.message, first.field, problems)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from services.catalog.api.deps import Operator, Viewer
 from services.catalog.api.jobs import Confirm
-from services.catalog.api.resources import ERRORS, Limit, Offset
+from services.catalog.api.paging import Limit, Offset, Paging
+from services.catalog.api.resources import ERRORS
 from services.catalog.group_schemas import GroupCreate, GroupRunAccepted, GroupUpdate, GroupView
 from services.catalog.groups import GroupService
 from services.catalog.job_schemas import SchedulePreview
@@ -39,12 +40,13 @@ async def create_group(body: GroupCreate, groups: Groups, by: Operator) -> Group
 async def list_groups(
     groups: Groups,
     _: Viewer,
+    paging: Paging,
     sort: Literal["id", "-id", "name", "-name", "created_at", "-created_at"] = "id",
     offset: Offset = 0,
     limit: Limit = 50,
 ) -> Page[GroupView]:
     items, total = await groups.find(sort=sort, offset=offset, limit=limit)
-    return Page(items=items, total=total, offset=offset, limit=limit)
+    return paging.page(items, total, offset, limit)
 
 
 @router.get("/{group_id}")

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from services.catalog.api.deps import Operator, Viewer
-from services.catalog.api.resources import ERRORS, Limit, Offset
+from services.catalog.api.paging import Limit, Offset, Paging
+from services.catalog.api.resources import ERRORS
 from services.catalog.domain import JobQuery
 from services.catalog.job_schemas import (
     DeletedJobs,
@@ -63,6 +64,7 @@ async def create_job(body: JobCreate, raw: Raw, jobs: Jobs, by: Operator) -> Job
 async def list_jobs(
     jobs: Jobs,
     _: Viewer,
+    paging: Paging,
     name: Annotated[str | None, Query(max_length=100, description="Substring of the name.")] = None,
     job_type: JobType | None = None,
     state: Literal["active", "inactive"] | None = None,
@@ -74,7 +76,7 @@ async def list_jobs(
     """The All jobs tab: filter by name, type, state and group; sort; page."""
     query = JobQuery(name=name, job_type=job_type, state=state, group_id=group_id, sort=sort)
     items, total = await jobs.find(query, offset=offset, limit=limit)
-    return Page(items=items, total=total, offset=offset, limit=limit)
+    return paging.page(items, total, offset, limit)
 
 
 @router.get("/{job_id}")
@@ -146,10 +148,10 @@ async def deactivate_job(job_id: JobId, jobs: Jobs, by: Operator) -> JobView:
     return await jobs.set_active(job_id, False, by.name)
 
 
-@router.delete("/{job_id}")
-async def delete_job(job_id: JobId, jobs: Jobs, by: Operator, confirm: Confirm = False) -> DeletedJobs:
-    """Delete a job (confirmation required). Records it loaded are not deleted."""
-    return DeletedJobs(deleted=await jobs.delete([job_id], confirm, by.name))
+@router.delete("/{job_id}", status_code=204)
+async def delete_job(job_id: JobId, jobs: Jobs, by: Operator, confirm: Confirm = False) -> None:
+    """Delete a job (confirmation required): 204, then 404 for the id. Records it loaded are not deleted."""
+    await jobs.delete([job_id], confirm, by.name)
 
 
 @router.post("/delete")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Request
 
 from services.catalog.api.deps import Admin, Viewer
+from services.catalog.api.paging import Limit, Offset, Paging
 from services.catalog.key_schemas import KeyCreate, KeyView
 from services.catalog.keys import PgpKeys
 from services.catalog.schemas import ErrorResponse, Page
@@ -14,8 +15,6 @@ from services.catalog.schemas import ErrorResponse, Page
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422)}
 router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["keys"])  # type: ignore[arg-type]
 
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
-Limit = Annotated[int, Query(ge=1, le=500)]
 KeyId = Annotated[int, Path(ge=1, le=2**62)]
 
 
@@ -41,9 +40,11 @@ async def get_key(key_id: KeyId, keys: Keys, _: Viewer) -> KeyView:
 
 
 @router.get("/keys")
-async def list_keys(keys: Keys, _: Viewer, offset: Offset = 0, limit: Limit = 50) -> Page[KeyView]:
+async def list_keys(
+    keys: Keys, _: Viewer, paging: Paging, offset: Offset = 0, limit: Limit = 50
+) -> Page[KeyView]:
     items, total = await keys.page(offset=offset, limit=limit)
-    return Page(items=items, total=total, offset=offset, limit=limit)
+    return paging.page(items, total, offset, limit)
 
 
 @router.delete("/keys/{key_id}", status_code=204)

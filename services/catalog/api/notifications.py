@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Request
 
 from services.catalog.api.deps import Admin, Viewer
+from services.catalog.api.paging import Limit, Offset, Paging
 from services.catalog.channel_schemas import ChannelCreate, ChannelCreated, ChannelView
 from services.catalog.channels import NotificationChannels
 from services.catalog.schemas import ErrorResponse, Page
@@ -14,8 +15,6 @@ from services.catalog.schemas import ErrorResponse, Page
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422)}
 router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["notifications"])  # type: ignore[arg-type]
 
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
-Limit = Annotated[int, Query(ge=1, le=500)]
 ChannelId = Annotated[int, Path(ge=1, le=2**62)]
 
 
@@ -42,10 +41,10 @@ async def get_channel(channel_id: ChannelId, channels: Channels, _: Viewer) -> C
 
 @router.get("/notification-channels")
 async def list_channels(
-    channels: Channels, _: Viewer, offset: Offset = 0, limit: Limit = 50
+    channels: Channels, _: Viewer, paging: Paging, offset: Offset = 0, limit: Limit = 50
 ) -> Page[ChannelView]:
     items, total = await channels.page(offset=offset, limit=limit)
-    return Page(items=items, total=total, offset=offset, limit=limit)
+    return paging.page(items, total, offset, limit)
 
 
 @router.delete("/notification-channels/{channel_id}", status_code=204)

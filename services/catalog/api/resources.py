@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path
 
 from services.catalog.api.deps import Admin, Service, Viewer
+from services.catalog.api.paging import Limit, Offset, Paging
 from services.catalog.schemas import (
     ConnectionCreate,
     ConnectionTest,
@@ -22,8 +23,6 @@ from services.catalog.schemas import (
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 428, 503)}
 router = APIRouter(prefix="/api/v1", responses=ERRORS)  # type: ignore[arg-type]
 
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
-Limit = Annotated[int, Query(ge=1, le=500)]
 ConnectionId = Annotated[int, Path(ge=1, le=2**62)]
 TableName = Annotated[str, Path(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
 
@@ -55,10 +54,10 @@ async def test_connection(connection_id: ConnectionId, service: Service, _: Admi
 
 @router.get("/connections", tags=["connections"])
 async def list_connections(
-    service: Service, _: Viewer, offset: Offset = 0, limit: Limit = 50
+    service: Service, _: Viewer, paging: Paging, offset: Offset = 0, limit: Limit = 50
 ) -> Page[ConnectionView]:
     items, total = await service.list_connections(offset=offset, limit=limit)
-    return Page(items=items, total=total, offset=offset, limit=limit)
+    return paging.page(items, total, offset, limit)
 
 
 @router.post("/tables", status_code=201, tags=["tables"])
@@ -73,6 +72,8 @@ async def get_table(name: TableName, service: Service, _: Viewer) -> TableView:
 
 
 @router.get("/tables", tags=["tables"])
-async def list_tables(service: Service, _: Viewer, offset: Offset = 0, limit: Limit = 50) -> Page[TableView]:
+async def list_tables(
+    service: Service, _: Viewer, paging: Paging, offset: Offset = 0, limit: Limit = 50
+) -> Page[TableView]:
     items, total = await service.list_tables(offset=offset, limit=limit)
-    return Page(items=items, total=total, offset=offset, limit=limit)
+    return paging.page(items, total, offset, limit)

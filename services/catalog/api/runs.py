@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from services.catalog.api.deps import Viewer
-from services.catalog.api.resources import ERRORS, Limit, Offset
+from services.catalog.api.paging import Limit, Offset, Paging
+from services.catalog.api.resources import ERRORS
 from services.catalog.rejects import CURSOR_PATTERN, RunRejectPage
 from services.catalog.runs import (
     GroupRunDetail,
@@ -48,6 +49,7 @@ Statuses = Annotated[list[RunStatus] | None, Query(description="One or more stat
 async def list_runs(
     runs: Runs,
     _: Viewer,
+    paging: Paging,
     job_id: Annotated[int | None, Query(ge=1)] = None,
     group_id: Annotated[int | None, Query(ge=1)] = None,
     group_run_id: Annotated[str | None, Query(pattern=r"^[1-9][0-9]*\.[1-9][0-9]*$")] = None,
@@ -73,7 +75,7 @@ async def list_runs(
         sort=sort,
     )
     items, total = await runs.list_runs(query, offset=offset, limit=limit)
-    return Page(items=items, total=total, offset=offset, limit=limit)
+    return paging.page(items, total, offset, limit)
 
 
 @router.get("/runs/{run_id}")
@@ -86,11 +88,19 @@ async def get_run_logs(
     run_id: str,
     runs: Runs,
     _: Viewer,
+    paging: Paging,
     after: Annotated[int, Query(ge=0, description="Return lines numbered after this one.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> RunLogPage:
-    """The run's execution log in order; `missing` lists numbering gaps (log lines missing)."""
-    return await runs.run_logs(run_id, after=after, limit=limit)
+    """The run's execution log in order; `missing` lists numbering gaps (log lines missing).
+
+    `next` (also the `Link` header) reads on after this page; null once the log is `complete`. While
+    the run is in progress it may answer no line yet: follow it again later, or tail the stream.
+    """
+    page = await runs.run_logs(run_id, after=after, limit=limit)
+    following = None if page.complete else paging.link(after=page.next_after, limit=limit)
+    paging.advertise(following)
+    return page.model_copy(update={"next": following})
 
 
 @router.get("/runs/{run_id}/rejects")
@@ -98,6 +108,7 @@ async def get_run_rejects(
     run_id: str,
     runs: Runs,
     _: Viewer,
+    paging: Paging,
     after: Annotated[
         str | None,
         Query(pattern=CURSOR_PATTERN, description="`FILE:LINE`: rejects after this one (`next_after`)."),
@@ -108,10 +119,15 @@ async def get_run_rejects(
     """The run's rejected records in file and line order: line, field, reason and the raw record.
 
     Page with `offset`, or — cheaper for long lists — with `after` set to the previous page's
-    `next_after` (not both). The rejects file on the connection holds the same records (line,
+    `next_after` (not both). `next` (also the `Link` header) is the next page by the cursor; `prev`
+    is given when paging by offset. The rejects file on the connection holds the same records (line,
     field, reason); rejects are kept 14 days.
     """
-    return await runs.run_rejects(run_id, after=after, offset=offset, limit=limit)
+    page = await runs.run_rejects(run_id, after=after, offset=offset, limit=limit)
+    following = page.next_after and paging.link(after=page.next_after, offset=None, limit=limit)
+    preceding = paging.link(offset=max(0, offset - limit), limit=limit) if offset and not after else None
+    paging.advertise(following, preceding)
+    return page.model_copy(update={"next": following, "prev": preceding})
 
 
 @router.get("/runs/{run_id}/notifications")
@@ -186,6 +202,7 @@ def _format(event: TailEvent) -> str:
 async def list_group_runs(
     runs: Runs,
     _: Viewer,
+    paging: Paging,
     group_id: Annotated[int | None, Query(ge=1)] = None,
     status: Statuses = None,
     offset: Offset = 0,
@@ -195,7 +212,7 @@ async def list_group_runs(
     items, total = await runs.list_group_runs(
         group_id=group_id, statuses=tuple(status or ()), offset=offset, limit=limit
     )
-    return Page(items=items, total=total, offset=offset, limit=limit)
+    return paging.page(items, total, offset, limit)
 
 
 @router.get("/group-runs/{group_run_id}", tags=["group runs"])

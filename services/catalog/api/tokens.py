@@ -5,18 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from services.catalog.api.deps import Admin, Service
+from services.catalog.api.paging import Limit, Offset, Paging
 from services.catalog.domain import Role, StoredToken
 from services.catalog.schemas import ErrorResponse, Page
 
 ERRORS = {status: {"model": ErrorResponse} for status in (401, 403, 404, 422, 429)}
 router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["tokens"])  # type: ignore[arg-type]
 
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
-Limit = Annotated[int, Query(ge=1, le=500)]
 TokenId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
 
 
@@ -70,9 +69,11 @@ async def create_token(body: Annotated[TokenCreate, Body()], service: Service, b
 
 
 @router.get("/tokens")
-async def list_tokens(service: Service, _: Admin, offset: Offset = 0, limit: Limit = 50) -> Page[TokenView]:
+async def list_tokens(
+    service: Service, _: Admin, paging: Paging, offset: Offset = 0, limit: Limit = 50
+) -> Page[TokenView]:
     items, total = await service.list_tokens(offset=offset, limit=limit)
-    return Page(items=[TokenView.of(t) for t in items], total=total, offset=offset, limit=limit)
+    return paging.page([TokenView.of(t) for t in items], total, offset, limit)
 
 
 @router.delete("/tokens/{token_id}", status_code=204)

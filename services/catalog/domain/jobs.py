@@ -41,7 +41,7 @@ from shared.contracts.jobs import (
     TableField,
     is_expired,
 )
-from shared.errors import Conflict, PermanentError, ValidationFailed
+from shared.errors import Conflict, PermanentError, Problems, ValidationFailed
 from shared.paths import resolve_inside
 
 TEMPLATE_FIELDS = frozenset({"date", "time", "run_id", "job_id"})
@@ -164,18 +164,25 @@ def import_source_path(spec: ImportSpec) -> str:
 
 def validate_import(spec: ImportSpec, table: TableRecord, connection: ConnectionRecord) -> None:
     """An import job must map onto its table and read inside its connection's base directory."""
-    _require_connection(connection, ConnectionKind.SFTP, "spec.source.connection_id")
+    problems = Problems()  # every rule is checked, so one answer names all that are broken
+    problems.check(lambda: _require_connection(connection, ConnectionKind.SFTP, "spec.source.connection_id"))
+    problems.check(lambda: _check_source_path(spec, connection))
+    if isinstance(spec.source, SftpSource):
+        source = spec.source
+        problems.check(lambda: validate_partner_files(source, connection))
+    problems.check(lambda: _check_target_kind(spec, table))
+    _check_mapping(spec, table, problems)
+    problems.check(lambda: _check_keys_mapped(spec, table))
+    if spec.guards.max_shrink_percent is not None and not _is_overwrite(spec):
+        problems.add("max_shrink_percent applies to overwrite imports only", "spec.guards")
+    problems.raise_any()
+
+
+def _check_source_path(spec: ImportSpec, connection: ConnectionRecord) -> None:
     try:
         resolve_inside(connection.base_dir, import_source_path(spec))
     except ValidationFailed as exc:
         raise ValidationFailed(exc.message, field="spec.source.path") from exc
-    if isinstance(spec.source, SftpSource):
-        validate_partner_files(spec.source, connection)
-    _check_target_kind(spec, table)
-    _check_mapping(spec, table)
-    _check_keys_mapped(spec, table)
-    if spec.guards.max_shrink_percent is not None and not _is_overwrite(spec):
-        raise ValidationFailed("max_shrink_percent applies to overwrite imports only", field="spec.guards")
 
 
 def _check_target_kind(spec: ImportSpec, table: TableRecord) -> None:
@@ -197,22 +204,21 @@ def _mapped_field(spec: ImportSpec, table: TableRecord, name: str) -> TableField
     return field
 
 
-def _check_mapping(spec: ImportSpec, table: TableRecord) -> None:
+def _check_mapping(spec: ImportSpec, table: TableRecord, problems: Problems) -> None:
     for i, mapping in enumerate(spec.mapping):
         field = _mapped_field(spec, table, mapping.field)
         if field is None:
-            raise ValidationFailed(
-                f"field '{mapping.field}' is not a field of table {table.name}",
-                field=f"spec.mapping[{i}].field",
+            problems.add(
+                f"field '{mapping.field}' is not a field of table {table.name}", f"spec.mapping[{i}].field"
             )
-        if mapping.date_format and field.type not in (FieldType.DATE, FieldType.TIMESTAMP):
-            raise ValidationFailed("date_format applies to date and timestamp fields", f"spec.mapping[{i}]")
+        elif mapping.date_format and field.type not in (FieldType.DATE, FieldType.TIMESTAMP):
+            problems.add("date_format applies to date and timestamp fields", f"spec.mapping[{i}]")
     for what, values in (
         ("field", [m.field for m in spec.mapping]),
         ("column", [m.column for m in spec.mapping]),
     ):
         if len(set(values)) != len(values):
-            raise ValidationFailed(f"a {what} is mapped more than once", field="spec.mapping")
+            problems.add(f"a {what} is mapped more than once", "spec.mapping")
 
 
 def _check_keys_mapped(spec: ImportSpec, table: TableRecord) -> None:
@@ -251,25 +257,23 @@ def validate_export(
 ) -> None:
     """An export reads existing fields of its table (and its list's extensions) and writes inside base dir."""
     source = spec.source
+    problems = Problems()  # the fields, filters and destination are all checked, each problem reported
     if isinstance(source, ListExportSource):
         if table.kind != TableKind.LIST:
             raise ValidationFailed(f"table {table.name} is not a list", field="spec.source.table")
         columns = _list_columns(source, table, extensions)
         for i, condition in enumerate(source.filter.conditions if source.filter else ()):
             if condition.field not in columns and not _extension_field(condition.field, table, extensions):
-                raise ValidationFailed(
-                    f"unknown field '{condition.field}'", f"spec.source.filter.conditions[{i}]"
-                )
+                problems.add(f"unknown field '{condition.field}'", f"spec.source.filter.conditions[{i}]")
     else:
         if table.kind == TableKind.LIST:
             raise ValidationFailed("export a list with a list source", field="spec.source.kind")
         columns = {f.name for f in table.fields}
     for i, name in enumerate(spec.fields):
         if name not in columns:
-            raise ValidationFailed(
-                f"field '{name}' is not exported by this source", field=f"spec.fields[{i}]"
-            )
-    _check_destination(spec, connection)
+            problems.add(f"field '{name}' is not exported by this source", f"spec.fields[{i}]")
+    problems.check(lambda: _check_destination(spec, connection))
+    problems.raise_any()
 
 
 def _list_columns(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from shared.catalog_records import LIST_SYSTEM_FIELDS, TableKind, TableRecord
 from shared.contracts.jobs import TableField
-from shared.errors import ValidationFailed
+from shared.errors import Problems, ValidationFailed
 
 SYSTEM_NAMES = frozenset(f.name for f in LIST_SYSTEM_FIELDS)
 
@@ -49,14 +49,15 @@ def validate_new_table(
     fields: Sequence[TableField],
     parent: TableRecord | None,
 ) -> None:
-    validate_table(name, primary_key, [f.name for f in fields])
+    """Every rule is checked: one answer names the fields, the key and the parent list when all are wrong."""
+    problems = Problems()
+    problems.check(lambda: validate_table(name, primary_key, [f.name for f in fields]))
     if kind == TableKind.CUSTOM and not primary_key:
-        raise ValidationFailed("a custom table needs a primary key of one or two fields", field="primary_key")
+        problems.add("a custom table needs a primary key of one or two fields", "primary_key")
     if kind != TableKind.CUSTOM and primary_key:
-        raise ValidationFailed(
-            f"a {kind.value} table is keyed by RIID_; give no primary_key", field="primary_key"
-        )
+        problems.add(f"a {kind.value} table is keyed by RIID_; give no primary_key", "primary_key")
     if kind == TableKind.PROFILE_EXTENSION and (parent is None or parent.kind != TableKind.LIST):
-        raise ValidationFailed("a profile extension table belongs to an existing list", field="parent_list")
+        problems.add("a profile extension table belongs to an existing list", "parent_list")
     if kind != TableKind.PROFILE_EXTENSION and parent is not None:
-        raise ValidationFailed("only profile extension tables have a parent list", field="parent_list")
+        problems.add("only profile extension tables have a parent list", "parent_list")
+    problems.raise_any()

@@ -90,6 +90,7 @@ class ApiError extends Error {
     this.status = status;
     this.code = error.code;
     this.field = error.field;
+    this.errors = body?.errors ?? []; // every problem (a 422 names each invalid field), the first included
   }
 }
 
@@ -1026,23 +1027,30 @@ function inWords(error) {
 }
 const controlLabel = (control) => (control.labels?.[0] ?? control.querySelector?.(":scope > legend"))?.textContent.trim() ?? "";
 
+// Every problem the API listed is said next to its field (the nearest control the form has for its
+// path) and in the summary, one line each; the first invalid field gets the focus.
 function showError(form, error) {
   const summary = form.querySelector(".form-error");
-  summary.textContent = error.message;
-  if (!error.field) { summary.focus(); return; }
-  let path = error.field, control = null;
+  const problems = error.errors.length ? error.errors : [error];
+  const marked = problems.map((problem, index) => markField(form, problem, index));
+  summary.textContent = marked.map((m) => m.text).join("\n");
+  (marked.find((m) => m.control)?.control ?? summary).focus();
+}
+
+function markField(form, problem, index) {
+  let path = problem.field, control = null;
   while (path && !(control = form.querySelector(`[data-field="${CSS.escape(path)}"]`))) {
     const cut = Math.max(path.lastIndexOf("."), path.lastIndexOf("["));
     path = cut > 0 ? path.slice(0, cut) : "";
   }
-  if (!control) { summary.focus(); return; }
-  const words = inWords(error), label = controlLabel(control);
-  summary.textContent = label ? `${label}: ${words}` : words;
+  if (!control) return { text: problem.message, control: null };
+  const words = inWords(problem), label = controlLabel(control);
+  const message = h("p", { class: "field-error inline", id: `${control.id}-error${index ? `-${index}` : ""}`, dataset: { errorFor: problem.field } }, words);
+  const earlier = control.getAttribute("aria-invalid") ? control.getAttribute("aria-describedby") : null;
   control.setAttribute("aria-invalid", "true");
-  const message = h("p", { class: "field-error inline", id: `${control.id}-error`, dataset: { errorFor: error.field } }, words);
-  control.setAttribute("aria-describedby", message.id);
+  control.setAttribute("aria-describedby", earlier ? `${earlier} ${message.id}` : message.id);
   control.closest(".field, fieldset, .mapping-row")?.append(message);
-  control.focus();
+  return { text: label ? `${label}: ${words}` : words, control };
 }
 
 function scheduleFieldset(schedule = { type: "on_demand" }) {
