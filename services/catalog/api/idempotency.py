@@ -91,6 +91,8 @@ class IdempotencyMiddleware:
             await error_response(422, exc.code, exc.message, exc.field)(scope, receive, send)
             return
         body = await _read_body(receive)
+        if body is None:  # the client left mid-body: nothing to run (nor to hand on as if complete)
+            return
         query = scope.get("query_string", b"").decode("latin-1")
         keyed = KeyedRequest(key, fingerprint(scope["method"], scope["path"], query, body))
         scope[SCOPE_KEY] = keyed
@@ -99,13 +101,14 @@ class IdempotencyMiddleware:
             await self.app(scope, _replaying(body, receive), recorder)
         except Exception:
             if keyed.attempt is not None:
-                await self.requests.abandon(keyed.attempt)
+                await self._keep(keyed.attempt, None)
             raise
         if keyed.attempt is not None:
             await self._keep(keyed.attempt, recorder.answer())
         await recorder.flush()
 
     async def _keep(self, attempt: Attempt, answer: Answer | None) -> None:
+        """Keep the answer for the key, or (none: the request failed unexpectedly) release the key."""
         try:
             if answer is None:
                 await self.requests.abandon(attempt)
@@ -151,12 +154,15 @@ def _key_values(scope: Scope) -> list[bytes]:
     return [value for name, value in scope.get("headers", []) if name == HEADER_NAME]
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client disconnected before its end."""
     chunks: list[bytes] = []
     while True:
         message = await receive()
+        if message["type"] != "http.request":
+            return None
         chunks.append(message.get("body", b""))
-        if message["type"] != "http.request" or not message.get("more_body", False):
+        if not message.get("more_body", False):
             return b"".join(chunks)
 
 
