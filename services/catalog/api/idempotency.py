@@ -1,6 +1,6 @@
 """`Idempotency-Key` on the POSTs that create or run (issue #19), wired without touching a route.
 
-`IdempotencyMiddleware` sees a POST carrying the header: it checks the key, reads the body for the
+`IdempotencyMiddleware` sees a POST to a covered path carrying the header: it checks the key, reads the body for the
 request's fingerprint and leaves both in the scope. Once the route's role dependency knows the caller it
 calls `claim_key`: on a covered route (`COVERED`) the key is claimed before the route runs, or the first
 answer is replayed, or the request refused. The middleware then keeps the route's answer for the key
@@ -10,6 +10,7 @@ before sending it. Without the header nothing of this runs (not one database ope
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,10 @@ COVERED = frozenset({
     "/api/v1/jobs/{job_id}/copy", "/api/v1/groups", "/api/v1/groups/{group_id}/run", "/api/v1/tables",
     "/api/v1/connections", "/api/v1/notification-channels", "/api/v1/keys", "/api/v1/tokens",
 })  # fmt: skip
+# The same paths as requests see them, for the middleware (before routing); `claim_key` checks the route.
+COVERED_PATHS = tuple(
+    re.compile("^" + re.sub(r"\{[^/}]+\}", "[^/]+", path) + "$") for path in sorted(COVERED)
+)
 SCOPE_KEY = "connect.idempotency"
 HEADER_NAME = HEADER.lower().encode()
 
@@ -151,6 +156,8 @@ class Recorder:
 def _key_values(scope: Scope) -> list[bytes]:
     if scope["type"] != "http" or scope["method"] != "POST":
         return []
+    if not any(pattern.match(scope["path"]) for pattern in COVERED_PATHS):
+        return []  # ignored, even when invalid
     return [value for name, value in scope.get("headers", []) if name == HEADER_NAME]
 
 
