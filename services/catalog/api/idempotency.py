@@ -229,6 +229,11 @@ HEADER_PARAMETER = {
         "pattern": "^[!-~]([ -~]*[!-~])?$",
     },
 }
+ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+REFUSALS = {  # added where an operation does not list them already
+    "409": "Conflict; or the first request with this Idempotency-Key is in flight or never answered",
+    "422": "Invalid input; or an Idempotency-Key that is invalid or was used with another request",
+}
 REPLAYED_RESPONSE_HEADER = {
     "description": "`true` when this is the first answer given again for the request's Idempotency-Key.",
     "schema": {"type": "string", "enum": ["true"]},
@@ -246,9 +251,12 @@ def document_idempotency(app: FastAPI) -> None:
             if operation is None or HEADER_PARAMETER in operation.get("parameters", []):
                 continue
             operation.setdefault("parameters", []).append(HEADER_PARAMETER)
-            for status, response in operation.get("responses", {}).items():
+            responses = operation.setdefault("responses", {})
+            for status, response in responses.items():
                 if status.startswith("2"):
                     response.setdefault("headers", {})[REPLAYED_HEADER] = REPLAYED_RESPONSE_HEADER
+            for status, description in REFUSALS.items():
+                responses.setdefault(status, {"description": description, "content": ERROR_CONTENT})
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

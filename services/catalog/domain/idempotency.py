@@ -24,9 +24,9 @@ from services.catalog.errors import (
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 RETENTION = timedelta(hours=24)  # how long a first answer is given again
-IN_FLIGHT_LIMIT = timedelta(
-    seconds=60
-)  # longer than any covered request takes: past it, its outcome is unknown
+# Longer than a covered request takes (a run-now waits CATALOG_RUN_REQUEST_TIMEOUT): past it an attempt
+# without answer was interrupted, and its outcome is unknown.
+IN_FLIGHT_LIMIT = timedelta(seconds=60)
 MAX_KEY_LENGTH = 255
 # Answers that a retry could not change: 2xx and 4xx, but for "too slow" and "too many" (a retry may pass).
 # A 5xx (a 503 when the scheduler did not answer: nothing was started) lets the retry run instead.
