@@ -1,12 +1,15 @@
-"""A client's retry of run now under one `Idempotency-Key`, against the catalog and scheduler processes (issue
-#19): the first request's connection drops before its answer (the usual reason to retry); the retry is told to
-wait while the first is in flight, then gets the first answer again; the job ran once."""
+"""A client's retry of run now under one `Idempotency-Key`, against the service processes (issue #19).
+
+The first request's connection drops before its answer (the usual reason to retry): the retry is told to wait
+while the first is in flight, then gets the first answer again; the job ran once. The catalog killed (-9)
+mid-request: the retry under the key is never carried out - in flight, then "outcome unknown"."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
@@ -78,14 +81,19 @@ async def retried(http: httpx.AsyncClient, path: str, key: str) -> httpx.Respons
     raise AssertionError(f"the first attempt was still in progress after {RETRIES} retries")
 
 
+async def new_job(http: httpx.AsyncClient) -> int:
+    connection = {"name": "sftp", "host": "127.0.0.1", "port": 22, "username": "u", "password": "p",
+                  "host_key": FAKE_HOST_KEY, "base_dir": "/in"}  # fmt: skip
+    connection_id = (await http.post("/connections", json=connection)).json()["id"]
+    assert (await http.post("/tables", json=contacts_table("contacts"))).status_code == 201
+    created = await http.post("/jobs", json=import_job("nightly", connection_id, "a.csv", "contacts"))
+    assert created.status_code == 201, created.text
+    return int(created.json()["id"])
+
+
 async def test_a_retried_run_now_runs_once(system: SystemProcesses, retry_settings: CommonSettings) -> None:
     async with admin_api(system, retry_settings) as http:
-        connection = {"name": "sftp", "host": "127.0.0.1", "port": 22, "username": "u", "password": "p",
-                      "host_key": FAKE_HOST_KEY, "base_dir": "/in"}  # fmt: skip
-        connection_id = (await http.post("/connections", json=connection)).json()["id"]
-        assert (await http.post("/tables", json=contacts_table("contacts"))).status_code == 201
-        created = await http.post("/jobs", json=import_job("nightly", connection_id, "a.csv", "contacts"))
-        job_id = created.json()["id"]
+        job_id = await new_job(http)
         token = http.headers["Authorization"].removeprefix("Bearer ")
 
         await dropped_post(str(http.base_url), f"/jobs/{job_id}/run", token, "run-nightly-1")
@@ -99,3 +107,52 @@ async def test_a_retried_run_now_runs_once(system: SystemProcesses, retry_settin
 
         audit = (await http.get("/audit", params={"kind": "job", "item_id": str(job_id)})).json()
         assert [entry["action"] for entry in audit["items"]].count("run-now") == 1, json.dumps(audit)
+
+
+@pytest.fixture
+def catalog_alone(amqp_url: str, mongo_url: str) -> Iterator[tuple[SystemProcesses, CommonSettings]]:
+    """The catalog without a scheduler: a run-now waits its whole timeout, the window to kill it in."""
+    settings = isolated_settings(amqp_url, mongo_url, "idemkill")
+    env = service_env(settings, CATALOG_RUN_REQUEST_TIMEOUT="60")
+    with started_system(settings, env, start_services("catalog")) as processes:
+        yield processes, settings
+
+
+async def test_a_request_the_catalog_died_in_is_never_carried_out_on_retry(
+    catalog_alone: tuple[SystemProcesses, CommonSettings],
+) -> None:
+    system, settings = catalog_alone
+    async with admin_api(system, settings) as http:
+        job_id = await new_job(http)
+        token = http.headers["Authorization"].removeprefix("Bearer ")
+        await dropped_post(str(http.base_url), f"/jobs/{job_id}/run", token, "run-before-crash")
+        await claimed(settings, "e2e", "run-before-crash")
+    system.kill("catalog")
+    system.start("catalog")
+    system.wait_ready()
+
+    async with admin_api(system, settings) as http:
+        path, headers = f"/jobs/{job_id}/run", {"Idempotency-Key": "run-before-crash"}
+        # At once, not after the run request's 60 s: the retry is answered from the claim, never run.
+        in_flight = await http.post(path, headers=headers, timeout=10)
+        assert in_flight.status_code == 409, in_flight.text
+        assert in_flight.json()["error"]["code"] == "idempotency_request_in_progress"
+        await claim_made_earlier(settings, "e2e", "run-before-crash", timedelta(minutes=2))
+        unknown = await http.post(path, headers=headers, timeout=10)
+        assert unknown.status_code == 409, unknown.text
+        assert unknown.json()["error"]["code"] == "idempotency_outcome_unknown"
+        audit = (await http.get("/audit", params={"kind": "job", "item_id": str(job_id)})).json()
+        assert "run-now" not in [entry["action"] for entry in audit["items"]]
+
+
+async def claim_made_earlier(settings: CommonSettings, caller: str, key: str, age: timedelta) -> None:
+    """As if the claim had waited `age` (past the 60 s a request may take), without waiting."""
+    client = create_client(settings.mongo_url or "")
+    try:
+        records = client[settings.database("catalog")][CatalogCollections.IDEMPOTENCY]
+        changed = await records.update_one(
+            {"_id": record_id_of(caller, key)}, {"$set": {"created_at": datetime.now(UTC) - age}}
+        )
+        assert changed.matched_count == 1
+    finally:
+        await client.close()
