@@ -23,6 +23,7 @@ class CatalogCollections:
     OUTBOX: Final = "outbox"
     CONSOLE_SESSIONS: Final = "console_sessions"
     AUDIT: Final = "audit_log"  # who changed what, when (one entry per change, in its transaction)
+    IDEMPOTENCY: Final = "idempotency_keys"  # the first answer under each caller's Idempotency-Key, for 24 h
 
 
 class SchedulerCollections:

@@ -1,6 +1,6 @@
 import math
 
-from shared.errors import Conflict, PermanentError
+from shared.errors import Conflict, PermanentError, ValidationFailed
 
 
 class RunRefused(Conflict):
@@ -20,3 +20,26 @@ class RateLimited(PermanentError):
     def __init__(self, retry_after: float) -> None:
         self.retry_after = max(1, math.ceil(retry_after))
         super().__init__(f"too many failed sign-ins or tokens; retry in {self.retry_after} s")
+
+
+class InvalidIdempotencyKey(ValidationFailed):
+    code = "invalid_idempotency_key"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    """The key was given with another request (422): a client bug, never a retry."""
+
+    code = "idempotency_key_reused"
+
+
+class RequestInProgress(Conflict):
+    """The first request with this key still runs (409, with Retry-After): retry shortly."""
+
+    code = "idempotency_request_in_progress"
+    retry_after = 1
+
+
+class OutcomeUnknown(Conflict):
+    """The first request with this key never answered: it is not run again (409)."""
+
+    code = "idempotency_outcome_unknown"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, ConfigDict, Field
 
@@ -11,6 +11,9 @@ from services.catalog.job_schemas import ScheduleType
 from services.catalog.schemas import NAME, Request, Response
 from shared.catalog_records import NotificationRule
 from shared.contracts.jobs import OnDemandSchedule, Schedule
+
+# A job id as the database can store it (a larger one failed the lookup with a 500).
+MemberId = Annotated[int, Field(ge=1, le=2**62)]
 
 
 class GroupCreate(Request):
@@ -23,7 +26,7 @@ class GroupCreate(Request):
     )
 
     name: str = NAME
-    job_ids: list[int] = Field(min_length=1, max_length=100, description="Member jobs in run order.")
+    job_ids: list[MemberId] = Field(min_length=1, max_length=100, description="Member jobs in run order.")
     schedule: Schedule = OnDemandSchedule()
     expires_at: AwareDatetime | None = None
     continue_on_failure: bool = Field(
@@ -42,7 +45,7 @@ class GroupUpdate(Request):
 
     version: int = Field(ge=1)
     name: str = NAME
-    job_ids: list[int] = Field(min_length=1, max_length=100)
+    job_ids: list[MemberId] = Field(min_length=1, max_length=100)
     schedule: Schedule = OnDemandSchedule()
     expires_at: AwareDatetime | None = None
     continue_on_failure: bool = False

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.catalog.adapters.audience_schema import MongoAudienceSchema
+from services.catalog.adapters.idempotency_records import MongoIdempotencyRecords
 from services.catalog.adapters.pgp_keys import GpgKeyReader
 from services.catalog.adapters.read_models import MongoReadModels
 from services.catalog.adapters.repository import MongoCatalogRepository
@@ -21,10 +22,12 @@ from services.catalog.api import notifications as notifications_api
 from services.catalog.api import resources, runs
 from services.catalog.api import tokens as tokens_api
 from services.catalog.api.errors import error_response, install_error_handlers
+from services.catalog.api.idempotency import install_idempotency
 from services.catalog.channels import NotificationChannels
 from services.catalog.config import CatalogSettings
 from services.catalog.console.routes import install_console
 from services.catalog.groups import GroupService
+from services.catalog.idempotency import IdempotentRequests
 from services.catalog.jobs import JobService
 from services.catalog.keys import PgpKeys
 from services.catalog.runs import RunsService
@@ -113,6 +116,9 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
     console = install_console(app, runtime.mongo, runtime.db_name)  # the web console at /
     runtime.on_start.append(console.ensure_indexes)
     install_error_handlers(app)
+    idempotency_records = MongoIdempotencyRecords(runtime.mongo, runtime.db_name, box)
+    runtime.on_start.append(idempotency_records.ensure_indexes)
+    install_idempotency(app, IdempotentRequests(idempotency_records))  # inside the body size limit
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from services.catalog.domain import JobQuery, StoredGroup, StoredJob, StoredToken
 from services.catalog.domain.audit import AuditEntry, AuditQuery
+from services.catalog.domain.idempotency import Answer, Attempt
 from services.catalog.schemas import ConnectionTest, HostKeyView
 from shared.catalog_records import ConnectionRecord, NotificationChannelRecord, PgpKeyRecord, TableRecord
 from shared.contracts import Envelope
@@ -272,3 +273,26 @@ class SftpProbe(Protocol):
     async def host_key(self, host: str, port: int) -> HostKeyView: ...
 
     async def test(self, connection: ConnectionRecord, secret_box: SecretBox) -> ConnectionTest: ...
+
+
+class IdempotencyRecords(Protocol):
+    """The attempts made under an `Idempotency-Key`, by caller and key, and their first answers (kept 24 h,
+    stored encrypted: an answer may hold a secret shown once, such as a new token)."""
+
+    async def claim(self, attempt: Attempt) -> Attempt | None:
+        """Store `attempt` (no answer yet) unless one is stored under its caller and key: then that one."""
+        ...
+
+    async def reclaim(self, expired: Attempt, attempt: Attempt) -> bool:
+        """Store `attempt` in place of `expired`, if that one is still stored as read; whether it was."""
+        ...
+
+    async def complete(self, attempt: Attempt, answer: Answer) -> None:
+        """Keep `answer` as the attempt's, to be given again."""
+        ...
+
+    async def release(self, attempt: Attempt) -> None:
+        """Forget an attempt still without an answer, so that a retry with its key runs."""
+        ...
+
+    async def find(self, caller: str, key: str) -> Attempt | None: ...

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 
 from services.cli.config import Login, current
+
+POST_ATTEMPTS = 3  # of a retry-safe POST: the API does it once under its Idempotency-Key
+IN_PROGRESS = "idempotency_request_in_progress"
 
 
 class ApiError(Exception):
@@ -83,8 +88,20 @@ class Client:
             if not after or after == previous:  # a cursor that does not move would loop forever
                 return
 
-    def post(self, path: str, body: Any = None, **params: Any) -> Any:
-        return self.request("POST", path, json=body, params=params or None)
+    def post(self, path: str, body: Any = None, *, retry_safe: bool = False, **params: Any) -> Any:
+        """POST; `retry_safe` (a create or a run) sends an `Idempotency-Key` of its own and tries again
+        under it when the answer was lost (no connection, a timeout) or the first try is still in flight."""
+        if not retry_safe:
+            return self.request("POST", path, json=body, params=params or None)
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        for _ in range(POST_ATTEMPTS - 1):
+            try:
+                return self.request("POST", path, json=body, params=params or None, headers=headers)
+            except ApiError as exc:
+                if not (exc.status is None or exc.code == IN_PROGRESS):
+                    raise
+            time.sleep(1.0)  # the Retry-After of a request in progress
+        return self.request("POST", path, json=body, params=params or None, headers=headers)
 
     def stream_events(self, path: str, **params: Any) -> Iterator[tuple[str, dict[str, Any]]]:
         """Server-Sent Events of `path` as (event, data) pairs."""

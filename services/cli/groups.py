@@ -72,7 +72,7 @@ def create_group(
     if jobs is not None:
         body["job_ids"] = _job_ids(jobs)
     with client() as api:
-        group = api.post("/groups", body)
+        group = api.post("/groups", body, retry_safe=True)
     if output is Format.JSON:
         emit_json(group)
     else:
@@ -118,7 +118,7 @@ def edit_group(
 def run_group(group_id: GroupId, output: OutputOption = Format.TABLE) -> None:
     """Run now: prints the new GroupID.RunID."""
     with client() as api:
-        accepted = api.post(f"/groups/{group_id}/run")
+        accepted = api.post(f"/groups/{group_id}/run", retry_safe=True)
     if output is Format.JSON:
         emit_json(accepted)
     else:

@@ -70,7 +70,7 @@ def create_job(
     """Create a job from a file with `name`, `spec`, and optionally `schedule`, `expires_at`, `active`."""
     body = load_document(file)
     with client() as api:
-        job = api.post("/jobs", body)
+        job = api.post("/jobs", body, retry_safe=True)
     if output is Format.JSON:
         emit_json(job)
     else:
@@ -131,7 +131,7 @@ def run_job(
         _run_jobs(job_ids, output)
         return
     with client() as api:
-        accepted = api.post(f"/jobs/{job_ids[0]}/run")
+        accepted = api.post(f"/jobs/{job_ids[0]}/run", retry_safe=True)
     if output is Format.JSON and not watch:
         emit_json(accepted)
     elif not watch:
@@ -157,7 +157,7 @@ def dry_run_job(
     Prints the new JobID.RunID; with --watch, once it ends, the would-insert / would-update / unchanged /
     would-reject counts and the first rejects (line, field, reason)."""
     with client() as api:
-        accepted = api.post(f"/jobs/{job_id}/dry-run")
+        accepted = api.post(f"/jobs/{job_id}/dry-run", retry_safe=True)
     if not watch:
         emit_json(accepted) if output is Format.JSON else typer.echo(accepted["run_id"])
         return
@@ -169,7 +169,7 @@ def dry_run_job(
 def _run_jobs(job_ids: list[int], output: Format) -> None:
     """The bulk trigger: one line per job in the given order, `JOB: RUN_ID` or `JOB: refused: reason`."""
     with client() as api:
-        results = api.post("/jobs/run", {"ids": job_ids})["results"]
+        results = api.post("/jobs/run", {"ids": job_ids}, retry_safe=True)["results"]
     if output is Format.JSON:
         emit_json(results)
     else:
@@ -201,7 +201,7 @@ def copy_job(
 ) -> None:
     """Copy an inactive, non-partner job; the copy is inactive."""
     with client() as api:
-        job = api.post(f"/jobs/{job_id}/copy", {"name": name})
+        job = api.post(f"/jobs/{job_id}/copy", {"name": name}, retry_safe=True)
     if output is Format.JSON:
         emit_json(job)
     else:

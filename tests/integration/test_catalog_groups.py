@@ -89,3 +89,13 @@ async def test_inactive_group_cannot_run(api: Api) -> None:
     assert refused.status_code == 409 and "inactive" in refused.json()["error"]["message"]
     not_running = await api.call("POST", f"/groups/{group['id']}/stop", params={"confirm": "true"})
     assert not_running.status_code == 409
+
+
+async def test_a_member_id_the_database_cannot_hold_is_refused(api: Api) -> None:
+    """Found by the API fuzz: an id past 8 bytes failed the member lookup with a 500."""
+    for job_ids in ([2**63], [0]):
+        response = await api.call(
+            "POST", "/groups", role=Role.OPERATOR, json={"name": "g", "job_ids": job_ids}
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["field"] == "job_ids[0]"

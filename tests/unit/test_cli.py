@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from services.catalog.runs import TERMINAL, display_status
 from services.cli import app, config, output, runs
+from services.cli import client as client_module
 from services.cli.client import ApiError, Client, error_from, parse_sse
 from services.cli.output import run_status
 
@@ -222,3 +223,41 @@ def test_lists_details_and_log_lines_show_times_with_their_zone(monkeypatch: pyt
     assert "2026-12-07 14:11:00 UTC" in text and "2026-12-07 is a name" in text
     line = {"seq": 3, "at": "2026-12-07T14:10:05Z", "level": "info", "message": "file found", "fields": {}}
     assert "2026-12-07 14:10:05 UTC INFO" in runs.format_line(line)
+
+
+def test_a_create_or_run_is_retried_under_one_idempotency_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer was lost (a timeout), then the first try was still in flight: the third gets the answer."""
+    monkeypatch.setattr(client_module.time, "sleep", lambda _: None)
+    seen: list[httpx.Request] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) == 1:
+            raise httpx.ReadTimeout("lost", request=request)
+        if len(seen) == 2:
+            error = {"code": "idempotency_request_in_progress", "message": "wait", "field": "Idempotency-Key"}
+            return httpx.Response(409, json={"error": error}, headers={"Retry-After": "1"})
+        return httpx.Response(202, json={"run_id": "3.1"}, headers={"Idempotent-Replayed": "true"})
+
+    client = Client(config.Login(API, "t"), transport=httpx.MockTransport(api))
+    assert client.post("/jobs/3/run", retry_safe=True) == {"run_id": "3.1"}
+    keys = {request.headers["Idempotency-Key"] for request in seen}
+    assert len(seen) == 3 and len(keys) == 1 and len(keys.pop()) == 36
+
+
+def test_other_posts_and_final_refusals_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_module.time, "sleep", lambda _: None)
+    seen: list[httpx.Request] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        error = {"code": "conflict", "message": "job 3 is running", "field": None}
+        return httpx.Response(409, json={"error": error})
+
+    client = Client(config.Login(API, "t"), transport=httpx.MockTransport(api))
+    for retry_safe in (True, False):
+        with pytest.raises(ApiError, match="is running"):
+            client.post("/jobs/3/run", retry_safe=retry_safe)
+    assert (
+        len(seen) == 2 and "Idempotency-Key" in seen[0].headers and "Idempotency-Key" not in seen[1].headers
+    )

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.catalog.api.clients import client_of
+from services.catalog.api.idempotency import claim_key
 from services.catalog.console.sessions import session_principal
 from services.catalog.domain import Role, require_role
 from services.catalog.service import CatalogService, Principal
@@ -38,6 +39,7 @@ def role(needed: Role) -> Callable[..., Awaitable[Principal]]:
         else:
             raise Unauthorized("a bearer token is required")
         require_role(principal.role, needed)
+        await claim_key(request, principal)  # the caller is known: an Idempotency-Key is claimed now
         return principal
 
     return authenticated
