@@ -11,7 +11,6 @@ from services.catalog.schemas import (
     ConnectionCreate,
     ConnectionTest,
     ConnectionView,
-    ErrorResponse,
     HostKeyRequest,
     HostKeyView,
     Page,
@@ -19,8 +18,7 @@ from services.catalog.schemas import (
     TableView,
 )
 
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 428, 503)}
-router = APIRouter(prefix="/api/v1", responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(prefix="/api/v1")
 
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 Limit = Annotated[int, Query(ge=1, le=500)]
