@@ -47,15 +47,15 @@ def catalog_and_scheduler(settings: CommonSettings, tmp_path: Path) -> Iterator[
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
 
-def schemathesis(api_url: str, token: str, phases: str, cwd: Path) -> str:
+def schemathesis(api_url: str, token: str, phases: str, cwd: Path, *options: str) -> str:
     """`st run` of the catalog's own document: each answer must be no server error and must conform to
     the document (a documented status, content type and body schema). Its report is kept as an artifact."""
     command = [
         str(Path(sys.executable).parent / "st"), "run", f"{api_url}/openapi.json",
         "--checks", CHECKS,
         "--header", f"Authorization: Bearer {token}",
-        "--max-examples", str(examples(25, 300)),
         "--phases", phases,
+        *options,
         "--workers", "2",
         "--request-timeout", "20",
         "--generation-deterministic",
@@ -86,11 +86,17 @@ async def test_schemathesis_per_operation_and_stateful_finds_no_server_error_nor
     token = await admin_token(settings, "fuzz")
     api_url = f"{catalog_and_scheduler.processes['catalog'].url}/api/v1"
 
-    per_operation = schemathesis(api_url, token, "examples,fuzzing", tmp_path)
+    per_operation = schemathesis(
+        api_url, token, "examples,fuzzing", tmp_path, "--max-examples", str(examples(25, 300))
+    )
     assert_every_case_passed(per_operation, at_least=500)
 
-    # Stateful: scenarios chain operations through the document's links (create → get, run → getRun, …).
-    stateful = schemathesis(api_url, token, "stateful", tmp_path)
+    # Stateful: scenarios chain operations through the document's links (create → get, run → getRun, …),
+    # from valid requests only (the run above sent the invalid ones), so that creations succeed.
+    budget = str(examples(40, 400))
+    stateful = schemathesis(
+        api_url, token, "stateful", tmp_path, "--max-examples", budget, "--mode", "positive"
+    )
     assert_every_case_passed(stateful, at_least=20)
     scenarios = re.search(r"Scenarios:\s+(\d+)", stateful)
     links = re.search(r"API Links:\s+(\d+) covered / (\d+) selected", stateful)
