@@ -101,10 +101,10 @@ def describe_operations(schema: dict[str, Any], routes: dict[str, APIRoute]) -> 
         components.pop(unused, None)
     components.update(error_schemas["$defs"])
     error_body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
-    operations = dict(_operations(schema))
-    for operation in operations.values():
+    operations = list(_operations(schema))
+    for _, operation in operations:
         name = operation["operationId"]
-        route = routes[name]  # an operation of a router not given fails loudly
+        route = routes[name]  # an operation of a router install_openapi was not given fails here, loudly
         responses = {code: answer for code, answer in operation["responses"].items() if int(code) < 400}
         for status in sorted(error_statuses(route)):
             description = (
@@ -170,14 +170,14 @@ def _body_fields(route: APIRoute) -> set[str]:
     return set(getattr(route.body_field.field_info.annotation, "model_fields", {}))
 
 
-def _operations(schema: dict[str, Any]) -> Iterator[tuple[tuple[str, str], dict[str, Any]]]:
+def _operations(schema: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     for path, methods in schema["paths"].items():
-        for method, operation in methods.items():
-            yield (method, path), operation
+        for operation in methods.values():
+            yield path, operation
 
 
-def _add_links(operations: dict[tuple[str, str], dict[str, Any]]) -> None:
-    by_id = {operation["operationId"]: (path, operation) for (_, path), operation in operations.items()}
+def _add_links(operations: list[tuple[str, dict[str, Any]]]) -> None:
+    by_id = {operation["operationId"]: (path, operation) for path, operation in operations}
     for producer, (parameter, pointer) in PRODUCERS.items():
         _, operation = by_id[producer]
         success = min(code for code in operation["responses"] if code.startswith("2"))
