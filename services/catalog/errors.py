@@ -9,6 +9,8 @@ class RunRefused(Conflict):
 
 
 class ConfirmationRequired(PermanentError):
+    """A stop or a delete sent without `confirm=true` (400: the request is not carried out as sent)."""
+
     code = "confirmation_required"
 
 

@@ -23,6 +23,7 @@ from services.catalog.api import resources, runs
 from services.catalog.api import tokens as tokens_api
 from services.catalog.api.errors import error_response, install_error_handlers
 from services.catalog.api.idempotency import install_idempotency
+from services.catalog.api.openapi import install_openapi, operation_id
 from services.catalog.channels import NotificationChannels
 from services.catalog.config import CatalogSettings
 from services.catalog.console.routes import install_console
@@ -93,6 +94,7 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.add_middleware(HttpMetricsMiddleware, metrics=http_metrics(runtime.metrics.registry))
     app.state.catalog = service
@@ -102,7 +104,7 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
     app.state.keys = PgpKeys(repo, box, GpgKeyReader())
     runs_read = MongoRunsReadModel(runtime.mongo, common.database("logsink"), common.database("executor"))
     app.state.runs = RunsService(runs_read)
-    for router in (
+    routers = (
         resources.router,
         jobs_api.router,
         groups_api.router,
@@ -111,14 +113,17 @@ def build_app(common: CommonSettings | None = None, settings: CatalogSettings | 
         keys_api.router,
         tokens_api.router,
         audit_api.router,
-    ):
+    )
+    for router in routers:
         app.include_router(router)
     console = install_console(app, runtime.mongo, runtime.db_name)  # the web console at /
     runtime.on_start.append(console.ensure_indexes)
     install_error_handlers(app)
+    install_openapi(app, routers)
     idempotency_records = MongoIdempotencyRecords(runtime.mongo, runtime.db_name, box)
     runtime.on_start.append(idempotency_records.ensure_indexes)
-    install_idempotency(app, IdempotentRequests(idempotency_records))  # inside the body size limit
+    # Inside the body size limit; its OpenAPI additions wrap the document install_openapi describes.
+    install_idempotency(app, IdempotentRequests(idempotency_records))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 

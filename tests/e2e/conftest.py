@@ -10,6 +10,7 @@ import pytest
 
 from services.dev.processes import SystemProcesses
 from shared.settings import CommonSettings
+from tests.support.catalog_api import checked_client
 from tests.support.servers import Sshd
 from tests.support.system import admin_token, isolated_settings, service_env, started_system
 
@@ -44,8 +45,7 @@ async def system(running_system: SystemProcesses, system_settings: CommonSetting
 
 @pytest.fixture
 async def api(system: RunningSystem) -> AsyncIterator[httpx.AsyncClient]:
-    headers = {"Authorization": f"Bearer {system.token}"}
-    async with httpx.AsyncClient(base_url=system.api_url, headers=headers, timeout=30) as client:
+    async with checked_client(system.api_url, {"Authorization": f"Bearer {system.token}"}) as client:
         yield client
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -47,6 +48,9 @@ class Api:
         assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text}"
         return response.json() if response.content else None
 
+    def assert_statuses_documented(self) -> None:
+        assert_statuses_documented(self.app.openapi(), self.responses)
+
     def assert_no_secret_leaked(self) -> None:
         for response in self.responses:
             text = response.text
@@ -82,8 +86,64 @@ async def running_catalog(
         api = Api(catalog, tokens)
         yield api
         api.assert_no_secret_leaked()
+        api.assert_statuses_documented()
     for service in ("catalog", "scheduler", "audience", "logsink"):
         await mongo.drop_database(settings.database(service))
+
+
+Operation = tuple[str, re.Pattern[str], set[str]]  # method, path pattern, documented statuses
+
+
+def documented_operations(document: dict[str, Any]) -> list[Operation]:
+    """The document's operations, literal paths first (`/jobs/run` before `/jobs/{job_id}`)."""
+    found = []
+    for path, methods in document["paths"].items():
+        pattern = re.compile("^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(path)) + "$")
+        for method, operation in methods.items():
+            found.append((method.upper(), pattern, set(operation["responses"])))
+    return sorted(found, key=lambda operation: operation[1].pattern.count("[^/]+"))
+
+
+def statuses_of(operations: list[Operation], method: str, path: str) -> set[str] | None:
+    return next(
+        (statuses for m, pattern, statuses in operations if m == method and pattern.match(path)), None
+    )
+
+
+def assert_statuses_documented(document: dict[str, Any], responses: list[httpx.Response]) -> None:
+    """Every answer's status is one its operation documents: the OpenAPI document tells the truth."""
+    operations = documented_operations(document)
+    for response in responses:
+        request = response.request
+        documented = statuses_of(operations, request.method, request.url.path)
+        if documented is not None:  # None: not an operation of the document (the console's pages)
+            assert str(response.status_code) in documented, (
+                f"{request.method} {request.url.path} answered {response.status_code}, "
+                f"its operation documents {sorted(documented)}: {body_of(response)[:300]}"
+            )
+
+
+@asynccontextmanager
+async def checked_client(base_url: str, headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a running catalog's API (`base_url` ends in /api/v1); once done, every answer's status
+    must be one its operation documents."""
+    responses: list[httpx.Response] = []
+
+    async def remember(response: httpx.Response) -> None:
+        responses.append(response)
+
+    hooks = {"response": [remember]}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30, event_hooks=hooks) as client:
+        document = (await client.get("/openapi.json")).json()  # now: a test may stop the catalog
+        yield client
+    assert_statuses_documented(document, responses)
+
+
+def body_of(response: httpx.Response) -> str:
+    try:
+        return response.text
+    except httpx.ResponseNotRead:  # a stream closed unread
+        return ""
 
 
 async def sftp_connection(api: Api, name: str = "sftp", base_dir: str = "/in") -> int:

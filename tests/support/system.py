@@ -23,6 +23,7 @@ from shared.settings import CommonSettings
 from shared.topology import Topology
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.broker import delete_topology
+from tests.support.catalog_api import checked_client
 
 
 def isolated_settings(amqp_url: str, mongo_url: str, tag: str) -> CommonSettings:
@@ -86,5 +87,5 @@ async def admin_api(system: SystemProcesses, settings: CommonSettings) -> AsyncI
     """An HTTP client of the system's API, signed in as an admin."""
     headers = {"Authorization": f"Bearer {await admin_token(settings)}"}
     url = f"{system.processes['catalog'].url}/api/v1"
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+    async with checked_client(url, headers) as http:
         yield http

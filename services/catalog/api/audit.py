@@ -12,11 +12,10 @@ from fastapi import APIRouter, Query
 from services.catalog import audit
 from services.catalog.api.deps import Service, Viewer
 from services.catalog.api.paging import Limit, Offset, Paging
-from services.catalog.api.resources import ERRORS
 from services.catalog.domain.audit import AuditQuery
 from services.catalog.schemas import Page, Response
 
-router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["audit"])  # type: ignore[arg-type]
+router = APIRouter(prefix="/api/v1", tags=["audit"])
 
 Kind = Literal["job", "group", "table", "connection", "notification channel", "key", "token"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -26,8 +26,15 @@ def get_service(request: Request) -> CatalogService:
 Service = Annotated[CatalogService, Depends(get_service)]
 
 
-def role(needed: Role) -> Callable[..., Awaitable[Principal]]:
-    async def authenticated(
+@dataclass(frozen=True)
+class RequiredRole:
+    """The dependency that authenticates a request and checks its role; the OpenAPI document reads
+    `needed` to tell which operations answer 401, 403 and 429."""
+
+    needed: Role
+
+    async def __call__(
+        self,
         request: Request,
         service: Service,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -38,13 +45,11 @@ def role(needed: Role) -> Callable[..., Awaitable[Principal]]:
             principal = from_console  # the console's session cookie (CSRF-checked when it changes things)
         else:
             raise Unauthorized("a bearer token is required")
-        require_role(principal.role, needed)
+        require_role(principal.role, self.needed)
         await claim_key(request, principal)  # the caller is known: an Idempotency-Key is claimed now
         return principal
 
-    return authenticated
 
-
-Viewer = Annotated[Principal, Depends(role(Role.VIEWER))]
-Operator = Annotated[Principal, Depends(role(Role.OPERATOR))]
-Admin = Annotated[Principal, Depends(role(Role.ADMIN))]
+Viewer = Annotated[Principal, Depends(RequiredRole(Role.VIEWER))]
+Operator = Annotated[Principal, Depends(RequiredRole(Role.OPERATOR))]
+Admin = Annotated[Principal, Depends(RequiredRole(Role.ADMIN))]

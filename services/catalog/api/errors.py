@@ -10,9 +10,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.catalog.errors import ConfirmationRequired, RateLimited
+from services.catalog.errors import RateLimited
 from shared.errors import (
     Conflict,
     ConnectError,
@@ -24,6 +25,7 @@ from shared.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from shared.mongo import database_error
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +35,6 @@ STATUS_BY_ERROR: tuple[tuple[type[ConnectError], int], ...] = (
     (NotFound, 404),
     (Conflict, 409),
     (ValidationFailed, 422),
-    (ConfirmationRequired, 428),
     (RateLimited, 429),
     (PermanentError, 400),
     (RetryableError, 503),
@@ -109,3 +110,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error", exc_info=exc)
         return error_response(500, "internal_error", "internal error; see the catalog's log")
+
+    @app.exception_handler(PyMongoError)
+    async def database_unavailable(request: Request, exc: PyMongoError) -> JSONResponse:
+        """A read the database did not answer is a 503, as a write is (`database_errors`)."""
+        error = database_error("answering the request", exc)
+        if isinstance(error, RetryableError):
+            return await connect_error(request, error)
+        return await unexpected(request, exc)

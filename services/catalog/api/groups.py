@@ -10,14 +10,13 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from services.catalog.api.deps import Operator, Viewer
 from services.catalog.api.jobs import Confirm
 from services.catalog.api.paging import Limit, Offset, Paging
-from services.catalog.api.resources import ERRORS
 from services.catalog.group_schemas import GroupCreate, GroupRunAccepted, GroupUpdate, GroupView
 from services.catalog.groups import GroupService
 from services.catalog.job_schemas import SchedulePreview
 from services.catalog.schedule_preview import MAX_FIRES, PREVIEW_FROM, preview_schedule
 from services.catalog.schemas import Page
 
-router = APIRouter(prefix="/api/v1/groups", responses=ERRORS, tags=["groups"])  # type: ignore[arg-type]
+router = APIRouter(prefix="/api/v1/groups", tags=["groups"])
 
 GroupId = Annotated[int, Path(ge=1, le=2**62)]
 

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from services.catalog.api.deps import Operator, Viewer
 from services.catalog.api.paging import Limit, Offset, Paging
-from services.catalog.api.resources import ERRORS
 from services.catalog.domain import JobQuery
 from services.catalog.job_schemas import (
     DeletedJobs,
@@ -28,7 +27,7 @@ from services.catalog.schedule_preview import MAX_FIRES, PREVIEW_FROM, preview_s
 from services.catalog.schemas import Page, RunAccepted
 from shared.contracts.jobs import JobType
 
-router = APIRouter(prefix="/api/v1/jobs", responses=ERRORS, tags=["jobs"])  # type: ignore[arg-type]
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 JobId = Annotated[int, Path(ge=1, le=2**62)]
 Confirm = Annotated[bool, Query(description="Must be true: the action needs confirmation.")]

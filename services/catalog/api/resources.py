@@ -12,7 +12,6 @@ from services.catalog.schemas import (
     ConnectionCreate,
     ConnectionTest,
     ConnectionView,
-    ErrorResponse,
     HostKeyRequest,
     HostKeyView,
     Page,
@@ -20,8 +19,7 @@ from services.catalog.schemas import (
     TableView,
 )
 
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 428, 503)}
-router = APIRouter(prefix="/api/v1", responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(prefix="/api/v1")
 
 ConnectionId = Annotated[int, Path(ge=1, le=2**62)]
 TableName = Annotated[str, Path(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]

@@ -15,7 +15,6 @@ from fastapi.responses import StreamingResponse
 
 from services.catalog.api.deps import Viewer
 from services.catalog.api.paging import Limit, Offset, Paging
-from services.catalog.api.resources import ERRORS
 from services.catalog.rejects import CURSOR_PATTERN, RunRejectPage
 from services.catalog.runs import (
     GroupRunDetail,
@@ -32,7 +31,7 @@ from services.catalog.schemas import Page
 from shared.contracts.jobs import JobType
 from shared.contracts.runs import RunStatus, Trigger
 
-router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["runs"])  # type: ignore[arg-type]
+router = APIRouter(prefix="/api/v1", tags=["runs"])
 HEARTBEAT_SECONDS = 15.0
 
 

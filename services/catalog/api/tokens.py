@@ -11,10 +11,9 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from services.catalog.api.deps import Admin, Service
 from services.catalog.api.paging import Limit, Offset, Paging
 from services.catalog.domain import Role, StoredToken
-from services.catalog.schemas import ErrorResponse, Page
+from services.catalog.schemas import Page
 
-ERRORS = {status: {"model": ErrorResponse} for status in (401, 403, 404, 422, 429)}
-router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["tokens"])  # type: ignore[arg-type]
+router = APIRouter(prefix="/api/v1", tags=["tokens"])
 
 TokenId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
 

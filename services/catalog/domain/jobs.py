@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.catalog.domain.partner_files import validate_partner_files
-from services.catalog.errors import RunRefused
+from services.catalog.errors import ConfirmationRequired, RunRefused
 from shared.catalog_records import (
     LIST_MATCH_COLUMNS,
     LIST_SYSTEM_FIELDS,
@@ -41,7 +41,7 @@ from shared.contracts.jobs import (
     TableField,
     is_expired,
 )
-from shared.errors import Conflict, PermanentError, Problems, ValidationFailed
+from shared.errors import Conflict, Problems, ValidationFailed
 from shared.paths import resolve_inside
 
 TEMPLATE_FIELDS = frozenset({"date", "time", "run_id", "job_id"})
@@ -129,7 +129,7 @@ def check_copy(job: StoredJob) -> None:
 
 def require_confirmation(confirm: bool, action: str) -> None:
     if not confirm:
-        raise PermanentError(
+        raise ConfirmationRequired(
             f"{action} needs confirmation: repeat the request with confirm=true", field="confirm"
         )
 
