@@ -74,7 +74,9 @@ def test_every_error_answer_is_the_error_body() -> None:
                 assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (method, path, code)
                 assert answer["description"], (method, path, code)
     error = document()["components"]["schemas"]["ErrorResponse"]
-    assert error["properties"]["error"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert error["properties"]["error"]["$ref"] == "#/components/schemas/ErrorBody"
+    assert error["properties"]["errors"]["items"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert set(error["required"]) == {"error", "errors"}
     assert "HTTPValidationError" not in document()["components"]["schemas"]  # our 422 is ErrorResponse
 
 
@@ -101,9 +103,10 @@ def test_errors_follow_from_what_each_operation_is_made_of() -> None:
         ("listTokens", {401, 403, 422, 429, 503}),  # admin only
         ("stopJob", {400, 401, 403, 404, 409, 422, 429, 503}),  # confirm
         ("deleteJobs", {400, 401, 403, 404, 409, 413, 422, 429, 503}),  # confirm in the body, ids
-        ("runJobs", {400, 401, 403, 413, 422, 429, 503}),  # refusals are in each result, not the status
+        # refusals are in each result, not the status; 409 only for an Idempotency-Key still in flight
+        ("runJobs", {400, 401, 403, 409, 413, 422, 429, 503}),
         ("fetchHostKey", {400, 401, 403, 413, 422, 429, 503}),
-        ("createToken", {400, 401, 403, 413, 422, 429, 503}),
+        ("createToken", {400, 401, 403, 409, 413, 422, 429, 503}),  # 409: Idempotency-Key in flight
     ],
 )
 def test_error_answers_of_some_operations(operation_id: str, expected: set[int]) -> None:
