@@ -51,7 +51,7 @@ class ExecutorSettings(ServiceSettings):
         default=30,
         gt=0,
         description="EXECUTOR_FINISHED_LEASE_DAYS: a finished run's lease is kept this long after it ended (it "
-        "refuses a late duplicate RunRequested of the run), then the database removes it.",
+        "refuses a late duplicate RunRequested of the run), then the executors delete it (hourly).",
     )
     ssh_idle_seconds: float = Field(
         default=30.0,

@@ -30,6 +30,8 @@ from shared.secrets import secret_box
 from shared.settings import CommonSettings
 from shared.tasks import PeriodicTask
 
+LEASE_PRUNE_SECONDS = 3600.0  # finished leases go after EXECUTOR_FINISHED_LEASE_DAYS; hourly is soon enough
+
 
 def build_app(common: CommonSettings | None = None, settings: ExecutorSettings | None = None) -> FastAPI:
     common = common or CommonSettings()
@@ -55,15 +57,16 @@ def build_app(common: CommonSettings | None = None, settings: ExecutorSettings |
     register_subscribers(runtime, service, settings.executor_id)
     runtime.documents_publishing(RunStarted, RunLog, RunProgress, RunFinished)
     reaper = PeriodicTask("lease-reaper", settings.reaper_interval, service.take_over_expired)
+    pruner = PeriodicTask("lease-pruner", LEASE_PRUNE_SECONDS, leases.prune_finished)
 
     async def finish_in_flight() -> None:
         await service.shutdown(grace=common.graceful_timeout)
 
     runtime.on_start += [
         leases.ensure_indexes, rejects.ensure_indexes, writers.ensure_indexes,
-        partial(remove_orphaned_spools, settings.spool_dir), reaper.start,
+        partial(remove_orphaned_spools, settings.spool_dir), reaper.start, pruner.start,
     ]  # fmt: skip
-    runtime.on_drain += [reaper.stop, finish_in_flight]
+    runtime.on_drain += [reaper.stop, pruner.stop, finish_in_flight]
     _pool_ssh_connections(runtime, settings)
     return create_http_app(runtime, title="Connect executor")
 

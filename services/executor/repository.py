@@ -16,7 +16,7 @@ from shared.catalog_records import ConnectionRecord, PgpKeyRecord, TableRecord
 from shared.collections import CatalogCollections, ExecutorCollections
 from shared.contracts import RunRequested
 from shared.errors import NotFound, RetryableError
-from shared.mongo import MongoClient, database_error, ensure_ttl_index
+from shared.mongo import MongoClient, database_error
 
 RUNNING, FINISHED = "running", "finished"
 WAITING, ATTEMPTING = "waiting", "attempting"  # phases of a running lease: for a slot, at work
@@ -109,10 +109,6 @@ class MongoLeaseStore:
         await self.leases.create_index([("status", 1), ("reported", 1), ("finished_at", 1)])
         await self.leases.create_index([("status", 1), ("phase", 1), ("claimed_at", 1)])
         await ensure_one_writer_index(self.leases)
-        # Only finished leases have `finished_at`: live ones never expire. A duplicate RunRequested arriving
-        # after the retention would start the run again; the outbox re-publishes within minutes, so 30 days
-        # of margin carry the exactly-once guarantee that keeping every lease forever carried before.
-        await ensure_ttl_index(self.leases, "finished_at", self.finished_retention_seconds)
 
     async def claim(self, request: RunRequested, owner: str) -> bool:
         """Take the run (new, or its holder stopped renewing) into this executor's wait for a slot.
@@ -262,6 +258,22 @@ class MongoLeaseStore:
     async def expired(self, limit: int) -> list[RunRequested]:
         cursor = self.leases.find({"status": RUNNING, "expires_at": {"$lt": _now()}}).limit(limit)
         return [RunRequested.model_validate_json(doc["request"]) async for doc in cursor]
+
+    async def prune_finished(self) -> int:
+        """Delete the leases of runs that ended longer ago than the retention and were reported; returns how
+        many. Live leases (no `finished_at`) and unreported results (the reaper still republishes them) stay.
+
+        A duplicate RunRequested arriving after the retention would start its run again: the outbox
+        re-publishes within minutes, so 30 days of margin carry the exactly-once guarantee that keeping every
+        lease forever carried before. One ranged delete on the (status, reported, finished_at) index, run by
+        the executor now and then, rather than a TTL index: the embedded server's TTL monitor reads a TTL
+        collection whole every minute, and this one is the largest an executor writes."""
+        before = _now() - timedelta(seconds=self.finished_retention_seconds)
+        done = {"status": FINISHED, "reported": True, "finished_at": {"$lt": before}}
+        try:
+            return (await self.leases.delete_many(done)).deleted_count
+        except PyMongoError as exc:
+            raise database_error("pruning finished run leases", exc) from exc
 
     async def unreported(self, older_than_seconds: float) -> list[str]:
         before = _now() - timedelta(seconds=older_than_seconds)

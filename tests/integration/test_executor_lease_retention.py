@@ -1,47 +1,45 @@
-"""Finished run leases are not kept forever (issue #14's growth of `run_leases`): the database removes a finished
-lease EXECUTOR_FINISHED_LEASE_DAYS after its run ended; a live lease has nothing that expires."""
+"""Finished run leases are not kept forever (issue #14's growth of `run_leases`): the executor removes a
+finished, reported lease EXECUTOR_FINISHED_LEASE_DAYS after its run ended; a live lease or a result not yet
+reported stays, and a run whose lease is still kept is never run again."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 from services.executor.repository import MongoLeaseStore
+from shared.contracts import RunRequested
 from shared.mongo import MongoClient
 from shared.settings import CommonSettings
 from tests.support.executor_harness import CONTACT_MAPPING, import_spec, run_request
 
 
-def ttl_indexes(indexes: dict[str, Any]) -> list[tuple[list[tuple[str, int]], int]]:
-    return [
-        (spec["key"], spec["expireAfterSeconds"]) for spec in indexes.values() if "expireAfterSeconds" in spec
-    ]
+def request(job_id: int) -> RunRequested:
+    return run_request(
+        import_spec("in.csv", {"kind": "custom", "table": "contacts"}, CONTACT_MAPPING), job_id=job_id
+    )
 
 
-async def test_finished_leases_expire_after_the_retention_and_live_ones_never(
+async def test_only_reported_leases_older_than_the_retention_are_pruned(
     mongo: MongoClient, settings: CommonSettings
 ) -> None:
     db = settings.database("executor")
     leases = MongoLeaseStore(mongo, db, lease_seconds=30, finished_retention_days=7)
     await leases.ensure_indexes()
-    finished, live = (
-        run_request(
-            import_spec("in.csv", {"kind": "custom", "table": "contacts"}, CONTACT_MAPPING), job_id=job
-        )
-        for job in (1, 2)
+    old, old_unreported, recent, live = (request(job) for job in (1, 2, 3, 4))
+    for each in (old, old_unreported, recent, live):
+        assert await leases.claim(each, "executor-1")
+        assert await leases.start(each.data.run_id, "executor-1") is not None
+    for each in (old, old_unreported, recent):
+        assert await leases.finish(each.data.run_id, "executor-1", "{}")
+    await leases.mark_reported([old.data.run_id, recent.data.run_id])
+    eight_days_ago = datetime.now(UTC) - timedelta(days=8)
+    await mongo[db]["run_leases"].update_many(
+        {"_id": {"$in": [old.data.run_id, old_unreported.data.run_id]}},
+        {"$set": {"finished_at": eight_days_ago}},
     )
-    for request in (finished, live):
-        assert await leases.claim(request, "executor-1")
-        assert await leases.start(request.data.run_id, "executor-1") is not None
-    assert await leases.finish(finished.data.run_id, "executor-1", "{}")
 
-    assert ttl_indexes(await mongo[db]["run_leases"].index_information()) == [
-        ([("finished_at", 1)], 7 * 86400)
-    ]
-    stored = {d["_id"]: d async for d in mongo[db]["run_leases"].find({})}
-    assert "finished_at" in stored[finished.data.run_id]
-    assert "finished_at" not in stored[live.data.run_id]  # nothing for the TTL monitor to remove
-    # The retention is a setting: a changed one adjusts the index in place at the next start.
-    await MongoLeaseStore(mongo, db, lease_seconds=30, finished_retention_days=30).ensure_indexes()
-    assert ttl_indexes(await mongo[db]["run_leases"].index_information()) == [
-        ([("finished_at", 1)], 30 * 86400)
-    ]
+    assert await leases.prune_finished() == 1
+    kept = {d["_id"] async for d in mongo[db]["run_leases"].find({})}
+    assert kept == {old_unreported.data.run_id, recent.data.run_id, live.data.run_id}
+    assert await leases.claim_and_start(recent, "executor-2") is None  # kept: a late duplicate is refused
+    assert await leases.prune_finished() == 0

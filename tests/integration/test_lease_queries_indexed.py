@@ -79,6 +79,7 @@ async def test_a_leases_whole_life_scans_no_stored_lease(scanned: tuple[MongoCli
     assert [r.data.run_id for r in await leases.expired(10)] == [waiting.data.run_id]
     assert await leases.unreported(older_than_seconds=0) == []
     assert await leases.claim_and_start(holder, "exec-e") is None  # finished: never run again
+    assert await leases.prune_finished() == 0  # the stored ones ended just now: within the retention
 
     assert "executor\tprobe\t1" in report.read_text().splitlines()
     assert large_scans(report) == []
