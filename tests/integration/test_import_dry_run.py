@@ -3,6 +3,7 @@ of `tests.model.import_model`), the first rejects, and nothing written, moved or
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.executor.audience import COUNTERS, MongoAudienceStore
+from services.executor.importers.dry_store import DryRunStore
 from shared.contracts import RunFinished, RunRequested
 from shared.contracts.jobs import ImportSpec
 from shared.contracts.runs import RunCounts, RunStatus, Trigger
@@ -191,3 +194,17 @@ async def test_a_dry_run_of_an_export_fails_and_sends_nothing(harness: Harness) 
     assert finished.data.status == RunStatus.FAILED
     assert finished.data.error == "dry run is for import jobs" and finished.data.dry_run
     assert list(h.root.iterdir()) == []
+
+
+async def test_batches_planning_at_once_get_distinct_riids_from_the_dry_store(harness: Harness) -> None:
+    """Found by the property above (in flight 4, batch size 1): two batches read the RIID_ counter at once,
+    the second's read overwrote the first's count, both inserts got the same RIID_ and one was rejected as
+    "RIID_ None already belongs to another record"; the real run inserts both."""
+    await harness.audience[COUNTERS].insert_one({"_id": "riid:people", "value": 3})
+    dry = DryRunStore(MongoAudienceStore(harness.mongo, harness.settings.audience_database))
+
+    firsts = await asyncio.gather(*(dry.reserve_riids("people", 2) for _ in range(4)))
+
+    assert sorted(firsts) == [4, 6, 8, 10]  # four ranges of two after the counter's 3, none shared
+    counter = await harness.audience[COUNTERS].find_one({"_id": "riid:people"})
+    assert counter is not None and counter["value"] == 3  # read, never advanced

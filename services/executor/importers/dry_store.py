@@ -109,7 +109,9 @@ class DryRunStore(MongoAudienceStore):
                 doc = await self.db[COUNTERS].find_one({"_id": f"riid:{list_name}"})
             except PyMongoError as exc:
                 raise database_error("reading the RIID_ counter", exc) from exc
-            self._riids[list_name] = int(doc["value"]) if doc else 0
+            # Batches plan at once (in flight): another may have read the counter while this one waited,
+            # and taken values from it since; overwriting its count would hand the same RIID_ out twice.
+            self._riids.setdefault(list_name, int(doc["value"]) if doc else 0)
         first = self._riids[list_name] + 1
         self._riids[list_name] += count
         return first
