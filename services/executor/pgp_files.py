@@ -181,7 +181,10 @@ def _orphaned(spool: Path) -> bool:
     try:
         owner = (spool / OWNER_FILE).open("rb")
     except FileNotFoundError:  # died between creating the directory and its lock file, or is doing so now
-        return time.time() - spool.stat().st_mtime > UNOWNED_GRACE_SECONDS
+        try:
+            return time.time() - spool.stat().st_mtime > UNOWNED_GRACE_SECONDS
+        except FileNotFoundError:  # its live owner removed it meanwhile: nothing to sweep
+            return False
     with owner:
         try:
             fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)

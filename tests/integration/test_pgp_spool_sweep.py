@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from services.executor.pgp_files import UNOWNED_GRACE_SECONDS, Spool, sweep_orphaned_spools
+from services.executor.pgp_files import UNOWNED_GRACE_SECONDS, Spool, _orphaned, sweep_orphaned_spools
 
 HOLD_A_SPOOL = """
 import sys, time
@@ -53,3 +53,9 @@ def test_a_spool_without_its_lock_file_is_left_while_young_and_swept_when_old(tm
     (tmp_path / "connect-spool-not-a-dir").write_text("x")
     (tmp_path / "other").mkdir()
     assert sweep_orphaned_spools(str(tmp_path)) == 0  # only spool directories are touched
+
+
+def test_a_spool_removed_by_its_owner_during_the_sweep_is_no_error(tmp_path: Path) -> None:
+    # Listed by the sweep, then removed by the live executor that closed it: not an orphan, and no
+    # exception (the sweep runs at start; raising there would stop the executor from starting).
+    assert _orphaned(tmp_path / "connect-spool-gone") is False
